@@ -1,0 +1,122 @@
+package dev.moecluster.cli;
+
+import dev.moecluster.bench.MoeForwardLoad;
+import dev.moecluster.core.model.Architecture;
+import dev.moecluster.core.model.ModelConfig;
+import dev.moecluster.core.model.ModelGenerator;
+import dev.moecluster.core.moe.ReferenceMoeBlock;
+import dev.moecluster.core.tensor.DType;
+import dev.moecluster.proto.RouterGrpc;
+import io.grpc.ManagedChannel;
+import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
+import java.io.PrintStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Locale;
+import java.util.concurrent.Callable;
+import java.util.concurrent.TimeUnit;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/** {@code moe bench}: end-to-end benchmarks. */
+@Command(name = "bench", mixinStandardHelpOptions = true, description = "Benchmarks; results are recorded in bench/RESULTS.md.",
+        subcommands = {BenchCommand.MoeLayer.class})
+final class BenchCommand {
+    private BenchCommand() {}
+
+    /** MoeForward throughput and latency through a local cluster vs. the in-process reference, in one run. */
+    @Command(name = "moe-layer", mixinStandardHelpOptions = true,
+            description = "MoeForward tokens/s and p50/p99 latency through a local cluster vs. the in-process reference in the same run, and wire bytes per routed token.")
+    static final class MoeLayer implements Callable<Integer> {
+        @Option(names = "--model", paramLabel = "DIR", description = "Model directory. Default: a generated bf16 Mixtral-style model of the size below.")
+        Path model;
+
+        @Option(names = "--arch", defaultValue = "mixtral", description = "Architecture of the generated model (default: ${DEFAULT-VALUE}).")
+        String arch;
+
+        @Option(names = "--hidden", defaultValue = "1024", description = "Generated model hidden size (default: ${DEFAULT-VALUE}).")
+        int hidden;
+
+        @Option(names = "--intermediate", defaultValue = "2816", description = "Generated model expert width (default: ${DEFAULT-VALUE}).")
+        int intermediate;
+
+        @Option(names = "--experts", defaultValue = "8", description = "Generated model experts per layer (default: ${DEFAULT-VALUE}).")
+        int experts;
+
+        @Option(names = "--workers", defaultValue = "3", description = "Expert workers (default: ${DEFAULT-VALUE}).")
+        int workers;
+
+        @Option(names = "--replicas", defaultValue = "1", description = "Workers per expert (default: ${DEFAULT-VALUE}).")
+        int replicas;
+
+        @Option(names = "--tokens", defaultValue = "256", description = "Tokens per call (default: ${DEFAULT-VALUE}).")
+        int tokens;
+
+        @Option(names = "--requests", defaultValue = "60", description = "Measured calls per side (default: ${DEFAULT-VALUE}).")
+        int requests;
+
+        @Option(names = "--warmup", defaultValue = "20", description = "Unmeasured calls per side first (default: ${DEFAULT-VALUE}).")
+        int warmup;
+
+        @Option(names = "--concurrency", defaultValue = "1", description = "Calls in flight (default: ${DEFAULT-VALUE}).")
+        int concurrency;
+
+        @Option(names = "--wire-dtype", description = "Activations on the wire: f32, bf16 or fp8. Default: the checkpoint's dtype.")
+        String wireDtype;
+
+        @Override
+        public Integer call() throws Exception {
+            PrintStream out = System.out;
+            Path dir = model != null ? model : generated();
+            try (LocalCluster cluster = LocalCluster.start(LocalCluster.Options.of(dir, workers, replicas)
+                            .withWireDtype(wireDtype == null ? null : DType.parse(wireDtype)));
+                    ReferenceMoeBlock reference = ReferenceMoeBlock.open(dir)) {
+                ModelConfig cfg = cluster.model();
+                DType dtype = cfg.dtype() == DType.F32 ? DType.F32 : DType.BF16;
+                DType wire = cluster.router().wireDtype();
+                out.printf("bench moe-layer: %s, hidden %d, %d experts x %d, top-%d; %d workers, %d replica(s), %s on the wire; "
+                                + "%d tokens/call, %d in flight; %d GEMM threads%n",
+                        cfg.architecture().hfName(), cfg.hiddenSize(), cfg.numExperts(), cfg.expertIntermediateSize(),
+                        cfg.expertsPerToken(), workers, replicas, wire.name().toLowerCase(Locale.ROOT), tokens, concurrency,
+                        dev.moecluster.core.kernel.Gemm.parallelism());
+                ManagedChannel channel = NettyChannelBuilder.forTarget(cluster.router().address()).usePlaintext().build();
+                try {
+                    var stub = RouterGrpc.newBlockingStub(channel);
+                    MoeForwardLoad load = new MoeForwardLoad(cfg, reference);
+                    var check = load.runAgainst(stub, new MoeForwardLoad.Options(2, tokens, 1, dtype, 9, true));
+                    out.printf("check: max relative error vs reference %.2e%n", check.maxRelativeError());
+                    var warm = new MoeForwardLoad.Options(warmup, tokens, concurrency, dtype, 3, false);
+                    var measured = new MoeForwardLoad.Options(requests, tokens, concurrency, dtype, 4, false);
+                    load.runInProcess(warm);
+                    MoeForwardLoad.Report local = load.runInProcess(measured);
+                    load.runAgainst(stub, warm);
+                    long rowsBefore = cluster.router().stats().rows();
+                    long bytesBefore = cluster.router().stats().bytesSent() + cluster.router().stats().bytesReceived();
+                    MoeForwardLoad.Report remote = load.runAgainst(stub, measured);
+                    long rows = cluster.router().stats().rows() - rowsBefore;
+                    long bytes = cluster.router().stats().bytesSent() + cluster.router().stats().bytesReceived() - bytesBefore;
+                    out.println(ClusterReport.throughput("in-process", local));
+                    out.println(ClusterReport.throughput("cluster", remote));
+                    out.printf("ratio cluster/in-process throughput: %.2f%n", remote.tokensPerSecond() / local.tokensPerSecond());
+                    out.printf("wire bytes per routed token (both directions, payload): %.0f (2 x hidden x %d B = %d)%n",
+                            bytes / (double) Math.max(1, rows), wire.byteSize(), 2 * cfg.hiddenSize() * wire.byteSize());
+                    return 0;
+                } finally {
+                    channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
+                }
+            }
+        }
+
+        private Path generated() throws Exception {
+            Architecture a = Architecture.fromCli(arch);
+            var spec = new ModelGenerator.Spec(a, 2, hidden, intermediate, experts, 0, 11, DType.BF16, 1);
+            Path dir = Path.of(System.getProperty("java.io.tmpdir"), "moe-cluster-bench",
+                    a.cliName() + "-h" + hidden + "-i" + intermediate + "-e" + experts);
+            if (!Files.exists(dir.resolve("config.json"))) {
+                System.out.println("generating benchmark model in " + dir);
+                ModelGenerator.generate(spec, dir);
+            }
+            return dir;
+        }
+    }
+}

@@ -1,0 +1,92 @@
+package dev.moecluster.cli;
+
+import dev.moecluster.bench.MoeForwardLoad;
+import dev.moecluster.core.model.ModelConfig;
+import dev.moecluster.core.moe.ReferenceMoeBlock;
+import dev.moecluster.core.tensor.DType;
+import dev.moecluster.proto.RouterGrpc;
+import io.grpc.ManagedChannel;
+import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
+import java.io.PrintStream;
+import java.nio.file.Path;
+import java.util.Locale;
+import java.util.concurrent.Callable;
+import java.util.concurrent.TimeUnit;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+
+/**
+ * {@code moe demo}: the one-command tour. Starts a local cluster on the built-in model, checks
+ * MoeForward results against the in-process reference, drives load, and prints expert load,
+ * worker and wire tables. Exits non-zero if results disagree with the reference.
+ */
+@Command(name = "demo", mixinStandardHelpOptions = true,
+        description = "Start a local cluster on a built-in model, verify MoeForward against the in-process reference, drive load and print expert load and throughput.")
+final class DemoCommand implements Callable<Integer> {
+    @Mixin
+    ModelOptions model;
+
+    @Option(names = "--workers", defaultValue = "3", description = "Expert workers (default: ${DEFAULT-VALUE}).")
+    int workers;
+
+    @Option(names = "--replicas", defaultValue = "2", description = "Workers per expert (default: ${DEFAULT-VALUE}).")
+    int replicas;
+
+    @Option(names = "--requests", defaultValue = "300", description = "MoeForward calls in the load phase (default: ${DEFAULT-VALUE}).")
+    int requests;
+
+    @Option(names = "--verify", defaultValue = "24", description = "Calls checked against the reference first (default: ${DEFAULT-VALUE}).")
+    int verify;
+
+    @Option(names = "--tokens", defaultValue = "64", description = "Tokens per call (default: ${DEFAULT-VALUE}).")
+    int tokens;
+
+    @Option(names = "--concurrency", defaultValue = "4", description = "Calls in flight (default: ${DEFAULT-VALUE}).")
+    int concurrency;
+
+    @Override
+    public Integer call() throws Exception {
+        PrintStream out = System.out;
+        Path dir = model.resolve();
+        out.println("moe-cluster demo");
+        try (LocalCluster cluster = LocalCluster.start(LocalCluster.Options.of(dir, workers, replicas));
+                ReferenceMoeBlock reference = ReferenceMoeBlock.open(dir)) {
+            ModelConfig cfg = cluster.model();
+            DType dtype = cfg.dtype();
+            String dtypeName = dtype.name().toLowerCase(Locale.ROOT);
+            out.printf("  model    %s: %s, MoE layers %s x %d experts, top-%d, hidden %d, %s%n", cfg.name(),
+                    cfg.architecture().hfName(), cfg.moeLayerList(), cfg.numExperts(), cfg.expertsPerToken(),
+                    cfg.hiddenSize(), dtypeName);
+            out.printf("  cluster  %d workers, %d replica(s) per expert, router on %s, %s activations on the wire%n",
+                    cluster.workers().size(), replicas, cluster.router().address(),
+                    cluster.router().wireDtype().name().toLowerCase(Locale.ROOT));
+            ManagedChannel channel = NettyChannelBuilder.forTarget(cluster.router().address()).usePlaintext().build();
+            try {
+                RouterGrpc.RouterBlockingStub stub = RouterGrpc.newBlockingStub(channel);
+                MoeForwardLoad load = new MoeForwardLoad(cfg, reference);
+                double limit = dtype == DType.F32 && cluster.router().wireDtype() == DType.F32 ? 1e-5 : 1e-2;
+                MoeForwardLoad.Report checked = load.runAgainst(stub,
+                        new MoeForwardLoad.Options(verify, tokens, 1, dtype, 1, true));
+                boolean ok = checked.maxRelativeError() < limit;
+                out.printf("  verify   %d calls vs the in-process reference: max relative error %.2e (limit %.0e)  %s%n",
+                        checked.verified(), checked.maxRelativeError(), limit, ok ? "OK" : "MISMATCH");
+                MoeForwardLoad.Report r = load.runAgainst(stub,
+                        new MoeForwardLoad.Options(requests, tokens, concurrency, dtype, 2, false));
+                out.println("  " + ClusterReport.throughput("load", r) + String.format("   (%d in flight)", concurrency));
+                out.println();
+                ClusterReport.expertLoad(out, cluster.router().stats(), cfg.numExperts());
+                out.println();
+                ClusterReport.workers(out, cluster.workers());
+                out.println();
+                ClusterReport.wire(out, cluster.router().stats(), cfg.hiddenSize(), cluster.router().wireDtype().name().toLowerCase(Locale.ROOT),
+                        cluster.router().wireDtype().byteSize());
+                out.println();
+                out.println(ok ? "demo OK: every checked result matched the reference" : "demo FAILED: results differ from the reference");
+                return ok ? 0 : 1;
+            } finally {
+                channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
+            }
+        }
+    }
+}

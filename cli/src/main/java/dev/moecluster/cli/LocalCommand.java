@@ -1,0 +1,50 @@
+package dev.moecluster.cli;
+
+import dev.moecluster.core.tensor.DType;
+import dev.moecluster.worker.ExpertWorker;
+import java.util.concurrent.Callable;
+import java.util.concurrent.CountDownLatch;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+
+/** {@code moe local}: a whole cluster in one process, each component on its own loopback port. */
+@Command(name = "local", mixinStandardHelpOptions = true,
+        description = "Run N expert workers and a router in one process (real gRPC on loopback) until interrupted.")
+final class LocalCommand implements Callable<Integer> {
+    @Mixin
+    ModelOptions model;
+
+    @Option(names = "--workers", defaultValue = "3", description = "Expert workers to start (default: ${DEFAULT-VALUE}).")
+    int workers;
+
+    @Option(names = "--replicas", defaultValue = "1", description = "Workers holding each expert (default: ${DEFAULT-VALUE}).")
+    int replicas;
+
+    @Option(names = "--port", defaultValue = "50051", description = "Router port; 0 picks a free one (default: ${DEFAULT-VALUE}).")
+    int port;
+
+    @Option(names = "--wire-dtype", paramLabel = "DTYPE", description = "Activations on the wire: f32, bf16 or fp8. Default: the checkpoint's dtype.")
+    String wireDtype;
+
+    @Override
+    public Integer call() throws Exception {
+        var options = LocalCluster.Options.of(model.resolve(), workers, replicas)
+                .withRouterPort(port)
+                .withWireDtype(wireDtype == null ? null : DType.parse(wireDtype));
+        LocalCluster cluster = LocalCluster.start(options);
+        CountDownLatch stopped = new CountDownLatch(1);
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            cluster.close();
+            stopped.countDown();
+        }));
+        System.out.printf("model   %s (%s) from %s%n", cluster.model().name(), cluster.model().architecture().hfName(), options.modelDir());
+        for (ExpertWorker w : cluster.workers()) {
+            System.out.printf("worker  %-10s listening on %s%n", w.workerId(), w.address());
+        }
+        System.out.printf("router  listening on %s (moe.v1.Router, health, reflection)%n", cluster.router().address());
+        System.out.println("serving; press Ctrl-C to stop");
+        stopped.await();
+        return 0;
+    }
+}

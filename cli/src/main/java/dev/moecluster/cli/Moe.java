@@ -1,0 +1,42 @@
+package dev.moecluster.cli;
+
+import java.util.logging.Level;
+import java.util.logging.Logger;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+
+/** The {@code moe} command: one entry point for every component and tool of moe-cluster. */
+@Command(name = "moe",
+        mixinStandardHelpOptions = true,
+        version = "moe-cluster 0.1.0",
+        description = "Expert-parallel serving for Mixture-of-Experts models.",
+        subcommands = {
+            DemoCommand.class,
+            LocalCommand.class,
+            RouterCommand.class,
+            WorkerCommand.class,
+            GenModelCommand.class,
+            BenchCommand.class,
+            CommandLine.HelpCommand.class
+        })
+public final class Moe {
+    private Moe() {}
+
+    public static void main(String[] args) {
+        System.setProperty("java.util.logging.SimpleFormatter.format", "%1$tT %4$s %3$s: %5$s%6$s%n");
+        Logger.getLogger("io.grpc").setLevel(Level.WARNING);
+        System.exit(commandLine().execute(args));
+    }
+
+    static CommandLine commandLine() {
+        CommandLine cl = new CommandLine(Moe.class);
+        cl.setExecutionExceptionHandler((e, cmd, parsed) -> {
+            cmd.getErr().println("moe " + cmd.getCommandName() + ": " + (e.getMessage() == null ? e : e.getMessage()));
+            if (System.getenv("MOE_DEBUG") != null) {
+                e.printStackTrace(cmd.getErr());
+            }
+            return 1;
+        });
+        return cl;
+    }
+}

@@ -1,0 +1,75 @@
+package dev.moecluster.cli;
+
+import dev.moecluster.core.model.ModelConfig;
+import dev.moecluster.core.placement.ExpertPlacement;
+import dev.moecluster.core.tensor.DType;
+import dev.moecluster.router.RouterConfig;
+import dev.moecluster.router.RouterServer;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.Arrays;
+import java.util.List;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.ArgGroup;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+
+/** {@code moe router}: the router process, serving the public API. */
+@Command(name = "router", mixinStandardHelpOptions = true,
+        description = "Run the router: gate and shared experts here, routed experts on the workers; serves moe.v1.Router.")
+final class RouterCommand implements Callable<Integer> {
+    @Mixin
+    ModelOptions model;
+
+    @Option(names = "--host", defaultValue = "127.0.0.1", description = "Address to bind (default: ${DEFAULT-VALUE}; 0.0.0.0 for all).")
+    String host;
+
+    @Option(names = "--port", defaultValue = "50051", description = "Public API port (default: ${DEFAULT-VALUE}).")
+    int port;
+
+    @ArgGroup(exclusive = true, multiplicity = "1")
+    Placement placement;
+
+    static final class Placement {
+        @Option(names = "--workers", paramLabel = "HOST:PORT,...", split = ",",
+                description = "Worker addresses, in order; experts are placed round-robin (worker I runs with --shard I/N).")
+        String[] workers;
+
+        @Option(names = "--placement", paramLabel = "FILE", description = "Placement JSON naming workers and their experts.")
+        Path file;
+    }
+
+    @Option(names = "--replicas", defaultValue = "1", description = "With --workers: workers per expert (default: ${DEFAULT-VALUE}).")
+    int replicas;
+
+    @Option(names = "--wire-dtype", paramLabel = "DTYPE", description = "Activations on the wire: f32, bf16 or fp8. Default: the checkpoint's dtype.")
+    String wireDtype;
+
+    @Option(names = "--expert-timeout-ms", defaultValue = "10000",
+            description = "Deadline for a worker's batch before it is resent to a replica (default: ${DEFAULT-VALUE}).")
+    long expertTimeoutMs;
+
+    @Option(names = "--max-tokens", defaultValue = "8192", description = "Most tokens in one MoeForward call (default: ${DEFAULT-VALUE}).")
+    int maxTokens;
+
+    @Option(names = "--max-message-mb", defaultValue = "64", description = "Largest request or worker result, MiB (default: ${DEFAULT-VALUE}).")
+    int maxMessageMb;
+
+    @Override
+    public Integer call() throws Exception {
+        Path dir = model.resolve();
+        ModelConfig config = ModelConfig.load(dir);
+        ExpertPlacement p = placement.file != null
+                ? ExpertPlacement.read(placement.file)
+                : ExpertPlacement.roundRobin(List.copyOf(Arrays.asList(placement.workers)), config, replicas);
+        var rc = new RouterConfig(host, port, dir, p, wireDtype == null ? null : DType.parse(wireDtype),
+                Duration.ofMillis(expertTimeoutMs), Math.multiplyExact(maxMessageMb, 1024 * 1024), maxTokens);
+        RouterServer router = RouterServer.start(rc);
+        Runtime.getRuntime().addShutdownHook(new Thread(router::close));
+        System.out.printf("router serving %s (%s) on %s with %d workers%n", config.name(),
+                config.architecture().hfName(), router.address(), p.workers().size());
+        router.awaitTermination();
+        return 0;
+    }
+}

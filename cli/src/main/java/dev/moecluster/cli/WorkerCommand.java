@@ -1,0 +1,108 @@
+package dev.moecluster.cli;
+
+import dev.moecluster.core.model.ModelConfig;
+import dev.moecluster.core.placement.ExpertAssignment;
+import dev.moecluster.core.placement.ExpertPlacement;
+import dev.moecluster.worker.ExpertWorker;
+import dev.moecluster.worker.WorkerConfig;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.ArgGroup;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+
+/** {@code moe worker}: one expert worker process. */
+@Command(name = "worker", mixinStandardHelpOptions = true,
+        description = "Run one expert worker: hold a set of experts and serve moe.v1.ExpertService.")
+final class WorkerCommand implements Callable<Integer> {
+    @Mixin
+    ModelOptions model;
+
+    @Option(names = "--host", defaultValue = "127.0.0.1", description = "Address to bind (default: ${DEFAULT-VALUE}; 0.0.0.0 for all).")
+    String host;
+
+    @Option(names = "--port", defaultValue = "50061", description = "Port to listen on; 0 picks a free one (default: ${DEFAULT-VALUE}).")
+    int port;
+
+    @Option(names = "--id", description = "Worker name in logs and Describe. Default: worker-PORT.")
+    String id;
+
+    @ArgGroup(exclusive = true, multiplicity = "1")
+    Assignment assignment;
+
+    static final class Assignment {
+        @Option(names = "--experts", paramLabel = "SPEC",
+                description = "Experts to hold: all; a list for every MoE layer (0-3,6); or per layer (1:0-3;3:4-7).")
+        String experts;
+
+        @Option(names = "--shard", paramLabel = "I/N",
+                description = "Hold the round-robin share of worker I of N (the placement `moe router --workers` computes).")
+        String shard;
+
+        @Option(names = "--placement", paramLabel = "FILE",
+                description = "Placement JSON; this worker holds the experts placed on --id (its host:port there).")
+        Path placement;
+    }
+
+    @Option(names = "--replicas", defaultValue = "1", description = "With --shard: replicas per expert, as given to the router (default: ${DEFAULT-VALUE}).")
+    int replicas;
+
+    @Option(names = "--backend", defaultValue = "cpu", description = "Compute backend: cpu (default: ${DEFAULT-VALUE}).")
+    String backend;
+
+    @Option(names = "--coalesce-window-us", defaultValue = "0",
+            description = "Wait this long after the first row for more rows of the same expert; 0 batches whatever is queued (default: ${DEFAULT-VALUE}).")
+    long coalesceMicros;
+
+    @Option(names = "--max-message-mb", defaultValue = "256", description = "Largest batch accepted, MiB (default: ${DEFAULT-VALUE}).")
+    int maxMessageMb;
+
+    @Override
+    public Integer call() throws Exception {
+        Path dir = model.resolve();
+        ModelConfig config = ModelConfig.load(dir);
+        String workerId = id != null ? id : "worker-" + port;
+        ExpertAssignment held;
+        if (assignment.experts != null) {
+            held = ExpertAssignment.parse(assignment.experts, config);
+        } else if (assignment.shard != null) {
+            held = shard(assignment.shard, config);
+        } else {
+            ExpertPlacement p = ExpertPlacement.read(assignment.placement);
+            String self = id != null ? id : host + ":" + port;
+            held = new ExpertAssignment(p.heldBy(p.indexOf(self)));
+        }
+        var wc = new WorkerConfig(workerId, host, port, dir, held, backend, Duration.ofNanos(coalesceMicros * 1000),
+                Math.multiplyExact(maxMessageMb, 1024 * 1024), 64);
+        ExpertWorker worker = ExpertWorker.start(wc);
+        Runtime.getRuntime().addShutdownHook(new Thread(worker::close));
+        System.out.printf("worker %s holding %d experts of %s, listening on %s%n", workerId, held.expertCount(),
+                config.name(), worker.address());
+        worker.awaitTermination();
+        return 0;
+    }
+
+    private ExpertAssignment shard(String spec, ModelConfig config) {
+        String[] parts = spec.split("/");
+        int index;
+        int count;
+        try {
+            index = Integer.parseInt(parts[0].trim());
+            count = Integer.parseInt(parts[1].trim());
+        } catch (RuntimeException e) {
+            throw new IllegalArgumentException("--shard must look like I/N, e.g. 0/3");
+        }
+        if (count < 1 || index < 0 || index >= count) {
+            throw new IllegalArgumentException("--shard " + spec + ": need 0 <= I < N");
+        }
+        List<String> names = new ArrayList<>();
+        for (int i = 0; i < count; i++) {
+            names.add("w" + i);
+        }
+        return new ExpertAssignment(ExpertPlacement.roundRobin(names, config, replicas).heldBy(index));
+    }
+}

@@ -1,0 +1,275 @@
+package dev.moecluster.worker;
+
+import dev.moecluster.core.model.ModelConfig;
+import dev.moecluster.core.moe.ExpertWeights;
+import dev.moecluster.core.tensor.DType;
+import dev.moecluster.core.tensor.FloatMatrix;
+import dev.moecluster.core.tensor.WireTensors;
+import dev.moecluster.proto.DescribeRequest;
+import dev.moecluster.proto.ExpertBatch;
+import dev.moecluster.proto.ExpertResult;
+import dev.moecluster.proto.ExpertServiceGrpc;
+import dev.moecluster.proto.ExpertSlice;
+import dev.moecluster.proto.HeldExperts;
+import dev.moecluster.proto.WorkerDescription;
+import io.grpc.Status;
+import io.grpc.stub.ServerCallStreamObserver;
+import io.grpc.stub.StreamObserver;
+import java.util.Set;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.logging.Level;
+import java.util.logging.Logger;
+
+/**
+ * The worker's side of the data plane. Each router holds one long-lived {@code Compute} stream; every
+ * {@link ExpertBatch} on it is validated, split into per-expert work for the {@link BatchCoalescer},
+ * and answered by one {@link ExpertResult} when all its experts are done. A bad batch gets an error
+ * result and the stream goes on. The worker reads at most {@code maxBatchesInFlightPerStream}
+ * batches of a stream ahead of the results it has sent (inbound flow control).
+ */
+final class ExpertComputeService extends ExpertServiceGrpc.ExpertServiceImplBase {
+    private static final Logger LOG = Logger.getLogger(ExpertComputeService.class.getName());
+
+    private final String workerId;
+    private final String backendName;
+    private final ExpertStore store;
+    private final BatchCoalescer coalescer;
+    private final int maxInFlight;
+    private final AtomicLong batches = new AtomicLong();
+    private final AtomicLong rejected = new AtomicLong();
+
+    ExpertComputeService(String workerId, String backendName, ExpertStore store, BatchCoalescer coalescer, int maxInFlight) {
+        this.workerId = workerId;
+        this.backendName = backendName;
+        this.store = store;
+        this.coalescer = coalescer;
+        this.maxInFlight = maxInFlight;
+    }
+
+    long batchesServed() {
+        return batches.get();
+    }
+
+    long batchesRejected() {
+        return rejected.get();
+    }
+
+    @Override
+    public void describe(DescribeRequest request, StreamObserver<WorkerDescription> responses) {
+        WorkerDescription.Builder b = WorkerDescription.newBuilder()
+                .setWorkerId(workerId)
+                .setBackend(backendName)
+                .setModel(store.config().name())
+                .setHiddenSize(store.config().hiddenSize())
+                .setExpertBytes(store.byteSize());
+        store.assignment().byLayer().forEach((layer, experts) ->
+                b.addHeld(HeldExperts.newBuilder().setLayer(layer).addAllExperts(experts)));
+        responses.onNext(b.build());
+        responses.onCompleted();
+    }
+
+    @Override
+    public StreamObserver<ExpertBatch> compute(StreamObserver<ExpertResult> responses) {
+        ServerCallStreamObserver<ExpertResult> out = (ServerCallStreamObserver<ExpertResult>) responses;
+        out.disableAutoRequest();
+        out.request(maxInFlight);
+        ResultSender sender = new ResultSender(out);
+        return new StreamObserver<>() {
+            @Override
+            public void onNext(ExpertBatch batch) {
+                handle(batch, sender);
+            }
+
+            @Override
+            public void onError(Throwable t) {
+                sender.close();
+            }
+
+            @Override
+            public void onCompleted() {
+                sender.finishWhenDrained();
+            }
+        };
+    }
+
+    private void handle(ExpertBatch batch, ResultSender sender) {
+        sender.started();
+        PendingBatch pending;
+        try {
+            pending = plan(batch, sender);
+        } catch (StatusException e) {
+            rejected.incrementAndGet();
+            sender.send(ExpertResult.newBuilder().setId(batch.getId())
+                    .setErrorCode(e.status.getCode().value())
+                    .setErrorMessage(e.status.getDescription())
+                    .build());
+            return;
+        }
+        pending.submit();
+    }
+
+    /** A client-facing error found while validating a batch. */
+    private static final class StatusException extends Exception {
+        final Status status;
+
+        StatusException(Status status) {
+            super(status.getDescription(), null, false, false);
+            this.status = status;
+        }
+    }
+
+    private PendingBatch plan(ExpertBatch batch, ResultSender sender) throws StatusException {
+        ModelConfig config = store.config();
+        int layer = batch.getLayer();
+        if (!config.isMoeLayer(layer)) {
+            throw new StatusException(Status.INVALID_ARGUMENT.withDescription(
+                    "layer " + layer + " is not a MoE layer of " + config.name() + " (MoE layers: " + config.moeLayerList() + ")"));
+        }
+        if (batch.getSlicesCount() == 0) {
+            throw new StatusException(Status.INVALID_ARGUMENT.withDescription("batch " + batch.getId() + " has no expert slices"));
+        }
+        FloatMatrix x;
+        DType dtype;
+        try {
+            x = WireTensors.decode(batch.getActivations(), "activations");
+            dtype = DType.fromProto(batch.getActivations().getDtype());
+        } catch (IllegalArgumentException e) {
+            throw new StatusException(Status.INVALID_ARGUMENT.withDescription(e.getMessage()));
+        }
+        if (x.cols() != config.hiddenSize()) {
+            throw new StatusException(Status.INVALID_ARGUMENT.withDescription("activations have width " + x.cols()
+                    + " but the model's hidden_size is " + config.hiddenSize()));
+        }
+        int total = 0;
+        ExpertWeights[] weights = new ExpertWeights[batch.getSlicesCount()];
+        for (int i = 0; i < batch.getSlicesCount(); i++) {
+            ExpertSlice s = batch.getSlices(i);
+            if (s.getRows() <= 0) {
+                throw new StatusException(Status.INVALID_ARGUMENT.withDescription("slice for expert " + s.getExpert() + " has " + s.getRows() + " rows"));
+            }
+            weights[i] = store.get(layer, s.getExpert());
+            if (weights[i] == null) {
+                Set<Integer> held = store.assignment().byLayer().getOrDefault(layer, Set.of());
+                throw new StatusException(Status.NOT_FOUND.withDescription("worker " + workerId + " does not hold expert "
+                        + s.getExpert() + " of layer " + layer + " (it holds " + held + ")"));
+            }
+            total += s.getRows();
+        }
+        if (total != x.rows()) {
+            throw new StatusException(Status.INVALID_ARGUMENT.withDescription("slices add up to " + total
+                    + " rows but activations have " + x.rows()));
+        }
+        int bad = x.firstNonFinite();
+        if (bad >= 0) {
+            throw new StatusException(Status.INVALID_ARGUMENT.withDescription("activations have a non-finite value at row "
+                    + bad / x.cols() + ", column " + bad % x.cols()));
+        }
+        return new PendingBatch(batch, x, dtype, weights, sender);
+    }
+
+    /** One batch being computed: its slices go to the coalescer and the result goes out when all return. */
+    private final class PendingBatch {
+        private final ExpertBatch batch;
+        private final FloatMatrix input;
+        private final DType dtype;
+        private final ExpertWeights[] weights;
+        private final ResultSender sender;
+        private final float[] output;
+        private final AtomicInteger remaining;
+        private volatile boolean failed;
+
+        PendingBatch(ExpertBatch batch, FloatMatrix input, DType dtype, ExpertWeights[] weights, ResultSender sender) {
+            this.batch = batch;
+            this.input = input;
+            this.dtype = dtype;
+            this.weights = weights;
+            this.sender = sender;
+            this.output = new float[input.data().length];
+            this.remaining = new AtomicInteger(weights.length);
+        }
+
+        void submit() {
+            int h = input.cols();
+            int row = 0;
+            for (int i = 0; i < weights.length; i++) {
+                ExpertSlice s = batch.getSlices(i);
+                int rows = s.getRows();
+                float[] part = new float[rows * h];
+                System.arraycopy(input.data(), row * h, part, 0, part.length);
+                int outOffset = row * h;
+                coalescer.submit(new BatchCoalescer.Work(batch.getLayer(), s.getExpert(), weights[i], part, rows,
+                        result -> {
+                            System.arraycopy(result, 0, output, outOffset, result.length);
+                            finishOne();
+                        },
+                        this::fail));
+                row += rows;
+            }
+        }
+
+        private void finishOne() {
+            if (remaining.decrementAndGet() == 0 && !failed) {
+                batches.incrementAndGet();
+                sender.send(ExpertResult.newBuilder()
+                        .setId(batch.getId())
+                        .setOutputs(WireTensors.encode(output, 0, input.rows(), input.cols(), dtype))
+                        .build());
+            }
+        }
+
+        private void fail(Throwable t) {
+            if (!failed) {
+                failed = true;
+                LOG.log(Level.WARNING, "batch " + batch.getId() + " failed", t);
+                sender.send(ExpertResult.newBuilder()
+                        .setId(batch.getId())
+                        .setErrorCode(Status.Code.INTERNAL.value())
+                        .setErrorMessage("worker " + workerId + " failed computing layer " + batch.getLayer() + ": " + t)
+                        .build());
+            }
+        }
+    }
+
+    /** Serialises results onto one response stream and asks for one more batch per result sent. */
+    private static final class ResultSender {
+        private final ServerCallStreamObserver<ExpertResult> out;
+        private int inFlight;
+        private boolean closed;
+        private boolean halfClosed;
+
+        ResultSender(ServerCallStreamObserver<ExpertResult> out) {
+            this.out = out;
+        }
+
+        synchronized void started() {
+            inFlight++;
+        }
+
+        synchronized void send(ExpertResult result) {
+            inFlight--;
+            if (closed || out.isCancelled()) {
+                return;
+            }
+            out.onNext(result);
+            if (halfClosed && inFlight == 0) {
+                closed = true;
+                out.onCompleted();
+            } else {
+                out.request(1);
+            }
+        }
+
+        synchronized void finishWhenDrained() {
+            halfClosed = true;
+            if (inFlight == 0 && !closed) {
+                closed = true;
+                out.onCompleted();
+            }
+        }
+
+        synchronized void close() {
+            closed = true;
+        }
+    }
+}

@@ -1,0 +1,126 @@
+package dev.moecluster.worker;
+
+import static java.util.Objects.requireNonNull;
+
+import dev.moecluster.core.model.ModelConfig;
+import io.grpc.Server;
+import io.grpc.health.v1.HealthCheckResponse.ServingStatus;
+import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
+import io.grpc.protobuf.services.HealthStatusManager;
+import io.grpc.protobuf.services.ProtoReflectionServiceV1;
+import java.io.IOException;
+import java.net.InetSocketAddress;
+import java.util.concurrent.TimeUnit;
+import java.util.logging.Logger;
+
+/**
+ * A running expert worker: loads its experts, then serves {@code ExpertService}, gRPC health and
+ * server reflection on one port. Health reports SERVING once the experts are loaded.
+ */
+public final class ExpertWorker implements AutoCloseable {
+    private static final Logger LOG = Logger.getLogger(ExpertWorker.class.getName());
+
+    private final WorkerConfig config;
+    private final ExpertStore store;
+    private final ExpertBackend backend;
+    private final BatchCoalescer coalescer;
+    private final ExpertComputeService service;
+    private final HealthStatusManager health = new HealthStatusManager();
+    private final Server server;
+
+    private ExpertWorker(WorkerConfig config, ExpertStore store, ExpertBackend backend) throws IOException {
+        this.config = config;
+        this.store = store;
+        this.backend = backend;
+        ModelConfig model = store.config();
+        this.coalescer = new BatchCoalescer(backend, model.hiddenSize(), config.coalesceWindow());
+        this.service = new ExpertComputeService(config.workerId(), backend.name(), store, coalescer,
+                config.maxBatchesInFlightPerStream());
+        this.server = NettyServerBuilder.forAddress(new InetSocketAddress(config.host(), config.port()))
+                .maxInboundMessageSize(config.maxInboundMessageBytes())
+                .addService(service)
+                .addService(health.getHealthService())
+                .addService(ProtoReflectionServiceV1.newInstance())
+                .build()
+                .start();
+        health.setStatus("", ServingStatus.SERVING);
+        health.setStatus("moe.v1.ExpertService", ServingStatus.SERVING);
+    }
+
+    /** Loads the assigned experts and starts serving with the given backend. */
+    public static ExpertWorker start(WorkerConfig config, ExpertBackend backend) throws IOException {
+        requireNonNull(config, "config is null");
+        requireNonNull(backend, "backend is null");
+        ModelConfig model = ModelConfig.load(config.modelDir());
+        ExpertStore store = ExpertStore.load(config.modelDir(), model, config.assignment());
+        try {
+            ExpertWorker worker = new ExpertWorker(config, store, backend);
+            LOG.info(() -> "worker " + config.workerId() + " serving " + config.assignment().expertCount()
+                    + " experts on " + worker.address() + " (backend " + backend.name() + ")");
+            return worker;
+        } catch (IOException | RuntimeException e) {
+            store.close();
+            throw e;
+        }
+    }
+
+    /** Starts with the backend named in the config. */
+    public static ExpertWorker start(WorkerConfig config) throws IOException {
+        return start(config, new CpuBackend());
+    }
+
+    public int port() {
+        return server.getPort();
+    }
+
+    /** {@code host:port} routers connect to. */
+    public String address() {
+        return config.host() + ":" + port();
+    }
+
+    public String workerId() {
+        return config.workerId();
+    }
+
+    /** Batches answered with outputs so far. */
+    public long batchesServed() {
+        return service.batchesServed();
+    }
+
+    /** Backend calls and rows computed; rows per call shows how much coalescing pooled. */
+    public long backendCalls() {
+        return coalescer.backendCalls();
+    }
+
+    public long rowsComputed() {
+        return coalescer.rowsComputed();
+    }
+
+    /** Stops at once, failing in-flight streams, as a crashed process would look to routers. */
+    public void kill() {
+        health.enterTerminalState();
+        server.shutdownNow();
+        coalescer.close();
+    }
+
+    public void awaitTermination() throws InterruptedException {
+        server.awaitTermination();
+    }
+
+    @Override
+    public void close() {
+        health.enterTerminalState();
+        server.shutdown();
+        try {
+            if (!server.awaitTermination(5, TimeUnit.SECONDS)) {
+                server.shutdownNow();
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            server.shutdownNow();
+        }
+        coalescer.close();
+        backend.close();
+        store.close();
+    }
+}

@@ -1,0 +1,86 @@
+package dev.moecluster.worker;
+
+import static java.util.Objects.requireNonNull;
+
+import dev.moecluster.core.placement.ExpertAssignment;
+import java.nio.file.Path;
+import java.time.Duration;
+
+/**
+ * Everything an expert worker is started with, validated once.
+ *
+ * @param workerId name in logs and {@code Describe}
+ * @param host address to bind, 127.0.0.1 by default
+ * @param port port to listen on; 0 picks a free one
+ * @param modelDir Hugging Face model directory the experts are read from
+ * @param assignment the experts to hold
+ * @param backend {@code cpu} (the only backend until cuda lands)
+ * @param coalesceWindow how long the compute thread waits after the first row for more; zero means
+ *     batch whatever is queued when it is free
+ * @param maxInboundMessageBytes largest ExpertBatch accepted
+ * @param maxBatchesInFlightPerStream batches of one router stream being computed at once before the
+ *     worker stops reading that stream (back-pressure)
+ */
+public record WorkerConfig(
+        String workerId,
+        String host,
+        int port,
+        Path modelDir,
+        ExpertAssignment assignment,
+        String backend,
+        Duration coalesceWindow,
+        int maxInboundMessageBytes,
+        int maxBatchesInFlightPerStream) {
+
+    public static final int DEFAULT_MAX_INBOUND_BYTES = 256 * 1024 * 1024;
+
+    public WorkerConfig {
+        requireNonNull(workerId, "workerId is null");
+        requireNonNull(host, "host is null");
+        requireNonNull(modelDir, "modelDir is null");
+        requireNonNull(assignment, "assignment is null");
+        requireNonNull(backend, "backend is null");
+        requireNonNull(coalesceWindow, "coalesceWindow is null");
+        if (port < 0 || port > 65535) {
+            throw new IllegalArgumentException("port must be 0..65535, got " + port);
+        }
+        if (!backend.equals("cpu")) {
+            throw new IllegalArgumentException("unknown backend '" + backend + "' (available: cpu)");
+        }
+        if (coalesceWindow.isNegative()) {
+            throw new IllegalArgumentException("coalesce window must not be negative");
+        }
+        if (maxInboundMessageBytes < 1024) {
+            throw new IllegalArgumentException("max inbound message size is too small: " + maxInboundMessageBytes);
+        }
+        if (maxBatchesInFlightPerStream < 1) {
+            throw new IllegalArgumentException("max batches in flight per stream must be at least 1");
+        }
+    }
+
+    /** A config with the defaults: loopback, free port, cpu, natural batching, 256 MiB messages, 64 in flight. */
+    public static WorkerConfig defaults(String workerId, Path modelDir, ExpertAssignment assignment) {
+        return new WorkerConfig(workerId, "127.0.0.1", 0, modelDir, assignment, "cpu", Duration.ZERO,
+                DEFAULT_MAX_INBOUND_BYTES, 64);
+    }
+
+    public WorkerConfig withPort(int newPort) {
+        return new WorkerConfig(workerId, host, newPort, modelDir, assignment, backend, coalesceWindow,
+                maxInboundMessageBytes, maxBatchesInFlightPerStream);
+    }
+
+    public WorkerConfig withHost(String newHost) {
+        return new WorkerConfig(workerId, newHost, port, modelDir, assignment, backend, coalesceWindow,
+                maxInboundMessageBytes, maxBatchesInFlightPerStream);
+    }
+
+    public WorkerConfig withCoalesceWindow(Duration window) {
+        return new WorkerConfig(workerId, host, port, modelDir, assignment, backend, window,
+                maxInboundMessageBytes, maxBatchesInFlightPerStream);
+    }
+
+    public WorkerConfig withMaxInboundMessageBytes(int bytes) {
+        return new WorkerConfig(workerId, host, port, modelDir, assignment, backend, coalesceWindow, bytes,
+                maxBatchesInFlightPerStream);
+    }
+}

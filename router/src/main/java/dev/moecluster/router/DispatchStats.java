@@ -1,0 +1,63 @@
+package dev.moecluster.router;
+
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.atomic.LongAdder;
+
+/**
+ * Counters of what the dispatcher sent where: rows routed per (layer, expert), batches, bytes on the
+ * wire each way (serialized message sizes), failovers. Read by the demo's table and, later, by metrics.
+ */
+public final class DispatchStats {
+    private final Map<Long, LongAdder> rowsByExpert = new ConcurrentHashMap<>();
+    private final LongAdder rows = new LongAdder();
+    private final LongAdder batches = new LongAdder();
+    private final LongAdder bytesSent = new LongAdder();
+    private final LongAdder bytesReceived = new LongAdder();
+    private final LongAdder failovers = new LongAdder();
+
+    void recordRows(int layer, int expert, int count) {
+        rowsByExpert.computeIfAbsent((long) layer << 32 | expert, k -> new LongAdder()).add(count);
+        rows.add(count);
+    }
+
+    void recordBatch(long sent, long received) {
+        batches.increment();
+        bytesSent.add(sent);
+        bytesReceived.add(received);
+    }
+
+    void recordFailover() {
+        failovers.increment();
+    }
+
+    /** Rows (token-expert pairs) routed so far, per layer then expert. */
+    public Map<Integer, Map<Integer, Long>> rowsByLayerAndExpert() {
+        Map<Integer, Map<Integer, Long>> out = new TreeMap<>();
+        rowsByExpert.forEach((k, v) -> out.computeIfAbsent((int) (k >>> 32), l -> new TreeMap<>()).put((int) (long) k, v.sum()));
+        return out;
+    }
+
+    /** Routed rows: one per token and chosen expert. */
+    public long rows() {
+        return rows.sum();
+    }
+
+    public long batches() {
+        return batches.sum();
+    }
+
+    public long bytesSent() {
+        return bytesSent.sum();
+    }
+
+    public long bytesReceived() {
+        return bytesReceived.sum();
+    }
+
+    /** Worker batches resent to a replica after a failure or deadline. */
+    public long failovers() {
+        return failovers.sum();
+    }
+}

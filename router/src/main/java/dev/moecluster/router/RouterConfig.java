@@ -1,0 +1,89 @@
+package dev.moecluster.router;
+
+import static java.util.Objects.requireNonNull;
+
+import dev.moecluster.core.placement.ExpertPlacement;
+import dev.moecluster.core.tensor.DType;
+import java.nio.file.Path;
+import java.time.Duration;
+
+/**
+ * Everything a router is started with, validated once.
+ *
+ * @param host address to bind, 127.0.0.1 by default
+ * @param port public API port; 0 picks a free one
+ * @param modelDir Hugging Face model directory (the router reads gates and shared experts only)
+ * @param placement which workers hold which experts
+ * @param wireDtype dtype of activations sent to workers; null means the checkpoint's dtype
+ * @param expertTimeout deadline for one worker batch before its rows go to a replica
+ * @param maxInboundMessageBytes largest request or worker result accepted
+ * @param maxTokensPerRequest largest MoeForward batch; larger ones get RESOURCE_EXHAUSTED
+ */
+public record RouterConfig(
+        String host,
+        int port,
+        Path modelDir,
+        ExpertPlacement placement,
+        DType wireDtype,
+        Duration expertTimeout,
+        int maxInboundMessageBytes,
+        int maxTokensPerRequest) {
+
+    public static final int DEFAULT_MAX_INBOUND_BYTES = 64 * 1024 * 1024;
+
+    public RouterConfig {
+        requireNonNull(host, "host is null");
+        requireNonNull(modelDir, "modelDir is null");
+        requireNonNull(placement, "placement is null");
+        requireNonNull(expertTimeout, "expertTimeout is null");
+        if (port < 0 || port > 65535) {
+            throw new IllegalArgumentException("port must be 0..65535, got " + port);
+        }
+        if (wireDtype == DType.F16) {
+            throw new IllegalArgumentException("wire dtype must be f32, bf16 or fp8");
+        }
+        if (expertTimeout.isZero() || expertTimeout.isNegative()) {
+            throw new IllegalArgumentException("expert timeout must be positive");
+        }
+        if (maxInboundMessageBytes < 1024) {
+            throw new IllegalArgumentException("max inbound message size is too small: " + maxInboundMessageBytes);
+        }
+        if (maxTokensPerRequest < 1) {
+            throw new IllegalArgumentException("max tokens per request must be at least 1");
+        }
+    }
+
+    /** Defaults: loopback, free port, checkpoint dtype on the wire, 10 s expert deadline, 64 MiB, 8192 tokens. */
+    public static RouterConfig defaults(Path modelDir, ExpertPlacement placement) {
+        return new RouterConfig("127.0.0.1", 0, modelDir, placement, null, Duration.ofSeconds(10),
+                DEFAULT_MAX_INBOUND_BYTES, 8192);
+    }
+
+    public RouterConfig withPort(int newPort) {
+        return new RouterConfig(host, newPort, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
+                maxTokensPerRequest);
+    }
+
+    public RouterConfig withHost(String newHost) {
+        return new RouterConfig(newHost, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
+                maxTokensPerRequest);
+    }
+
+    public RouterConfig withWireDtype(DType dtype) {
+        return new RouterConfig(host, port, modelDir, placement, dtype, expertTimeout, maxInboundMessageBytes,
+                maxTokensPerRequest);
+    }
+
+    public RouterConfig withExpertTimeout(Duration timeout) {
+        return new RouterConfig(host, port, modelDir, placement, wireDtype, timeout, maxInboundMessageBytes,
+                maxTokensPerRequest);
+    }
+
+    public RouterConfig withMaxInboundMessageBytes(int bytes) {
+        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, bytes, maxTokensPerRequest);
+    }
+
+    public RouterConfig withMaxTokensPerRequest(int tokens) {
+        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes, tokens);
+    }
+}

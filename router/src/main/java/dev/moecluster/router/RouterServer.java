@@ -1,0 +1,117 @@
+package dev.moecluster.router;
+
+import static java.util.Objects.requireNonNull;
+
+import dev.moecluster.core.model.Checkpoint;
+import dev.moecluster.core.model.ModelConfig;
+import dev.moecluster.core.tensor.DType;
+import io.grpc.Server;
+import io.grpc.health.v1.HealthCheckResponse.ServingStatus;
+import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
+import io.grpc.protobuf.services.HealthStatusManager;
+import io.grpc.protobuf.services.ProtoReflectionServiceV1;
+import java.io.IOException;
+import java.net.InetSocketAddress;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.logging.Logger;
+
+/**
+ * A running router: loads the model's gates and shared experts, connects to the workers of the
+ * placement, and serves the public {@code moe.v1.Router} API with gRPC health and reflection.
+ */
+public final class RouterServer implements AutoCloseable {
+    private static final Logger LOG = Logger.getLogger(RouterServer.class.getName());
+
+    private final RouterConfig config;
+    private final ModelConfig model;
+    private final Checkpoint checkpoint;
+    private final List<WorkerChannel> workers;
+    private final DispatchStats stats = new DispatchStats();
+    private final HealthStatusManager health = new HealthStatusManager();
+    private final DType wireDtype;
+    private final Server server;
+
+    private RouterServer(RouterConfig config, ModelConfig model, Checkpoint checkpoint) throws IOException {
+        this.config = config;
+        this.model = model;
+        this.checkpoint = checkpoint;
+        config.placement().requireCovers(model);
+        this.wireDtype = config.wireDtype() != null ? config.wireDtype() : model.dtype();
+        this.workers = new ArrayList<>();
+        for (int i = 0; i < config.placement().workers().size(); i++) {
+            workers.add(new WorkerChannel(i, config.placement().workers().get(i), config.maxInboundMessageBytes()));
+        }
+        MoeDispatcher dispatcher = new MoeDispatcher(config.placement(), workers, wireDtype, config.expertTimeout(), stats);
+        RemoteMoeBlock moe = new RemoteMoeBlock(model, checkpoint, dispatcher);
+        this.server = NettyServerBuilder.forAddress(new InetSocketAddress(config.host(), config.port()))
+                .maxInboundMessageSize(config.maxInboundMessageBytes())
+                .addService(new RouterService(model, moe, config.maxTokensPerRequest()))
+                .addService(health.getHealthService())
+                .addService(ProtoReflectionServiceV1.newInstance())
+                .build()
+                .start();
+        health.setStatus("", ServingStatus.SERVING);
+        health.setStatus("moe.v1.Router", ServingStatus.SERVING);
+    }
+
+    /** Loads the model and starts serving. */
+    public static RouterServer start(RouterConfig config) throws IOException {
+        requireNonNull(config, "config is null");
+        ModelConfig model = ModelConfig.load(config.modelDir());
+        Checkpoint checkpoint = Checkpoint.open(config.modelDir());
+        try {
+            RouterServer router = new RouterServer(config, model, checkpoint);
+            LOG.info(() -> "router serving " + model.name() + " (" + model.architecture().hfName() + ") on "
+                    + router.address() + " with " + router.workers.size() + " workers, " + router.wireDtype + " on the wire");
+            return router;
+        } catch (IOException | RuntimeException e) {
+            checkpoint.close();
+            throw e;
+        }
+    }
+
+    public int port() {
+        return server.getPort();
+    }
+
+    public String address() {
+        return config.host() + ":" + port();
+    }
+
+    public ModelConfig model() {
+        return model;
+    }
+
+    public DType wireDtype() {
+        return wireDtype;
+    }
+
+    /** What the dispatcher has sent where. */
+    public DispatchStats stats() {
+        return stats;
+    }
+
+    public void awaitTermination() throws InterruptedException {
+        server.awaitTermination();
+    }
+
+    @Override
+    public void close() {
+        health.enterTerminalState();
+        server.shutdown();
+        try {
+            if (!server.awaitTermination(5, TimeUnit.SECONDS)) {
+                server.shutdownNow();
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            server.shutdownNow();
+        }
+        for (WorkerChannel w : workers) {
+            w.close();
+        }
+        checkpoint.close();
+    }
+}

@@ -1,0 +1,116 @@
+package dev.moecluster.router;
+
+import dev.moecluster.core.model.ModelConfig;
+import dev.moecluster.core.tensor.DType;
+import dev.moecluster.core.tensor.FloatMatrix;
+import dev.moecluster.core.tensor.WireTensors;
+import dev.moecluster.proto.GetModelInfoRequest;
+import dev.moecluster.proto.ModelInfo;
+import dev.moecluster.proto.MoeForwardRequest;
+import dev.moecluster.proto.MoeForwardResponse;
+import dev.moecluster.proto.RouterGrpc;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import io.grpc.stub.StreamObserver;
+import java.util.logging.Level;
+import java.util.logging.Logger;
+
+/**
+ * The public {@code moe.v1.Router} API. Validates every request before it touches shared state and
+ * maps each failure to a status a client can act on.
+ */
+final class RouterService extends RouterGrpc.RouterImplBase {
+    private static final Logger LOG = Logger.getLogger(RouterService.class.getName());
+
+    private final ModelConfig config;
+    private final RemoteMoeBlock moe;
+    private final int maxTokens;
+
+    RouterService(ModelConfig config, RemoteMoeBlock moe, int maxTokens) {
+        this.config = config;
+        this.moe = moe;
+        this.maxTokens = maxTokens;
+    }
+
+    @Override
+    public void getModelInfo(GetModelInfoRequest request, StreamObserver<ModelInfo> responses) {
+        responses.onNext(ModelInfo.newBuilder()
+                .setName(config.name())
+                .setArchitecture(config.architecture().hfName())
+                .setHiddenSize(config.hiddenSize())
+                .setNumLayers(config.numLayers())
+                .setNumExperts(config.numExperts())
+                .setExpertsPerToken(config.expertsPerToken())
+                .addAllMoeLayers(config.moeLayerList())
+                .setDtype(config.dtype().toProto())
+                .build());
+        responses.onCompleted();
+    }
+
+    @Override
+    public void moeForward(MoeForwardRequest request, StreamObserver<MoeForwardResponse> responses) {
+        try {
+            FloatMatrix x = validate(request);
+            RemoteMoeBlock.Result result = moe.forward(request.getLayer(), x);
+            DType dtype = DType.fromProto(request.getHiddenStates().getDtype());
+            responses.onNext(MoeForwardResponse.newBuilder()
+                    .setOutput(WireTensors.encode(result.output(), dtype))
+                    .addAllSelectedExperts(java.util.Arrays.stream(result.gate().experts()).boxed().toList())
+                    .build());
+            responses.onCompleted();
+        } catch (StatusRuntimeException e) {
+            responses.onError(e);
+        } catch (RuntimeException e) {
+            LOG.log(Level.WARNING, "MoeForward failed", e);
+            responses.onError(Status.INTERNAL.withDescription("MoeForward failed: " + e).asRuntimeException());
+        }
+    }
+
+    private FloatMatrix validate(MoeForwardRequest request) {
+        if (!request.getModel().isEmpty() && !request.getModel().equals(config.name())) {
+            throw Status.NOT_FOUND.withDescription("model '" + request.getModel() + "' is not served here (this router serves '"
+                    + config.name() + "')").asRuntimeException();
+        }
+        int layer = request.getLayer();
+        if (layer < 0 || layer >= config.numLayers()) {
+            throw invalid("layer " + layer + " is out of range: the model has " + config.numLayers() + " layers (0.."
+                    + (config.numLayers() - 1) + ")");
+        }
+        if (!config.isMoeLayer(layer)) {
+            throw invalid("layer " + layer + " is a dense layer, not a MoE layer (MoE layers: " + config.moeLayerList() + ")");
+        }
+        if (!request.hasHiddenStates()) {
+            throw invalid("hidden_states is missing");
+        }
+        dev.moecluster.proto.DType dt = request.getHiddenStates().getDtype();
+        if (dt == dev.moecluster.proto.DType.FP8_E4M3) {
+            throw invalid("hidden_states must be F32, BF16 or F16");
+        }
+        FloatMatrix x;
+        try {
+            x = WireTensors.decode(request.getHiddenStates(), "hidden_states");
+        } catch (IllegalArgumentException e) {
+            throw invalid(e.getMessage());
+        }
+        if (x.cols() != config.hiddenSize()) {
+            throw invalid("hidden_states has width " + x.cols() + " but the model's hidden_size is " + config.hiddenSize());
+        }
+        if (x.rows() == 0) {
+            throw invalid("hidden_states is empty: send at least one token");
+        }
+        if (x.rows() > maxTokens) {
+            throw Status.RESOURCE_EXHAUSTED.withDescription("hidden_states has " + x.rows()
+                    + " tokens; this router accepts at most " + maxTokens + " per call").asRuntimeException();
+        }
+        int bad = x.firstNonFinite();
+        if (bad >= 0) {
+            throw invalid("hidden_states has a non-finite value (NaN or infinity) at token " + bad / x.cols()
+                    + ", column " + bad % x.cols());
+        }
+        return x;
+    }
+
+    private static StatusRuntimeException invalid(String message) {
+        return Status.INVALID_ARGUMENT.withDescription(message).asRuntimeException();
+    }
+}

@@ -1,0 +1,187 @@
+package dev.moecluster.router;
+
+import dev.moecluster.proto.ExpertBatch;
+import dev.moecluster.proto.ExpertResult;
+import dev.moecluster.proto.ExpertServiceGrpc;
+import io.grpc.Context;
+import io.grpc.ManagedChannel;
+import io.grpc.Status;
+import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
+import io.grpc.stub.ClientCallStreamObserver;
+import io.grpc.stub.ClientResponseObserver;
+import java.time.Duration;
+import java.util.ArrayDeque;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import java.util.concurrent.atomic.AtomicLong;
+
+/**
+ * The router's connection to one expert worker: a channel and one long-lived {@code Compute}
+ * stream carrying batches out and results back, matched by id. Sends respect the stream's
+ * {@code isReady()} (a backlog holds what the transport cannot take yet). A broken stream fails its
+ * in-flight batches at once, so the dispatcher can fail over, and the next send opens a new one.
+ */
+final class WorkerChannel implements AutoCloseable {
+    /** How long a worker whose stream broke is passed over when a healthy replica exists. */
+    private static final long UNHEALTHY_NANOS = TimeUnit.SECONDS.toNanos(2);
+
+    private final int index;
+    private final String address;
+    private final ManagedChannel channel;
+    private final ExpertServiceGrpc.ExpertServiceStub stub;
+    private final Object lock = new Object();
+    private final AtomicLong outstandingRows = new AtomicLong();
+    private volatile long unhealthyUntil = System.nanoTime();
+    private StreamState stream; // guarded by lock
+
+    WorkerChannel(int index, String address, int maxInboundMessageBytes) {
+        this.index = index;
+        this.address = address;
+        this.channel = NettyChannelBuilder.forTarget(address)
+                .usePlaintext()
+                .maxInboundMessageSize(maxInboundMessageBytes)
+                .keepAliveTime(30, TimeUnit.SECONDS)
+                .build();
+        this.stub = ExpertServiceGrpc.newStub(channel);
+    }
+
+    int index() {
+        return index;
+    }
+
+    String address() {
+        return address;
+    }
+
+    /** Rows sent to this worker and not yet answered, the load measure replica choice uses. */
+    long outstandingRows() {
+        return outstandingRows.get();
+    }
+
+    boolean healthy() {
+        return System.nanoTime() - unhealthyUntil >= 0;
+    }
+
+    /**
+     * Sends a batch; the future completes with the worker's result, or exceptionally with a
+     * {@link io.grpc.StatusRuntimeException} if the stream breaks or {@code deadline} passes.
+     */
+    CompletableFuture<ExpertResult> send(ExpertBatch batch, int rows, Duration deadline) {
+        CompletableFuture<ExpertResult> result = new CompletableFuture<>();
+        outstandingRows.addAndGet(rows);
+        StreamState s;
+        synchronized (lock) {
+            if (stream == null || stream.broken) {
+                stream = new StreamState();
+                stream.open();
+            }
+            s = stream;
+            s.pending.put(batch.getId(), result);
+            s.backlog.add(batch);
+            s.flush();
+        }
+        return result.orTimeout(deadline.toNanos(), TimeUnit.NANOSECONDS)
+                .exceptionallyCompose(t -> CompletableFuture.failedFuture(translate(t, deadline)))
+                .whenComplete((r, t) -> {
+                    outstandingRows.addAndGet(-rows);
+                    s.pending.remove(batch.getId());
+                    if (t != null) {
+                        unhealthyUntil = System.nanoTime() + UNHEALTHY_NANOS;
+                    }
+                });
+    }
+
+    private Throwable translate(Throwable t, Duration deadline) {
+        Throwable cause = t instanceof java.util.concurrent.CompletionException && t.getCause() != null ? t.getCause() : t;
+        if (cause instanceof TimeoutException) {
+            return Status.DEADLINE_EXCEEDED.withDescription("worker " + address + " did not answer within "
+                    + deadline.toMillis() + " ms").asRuntimeException();
+        }
+        return cause;
+    }
+
+    /** One Compute stream and the batches in flight on it. */
+    private final class StreamState implements ClientResponseObserver<ExpertBatch, ExpertResult> {
+        final Map<Long, CompletableFuture<ExpertResult>> pending = new ConcurrentHashMap<>();
+        final ArrayDeque<ExpertBatch> backlog = new ArrayDeque<>(); // guarded by WorkerChannel.lock
+        ClientCallStreamObserver<ExpertBatch> requests;
+        volatile boolean broken;
+
+        void open() {
+            // The stream outlives the request that opened it: detach it from that call's Context,
+            // whose cancellation would otherwise cancel the stream for everyone.
+            Context.ROOT.run(() -> stub.compute(this));
+        }
+
+        @Override
+        public void beforeStart(ClientCallStreamObserver<ExpertBatch> requestStream) {
+            this.requests = requestStream;
+            requestStream.setOnReadyHandler(() -> {
+                synchronized (lock) {
+                    flush();
+                }
+            });
+        }
+
+        void flush() {
+            while (!broken && requests.isReady() && !backlog.isEmpty()) {
+                requests.onNext(backlog.poll());
+            }
+        }
+
+        @Override
+        public void onNext(ExpertResult result) {
+            CompletableFuture<ExpertResult> f = pending.remove(result.getId());
+            if (f != null) {
+                f.complete(result);
+            }
+        }
+
+        @Override
+        public void onError(Throwable t) {
+            Status s = Status.fromThrowable(t);
+            fail(Status.UNAVAILABLE.withDescription("worker " + address + " failed: " + s.getCode()
+                    + (s.getDescription() == null ? "" : " " + s.getDescription())).withCause(t));
+        }
+
+        @Override
+        public void onCompleted() {
+            fail(Status.UNAVAILABLE.withDescription("worker " + address + " closed the stream"));
+        }
+
+        private void fail(Status status) {
+            broken = true;
+            unhealthyUntil = System.nanoTime() + UNHEALTHY_NANOS;
+            synchronized (lock) {
+                backlog.clear();
+            }
+            for (Long id : pending.keySet()) {
+                CompletableFuture<ExpertResult> f = pending.remove(id);
+                if (f != null) {
+                    f.completeExceptionally(status.asRuntimeException());
+                }
+            }
+        }
+    }
+
+    @Override
+    public void close() {
+        synchronized (lock) {
+            if (stream != null && !stream.broken) {
+                stream.requests.onCompleted();
+            }
+        }
+        channel.shutdown();
+        try {
+            if (!channel.awaitTermination(2, TimeUnit.SECONDS)) {
+                channel.shutdownNow();
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            channel.shutdownNow();
+        }
+    }
+}
