@@ -9,7 +9,8 @@ import java.nio.file.Path;
 
 /**
  * The built-in models {@code moe local} and {@code moe demo} use when no {@code --model} is given:
- * small generated checkpoints of each architecture, written once under the user's cache directory.
+ * small generated checkpoints of each architecture, written once under the user's cache directory
+ * ({@code $XDG_CACHE_HOME/moe-cluster/models}, {@code ~/.cache/...}, or {@code -Dmoe.cache.dir}).
  */
 final class DefaultModels {
     /** Bump when the generated content changes so stale caches are not reused. */
@@ -39,6 +40,10 @@ final class DefaultModels {
     }
 
     private static Path cacheRoot() {
+        String override = System.getProperty("moe.cache.dir");
+        if (override != null && !override.isBlank()) {
+            return Path.of(override);
+        }
         String xdg = System.getenv("XDG_CACHE_HOME");
         Path base = xdg != null && !xdg.isBlank() ? Path.of(xdg) : Path.of(System.getProperty("user.home"), ".cache");
         return base.resolve("moe-cluster").resolve("models");

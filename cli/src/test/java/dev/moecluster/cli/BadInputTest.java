@@ -1,0 +1,240 @@
+package dev.moecluster.cli;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import com.google.protobuf.ByteString;
+import dev.moecluster.core.model.Architecture;
+import dev.moecluster.core.model.ModelConfig;
+import dev.moecluster.core.moe.ReferenceMoeBlock;
+import dev.moecluster.core.placement.ExpertPlacement;
+import dev.moecluster.core.tensor.DType;
+import dev.moecluster.core.tensor.FloatMatrix;
+import dev.moecluster.core.tensor.WireTensors;
+import dev.moecluster.proto.ExpertBatch;
+import dev.moecluster.proto.ExpertResult;
+import dev.moecluster.proto.ExpertServiceGrpc;
+import dev.moecluster.proto.ExpertSlice;
+import dev.moecluster.proto.MoeForwardRequest;
+import dev.moecluster.proto.Tensor;
+import dev.moecluster.router.RouterConfig;
+import dev.moecluster.router.RouterServer;
+import io.grpc.ManagedChannel;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import io.grpc.stub.StreamObserver;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Consumer;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+/**
+ * Every kind of bad input gets a gRPC status with a clear message, and the servers keep serving
+ * correct results afterwards. The model is a tiny Llama 4 (layer 0 dense, layer 1 MoE).
+ */
+class BadInputTest {
+    private static Path dir;
+    private static LocalCluster cluster;
+    private static ReferenceMoeBlock reference;
+    private static ManagedChannel channel;
+    private static ModelConfig cfg;
+
+    @BeforeAll
+    static void start() throws Exception {
+        dir = Clusters.tinyModel(Architecture.LLAMA4);
+        cluster = LocalCluster.start(LocalCluster.Options.of(dir, 3, 1));
+        reference = ReferenceMoeBlock.open(dir);
+        channel = Clusters.channel(cluster.router().address());
+        cfg = cluster.model();
+        assertThat(cfg.moeLayerList()).containsExactly(1);
+    }
+
+    @AfterAll
+    static void stop() {
+        channel.shutdownNow();
+        reference.close();
+        cluster.close();
+    }
+
+    /** Asserts the call fails with {@code code} and a message containing {@code text}, then that the cluster still serves. */
+    private static void rejected(MoeForwardRequest request, Status.Code code, String text) {
+        assertThatThrownBy(() -> Clusters.stub(channel).moeForward(request))
+                .isInstanceOfSatisfying(StatusRuntimeException.class, e -> {
+                    assertThat(e.getStatus().getCode()).isEqualTo(code);
+                    assertThat(e.getStatus().getDescription()).contains(text);
+                });
+        stillServes();
+    }
+
+    private static void stillServes() {
+        FloatMatrix x = Clusters.hidden(cfg, 5, 99, DType.F32);
+        FloatMatrix y = Clusters.output(Clusters.stub(channel).moeForward(Clusters.request(1, x, DType.F32)));
+        assertThat(Clusters.relativeError(y, reference.forward(1, x).output())).isLessThan(1e-5);
+    }
+
+    private static MoeForwardRequest.Builder valid() {
+        return Clusters.request(1, Clusters.hidden(cfg, 4, 1, DType.F32), DType.F32).toBuilder();
+    }
+
+    @Test
+    void wrongHiddenSizeIsInvalidArgument() {
+        FloatMatrix x = new FloatMatrix(2, 32, new float[64]);
+        rejected(Clusters.request(1, x, DType.F32), Status.Code.INVALID_ARGUMENT, "hidden_size is 64");
+    }
+
+    @Test
+    void unknownLayerIsInvalidArgument() {
+        rejected(valid().setLayer(7).build(), Status.Code.INVALID_ARGUMENT, "layer 7 is out of range: the model has 2 layers");
+        rejected(valid().setLayer(-1).build(), Status.Code.INVALID_ARGUMENT, "layer -1 is out of range");
+    }
+
+    @Test
+    void denseLayerIsInvalidArgument() {
+        rejected(valid().setLayer(0).build(), Status.Code.INVALID_ARGUMENT, "layer 0 is a dense layer, not a MoE layer (MoE layers: [1])");
+    }
+
+    @Test
+    void nanInInputIsInvalidArgument() {
+        FloatMatrix x = Clusters.hidden(cfg, 3, 2, DType.F32);
+        x.data()[cfg.hiddenSize() + 5] = Float.NaN;
+        rejected(Clusters.request(1, x, DType.F32), Status.Code.INVALID_ARGUMENT, "non-finite value (NaN or infinity) at token 1, column 5");
+        x.data()[cfg.hiddenSize() + 5] = Float.POSITIVE_INFINITY;
+        rejected(Clusters.request(1, x, DType.BF16), Status.Code.INVALID_ARGUMENT, "at token 1, column 5");
+    }
+
+    @Test
+    void emptyBatchIsInvalidArgument() {
+        rejected(Clusters.request(1, new FloatMatrix(0, 64, new float[0]), DType.F32), Status.Code.INVALID_ARGUMENT,
+                "hidden_states is empty");
+        rejected(MoeForwardRequest.newBuilder().setLayer(1).build(), Status.Code.INVALID_ARGUMENT, "hidden_states is missing");
+    }
+
+    @Test
+    void malformedTensorIsInvalidArgument() {
+        Tensor good = valid().getHiddenStates();
+        rejected(valid().setHiddenStates(good.toBuilder().setData(good.getData().substring(4))).build(),
+                Status.Code.INVALID_ARGUMENT, "needs 1024 bytes of data, got 1020");
+        rejected(valid().setHiddenStates(good.toBuilder().clearShape().addShape(256)).build(),
+                Status.Code.INVALID_ARGUMENT, "expected shape [tokens, hidden]");
+        rejected(valid().setHiddenStates(good.toBuilder().setDtype(dev.moecluster.proto.DType.DTYPE_UNSPECIFIED)).build(),
+                Status.Code.INVALID_ARGUMENT, "dtype is unset");
+    }
+
+    @Test
+    void unknownModelIsNotFound() {
+        rejected(valid().setModel("llama-9000").build(), Status.Code.NOT_FOUND, "model 'llama-9000' is not served here");
+    }
+
+    @Test
+    void tooManyTokensIsResourceExhausted() throws Exception {
+        var rc = RouterConfig.defaults(dir, cluster.placement()).withMaxTokensPerRequest(8);
+        try (RouterServer small = RouterServer.start(rc)) {
+            ManagedChannel ch = Clusters.channel(small.address());
+            try {
+                MoeForwardRequest big = Clusters.request(1, Clusters.hidden(cfg, 9, 4, DType.F32), DType.F32);
+                assertThatThrownBy(() -> Clusters.stub(ch).moeForward(big))
+                        .isInstanceOfSatisfying(StatusRuntimeException.class, e -> {
+                            assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.RESOURCE_EXHAUSTED);
+                            assertThat(e.getStatus().getDescription()).contains("9 tokens; this router accepts at most 8");
+                        });
+            } finally {
+                ch.shutdownNow();
+            }
+        }
+    }
+
+    @Test
+    void oversizedMessageIsResourceExhausted() throws Exception {
+        var rc = RouterConfig.defaults(dir, cluster.placement()).withMaxInboundMessageBytes(64 * 1024);
+        try (RouterServer small = RouterServer.start(rc)) {
+            ManagedChannel ch = Clusters.channel(small.address());
+            try {
+                MoeForwardRequest big = Clusters.request(1, Clusters.hidden(cfg, 300, 4, DType.F32), DType.F32); // ~77 KB
+                assertThatThrownBy(() -> Clusters.stub(ch).moeForward(big))
+                        .isInstanceOfSatisfying(StatusRuntimeException.class, e -> {
+                            assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.RESOURCE_EXHAUSTED);
+                            assertThat(e.getStatus().getDescription()).contains("exceeds maximum");
+                        });
+                // the same router still serves calls within its limit
+                FloatMatrix x = Clusters.hidden(cfg, 4, 5, DType.F32);
+                FloatMatrix y = Clusters.output(Clusters.stub(ch).moeForward(Clusters.request(1, x, DType.F32)));
+                assertThat(Clusters.relativeError(y, reference.forward(1, x).output())).isLessThan(1e-5);
+            } finally {
+                ch.shutdownNow();
+            }
+        }
+        stillServes();
+    }
+
+    @Test
+    void workerAskedForAnExpertItDoesNotHoldAnswersNotFoundAndKeepsTheStream() throws Exception {
+        ExpertPlacement p = cluster.placement();
+        String address = p.workers().get(0);
+        int held = p.heldBy(0).get(1).iterator().next();
+        int notHeld = -1;
+        for (int e = 0; e < cfg.numExperts(); e++) {
+            if (!p.heldBy(0).get(1).contains(e)) {
+                notHeld = e;
+                break;
+            }
+        }
+        ManagedChannel ch = Clusters.channel(address);
+        try {
+            LinkedBlockingQueue<Object> results = new LinkedBlockingQueue<>();
+            StreamObserver<ExpertBatch> stream = ExpertServiceGrpc.newStub(ch).compute(collect(results::add));
+            FloatMatrix x = Clusters.hidden(cfg, 2, 8, DType.F32);
+            Tensor act = WireTensors.encode(x, DType.F32);
+            stream.onNext(batch(1, 1, notHeld, 2, act));
+            stream.onNext(batch(2, 0, held, 2, act)); // dense layer
+            stream.onNext(batch(3, 1, held, 3, act)); // rows do not add up
+            stream.onNext(batch(4, 1, held, 2, act.toBuilder().setData(ByteString.copyFrom(new byte[12])).build()));
+            stream.onNext(batch(5, 1, held, 2, act)); // valid: the stream must still work
+            List<ExpertResult> got = new java.util.ArrayList<>();
+            for (int i = 0; i < 5; i++) {
+                Object o = results.poll(30, TimeUnit.SECONDS);
+                assertThat(o).isInstanceOf(ExpertResult.class);
+                got.add((ExpertResult) o);
+            }
+            got.sort(java.util.Comparator.comparingLong(ExpertResult::getId));
+            assertThat(got.get(0).getErrorCode()).isEqualTo(Status.Code.NOT_FOUND.value());
+            assertThat(got.get(0).getErrorMessage()).contains("does not hold expert " + notHeld + " of layer 1");
+            assertThat(got.get(1).getErrorCode()).isEqualTo(Status.Code.INVALID_ARGUMENT.value());
+            assertThat(got.get(1).getErrorMessage()).contains("layer 0 is not a MoE layer");
+            assertThat(got.get(2).getErrorMessage()).contains("slices add up to 3 rows but activations have 2");
+            assertThat(got.get(3).getErrorMessage()).contains("needs 512 bytes of data, got 12");
+            assertThat(got.get(4).getErrorCode()).isZero();
+            assertThat(got.get(4).getOutputs().getShapeList()).containsExactly(2L, 64L);
+            stream.onCompleted();
+        } finally {
+            ch.shutdownNow();
+        }
+        stillServes();
+    }
+
+    private static ExpertBatch batch(long id, int layer, int expert, int rows, Tensor act) {
+        return ExpertBatch.newBuilder().setId(id).setLayer(layer)
+                .addSlices(ExpertSlice.newBuilder().setExpert(expert).setRows(rows))
+                .setActivations(act).build();
+    }
+
+    private static StreamObserver<ExpertResult> collect(Consumer<Object> sink) {
+        return new StreamObserver<>() {
+            @Override
+            public void onNext(ExpertResult value) {
+                sink.accept(value);
+            }
+
+            @Override
+            public void onError(Throwable t) {
+                sink.accept(t);
+            }
+
+            @Override
+            public void onCompleted() {}
+        };
+    }
+}

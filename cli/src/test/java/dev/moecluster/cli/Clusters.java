@@ -1,0 +1,84 @@
+package dev.moecluster.cli;
+
+import dev.moecluster.core.model.Architecture;
+import dev.moecluster.core.model.ModelConfig;
+import dev.moecluster.core.model.ModelGenerator;
+import dev.moecluster.core.tensor.DType;
+import dev.moecluster.core.tensor.FloatMatrix;
+import dev.moecluster.core.tensor.WireTensors;
+import dev.moecluster.proto.MoeForwardRequest;
+import dev.moecluster.proto.MoeForwardResponse;
+import dev.moecluster.proto.RouterGrpc;
+import io.grpc.ManagedChannel;
+import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.SplittableRandom;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.TimeUnit;
+
+/** Shared helpers for the cluster tests: generated models, clients, inputs. */
+final class Clusters {
+    private static final Path ROOT;
+    private static final ConcurrentHashMap<String, Path> MODELS = new ConcurrentHashMap<>();
+
+    static {
+        try {
+            ROOT = Files.createTempDirectory("moe-cluster-test-models");
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+    private Clusters() {}
+
+    /** A tiny f32 model of {@code arch} (hidden 64, 8 experts, 2 layers), generated once per JVM. */
+    static Path tinyModel(Architecture arch) {
+        return model(ModelGenerator.Spec.tiny(arch));
+    }
+
+    static Path model(ModelGenerator.Spec spec) {
+        return MODELS.computeIfAbsent(spec.toString(), k -> {
+            try {
+                Path dir = ROOT.resolve(spec.architecture().cliName() + "-" + MODELS.size());
+                ModelGenerator.generate(spec, dir);
+                return dir;
+            } catch (IOException e) {
+                throw new UncheckedIOException(e);
+            }
+        });
+    }
+
+    static ManagedChannel channel(String address) {
+        return NettyChannelBuilder.forTarget(address).usePlaintext().build();
+    }
+
+    static RouterGrpc.RouterBlockingStub stub(ManagedChannel channel) {
+        return RouterGrpc.newBlockingStub(channel).withDeadlineAfter(60, TimeUnit.SECONDS);
+    }
+
+    /** Random hidden states {@code tokens × hidden}, exactly representable in {@code dtype}. */
+    static FloatMatrix hidden(ModelConfig config, int tokens, long seed, DType dtype) {
+        SplittableRandom r = new SplittableRandom(seed);
+        float[] v = new float[tokens * config.hiddenSize()];
+        for (int i = 0; i < v.length; i++) {
+            v[i] = (float) r.nextGaussian();
+        }
+        return WireTensors.decode(WireTensors.encode(v, 0, tokens, config.hiddenSize(), dtype), "input");
+    }
+
+    static MoeForwardRequest request(int layer, FloatMatrix x, DType dtype) {
+        return MoeForwardRequest.newBuilder().setLayer(layer).setHiddenStates(WireTensors.encode(x, dtype)).build();
+    }
+
+    static FloatMatrix output(MoeForwardResponse response) {
+        return WireTensors.decode(response.getOutput(), "output");
+    }
+
+    /** ‖a − b‖₂ / ‖b‖₂. */
+    static double relativeError(FloatMatrix a, FloatMatrix b) {
+        return dev.moecluster.bench.MoeForwardLoad.relativeError(a, b);
+    }
+}

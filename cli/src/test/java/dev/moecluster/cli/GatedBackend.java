@@ -1,0 +1,48 @@
+package dev.moecluster.cli;
+
+import dev.moecluster.core.moe.ExpertWeights;
+import dev.moecluster.worker.CpuBackend;
+import dev.moecluster.worker.ExpertBackend;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * A cpu backend that, once armed, holds the first computation until released: lets a test kill or
+ * stall a worker while a request is provably in flight on it.
+ */
+final class GatedBackend implements ExpertBackend {
+    private final CpuBackend cpu = new CpuBackend();
+    private final CountDownLatch entered = new CountDownLatch(1);
+    private final CountDownLatch release = new CountDownLatch(1);
+    private volatile boolean armed;
+
+    void arm() {
+        armed = true;
+    }
+
+    boolean awaitEntered() throws InterruptedException {
+        return entered.await(30, TimeUnit.SECONDS);
+    }
+
+    void release() {
+        release.countDown();
+    }
+
+    @Override
+    public String name() {
+        return "cpu";
+    }
+
+    @Override
+    public void compute(ExpertWeights expert, float[] input, int rows, float[] output) {
+        if (armed) {
+            entered.countDown();
+            try {
+                release.await(60, TimeUnit.SECONDS);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }
+        cpu.compute(expert, input, rows, output);
+    }
+}

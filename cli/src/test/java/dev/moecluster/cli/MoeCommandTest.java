@@ -1,0 +1,89 @@
+package dev.moecluster.cli;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import dev.moecluster.core.model.Architecture;
+import dev.moecluster.core.model.Checkpoint;
+import dev.moecluster.core.model.ModelConfig;
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.io.PrintWriter;
+import java.io.StringWriter;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** The {@code moe} command as a user runs it: parsed arguments, exit codes, printed output. */
+class MoeCommandTest {
+    @TempDir
+    Path tmp;
+
+    /** Runs the command line in process and returns {exit code, stdout, stderr}. */
+    private static Object[] run(String... args) {
+        PrintStream oldOut = System.out;
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        StringWriter err = new StringWriter();
+        try {
+            System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
+            var cl = Moe.commandLine();
+            cl.setErr(new PrintWriter(err, true));
+            int code = cl.execute(args);
+            return new Object[] {code, out.toString(StandardCharsets.UTF_8), err.toString()};
+        } finally {
+            System.setOut(oldOut);
+        }
+    }
+
+    @Test
+    void genModelWritesAHuggingFaceDirectory() throws Exception {
+        Path out = tmp.resolve("qwen");
+        Object[] r = run("gen-model", "--arch", "qwen3-moe", "--out", out.toString(), "--layers", "3", "--hidden", "32",
+                "--intermediate", "48", "--experts", "6", "--top-k", "3", "--dtype", "f32", "--shards", "2");
+        assertThat(r[0]).isEqualTo(0);
+        assertThat((String) r[1]).contains("wrote Qwen3MoeForCausalLM model", "3 layers", "6 experts x intermediate 48", "top-3");
+        ModelConfig cfg = ModelConfig.load(out);
+        assertThat(cfg.architecture()).isEqualTo(Architecture.QWEN3_MOE);
+        assertThat(cfg.numLayers()).isEqualTo(3);
+        assertThat(cfg.hiddenSize()).isEqualTo(32);
+        assertThat(cfg.numExperts()).isEqualTo(6);
+        assertThat(cfg.expertsPerToken()).isEqualTo(3);
+        assertThat(out.resolve("model.safetensors.index.json")).exists();
+        assertThat(out.resolve("tokenizer.json")).exists();
+        try (Checkpoint ck = Checkpoint.open(out)) {
+            assertThat(ck.shapeOf("model.layers.2.mlp.experts.5.down_proj.weight")).containsExactly(32, 48);
+            assertThat(ck.shapeOf("model.layers.0.mlp.gate.weight")).containsExactly(6, 32);
+        }
+    }
+
+    @Test
+    void badFlagsGiveAClearErrorAndNonZeroExit() {
+        Object[] r = run("gen-model", "--arch", "gpt2", "--out", tmp.resolve("x").toString());
+        assertThat(r[0]).isEqualTo(1);
+        assertThat((String) r[2]).contains("unknown --arch gpt2");
+        Object[] missing = run("router", "--port", "0");
+        assertThat(missing[0]).isEqualTo(2);
+        assertThat((String) missing[2]).contains("--workers", "--placement");
+    }
+
+    @Test
+    void demoVerifiesAgainstTheReferenceAndPrintsTheTables() {
+        String old = System.getProperty("moe.cache.dir");
+        System.setProperty("moe.cache.dir", tmp.resolve("cache").toString());
+        try {
+            Object[] r = run("demo", "--requests", "20", "--verify", "4", "--tokens", "8", "--concurrency", "2");
+            String out = (String) r[1];
+            assertThat(r[0]).as(out + r[2]).isEqualTo(0);
+            assertThat(out).contains("MixtralForCausalLM", "verify   4 calls", "OK", "Expert load", "Workers:", "worker-2",
+                    "bytes per routed token", "demo OK");
+            assertThat(Files.exists(tmp.resolve("cache").resolve("tiny-mixtral-v1").resolve("config.json"))).isTrue();
+        } finally {
+            if (old == null) {
+                System.clearProperty("moe.cache.dir");
+            } else {
+                System.setProperty("moe.cache.dir", old);
+            }
+        }
+    }
+}
