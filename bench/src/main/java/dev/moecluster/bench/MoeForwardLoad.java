@@ -50,35 +50,52 @@ public final class MoeForwardLoad {
         }
     }
 
-    private final ModelConfig config;
+    private final String model;
+    private final int hidden;
+    private final List<Integer> moeLayers;
     private final ReferenceMoeBlock reference;
 
-    public MoeForwardLoad(ModelConfig config, ReferenceMoeBlock reference) {
-        this.config = requireNonNull(config, "config is null");
+    /**
+     * @param model the model name sent in requests
+     * @param reference the in-process block to verify against or run as the baseline; may be null
+     */
+    public MoeForwardLoad(String model, int hidden, List<Integer> moeLayers, ReferenceMoeBlock reference) {
+        this.model = requireNonNull(model, "model is null");
+        this.hidden = hidden;
+        this.moeLayers = List.copyOf(moeLayers);
         this.reference = reference;
+        if (this.moeLayers.isEmpty()) {
+            throw new IllegalArgumentException("the model has no MoE layers");
+        }
+    }
+
+    public MoeForwardLoad(ModelConfig config, ReferenceMoeBlock reference) {
+        this(config.name(), config.hiddenSize(), config.moeLayerList(), reference);
     }
 
     /** Hidden states for call {@code i}: Gaussian, rounded to the dtype they are sent in. */
     public FloatMatrix input(Options o, int i) {
         SplittableRandom r = new SplittableRandom(o.seed() * 1_000_003L + i);
-        float[] v = new float[o.tokens() * config.hiddenSize()];
+        float[] v = new float[o.tokens() * hidden];
         for (int j = 0; j < v.length; j++) {
             v[j] = (float) r.nextGaussian();
         }
-        return WireTensors.decode(WireTensors.encode(v, 0, o.tokens(), config.hiddenSize(), o.dtype()), "input");
+        return WireTensors.decode(WireTensors.encode(v, 0, o.tokens(), hidden, o.dtype()), "input");
     }
 
     /** The MoE layer call {@code i} goes to: the MoE layers in turn. */
     public int layer(int i) {
-        List<Integer> layers = config.moeLayerList();
-        return layers.get(i % layers.size());
+        return moeLayers.get(i % moeLayers.size());
     }
 
     /** Sends the load to a router. */
     public Report runAgainst(RouterGrpc.RouterBlockingStub router, Options o) throws InterruptedException {
+        if (o.verify() && reference == null) {
+            throw new IllegalArgumentException("verification needs the reference block");
+        }
         return run(o, (layer, x) -> {
             MoeForwardResponse resp = router.withDeadlineAfter(60, TimeUnit.SECONDS).moeForward(MoeForwardRequest.newBuilder()
-                    .setModel(config.name())
+                    .setModel(model)
                     .setLayer(layer)
                     .setHiddenStates(WireTensors.encode(x, o.dtype()))
                     .build());

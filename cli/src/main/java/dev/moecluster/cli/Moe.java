@@ -15,6 +15,7 @@ import picocli.CommandLine.Command;
             LocalCommand.class,
             RouterCommand.class,
             WorkerCommand.class,
+            ProbeCommand.class,
             GenModelCommand.class,
             BenchCommand.class,
             CommandLine.HelpCommand.class

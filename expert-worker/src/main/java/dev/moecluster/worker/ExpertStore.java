@@ -15,7 +15,8 @@ import java.util.logging.Logger;
 
 /**
  * The experts this worker holds. Opens the checkpoint memory-mapped and touches only the tensors of
- * its experts, so a worker reads a fraction of a large model.
+ * its experts, so a worker reads a fraction of a large model; each expert is run once at load so its
+ * pages are resident before the worker reports ready.
  */
 public final class ExpertStore implements AutoCloseable {
     private static final Logger LOG = Logger.getLogger(ExpertStore.class.getName());
@@ -41,6 +42,8 @@ public final class ExpertStore implements AutoCloseable {
             for (Map.Entry<Integer, Set<Integer>> e : assignment.byLayer().entrySet()) {
                 for (int expert : e.getValue()) {
                     ExpertWeights w = layout.expert(checkpoint, store.arena, e.getKey(), expert);
+                    // One row through the expert pages its weights in now rather than on the first request.
+                    w.forward(new float[w.hiddenSize()], 1, new float[w.hiddenSize()]);
                     store.experts.put(key(e.getKey(), expert), w);
                 }
             }

@@ -2,6 +2,7 @@ package dev.moecluster.worker;
 
 import static java.util.Objects.requireNonNull;
 
+import dev.moecluster.core.kernel.Gemm;
 import dev.moecluster.core.model.ModelConfig;
 import io.grpc.Server;
 import io.grpc.health.v1.HealthCheckResponse.ServingStatus;
@@ -14,11 +15,13 @@ import java.util.concurrent.TimeUnit;
 import java.util.logging.Logger;
 
 /**
- * A running expert worker: loads its experts, then serves {@code ExpertService}, gRPC health and
- * server reflection on one port. Health reports SERVING once the experts are loaded.
+ * A running expert worker: loads its experts and warms up the kernels, then serves
+ * {@code ExpertService}, gRPC health and server reflection on one port, reporting SERVING.
  */
 public final class ExpertWorker implements AutoCloseable {
     private static final Logger LOG = Logger.getLogger(ExpertWorker.class.getName());
+    /** Time allowed for compiling the kernels before the worker reports ready. */
+    private static final long WARM_UP_MILLIS = 3000;
 
     private final WorkerConfig config;
     private final ExpertStore store;
@@ -53,6 +56,7 @@ public final class ExpertWorker implements AutoCloseable {
         requireNonNull(backend, "backend is null");
         ModelConfig model = ModelConfig.load(config.modelDir());
         ExpertStore store = ExpertStore.load(config.modelDir(), model, config.assignment());
+        Gemm.warmUp(WARM_UP_MILLIS);
         try {
             ExpertWorker worker = new ExpertWorker(config, store, backend);
             LOG.info(() -> "worker " + config.workerId() + " serving " + config.assignment().expertCount()

@@ -2,6 +2,7 @@ package dev.moecluster.router;
 
 import static java.util.Objects.requireNonNull;
 
+import dev.moecluster.core.kernel.Gemm;
 import dev.moecluster.core.model.Checkpoint;
 import dev.moecluster.core.model.ModelConfig;
 import dev.moecluster.core.tensor.DType;
@@ -61,6 +62,7 @@ public final class RouterServer implements AutoCloseable {
         requireNonNull(config, "config is null");
         ModelConfig model = ModelConfig.load(config.modelDir());
         Checkpoint checkpoint = Checkpoint.open(config.modelDir());
+        Gemm.warmUp(3000);
         try {
             RouterServer router = new RouterServer(config, model, checkpoint);
             LOG.info(() -> "router serving " + model.name() + " (" + model.architecture().hfName() + ") on "

@@ -238,6 +238,34 @@ public final class Gemm {
         return s;
     }
 
+    /**
+     * Runs every kernel path on small inputs until the JIT has compiled it, at most about
+     * {@code budgetMillis}. Vector API code is very slow until C2 compiles it, so servers call this
+     * before they report ready: otherwise the first real batches can take seconds.
+     */
+    public static void warmUp(long budgetMillis) {
+        long deadline = System.nanoTime() + budgetMillis * 1_000_000L;
+        try (java.lang.foreign.Arena arena = java.lang.foreign.Arena.ofConfined()) {
+            int k = 67;
+            int n = 37;
+            float[] w = new float[n * k];
+            for (int i = 0; i < w.length; i++) {
+                w[i] = (i % 7) * 0.01f;
+            }
+            Tensor[] weights = {
+                Tensor.of(arena, dev.moecluster.core.tensor.DType.BF16, new long[] {n, k}, w),
+                Tensor.of(arena, dev.moecluster.core.tensor.DType.F32, new long[] {n, k}, w)
+            };
+            float[] a = new float[7 * k];
+            float[] c = new float[7 * n];
+            for (int iter = 0; iter < 4000 && System.nanoTime() < deadline; iter++) {
+                for (Tensor t : weights) {
+                    columns(a, 7, k, t.data(), t.dtype() == dev.moecluster.core.tensor.DType.BF16, c, n, 0, n);
+                }
+            }
+        }
+    }
+
     /** The reference the kernels are tested against: a plain triple loop, in double. */
     public static float[] naive(float[] a, int rows, int k, Tensor w) {
         int n = Math.toIntExact(w.dim(0));
