@@ -16,6 +16,7 @@ import picocli.CommandLine.Command;
             RouterCommand.class,
             WorkerCommand.class,
             ProbeCommand.class,
+            PlacementCommand.class,
             GenModelCommand.class,
             BenchCommand.class,
             CommandLine.HelpCommand.class
