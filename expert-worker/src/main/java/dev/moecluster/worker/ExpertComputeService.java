@@ -38,6 +38,7 @@ final class ExpertComputeService extends ExpertServiceGrpc.ExpertServiceImplBase
     private final int maxInFlight;
     private final AtomicLong batches = new AtomicLong();
     private final AtomicLong rejected = new AtomicLong();
+    private volatile boolean stopped;
 
     ExpertComputeService(String workerId, String backendName, ExpertStore store, BatchCoalescer coalescer, int maxInFlight) {
         this.workerId = workerId;
@@ -45,6 +46,11 @@ final class ExpertComputeService extends ExpertServiceGrpc.ExpertServiceImplBase
         this.store = store;
         this.coalescer = coalescer;
         this.maxInFlight = maxInFlight;
+    }
+
+    /** From now on nothing more is sent on any stream, as after a crash. */
+    void stop() {
+        stopped = true;
     }
 
     long batchesServed() {
@@ -74,7 +80,7 @@ final class ExpertComputeService extends ExpertServiceGrpc.ExpertServiceImplBase
         ServerCallStreamObserver<ExpertResult> out = (ServerCallStreamObserver<ExpertResult>) responses;
         out.disableAutoRequest();
         out.request(maxInFlight);
-        ResultSender sender = new ResultSender(out);
+        ResultSender sender = new ResultSender(out, () -> stopped);
         return new StreamObserver<>() {
             @Override
             public void onNext(ExpertBatch batch) {
@@ -234,12 +240,14 @@ final class ExpertComputeService extends ExpertServiceGrpc.ExpertServiceImplBase
     /** Serialises results onto one response stream and asks for one more batch per result sent. */
     private static final class ResultSender {
         private final ServerCallStreamObserver<ExpertResult> out;
+        private final java.util.function.BooleanSupplier stopped;
         private int inFlight;
         private boolean closed;
         private boolean halfClosed;
 
-        ResultSender(ServerCallStreamObserver<ExpertResult> out) {
+        ResultSender(ServerCallStreamObserver<ExpertResult> out, java.util.function.BooleanSupplier stopped) {
             this.out = out;
+            this.stopped = stopped;
         }
 
         synchronized void started() {
@@ -248,7 +256,7 @@ final class ExpertComputeService extends ExpertServiceGrpc.ExpertServiceImplBase
 
         synchronized void send(ExpertResult result) {
             inFlight--;
-            if (closed || out.isCancelled()) {
+            if (closed || stopped.getAsBoolean() || out.isCancelled()) {
                 return;
             }
             out.onNext(result);

@@ -102,6 +102,7 @@ public final class ExpertWorker implements AutoCloseable {
 
     /** Stops at once, failing in-flight streams, as a crashed process would look to routers. */
     public void kill() {
+        service.stop();
         health.enterTerminalState();
         server.shutdownNow();
         coalescer.close();
