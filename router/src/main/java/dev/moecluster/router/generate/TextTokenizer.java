@@ -1,0 +1,51 @@
+package dev.moecluster.router.generate;
+
+import ai.djl.huggingface.tokenizers.HuggingFaceTokenizer;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Map;
+
+/**
+ * The model's Hugging Face {@code tokenizer.json}, through the tokenizers library's native code.
+ * Encoding adds the special tokens the tokenizer's post-processor defines (BOS for Llama and
+ * Mixtral, none for Qwen).
+ */
+public final class TextTokenizer implements AutoCloseable {
+    private final HuggingFaceTokenizer tokenizer;
+
+    private TextTokenizer(HuggingFaceTokenizer tokenizer) {
+        this.tokenizer = tokenizer;
+    }
+
+    public static TextTokenizer load(Path modelDir) throws IOException {
+        Path file = modelDir.resolve("tokenizer.json");
+        if (!Files.exists(file)) {
+            throw new IOException("no tokenizer.json in " + modelDir + "; send token ids instead of text");
+        }
+        return new TextTokenizer(HuggingFaceTokenizer.newInstance(file, Map.of("addSpecialTokens", "true")));
+    }
+
+    public int[] encode(String text) {
+        long[] ids = tokenizer.encode(text).getIds();
+        int[] out = new int[ids.length];
+        for (int i = 0; i < ids.length; i++) {
+            out[i] = Math.toIntExact(ids[i]);
+        }
+        return out;
+    }
+
+    /** Decodes ids to text, leaving out special tokens. */
+    public String decode(int[] ids) {
+        long[] l = new long[ids.length];
+        for (int i = 0; i < ids.length; i++) {
+            l[i] = ids[i];
+        }
+        return tokenizer.decode(l, true);
+    }
+
+    @Override
+    public void close() {
+        tokenizer.close();
+    }
+}
