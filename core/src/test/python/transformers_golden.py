@@ -17,6 +17,7 @@ import sys
 import torch
 import transformers
 from transformers import AutoModelForCausalLM
+from transformers.models.llama4 import modeling_llama4
 from transformers.models.qwen2_moe import modeling_qwen2_moe
 from transformers.models.qwen3_moe import modeling_qwen3_moe
 
@@ -28,8 +29,9 @@ def prompt(vocab):
     return [(i * 37 + 5) % vocab for i in range(24)]
 
 
-def round_routing_weights_to_bf16(router_class):
-    """Qwen routers cast their top-k weights back to the hidden dtype (router_top_value.to(router_logits.dtype)).
+def round_routing_weights_to_bf16(router_class, weights_at):
+    """Routers cast their weights back to the hidden dtype: Qwen's router_top_value.to(router_logits.dtype),
+    Llama 4's sigmoid(...).to(router_scores.dtype).
 
     The models run in float32 here, but the project's reference MoE block computes in f32 and applies
     that one cast with the checkpoint's dtype, as transformers does when it runs a bf16 checkpoint in
@@ -38,8 +40,9 @@ def round_routing_weights_to_bf16(router_class):
     original = router_class.forward
 
     def forward(self, hidden_states):
-        logits, weights, indices = original(self, hidden_states)
-        return logits, weights.to(torch.bfloat16).to(weights.dtype), indices
+        out = list(original(self, hidden_states))
+        out[weights_at] = out[weights_at].to(torch.bfloat16).to(out[weights_at].dtype)
+        return tuple(out)
 
     router_class.forward = forward
     return lambda: setattr(router_class, "forward", original)
@@ -56,8 +59,9 @@ def main(root, out_file):
         x = torch.tensor([ids])
         restore = []
         if "bf16" in name:
-            restore = [round_routing_weights_to_bf16(modeling_qwen2_moe.Qwen2MoeTopKRouter),
-                       round_routing_weights_to_bf16(modeling_qwen3_moe.Qwen3MoeTopKRouter)]
+            restore = [round_routing_weights_to_bf16(modeling_qwen2_moe.Qwen2MoeTopKRouter, 1),
+                       round_routing_weights_to_bf16(modeling_qwen3_moe.Qwen3MoeTopKRouter, 1),
+                       round_routing_weights_to_bf16(modeling_llama4.Llama4Router, 0)]
         with torch.no_grad():
             logits = model(x).logits[0]
             generated = model.generate(x, max_new_tokens=GREEDY_TOKENS, min_new_tokens=GREEDY_TOKENS,

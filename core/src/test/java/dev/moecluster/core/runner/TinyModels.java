@@ -127,6 +127,16 @@ final class TinyModels {
         return dir;
     }
 
+    /** The tied model in {@code tiedDir} with its embedding matrix stored again as an untied {@code lm_head.weight}. */
+    static Path untiedCopy(Path tiedDir, Path dir) throws IOException {
+        try (Checkpoint tied = Checkpoint.open(tiedDir)) {
+            Tensor embedding = tied.tensor("model.embed_tokens.weight");
+            rewrite(tiedDir, dir, name -> true, "", (writer, arena) -> writer.put("lm_head.weight", embedding));
+        }
+        editConfig(dir, c -> c.addProperty("tie_word_embeddings", false));
+        return dir;
+    }
+
     /** Rewrites {@code dir}'s config.json through {@code edit}. */
     static void editConfig(Path dir, Consumer<JsonObject> edit) throws IOException {
         JsonObject c = readConfig(dir);
