@@ -5,6 +5,7 @@ import dev.moecluster.core.placement.ExpertPlacement;
 import dev.moecluster.core.tensor.DType;
 import dev.moecluster.router.RouterConfig;
 import dev.moecluster.router.RouterServer;
+import dev.moecluster.router.generate.GenerationConfig;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Arrays;
@@ -56,6 +57,22 @@ final class RouterCommand implements Callable<Integer> {
     @Option(names = "--max-message-mb", defaultValue = "64", description = "Largest request or worker result, MiB (default: ${DEFAULT-VALUE}).")
     int maxMessageMb;
 
+    @Option(names = "--max-sequences", defaultValue = "64", description = "Sequences decoded together (default: ${DEFAULT-VALUE}).")
+    int maxSequences;
+
+    @Option(names = "--max-queued", defaultValue = "256", description = "Generate requests waiting before RESOURCE_EXHAUSTED (default: ${DEFAULT-VALUE}).")
+    int maxQueued;
+
+    @Option(names = "--kv-cache-mb", defaultValue = "2048", description = "KV-cache memory budget for all sequences, MiB (default: ${DEFAULT-VALUE}).")
+    int kvCacheMb;
+
+    @Option(names = "--prefill-chunk", defaultValue = "256", description = "Prompt tokens prefilled per step, so decodes are not starved (default: ${DEFAULT-VALUE}).")
+    int prefillChunk;
+
+    @Option(names = "--overlap", defaultValue = "true", negatable = true, fallbackValue = "true",
+            description = "Run each decode step as two concurrent micro-batches (ping-pong); --no-overlap turns it off (default: ${DEFAULT-VALUE}).")
+    boolean overlap;
+
     @Override
     public Integer call() throws Exception {
         Path dir = model.resolve();
@@ -64,7 +81,8 @@ final class RouterCommand implements Callable<Integer> {
                 ? ExpertPlacement.read(placement.file)
                 : ExpertPlacement.roundRobin(List.copyOf(Arrays.asList(placement.workers)), config, replicas);
         var rc = new RouterConfig(host, port, dir, p, wireDtype == null ? null : DType.parse(wireDtype),
-                Duration.ofMillis(expertTimeoutMs), Math.multiplyExact(maxMessageMb, 1024 * 1024), maxTokens);
+                Duration.ofMillis(expertTimeoutMs), Math.multiplyExact(maxMessageMb, 1024 * 1024), maxTokens,
+                new GenerationConfig(maxSequences, maxQueued, (long) kvCacheMb * 1024 * 1024, prefillChunk, overlap));
         RouterServer router = RouterServer.start(rc);
         Runtime.getRuntime().addShutdownHook(new Thread(router::close));
         System.out.printf("router serving %s (%s) on %s with %d workers%n", config.name(),

@@ -4,6 +4,7 @@ import static java.util.Objects.requireNonNull;
 
 import dev.moecluster.core.placement.ExpertPlacement;
 import dev.moecluster.core.tensor.DType;
+import dev.moecluster.router.generate.GenerationConfig;
 import java.nio.file.Path;
 import java.time.Duration;
 
@@ -18,6 +19,7 @@ import java.time.Duration;
  * @param expertTimeout deadline for one worker batch before its rows go to a replica
  * @param maxInboundMessageBytes largest request or worker result accepted
  * @param maxTokensPerRequest largest MoeForward batch; larger ones get RESOURCE_EXHAUSTED
+ * @param generation continuous-batching limits for {@code Generate}
  */
 public record RouterConfig(
         String host,
@@ -27,7 +29,8 @@ public record RouterConfig(
         DType wireDtype,
         Duration expertTimeout,
         int maxInboundMessageBytes,
-        int maxTokensPerRequest) {
+        int maxTokensPerRequest,
+        GenerationConfig generation) {
 
     public static final int DEFAULT_MAX_INBOUND_BYTES = 64 * 1024 * 1024;
 
@@ -36,6 +39,7 @@ public record RouterConfig(
         requireNonNull(modelDir, "modelDir is null");
         requireNonNull(placement, "placement is null");
         requireNonNull(expertTimeout, "expertTimeout is null");
+        requireNonNull(generation, "generation is null");
         if (port < 0 || port > 65535) {
             throw new IllegalArgumentException("port must be 0..65535, got " + port);
         }
@@ -53,37 +57,45 @@ public record RouterConfig(
         }
     }
 
-    /** Defaults: loopback, free port, checkpoint dtype on the wire, 10 s expert deadline, 64 MiB, 8192 tokens. */
+    /**
+     * Defaults: loopback, free port, checkpoint dtype on the wire, 10 s expert deadline, 64 MiB
+     * messages, 8192 tokens per MoeForward, {@link GenerationConfig#defaults()}.
+     */
     public static RouterConfig defaults(Path modelDir, ExpertPlacement placement) {
         return new RouterConfig("127.0.0.1", 0, modelDir, placement, null, Duration.ofSeconds(10),
-                DEFAULT_MAX_INBOUND_BYTES, 8192);
+                DEFAULT_MAX_INBOUND_BYTES, 8192, GenerationConfig.defaults());
     }
 
     public RouterConfig withPort(int newPort) {
         return new RouterConfig(host, newPort, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest);
+                maxTokensPerRequest, generation);
     }
 
     public RouterConfig withHost(String newHost) {
         return new RouterConfig(newHost, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest);
+                maxTokensPerRequest, generation);
     }
 
     public RouterConfig withWireDtype(DType dtype) {
         return new RouterConfig(host, port, modelDir, placement, dtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest);
+                maxTokensPerRequest, generation);
     }
 
     public RouterConfig withExpertTimeout(Duration timeout) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, timeout, maxInboundMessageBytes,
-                maxTokensPerRequest);
+                maxTokensPerRequest, generation);
     }
 
     public RouterConfig withMaxInboundMessageBytes(int bytes) {
-        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, bytes, maxTokensPerRequest);
+        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, bytes, maxTokensPerRequest, generation);
+    }
+
+    public RouterConfig withGeneration(GenerationConfig g) {
+        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
+                maxTokensPerRequest, g);
     }
 
     public RouterConfig withMaxTokensPerRequest(int tokens) {
-        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes, tokens);
+        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes, tokens, generation);
     }
 }

@@ -5,7 +5,16 @@ import static java.util.Objects.requireNonNull;
 import dev.moecluster.core.kernel.Gemm;
 import dev.moecluster.core.model.Checkpoint;
 import dev.moecluster.core.model.ModelConfig;
+import dev.moecluster.core.runner.DecoderModel;
 import dev.moecluster.core.tensor.DType;
+import dev.moecluster.router.generate.GenerationScheduler;
+import dev.moecluster.router.generate.TextTokenizer;
+import com.google.gson.JsonElement;
+import com.google.gson.JsonParser;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Set;
+import java.util.TreeSet;
 import io.grpc.Server;
 import io.grpc.health.v1.HealthCheckResponse.ServingStatus;
 import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
@@ -19,8 +28,9 @@ import java.util.concurrent.TimeUnit;
 import java.util.logging.Logger;
 
 /**
- * A running router: loads the model's gates and shared experts, connects to the workers of the
- * placement, and serves the public {@code moe.v1.Router} API with gRPC health and reflection.
+ * A running router: loads the dense part of the model (embeddings, attention, norms, gates, shared
+ * experts, LM head), connects to the workers of the placement, and serves the public
+ * {@code moe.v1.Router} API ({@code MoeForward}, {@code Generate}) with gRPC health and reflection.
  */
 public final class RouterServer implements AutoCloseable {
     private static final Logger LOG = Logger.getLogger(RouterServer.class.getName());
@@ -32,6 +42,9 @@ public final class RouterServer implements AutoCloseable {
     private final DispatchStats stats = new DispatchStats();
     private final HealthStatusManager health = new HealthStatusManager();
     private final DType wireDtype;
+    private final DecoderModel decoder;
+    private final TextTokenizer tokenizer;
+    private final GenerationScheduler scheduler;
     private final Server server;
 
     private RouterServer(RouterConfig config, ModelConfig model, Checkpoint checkpoint) throws IOException {
@@ -46,9 +59,13 @@ public final class RouterServer implements AutoCloseable {
         }
         MoeDispatcher dispatcher = new MoeDispatcher(config.placement(), workers, wireDtype, config.expertTimeout(), stats);
         RemoteMoeBlock moe = new RemoteMoeBlock(model, checkpoint, dispatcher);
+        this.decoder = DecoderModel.load(model, checkpoint, (layer, x) -> moe.forward(layer, x).output());
+        this.tokenizer = Files.exists(config.modelDir().resolve("tokenizer.json")) ? TextTokenizer.load(config.modelDir()) : null;
+        this.scheduler = new GenerationScheduler(decoder, tokenizer, config.generation(), model.name(), contextLength(model),
+                eosTokens(config.modelDir(), model));
         this.server = NettyServerBuilder.forAddress(new InetSocketAddress(config.host(), config.port()))
                 .maxInboundMessageSize(config.maxInboundMessageBytes())
-                .addService(new RouterService(model, moe, config.maxTokensPerRequest()))
+                .addService(new RouterService(model, moe, config.maxTokensPerRequest(), scheduler))
                 .addService(health.getHealthService())
                 .addService(ProtoReflectionServiceV1.newInstance())
                 .build()
@@ -95,6 +112,47 @@ public final class RouterServer implements AutoCloseable {
         return stats;
     }
 
+    /**
+     * The decoder running the dense part of the model with this router's remote experts; for tools
+     * and tests that need logits (the public API returns tokens).
+     */
+    public DecoderModel decoder() {
+        return decoder;
+    }
+
+    /** The continuous-batching scheduler behind {@code Generate}. */
+    public GenerationScheduler scheduler() {
+        return scheduler;
+    }
+
+    /** The longest sequence the model takes: {@code max_position_embeddings}, 4096 when absent. */
+    static int contextLength(ModelConfig model) {
+        JsonElement e = model.raw().get("max_position_embeddings");
+        return e == null || e.isJsonNull() ? 4096 : e.getAsInt();
+    }
+
+    /** End-of-sequence ids from config.json and generation_config.json ({@code eos_token_id}, an id or a list). */
+    static Set<Integer> eosTokens(Path modelDir, ModelConfig model) throws IOException {
+        Set<Integer> ids = new TreeSet<>();
+        addIds(model.raw().get("eos_token_id"), ids);
+        Path gen = modelDir.resolve("generation_config.json");
+        if (Files.exists(gen)) {
+            addIds(JsonParser.parseString(Files.readString(gen)).getAsJsonObject().get("eos_token_id"), ids);
+        }
+        return ids;
+    }
+
+    private static void addIds(JsonElement e, Set<Integer> ids) {
+        if (e == null || e.isJsonNull()) {
+            return;
+        }
+        if (e.isJsonArray()) {
+            e.getAsJsonArray().forEach(x -> ids.add(x.getAsInt()));
+        } else {
+            ids.add(e.getAsInt());
+        }
+    }
+
     public void awaitTermination() throws InterruptedException {
         server.awaitTermination();
     }
@@ -102,6 +160,7 @@ public final class RouterServer implements AutoCloseable {
     @Override
     public void close() {
         health.enterTerminalState();
+        scheduler.close();
         server.shutdown();
         try {
             if (!server.awaitTermination(5, TimeUnit.SECONDS)) {
@@ -113,6 +172,9 @@ public final class RouterServer implements AutoCloseable {
         }
         for (WorkerChannel w : workers) {
             w.close();
+        }
+        if (tokenizer != null) {
+            tokenizer.close();
         }
         checkpoint.close();
     }

@@ -4,11 +4,14 @@ import dev.moecluster.core.model.ModelConfig;
 import dev.moecluster.core.tensor.DType;
 import dev.moecluster.core.tensor.FloatMatrix;
 import dev.moecluster.core.tensor.WireTensors;
+import dev.moecluster.proto.GenerateRequest;
+import dev.moecluster.proto.GenerateResponse;
 import dev.moecluster.proto.GetModelInfoRequest;
 import dev.moecluster.proto.ModelInfo;
 import dev.moecluster.proto.MoeForwardRequest;
 import dev.moecluster.proto.MoeForwardResponse;
 import dev.moecluster.proto.RouterGrpc;
+import dev.moecluster.router.generate.GenerationScheduler;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.grpc.stub.StreamObserver;
@@ -25,11 +28,18 @@ final class RouterService extends RouterGrpc.RouterImplBase {
     private final ModelConfig config;
     private final RemoteMoeBlock moe;
     private final int maxTokens;
+    private final GenerationScheduler scheduler;
 
-    RouterService(ModelConfig config, RemoteMoeBlock moe, int maxTokens) {
+    RouterService(ModelConfig config, RemoteMoeBlock moe, int maxTokens, GenerationScheduler scheduler) {
         this.config = config;
         this.moe = moe;
         this.maxTokens = maxTokens;
+        this.scheduler = scheduler;
+    }
+
+    @Override
+    public void generate(GenerateRequest request, StreamObserver<GenerateResponse> responses) {
+        scheduler.submit(request, responses);
     }
 
     @Override

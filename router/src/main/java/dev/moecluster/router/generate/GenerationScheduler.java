@@ -1,0 +1,406 @@
+package dev.moecluster.router.generate;
+
+import static java.util.Objects.requireNonNull;
+
+import dev.moecluster.core.runner.DecoderModel;
+import dev.moecluster.core.runner.KvCache;
+import dev.moecluster.core.runner.SequenceChunk;
+import dev.moecluster.core.tensor.FloatMatrix;
+import dev.moecluster.proto.FinishReason;
+import dev.moecluster.proto.GenerateRequest;
+import dev.moecluster.proto.GenerateResponse;
+import dev.moecluster.proto.SamplingParams;
+import dev.moecluster.proto.Usage;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import io.grpc.stub.ServerCallStreamObserver;
+import io.grpc.stub.StreamObserver;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Iterator;
+import java.util.List;
+import java.util.Set;
+import java.util.concurrent.ArrayBlockingQueue;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.logging.Level;
+import java.util.logging.Logger;
+
+/**
+ * Continuous batching. One loop thread runs decode steps over every active sequence: new requests
+ * join between steps, finished or cancelled ones leave and free their KV cache. Each step carries one
+ * token per decoding sequence plus prompt chunks of sequences still prefilling (at most
+ * {@code prefillTokensPerStep} prompt tokens per step, so a long prompt never stalls running
+ * decodes), and the MoE dispatch of each layer carries all of them at once. With overlap on, the
+ * step is split into two micro-batches run concurrently, so one is at the experts while the other
+ * computes attention.
+ */
+public final class GenerationScheduler implements AutoCloseable {
+    private static final Logger LOG = Logger.getLogger(GenerationScheduler.class.getName());
+
+    private final DecoderModel model;
+    private final TextTokenizer tokenizer;
+    private final GenerationConfig config;
+    private final String modelName;
+    private final int context;
+    private final Set<Integer> eos;
+    private final BlockingQueue<Sequence> queue;
+    private final List<Sequence> active = new ArrayList<>();
+    private final ExecutorService microBatches = Executors.newSingleThreadExecutor(
+            r -> Thread.ofPlatform().name("moe-generate-microbatch").daemon().unstarted(r));
+    private final Thread loop;
+    private final AtomicLong reservedBytes = new AtomicLong();
+    private final AtomicLong steps = new AtomicLong();
+    private final AtomicLong generatedTokens = new AtomicLong();
+    private volatile int activeCount;
+    private volatile boolean running = true;
+
+    /**
+     * @param tokenizer the model's tokenizer, or null (then only token-id prompts are accepted)
+     * @param context the longest sequence (prompt + generated) the model takes
+     * @param eos token ids that end generation
+     */
+    public GenerationScheduler(DecoderModel model, TextTokenizer tokenizer, GenerationConfig config, String modelName,
+            int context, Set<Integer> eos) {
+        this.model = requireNonNull(model, "model is null");
+        this.tokenizer = tokenizer;
+        this.config = requireNonNull(config, "config is null");
+        this.modelName = requireNonNull(modelName, "modelName is null");
+        this.context = context;
+        this.eos = Set.copyOf(eos);
+        this.queue = new ArrayBlockingQueue<>(Math.max(1, config.maxQueuedRequests()));
+        this.loop = Thread.ofPlatform().name("moe-generate").daemon().start(this::run);
+    }
+
+    /** Sequences in the running batch. */
+    public int activeSequences() {
+        return activeCount;
+    }
+
+    public int queuedRequests() {
+        return queue.size();
+    }
+
+    /** KV-cache bytes reserved by active sequences. */
+    public long kvCacheReservedBytes() {
+        return reservedBytes.get();
+    }
+
+    public long steps() {
+        return steps.get();
+    }
+
+    public long generatedTokens() {
+        return generatedTokens.get();
+    }
+
+    /** Validates and queues a request; errors go to {@code responses} as a status. */
+    public void submit(GenerateRequest request, StreamObserver<GenerateResponse> responses) {
+        Sequence seq;
+        try {
+            seq = admit(request, responses);
+        } catch (StatusRuntimeException e) {
+            responses.onError(e);
+            return;
+        }
+        if (!queue.offer(seq)) {
+            responses.onError(Status.RESOURCE_EXHAUSTED.withDescription("the router is busy: " + queue.size()
+                    + " requests are already waiting; retry later").asRuntimeException());
+            return;
+        }
+        if (responses instanceof ServerCallStreamObserver<GenerateResponse> server) {
+            server.setOnCancelHandler(() -> seq.cancelled = true);
+        }
+    }
+
+    private Sequence admit(GenerateRequest request, StreamObserver<GenerateResponse> responses) {
+        if (!request.getModel().isEmpty() && !request.getModel().equals(modelName)) {
+            throw Status.NOT_FOUND.withDescription("model '" + request.getModel() + "' is not served here (this router serves '"
+                    + modelName + "')").asRuntimeException();
+        }
+        SamplingParams p = request.getSampling();
+        String problem = Sampler.validate(p);
+        if (problem != null) {
+            throw invalid(problem);
+        }
+        int[] prompt = switch (request.getPromptCase()) {
+            case TEXT -> {
+                if (request.getText().isEmpty()) {
+                    throw invalid("prompt is empty: send text or token_ids");
+                }
+                if (tokenizer == null) {
+                    throw Status.FAILED_PRECONDITION.withDescription("this model has no tokenizer.json; send token_ids")
+                            .asRuntimeException();
+                }
+                yield tokenizer.encode(request.getText());
+            }
+            case TOKEN_IDS -> request.getTokenIds().getIdsList().stream().mapToInt(Integer::intValue).toArray();
+            case PROMPT_NOT_SET -> throw invalid("prompt is empty: send text or token_ids");
+        };
+        if (prompt.length == 0) {
+            throw invalid("prompt is empty: send text or token_ids");
+        }
+        int vocab = model.vocabSize();
+        for (int id : prompt) {
+            if (id < 0 || id >= vocab) {
+                throw invalid("token id " + id + " is outside the vocabulary 0.." + (vocab - 1));
+            }
+        }
+        if (prompt.length >= context) {
+            throw invalid("prompt has " + prompt.length + " tokens but the model's context is " + context
+                    + " tokens (leave room for at least one generated token)");
+        }
+        int maxTokens = p.hasMaxTokens() ? p.getMaxTokens() : Sampler.DEFAULT_MAX_TOKENS;
+        int capacity = Math.min(context, prompt.length + maxTokens);
+        long bytes = capacity * model.kvBytesPerToken();
+        if (bytes > config.kvCacheBudgetBytes()) {
+            throw Status.RESOURCE_EXHAUSTED.withDescription("prompt + max_tokens need " + capacity + " tokens of KV cache ("
+                    + bytes / (1024 * 1024) + " MiB), more than the router's whole budget of "
+                    + config.kvCacheBudgetBytes() / (1024 * 1024) + " MiB").asRuntimeException();
+        }
+        return new Sequence(prompt, maxTokens, capacity, bytes, Sampler.of(p), new TextStream(tokenizer, p.getStopList()),
+                responses);
+    }
+
+    private static StatusRuntimeException invalid(String message) {
+        return Status.INVALID_ARGUMENT.withDescription(message).asRuntimeException();
+    }
+
+    /** One request being served. */
+    private final class Sequence {
+        final int[] prompt;
+        final int maxTokens;
+        final int capacity;
+        final long bytes;
+        final Sampler sampler;
+        final TextStream text;
+        final StreamObserver<GenerateResponse> out;
+        KvCache cache;
+        int prefilled;
+        int generated;
+        int lastToken;
+        volatile boolean cancelled;
+        boolean done;
+
+        Sequence(int[] prompt, int maxTokens, int capacity, long bytes, Sampler sampler, TextStream text,
+                StreamObserver<GenerateResponse> out) {
+            this.prompt = prompt;
+            this.maxTokens = maxTokens;
+            this.capacity = capacity;
+            this.bytes = bytes;
+            this.sampler = sampler;
+            this.text = text;
+            this.out = out;
+        }
+
+        boolean prefilling() {
+            return prefilled < prompt.length;
+        }
+    }
+
+    private void run() {
+        while (running) {
+            try {
+                admitWaiting();
+                if (active.isEmpty()) {
+                    Sequence next = queue.poll(100, TimeUnit.MILLISECONDS);
+                    if (next != null && !start(next)) {
+                        queue.offer(next);
+                    }
+                    continue;
+                }
+                step();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return;
+            } catch (RuntimeException | Error e) {
+                LOG.log(Level.SEVERE, "generation loop failed; failing its sequences", e);
+                failAll(active, Status.INTERNAL.withDescription("generation failed: " + e).asRuntimeException());
+            }
+        }
+    }
+
+    /** Moves queued requests into the batch while slots and KV budget allow (first come, first served). */
+    private void admitWaiting() {
+        while (active.size() < config.maxActiveSequences()) {
+            Sequence next = queue.peek();
+            if (next == null || next.bytes + reservedBytes.get() > config.kvCacheBudgetBytes()) {
+                return;
+            }
+            queue.poll();
+            start(next);
+        }
+    }
+
+    private boolean start(Sequence s) {
+        if (s.cancelled) {
+            return true;
+        }
+        if (!active.isEmpty() && s.bytes + reservedBytes.get() > config.kvCacheBudgetBytes()) {
+            return false;
+        }
+        reservedBytes.addAndGet(s.bytes);
+        s.cache = model.newCache(s.capacity);
+        active.add(s);
+        activeCount = active.size();
+        return true;
+    }
+
+    private void step() throws InterruptedException {
+        removeFinished();
+        if (active.isEmpty()) {
+            return;
+        }
+        List<Sequence> members = new ArrayList<>();
+        List<SequenceChunk> chunks = new ArrayList<>();
+        int budget = config.prefillTokensPerStep();
+        for (Sequence s : active) {
+            if (s.prefilling()) {
+                if (budget <= 0) {
+                    continue;
+                }
+                int n = Math.min(budget, s.prompt.length - s.prefilled);
+                chunks.add(new SequenceChunk(s.cache, Arrays.copyOfRange(s.prompt, s.prefilled, s.prefilled + n)));
+                budget -= n;
+            } else {
+                chunks.add(new SequenceChunk(s.cache, new int[] {s.lastToken}));
+            }
+            members.add(s);
+        }
+        FloatMatrix logits;
+        try {
+            logits = forward(chunks);
+        } catch (StatusRuntimeException e) {
+            failAll(members, e);
+            return;
+        } catch (RuntimeException e) {
+            LOG.log(Level.WARNING, "decode step failed", e);
+            failAll(members, Status.INTERNAL.withDescription("decode step failed: " + e.getMessage()).asRuntimeException());
+            return;
+        }
+        steps.incrementAndGet();
+        int vocab = logits.cols();
+        for (int i = 0; i < members.size(); i++) {
+            Sequence s = members.get(i);
+            if (s.prefilling()) {
+                s.prefilled += chunks.get(i).length();
+                if (s.prefilling()) {
+                    continue;
+                }
+            }
+            if (s.cancelled) {
+                continue;
+            }
+            float[] row = Arrays.copyOfRange(logits.data(), i * vocab, (i + 1) * vocab);
+            emit(s, s.sampler.sample(row));
+        }
+        removeFinished();
+    }
+
+    /** Runs the step, as two concurrent micro-batches when overlap is on and the step has two sequences. */
+    private FloatMatrix forward(List<SequenceChunk> chunks) throws InterruptedException {
+        if (!config.overlap() || chunks.size() < 2) {
+            return model.forward(chunks);
+        }
+        int half = chunks.size() / 2;
+        List<SequenceChunk> first = chunks.subList(0, half);
+        List<SequenceChunk> second = chunks.subList(half, chunks.size());
+        CompletableFuture<FloatMatrix> a = CompletableFuture.supplyAsync(() -> model.forward(first), microBatches);
+        FloatMatrix b = model.forward(second);
+        FloatMatrix fa;
+        try {
+            fa = a.get();
+        } catch (java.util.concurrent.ExecutionException e) {
+            throw e.getCause() instanceof RuntimeException re ? re : new IllegalStateException(e.getCause());
+        }
+        float[] all = new float[fa.data().length + b.data().length];
+        System.arraycopy(fa.data(), 0, all, 0, fa.data().length);
+        System.arraycopy(b.data(), 0, all, fa.data().length, b.data().length);
+        return new FloatMatrix(fa.rows() + b.rows(), fa.cols(), all);
+    }
+
+    private void emit(Sequence s, int token) {
+        s.generated++;
+        generatedTokens.incrementAndGet();
+        boolean isEos = eos.contains(token);
+        GenerateResponse.Builder r = GenerateResponse.newBuilder();
+        if (!isEos) {
+            s.lastToken = token;
+            r.addTokenIds(token).setText(s.text.add(token));
+        }
+        FinishReason finish = null;
+        if (isEos || s.text.stopped()) {
+            finish = FinishReason.FINISH_REASON_STOP;
+        } else if (s.generated >= s.maxTokens || s.cache.length() + 1 > s.capacity) {
+            finish = FinishReason.FINISH_REASON_LENGTH;
+        }
+        if (finish != null) {
+            r.setText(r.getText() + s.text.finish())
+                    .setFinishReason(finish)
+                    .setUsage(Usage.newBuilder().setPromptTokens(s.prompt.length).setCompletionTokens(s.generated));
+            s.done = true;
+        }
+        try {
+            s.out.onNext(r.build());
+            if (s.done) {
+                s.out.onCompleted();
+            }
+        } catch (RuntimeException e) {
+            s.cancelled = true; // the call is gone (cancelled or closed): free the sequence
+        }
+    }
+
+    private void removeFinished() {
+        for (Iterator<Sequence> it = active.iterator(); it.hasNext(); ) {
+            Sequence s = it.next();
+            if (s.done || s.cancelled) {
+                it.remove();
+                release(s);
+            }
+        }
+        activeCount = active.size();
+    }
+
+    private void release(Sequence s) {
+        if (s.cache != null) {
+            s.cache.clear();
+            s.cache = null;
+            reservedBytes.addAndGet(-s.bytes);
+        }
+    }
+
+    private void failAll(List<Sequence> sequences, StatusRuntimeException e) {
+        for (Sequence s : List.copyOf(sequences)) {
+            if (!s.done) {
+                s.done = true;
+                try {
+                    s.out.onError(e);
+                } catch (RuntimeException ignored) {
+                    // already closed
+                }
+            }
+        }
+        removeFinished();
+    }
+
+    @Override
+    public void close() {
+        running = false;
+        loop.interrupt();
+        try {
+            loop.join(5000);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        StatusRuntimeException closing = Status.UNAVAILABLE.withDescription("the router is shutting down").asRuntimeException();
+        failAll(active, closing);
+        List<Sequence> waiting = new ArrayList<>();
+        queue.drainTo(waiting);
+        failAll(waiting, closing);
+        microBatches.shutdownNow();
+    }
+}
