@@ -279,6 +279,18 @@ class GatingTest {
                 .hasMessageContaining("10 experts do not split into 4 groups");
     }
 
+    @Test
+    void impossibleGroupAndTopKSettingsAreRejectedUpFront() {
+        assertThatThrownBy(() -> new Gating(Architecture.DEEPSEEK_V3, 8, 2, true, 4, 5, 1f, DType.F32))
+                .isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("topk_group 5 is more than n_group 4");
+        assertThatThrownBy(() -> new Gating(Architecture.MIXTRAL, 4, 5, false, 1, 1, 1f, DType.F32))
+                .isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("experts per token 5");
+        assertThatThrownBy(() -> new Gating(Architecture.LLAMA4, 4, 0, false, 1, 1, 1f, DType.F32))
+                .isInstanceOf(IllegalArgumentException.class);
+    }
+
     // ---------------------------------------------------------------- helpers
 
     @Test
