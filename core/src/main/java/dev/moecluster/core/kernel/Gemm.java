@@ -41,6 +41,9 @@ public final class Gemm {
                 return t;
             }, null, false);
 
+    /** Never started. Memory of a confined arena is accessible only by its owner, so never by this thread. */
+    private static final Thread NOT_THE_OWNER = Thread.ofPlatform().unstarted(() -> {});
+
     private Gemm() {}
 
     /** The number of threads GEMMs are split across. */
@@ -68,7 +71,8 @@ public final class Gemm {
         MemorySegment seg = w.data();
         long work = (long) rows * n * k;
         int threads = POOL.getParallelism();
-        if (work < PARALLEL_THRESHOLD || threads == 1 || n < 8) {
+        // Weights in a confined arena cannot be read by the pool's threads: multiply them on this one.
+        if (work < PARALLEL_THRESHOLD || threads == 1 || n < 8 || !seg.isAccessibleBy(NOT_THE_OWNER)) {
             columns(a, rows, k, seg, bf16, c, n, 0, n);
             return;
         }

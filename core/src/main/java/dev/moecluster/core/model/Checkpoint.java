@@ -16,6 +16,7 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
+import java.util.Collections;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -42,11 +43,16 @@ public final class Checkpoint implements AutoCloseable {
     private Checkpoint(Path directory) throws IOException {
         this.directory = directory;
         this.entries = new TreeMap<>();
-        for (Path file : shardFiles(directory)) {
-            readHeader(file);
-        }
-        if (entries.isEmpty()) {
-            throw new IOException("no tensors found in " + directory + " (expected *.safetensors files)");
+        try {
+            for (Path file : shardFiles(directory)) {
+                readHeader(file);
+            }
+            if (entries.isEmpty()) {
+                throw new IOException("no tensors found in " + directory + " (expected *.safetensors files)");
+            }
+        } catch (IOException | RuntimeException e) {
+            arena.close(); // otherwise the files mapped so far stay mapped for the life of the process
+            throw e;
         }
     }
 
@@ -85,21 +91,27 @@ public final class Checkpoint implements AutoCloseable {
             throw new IOException(file + " has an invalid safetensors header length " + headerLen);
         }
         byte[] header = seg.asSlice(8, headerLen).toArray(ValueLayout.JAVA_BYTE);
-        JsonObject json = JsonParser.parseString(new String(header, StandardCharsets.UTF_8)).getAsJsonObject();
         long dataStart = 8 + headerLen;
-        for (Map.Entry<String, JsonElement> e : json.entrySet()) {
-            if (e.getKey().equals("__metadata__")) {
-                continue;
+        try {
+            JsonObject json = JsonParser.parseString(new String(header, StandardCharsets.UTF_8)).getAsJsonObject();
+            for (Map.Entry<String, JsonElement> e : json.entrySet()) {
+                if (e.getKey().equals("__metadata__")) {
+                    continue;
+                }
+                JsonObject t = e.getValue().getAsJsonObject();
+                DType dtype = DType.fromSafetensors(t.get("dtype").getAsString());
+                long[] shape = t.getAsJsonArray("shape").asList().stream().mapToLong(JsonElement::getAsLong).toArray();
+                long begin = t.getAsJsonArray("data_offsets").get(0).getAsLong();
+                long end = t.getAsJsonArray("data_offsets").get(1).getAsLong();
+                if (begin < 0 || end - begin != Tensor.elementCount(shape) * dtype.byteSize()
+                        || dataStart + end > seg.byteSize()) {
+                    throw new IOException(file + ": tensor " + e.getKey() + " has inconsistent offsets");
+                }
+                entries.put(e.getKey(), new Entry(file, dtype, shape, begin, end, dataStart));
             }
-            JsonObject t = e.getValue().getAsJsonObject();
-            DType dtype = DType.fromSafetensors(t.get("dtype").getAsString());
-            long[] shape = t.getAsJsonArray("shape").asList().stream().mapToLong(JsonElement::getAsLong).toArray();
-            long begin = t.getAsJsonArray("data_offsets").get(0).getAsLong();
-            long end = t.getAsJsonArray("data_offsets").get(1).getAsLong();
-            if (end - begin != Tensor.elementCount(shape) * dtype.byteSize() || dataStart + end > seg.byteSize()) {
-                throw new IOException(file + ": tensor " + e.getKey() + " has inconsistent offsets");
-            }
-            entries.put(e.getKey(), new Entry(file, dtype, shape, begin, end, dataStart));
+        } catch (RuntimeException e) {
+            // Gson and the dtype/shape checks throw unchecked exceptions that do not say which file is bad.
+            throw new IOException(file + " has a malformed safetensors header: " + e.getMessage(), e);
         }
     }
 
@@ -123,7 +135,7 @@ public final class Checkpoint implements AutoCloseable {
     }
 
     public Set<String> tensorNames() {
-        return entries.keySet();
+        return Collections.unmodifiableSet(entries.keySet());
     }
 
     /** The named tensor as a view over the mapped file; fails naming the tensor if it is absent. */

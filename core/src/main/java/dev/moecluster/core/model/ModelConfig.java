@@ -121,12 +121,13 @@ public record ModelConfig(
                         req(c, "num_experts_per_tok"), inter, inter, false, 1, 1, 1f, moe, dtype, prefix, c);
             }
             case DEEPSEEK_V3 -> {
+                // Absent fields take DeepseekV3Config's defaults, as transformers does.
                 int moeInter = req(c, "moe_intermediate_size");
-                int firstDense = opt(c, "first_k_dense_replace", 0);
+                int firstDense = opt(c, "first_k_dense_replace", 3);
                 yield new ModelConfig(arch, name, hidden, layers, req(c, "n_routed_experts"),
-                        req(c, "num_experts_per_tok"), moeInter, moeInter * opt(c, "n_shared_experts", 0),
-                        optBool(c, "norm_topk_prob", true), opt(c, "n_group", 1), opt(c, "topk_group", 1),
-                        c.has("routed_scaling_factor") ? c.get("routed_scaling_factor").getAsFloat() : 1f,
+                        req(c, "num_experts_per_tok"), moeInter, moeInter * opt(c, "n_shared_experts", 1),
+                        optBool(c, "norm_topk_prob", true), opt(c, "n_group", 8), opt(c, "topk_group", 4),
+                        c.has("routed_scaling_factor") ? c.get("routed_scaling_factor").getAsFloat() : 2.5f,
                         range(firstDense, layers, 1), dtype, prefix, c);
             }
         };

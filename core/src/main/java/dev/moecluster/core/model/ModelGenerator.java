@@ -104,7 +104,8 @@ public final class ModelGenerator {
                 writer.write(dir.resolve("model.safetensors"));
             }
         }
-        var gson = new GsonBuilder().setPrettyPrinting().disableHtmlEscaping().create();
+        // serializeNulls: keep the explicit nulls (sliding_window, normalizer, unk_token...) that HF files carry.
+        var gson = new GsonBuilder().setPrettyPrinting().disableHtmlEscaping().serializeNulls().create();
         Files.writeString(dir.resolve("config.json"), gson.toJson(config));
         Files.writeString(dir.resolve("tokenizer.json"), gson.toJson(tokenizer.toTokenizerJson(addsBos())));
         return ModelConfig.parse(config, dir.getFileName().toString());

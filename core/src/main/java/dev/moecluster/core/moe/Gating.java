@@ -49,6 +49,13 @@ public final class Gating {
         if (numExperts % this.nGroup != 0) {
             throw new IllegalArgumentException(numExperts + " experts do not split into " + nGroup + " groups");
         }
+        // Checked here, at load, because select() would otherwise fail per request with an index error.
+        if (k <= 0 || k > numExperts) {
+            throw new IllegalArgumentException("experts per token " + k + " must be in 1.." + numExperts);
+        }
+        if (this.topkGroup > this.nGroup) {
+            throw new IllegalArgumentException("topk_group " + topkGroup + " is more than n_group " + nGroup);
+        }
     }
 
     public int k() {

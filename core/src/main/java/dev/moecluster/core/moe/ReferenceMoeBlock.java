@@ -47,6 +47,9 @@ public final class ReferenceMoeBlock implements AutoCloseable {
             throw new IllegalArgumentException("layer " + layer + " is not a MoE layer");
         }
         int h = config.hiddenSize();
+        if (x.cols() != h) {
+            throw new IllegalArgumentException("hidden states have width " + x.cols() + ", the model's hidden size is " + h);
+        }
         int tokens = x.rows();
         MoeLayerWeights lw = layers.computeIfAbsent(layer, l -> MoeLayerWeights.load(layout, checkpoint, l));
         GateResult gate = lw.route(gating, x.data(), tokens);

@@ -28,7 +28,9 @@ public final class WireTensors {
         }
         long rowsL = t.getShape(0);
         long colsL = t.getShape(1);
-        if (rowsL < 0 || colsL < 0 || rowsL * colsL > Integer.MAX_VALUE) {
+        // Bound each dimension first: the product of two unchecked int64 values can overflow to a small number.
+        if (rowsL < 0 || colsL < 0 || rowsL > Integer.MAX_VALUE || colsL > Integer.MAX_VALUE
+                || rowsL * colsL > Integer.MAX_VALUE) {
             throw new IllegalArgumentException(what + ": invalid shape " + t.getShapeList());
         }
         int rows = (int) rowsL;
@@ -107,7 +109,9 @@ public final class WireTensors {
                     for (int c = 0; c < cols; c++) {
                         amax = Math.max(amax, Math.abs(values[base + c]));
                     }
-                    float scale = amax == 0f ? 1f : amax / Numerics.FP8_E4M3_MAX;
+                    // A scale below the smallest normal f32 has no finite inverse (or is 0), which would
+                    // turn the row into NaN; clamping it costs nothing for rows that small.
+                    float scale = amax == 0f ? 1f : Math.max(amax / Numerics.FP8_E4M3_MAX, Float.MIN_NORMAL);
                     sc.put(r, scale);
                     float inv = 1f / scale;
                     for (int c = 0; c < cols; c++) {
