@@ -15,6 +15,7 @@ import picocli.CommandLine.Command;
             LocalCommand.class,
             RouterCommand.class,
             WorkerCommand.class,
+            GenerateCommand.class,
             ProbeCommand.class,
             PlacementCommand.class,
             GenModelCommand.class,
