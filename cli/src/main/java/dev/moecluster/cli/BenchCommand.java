@@ -1,18 +1,25 @@
 package dev.moecluster.cli;
 
+import dev.moecluster.bench.GenerateLoad;
 import dev.moecluster.bench.MoeForwardLoad;
 import dev.moecluster.core.model.Architecture;
 import dev.moecluster.core.model.ModelConfig;
 import dev.moecluster.core.model.ModelGenerator;
 import dev.moecluster.core.moe.ReferenceMoeBlock;
+import dev.moecluster.core.runner.DecoderModel;
 import dev.moecluster.core.tensor.DType;
 import dev.moecluster.proto.RouterGrpc;
+import dev.moecluster.router.RouterConfig;
+import dev.moecluster.router.RouterServer;
+import dev.moecluster.router.generate.GenerationConfig;
+import dev.moecluster.router.generate.GenerationScheduler;
 import io.grpc.ManagedChannel;
 import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
 import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Locale;
+import java.util.Set;
 import java.util.concurrent.Callable;
 import java.util.concurrent.TimeUnit;
 import picocli.CommandLine.Command;
@@ -20,7 +27,7 @@ import picocli.CommandLine.Option;
 
 /** {@code moe bench}: end-to-end benchmarks. */
 @Command(name = "bench", mixinStandardHelpOptions = true, description = "Benchmarks; results are recorded in bench/RESULTS.md.",
-        subcommands = {BenchCommand.MoeLayer.class})
+        subcommands = {BenchCommand.MoeLayer.class, BenchCommand.Generate.class})
 final class BenchCommand {
     private BenchCommand() {}
 
@@ -108,15 +115,105 @@ final class BenchCommand {
         }
 
         private Path generated() throws Exception {
-            Architecture a = Architecture.fromCli(arch);
-            var spec = new ModelGenerator.Spec(a, 2, hidden, intermediate, experts, 0, 11, DType.BF16, 1);
-            Path dir = Path.of(System.getProperty("java.io.tmpdir"), "moe-cluster-bench",
-                    a.cliName() + "-h" + hidden + "-i" + intermediate + "-e" + experts);
-            if (!Files.exists(dir.resolve("config.json"))) {
-                System.out.println("generating benchmark model in " + dir);
-                ModelGenerator.generate(spec, dir);
+            return benchModel(arch, hidden, intermediate, experts);
+        }
+    }
+
+    /** A generated bf16 model for benchmarks, cached under the temp directory by its shape. */
+    static Path benchModel(String arch, int hidden, int intermediate, int experts) throws Exception {
+        Architecture a = Architecture.fromCli(arch);
+        var spec = new ModelGenerator.Spec(a, 2, hidden, intermediate, experts, 0, 11, DType.BF16, 1);
+        Path dir = Path.of(System.getProperty("java.io.tmpdir"), "moe-cluster-bench",
+                a.cliName() + "-h" + hidden + "-i" + intermediate + "-e" + experts);
+        if (!Files.exists(dir.resolve("config.json"))) {
+            System.out.println("generating benchmark model in " + dir);
+            ModelGenerator.generate(spec, dir);
+        }
+        return dir;
+    }
+
+    /** Generate tokens/s, time to first token and inter-token latency: cluster with and without overlap vs in-process. */
+    @Command(name = "generate", mixinStandardHelpOptions = true,
+            description = "Generate tokens/s, TTFT and inter-token latency p50/p99 through a local cluster (ping-pong overlap on and off) vs. the in-process model, in one run.")
+    static final class Generate implements Callable<Integer> {
+        @Option(names = "--model", paramLabel = "DIR", description = "Model directory. Default: a generated bf16 model of the size below.")
+        Path model;
+
+        @Option(names = "--arch", defaultValue = "mixtral", description = "Architecture of the generated model (default: ${DEFAULT-VALUE}).")
+        String arch;
+
+        @Option(names = "--hidden", defaultValue = "1024", description = "Generated model hidden size (default: ${DEFAULT-VALUE}).")
+        int hidden;
+
+        @Option(names = "--intermediate", defaultValue = "2816", description = "Generated model expert width (default: ${DEFAULT-VALUE}).")
+        int intermediate;
+
+        @Option(names = "--experts", defaultValue = "8", description = "Generated model experts per layer (default: ${DEFAULT-VALUE}).")
+        int experts;
+
+        @Option(names = "--workers", defaultValue = "3", description = "Expert workers (default: ${DEFAULT-VALUE}).")
+        int workers;
+
+        @Option(names = "--concurrency", defaultValue = "8", description = "Streams in flight (default: ${DEFAULT-VALUE}).")
+        int concurrency;
+
+        @Option(names = "--streams", defaultValue = "16", description = "Streams per measured side (default: ${DEFAULT-VALUE}).")
+        int streams;
+
+        @Option(names = "--prompt-tokens", defaultValue = "32", description = "Prompt length (default: ${DEFAULT-VALUE}).")
+        int promptTokens;
+
+        @Option(names = "--max-tokens", defaultValue = "32", description = "Tokens generated per stream (default: ${DEFAULT-VALUE}).")
+        int maxTokens;
+
+        @Override
+        public Integer call() throws Exception {
+            PrintStream out = System.out;
+            Path dir = model != null ? model : benchModel(arch, hidden, intermediate, experts);
+            try (LocalCluster cluster = LocalCluster.start(LocalCluster.Options.of(dir, workers, 1));
+                    var noOverlap = RouterServer.start(dev.moecluster.router.RouterConfig
+                            .defaults(dir, cluster.placement())
+                            .withGeneration(GenerationConfig.defaults().withOverlap(false)));
+                    var local = DecoderModel.open(dir);
+                    var inProcess = new GenerationScheduler(local, null,
+                            GenerationConfig.defaults().withOverlap(false), cluster.model().name(),
+                            1 << 20, Set.of())) {
+                ModelConfig cfg = cluster.model();
+                var o = new GenerateLoad.Options(streams, concurrency, promptTokens, maxTokens, local.vocabSize());
+                var warm = new GenerateLoad.Options(concurrency, concurrency, promptTokens, 4, local.vocabSize());
+                out.printf("bench generate: %s, hidden %d, %d experts x %d, top-%d; %d workers; %d streams, %d in flight, "
+                                + "%d prompt + %d generated tokens each (greedy; end-of-sequence ignored)%n",
+                        cfg.architecture().hfName(), cfg.hiddenSize(), cfg.numExperts(), cfg.expertIntermediateSize(),
+                        cfg.expertsPerToken(), workers, streams, concurrency, promptTokens, maxTokens);
+                ManagedChannel a = NettyChannelBuilder.forTarget(cluster.router().address()).usePlaintext().build();
+                ManagedChannel b = NettyChannelBuilder.forTarget(noOverlap.address()).usePlaintext().build();
+                try {
+                    var overlapStub = RouterGrpc.newStub(a);
+                    var plainStub = RouterGrpc.newStub(b);
+                    GenerateLoad.run(warm, inProcess::submit);
+                    var rl = GenerateLoad.run(o, inProcess::submit);
+                    GenerateLoad.run(warm, plainStub::generate);
+                    var rp = GenerateLoad.run(o, plainStub::generate);
+                    GenerateLoad.run(warm, overlapStub::generate);
+                    var ro = GenerateLoad.run(o, overlapStub::generate);
+                    out.printf("%-22s %12s %11s %11s %11s %11s%n", "", "tokens/s", "TTFT p50", "TTFT p99", "ITL p50", "ITL p99");
+                    row(out, "in-process", rl);
+                    row(out, "cluster, no overlap", rp);
+                    row(out, "cluster, ping-pong", ro);
+                    out.printf("ratios: cluster/in-process %.2f (no overlap) %.2f (ping-pong); ping-pong/no overlap %.2f%n",
+                            rp.tokensPerSecond() / rl.tokensPerSecond(), ro.tokensPerSecond() / rl.tokensPerSecond(),
+                            ro.tokensPerSecond() / rp.tokensPerSecond());
+                    return 0;
+                } finally {
+                    a.shutdownNow();
+                    b.shutdownNow();
+                }
             }
-            return dir;
+        }
+
+        private static void row(PrintStream out, String label, GenerateLoad.Report r) {
+            out.printf("%-22s %12.1f %8.1f ms %8.1f ms %8.1f ms %8.1f ms%n", label, r.tokensPerSecond(), r.ttftP50() / 1000.0,
+                    r.ttftP99() / 1000.0, r.itlP50() / 1000.0, r.itlP99() / 1000.0);
         }
     }
 }
