@@ -60,8 +60,9 @@ struct Tile {
                   "every thread loads the same number of chunks");
 };
 
-// The two shapes LaunchPlan chooses between (TileConfig.java mirrors these numbers).
-typedef Tile<128, 256, 2, 4> Tile128x256;   // 8 warps of 64x64: large batches
+// The shapes LaunchPlan chooses between (TileConfig.java mirrors these numbers).
+typedef Tile<128, 256, 2, 4> Tile128x256;   // 8 warps of 64x64, one block per SM: large batches
+typedef Tile<128, 128, 2, 2> Tile128x128;   // 4 warps of 64x64, two blocks per SM
 typedef Tile<64, 128, 2, 2> Tile64x128;     // 4 warps of 32x64: few rows per expert
 
 #ifndef MOE_EMULATE
@@ -357,6 +358,7 @@ __device__ __forceinline__ void down(const ExpertSlot* __restrict__ slots, int n
     }
 
 MOE_FFN_KERNELS(Tile128x256, 128x256, 1)
+MOE_FFN_KERNELS(Tile128x128, 128x128, 2)
 MOE_FFN_KERNELS(Tile64x128, 64x128, 2)
 
 #ifndef MOE_EMULATE

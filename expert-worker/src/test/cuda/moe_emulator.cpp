@@ -527,6 +527,9 @@ int main(int argc, char** argv) {
     if (plan.count("variant_128x256")) {
         return emu::run<moe::Tile128x256>(plan, dir);
     }
+    if (plan.count("variant_128x128")) {
+        return emu::run<moe::Tile128x128>(plan, dir);
+    }
     if (plan.count("variant_64x128")) {
         return emu::run<moe::Tile64x128>(plan, dir);
     }

@@ -6,8 +6,10 @@ package dev.moecluster.worker.cuda;
  * kernel emulation test checks that they agree.
  */
 enum TileConfig {
-    /** 8 warps of 64 × 64: batches with many rows per expert. */
+    /** 8 warps of 64 × 64, one block per multiprocessor: batches with many rows per expert. */
     LARGE(128, 256, 256),
+    /** 4 warps of 64 × 64, two blocks per multiprocessor; not chosen yet, timed by DeviceCheck. */
+    MEDIUM(128, 128, 128),
     /** 4 warps of 32 × 64: few rows per expert (decode), where a 128-row tile would be mostly padding. */
     SMALL(64, 128, 128);
 

@@ -48,7 +48,7 @@ class CudaKernelEmulationTest {
     }
 
     @ParameterizedTest(name = "{0} tiles, {1} copies")
-    @CsvSource({"LARGE, deferred", "SMALL, deferred", "SMALL, eager"})
+    @CsvSource({"LARGE, deferred", "MEDIUM, deferred", "SMALL, deferred", "SMALL, eager"})
     void kernelsComputeTheExpertFfnOfEveryExpertInTheBatch(TileConfig tile, String copies, @TempDir Path dir) throws Exception {
         int hidden = 136;          // k of gate/up: 4 full 32-wide slices and a partial one
         int intermediate = 200;    // n of gate/up is 400 (a partial 256-wide tile); k of down is 200
