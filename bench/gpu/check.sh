@@ -23,7 +23,8 @@ fi
 if command -v nvcc >/dev/null 2>&1; then
   # The same source as the committed PTX, compiled for sm_90 here only to read the compiler's report.
   timeout 120 nvcc -cubin -arch=sm_90 -O3 -Xptxas -v -o "$LOGS/moe_ffn.sm_90.cubin" \
-    expert-worker/src/main/cuda/moe_ffn.cu 2>&1 | grep -E "Compiling entry|registers|spill" | sed 's/^/  /'
+    expert-worker/src/main/cuda/moe_ffn.cu 2>&1 | grep -E "Compiling entry|registers|spill" | paste - - - \
+    | sed -E "s/.*entry function '([^']*)'.* ([0-9]+) bytes spill stores.*Used ([0-9]+) registers.*/  \1: \3 registers, \2 bytes spilled/"
   if command -v cuobjdump >/dev/null 2>&1; then
     cuobjdump --dump-sass "$LOGS/moe_ffn.sm_90.cubin" > "$LOGS/moe_ffn.sm_90.sass" 2>&1
     echo "  SASS: $(grep -c HMMA "$LOGS/moe_ffn.sm_90.sass") HMMA, $(grep -c LDSM "$LOGS/moe_ffn.sm_90.sass") LDSM, $(grep -c LDGSTS "$LOGS/moe_ffn.sm_90.sass") LDGSTS, $(grep -cE 'LDL|STL' "$LOGS/moe_ffn.sm_90.sass") local-memory instructions"

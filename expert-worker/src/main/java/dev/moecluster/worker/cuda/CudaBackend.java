@@ -75,7 +75,7 @@ public final class CudaBackend implements ExpertBackend {
     private final List<BatchBuffers> allBuffers = new ArrayList<>();
     private final BlockingQueue<BatchBuffers> freeBuffers = new ArrayBlockingQueue<>(2);
     private long expertBytes;
-    private boolean closed;
+    private volatile boolean closed;
     private volatile TileConfig forcedTile;
     private volatile boolean poisonOutputs;
 
@@ -147,6 +147,7 @@ public final class CudaBackend implements ExpertBackend {
     public PendingBatch submit(List<ExpertWeights> experts, float[] input, int[] rows) {
         requireNonNull(experts, "experts is null");
         requireNonNull(input, "input is null");
+        checkOpen();
         if (experts.isEmpty() || experts.size() != rows.length) {
             throw new IllegalArgumentException(experts.size() + " experts but " + rows.length + " row counts");
         }

@@ -91,7 +91,15 @@ public final class DeviceCheck {
             System.exit(2);
         }
         DeviceCheck check = new DeviceCheck(reps, readTorch(torchFile));
-        try (CudaBackend backend = CudaBackend.open()) {
+        CudaBackend opened;
+        try {
+            opened = CudaBackend.open();
+        } catch (RuntimeException e) {
+            System.out.println("RESULT: FAIL: the cuda backend did not open: " + e.getMessage());
+            System.exit(1);
+            return;
+        }
+        try (CudaBackend backend = opened) {
             System.out.printf(Locale.ROOT, "kernels: PTX loaded (driver JIT) in %.0f ms%n", backend.kernels().loadNanos() / 1e6);
             backend.kernels().resourceReport().forEach(l -> System.out.println("  " + l));
             if (only.contains("a")) {
