@@ -3,7 +3,7 @@ package dev.moecluster.worker;
 import dev.moecluster.core.moe.ExpertWeights;
 
 /**
- * Where expert FFNs run: {@code cpu} (the Vector API kernels) or, later, {@code cuda}. A backend
+ * Where expert FFNs run: {@code cpu} (the Vector API kernels) or {@code cuda} (JCuda). A backend
  * computes one expert on a batch of rows; the worker coalesces rows before calling it.
  */
 public interface ExpertBackend extends AutoCloseable {

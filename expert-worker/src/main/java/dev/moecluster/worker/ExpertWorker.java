@@ -68,9 +68,16 @@ public final class ExpertWorker implements AutoCloseable {
         }
     }
 
-    /** Starts with the backend named in the config. */
+    /** Starts with the backend named in the config ({@link ExpertBackends#create}); the worker owns it. */
     public static ExpertWorker start(WorkerConfig config) throws IOException {
-        return start(config, new CpuBackend());
+        requireNonNull(config, "config is null");
+        ExpertBackend backend = ExpertBackends.create(config.backend());
+        try {
+            return start(config, backend);
+        } catch (IOException | RuntimeException e) {
+            backend.close();
+            throw e;
+        }
     }
 
     public int port() {

@@ -14,7 +14,8 @@ import java.time.Duration;
  * @param port port to listen on; 0 picks a free one
  * @param modelDir Hugging Face model directory the experts are read from
  * @param assignment the experts to hold
- * @param backend {@code cpu} (the only backend until cuda lands)
+ * @param backend {@code cpu}, {@code cuda} or {@code auto} (cuda where a GPU is usable, else cpu); see
+ *     {@link ExpertBackends}
  * @param coalesceWindow how long the compute thread waits after the first row for more; zero means
  *     batch whatever is queued when it is free
  * @param maxInboundMessageBytes largest ExpertBatch accepted
@@ -44,8 +45,9 @@ public record WorkerConfig(
         if (port < 0 || port > 65535) {
             throw new IllegalArgumentException("port must be 0..65535, got " + port);
         }
-        if (!backend.equals("cpu")) {
-            throw new IllegalArgumentException("unknown backend '" + backend + "' (available: cpu)");
+        if (!ExpertBackends.NAMES.contains(backend)) {
+            throw new IllegalArgumentException("unknown backend '" + backend + "' (available: "
+                    + String.join(", ", ExpertBackends.NAMES) + ")");
         }
         if (coalesceWindow.isNegative()) {
             throw new IllegalArgumentException("coalesce window must not be negative");

@@ -1,0 +1,542 @@
+package dev.moecluster.worker.cuda;
+
+import static java.util.Objects.requireNonNull;
+import static jcuda.driver.JCudaDriver.cuCtxSynchronize;
+import static jcuda.driver.JCudaDriver.cuEventCreate;
+import static jcuda.driver.JCudaDriver.cuEventDestroy;
+import static jcuda.driver.JCudaDriver.cuEventElapsedTime;
+import static jcuda.driver.JCudaDriver.cuEventRecord;
+import static jcuda.driver.JCudaDriver.cuEventSynchronize;
+import static jcuda.driver.JCudaDriver.cuMemcpyDtoHAsync;
+import static jcuda.driver.JCudaDriver.cuMemcpyHtoDAsync;
+import static jcuda.driver.JCudaDriver.cuMemsetD16Async;
+import static jcuda.driver.JCudaDriver.cuMemsetD32Async;
+import static jcuda.driver.JCudaDriver.cuStreamCreate;
+import static jcuda.driver.JCudaDriver.cuStreamDestroy;
+import static jcuda.driver.JCudaDriver.cuStreamSynchronize;
+import static jcuda.driver.JCudaDriver.cuStreamWaitEvent;
+
+import dev.moecluster.core.moe.ExpertWeights;
+import dev.moecluster.worker.ExpertBackend;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+import java.util.ArrayList;
+import java.util.IdentityHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.ArrayBlockingQueue;
+import java.util.concurrent.BlockingQueue;
+import java.util.logging.Level;
+import java.util.logging.Logger;
+import jcuda.driver.CUevent;
+import jcuda.driver.CUevent_flags;
+import jcuda.driver.CUstream;
+import jcuda.driver.CUstream_flags;
+
+/**
+ * Runs experts on an NVIDIA GPU through JCuda's driver API and this module's own tensor-core kernels
+ * ({@code moe_ffn.cu}, no cuBLAS). Expert weights are uploaded once, as bf16, on first use or by
+ * {@link #preload}, and stay resident until {@link #unload}. A batch converts its rows to bf16 into a
+ * pinned buffer, copies them up on an upload stream, runs the gate/up and down kernels on a compute
+ * stream (one grouped launch each for all the batch's experts) and copies the f32 outputs down on a
+ * third stream. Two sets of batch buffers alternate, so one batch's upload overlaps the previous
+ * batch's compute when batches are {@linkplain #submit submitted} ahead of their results.
+ *
+ * <p>Thread-safe. Device work is enqueued under one lock; waiting for results is not.
+ */
+public final class CudaBackend implements ExpertBackend {
+    private static final Logger LOG = Logger.getLogger(CudaBackend.class.getName());
+
+    /** Bytes of each half of the pinned buffer weights are streamed through on upload. */
+    static final long STAGING_HALF_BYTES = 16L << 20;
+    /** Device memory left free when uploading experts, for batch buffers and the driver. */
+    static final long MEMORY_RESERVE_BYTES = 512L << 20;
+    private static final int NAN_BITS = 0x7fc00000;
+    private static final short BF16_NAN_BITS = (short) 0xffff;
+    private static final ValueLayout.OfFloat FLOAT_LE = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+
+    /** An expert's weights on the device: gate/up interleaved {@code [2I, H]} and down {@code [H, I]}, bf16. */
+    record DeviceExpert(DeviceBuffer gateUp, DeviceBuffer down, int hidden, int intermediate) {
+        long bytes() {
+            return gateUp.bytes() + down.bytes();
+        }
+    }
+
+    private final CudaDevice device;
+    private final FfnKernels kernels;
+    private final CUstream uploadStream = new CUstream();
+    private final CUstream computeStream = new CUstream();
+    private final CUstream downloadStream = new CUstream();
+    private final PinnedBuffer staging;
+    private final CUevent[] stagingFree = {new CUevent(), new CUevent()};
+    private final Map<ExpertWeights, DeviceExpert> resident = new IdentityHashMap<>();
+    private final List<BatchBuffers> allBuffers = new ArrayList<>();
+    private final BlockingQueue<BatchBuffers> freeBuffers = new ArrayBlockingQueue<>(2);
+    private long expertBytes;
+    private volatile boolean closed;
+    private volatile TileConfig forcedTile;
+    private volatile boolean poisonOutputs;
+
+    private CudaBackend(CudaDevice device) {
+        this.device = device;
+        this.kernels = FfnKernels.load(device);
+        CudaFailure.check(cuStreamCreate(uploadStream, CUstream_flags.CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+        CudaFailure.check(cuStreamCreate(computeStream, CUstream_flags.CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+        CudaFailure.check(cuStreamCreate(downloadStream, CUstream_flags.CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+        for (CUevent e : stagingFree) {
+            CudaFailure.check(cuEventCreate(e, CUevent_flags.CU_EVENT_DISABLE_TIMING), "cuEventCreate");
+            CudaFailure.check(cuEventRecord(e, uploadStream), "cuEventRecord");
+        }
+        this.staging = PinnedBuffer.allocate(2 * STAGING_HALF_BYTES);
+        for (int i = 0; i < 2; i++) {
+            BatchBuffers b = new BatchBuffers();
+            allBuffers.add(b);
+            freeBuffers.add(b);
+        }
+    }
+
+    /** Opens device 0. */
+    public static CudaBackend open() {
+        return open(0);
+    }
+
+    /**
+     * Opens device {@code ordinal}: retains its primary context and loads the kernels.
+     *
+     * @throws CudaFailure if the machine has no usable device (the message says why) or a driver call fails
+     */
+    public static CudaBackend open(int ordinal) {
+        CudaDevice device = CudaDevice.open(ordinal);
+        try {
+            CudaBackend backend = new CudaBackend(device);
+            LOG.info(() -> String.format(Locale.ROOT, "cuda backend on device %d: %s; kernels loaded in %.0f ms",
+                    ordinal, device.properties().describe(), backend.kernels.loadNanos() / 1e6));
+            return backend;
+        } catch (RuntimeException e) {
+            device.close();
+            throw e;
+        }
+    }
+
+    @Override
+    public String name() {
+        return "cuda";
+    }
+
+    @Override
+    public void compute(ExpertWeights expert, float[] input, int rows, float[] output) {
+        computeGroup(List.of(expert), input, new int[] {rows}, output);
+    }
+
+    /**
+     * Computes several experts in one grouped launch: {@code input} holds {@code rows[0]} rows for
+     * {@code experts.get(0)}, then {@code rows[1]} for the next, and so on; {@code output} receives the
+     * results in the same order.
+     */
+    public void computeGroup(List<ExpertWeights> experts, float[] input, int[] rows, float[] output) {
+        submit(experts, input, rows).await(output);
+    }
+
+    /**
+     * Enqueues a batch and returns before it is computed. At most two batches are in flight: a third
+     * submit waits until an earlier batch has been {@linkplain PendingBatch#await awaited}, so a
+     * single thread must await the first before submitting a third.
+     */
+    public PendingBatch submit(List<ExpertWeights> experts, float[] input, int[] rows) {
+        requireNonNull(experts, "experts is null");
+        requireNonNull(input, "input is null");
+        checkOpen();
+        if (experts.isEmpty() || experts.size() != rows.length) {
+            throw new IllegalArgumentException(experts.size() + " experts but " + rows.length + " row counts");
+        }
+        int hidden = experts.getFirst().hiddenSize();
+        int intermediate = experts.getFirst().intermediateSize();
+        long total = 0;
+        int maxRows = 0;
+        for (int e = 0; e < rows.length; e++) {
+            ExpertWeights w = experts.get(e);
+            if (w.hiddenSize() != hidden || w.intermediateSize() != intermediate) {
+                throw new IllegalArgumentException("experts of one batch must share their shape");
+            }
+            if (rows[e] < 0) {
+                throw new IllegalArgumentException("negative row count " + rows[e]);
+            }
+            total += rows[e];
+            maxRows = Math.max(maxRows, rows[e]);
+        }
+        if (input.length < total * hidden) {
+            throw new IllegalArgumentException("input holds " + input.length + " values, " + total + " rows of " + hidden + " need more");
+        }
+        if (total == 0) {
+            return new PendingBatch(null, 0);
+        }
+        TileConfig tile = forcedTile != null ? forcedTile : TileConfig.forRows(maxRows);
+        LaunchPlan gateUp = LaunchPlan.gateUp(tile, rows, hidden, intermediate);
+        LaunchPlan down = LaunchPlan.down(tile, rows, hidden, intermediate);
+        int totalRows = Math.toIntExact(total);
+        long inBytes = total * hidden * 2;
+        long actBytes = total * intermediate * 2;
+        long outBytes = total * hidden * 4;
+
+        BatchBuffers b = takeBuffers();
+        try {
+            device.makeCurrent();
+            b.ensure(inBytes, actBytes, outBytes, gateUp.slotBytes() + down.slotBytes());
+            Bf16.encode(input, 0, totalRows * hidden, b.hostIn.segment(), 0);
+            synchronized (this) {
+                checkOpen();
+                long[] gateUpAddress = new long[rows.length];
+                long[] downAddress = new long[rows.length];
+                for (int e = 0; e < rows.length; e++) {
+                    if (rows[e] > 0) {
+                        DeviceExpert d = residentOrUpload(experts.get(e));
+                        gateUpAddress[e] = d.gateUp().address();
+                        downAddress[e] = d.down().address();
+                    }
+                }
+                MemorySegment slots = b.hostSlots.segment();
+                gateUp.writeSlots(slots, gateUpAddress);
+                down.writeSlots(slots.asSlice(gateUp.slotBytes()), downAddress);
+                enqueue(b, gateUp, down, inBytes, outBytes);
+            }
+            return new PendingBatch(b, totalRows * hidden);
+        } catch (RuntimeException | Error e) {
+            freeBuffers.add(b);
+            throw e;
+        }
+    }
+
+    private void enqueue(BatchBuffers b, LaunchPlan gateUp, LaunchPlan down, long inBytes, long outBytes) {
+        long slotBytes = gateUp.slotBytes() + down.slotBytes();
+        CudaFailure.check(cuMemcpyHtoDAsync(b.devIn, b.hostIn.pointer(0), inBytes, uploadStream), "cuMemcpyHtoDAsync(activations)");
+        CudaFailure.check(cuMemcpyHtoDAsync(b.devSlots, b.hostSlots.pointer(0), slotBytes, uploadStream), "cuMemcpyHtoDAsync(slots)");
+        CudaFailure.check(cuEventRecord(b.uploaded, uploadStream), "cuEventRecord");
+        CudaFailure.check(cuStreamWaitEvent(computeStream, b.uploaded, 0), "cuStreamWaitEvent");
+        if (poisonOutputs) {
+            CudaFailure.check(cuMemsetD32Async(b.devOut, NAN_BITS, outBytes / 4, computeStream), "cuMemsetD32Async");
+            CudaFailure.check(cuMemsetD16Async(b.devAct, BF16_NAN_BITS, b.devAct.bytes() / 2, computeStream), "cuMemsetD16Async");
+        }
+        CudaFailure.check(cuEventRecord(b.kernelStart, computeStream), "cuEventRecord");
+        kernels.launchGateUp(gateUp, b.devSlots.address(), b.devIn.address(), b.devAct.address(), computeStream);
+        kernels.launchDown(down, b.devSlots.address() + gateUp.slotBytes(), b.devAct.address(), b.devOut.address(), computeStream);
+        CudaFailure.check(cuEventRecord(b.kernelEnd, computeStream), "cuEventRecord");
+        CudaFailure.check(cuStreamWaitEvent(downloadStream, b.kernelEnd, 0), "cuStreamWaitEvent");
+        CudaFailure.check(cuMemcpyDtoHAsync(b.hostOut.pointer(0), b.devOut, outBytes, downloadStream), "cuMemcpyDtoHAsync(outputs)");
+        CudaFailure.check(cuEventRecord(b.downloaded, downloadStream), "cuEventRecord");
+    }
+
+    private BatchBuffers takeBuffers() {
+        try {
+            return freeBuffers.take();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException("interrupted while waiting for a batch buffer", e);
+        }
+    }
+
+    /** Uploads {@code expert} now, so its first batch does not wait for it. */
+    public void preload(ExpertWeights expert) {
+        requireNonNull(expert, "expert is null");
+        synchronized (this) {
+            checkOpen();
+            device.makeCurrent();
+            residentOrUpload(expert);
+        }
+    }
+
+    /** Frees {@code expert}'s device memory once the work already enqueued is done; a later batch uploads it again. */
+    public void unload(ExpertWeights expert) {
+        synchronized (this) {
+            checkOpen();
+            DeviceExpert d = resident.remove(expert);
+            if (d == null) {
+                return;
+            }
+            device.makeCurrent();
+            CudaFailure.check(cuCtxSynchronize(), "cuCtxSynchronize");
+            d.gateUp().free();
+            d.down().free();
+            expertBytes -= d.bytes();
+        }
+    }
+
+    /** Device memory held and free: the worker's GPU capacity. */
+    public DeviceMemory memory() {
+        synchronized (this) {
+            checkOpen();
+            device.makeCurrent();
+            long[] info = device.memoryInfo();
+            long buffers = 0;
+            for (BatchBuffers b : allBuffers) {
+                buffers += b.deviceBytes();
+            }
+            return new DeviceMemory(expertBytes, buffers, info[0], info[1], resident.size());
+        }
+    }
+
+    /** The device this backend runs on, in one line. */
+    public String deviceDescription() {
+        return device.properties().describe();
+    }
+
+    /** Forces one tile shape instead of choosing by rows (null restores the choice); for the device check. */
+    void forceTile(TileConfig tile) {
+        this.forcedTile = tile;
+    }
+
+    /** Fills device outputs with NaN before every launch, so rows a kernel fails to write show up. */
+    void poisonOutputs(boolean poison) {
+        this.poisonOutputs = poison;
+    }
+
+    FfnKernels kernels() {
+        return kernels;
+    }
+
+    CudaDevice device() {
+        return device;
+    }
+
+    private void checkOpen() {
+        if (closed) {
+            throw new IllegalStateException("cuda backend is closed");
+        }
+    }
+
+    private DeviceExpert residentOrUpload(ExpertWeights w) {
+        DeviceExpert d = resident.get(w);
+        if (d == null) {
+            d = upload(w);
+            resident.put(w, d);
+            expertBytes += d.bytes();
+        }
+        return d;
+    }
+
+    private DeviceExpert upload(ExpertWeights w) {
+        int hidden = w.hiddenSize();
+        int intermediate = w.intermediateSize();
+        LaunchPlan.checkShape(hidden, intermediate);
+        long gateUpBytes = 4L * intermediate * hidden;
+        long downBytes = 2L * hidden * intermediate;
+        long free = device.memoryInfo()[0];
+        if (free < gateUpBytes + downBytes + MEMORY_RESERVE_BYTES) {
+            throw new CudaFailure(String.format(Locale.ROOT,
+                    "GPU memory is full: an expert needs %d MiB and %d MiB are free (%d experts, %d MiB resident);"
+                            + " hold fewer experts on this worker",
+                    (gateUpBytes + downBytes) >> 20, free >> 20, resident.size(), expertBytes >> 20));
+        }
+        DeviceBuffer gateUp = DeviceBuffer.allocate(gateUpBytes);
+        DeviceBuffer down = null;
+        try {
+            down = DeviceBuffer.allocate(downBytes);
+            streamRows(gateUp, WeightLayout.gateUpRows(w), 2L * hidden,
+                    (first, count, dst) -> WeightLayout.writeGateUpRows(w, first, count, dst));
+            streamRows(down, WeightLayout.downRows(w), 2L * intermediate,
+                    (first, count, dst) -> WeightLayout.writeDownRows(w, first, count, dst));
+            CudaFailure.check(cuStreamSynchronize(uploadStream), "cuStreamSynchronize(upload)");
+            return new DeviceExpert(gateUp, down, hidden, intermediate);
+        } catch (RuntimeException | Error e) {
+            cuStreamSynchronize(uploadStream);
+            gateUp.free();
+            if (down != null) {
+                down.free();
+            }
+            throw e;
+        }
+    }
+
+    /** Writes rows of a host layout into a device matrix. */
+    private interface RowWriter {
+        void write(int first, int count, MemorySegment dst);
+    }
+
+    /**
+     * Streams a matrix through the two halves of the pinned staging buffer: the host lays out one
+     * chunk while the previous chunk's copy runs.
+     */
+    private void streamRows(DeviceBuffer dst, int rows, long rowBytes, RowWriter writer) {
+        if (rowBytes > STAGING_HALF_BYTES) {
+            throw new IllegalArgumentException("a weight row of " + rowBytes + " bytes exceeds the staging buffer");
+        }
+        int perChunk = (int) Math.min(rows, STAGING_HALF_BYTES / rowBytes);
+        int half = 0;
+        for (int first = 0; first < rows; first += perChunk, half ^= 1) {
+            int count = Math.min(perChunk, rows - first);
+            CudaFailure.check(cuEventSynchronize(stagingFree[half]), "cuEventSynchronize(staging)");
+            long offset = half * STAGING_HALF_BYTES;
+            writer.write(first, count, staging.segment().asSlice(offset, count * rowBytes));
+            CudaFailure.check(cuMemcpyHtoDAsync(dst.withByteOffset(first * rowBytes), staging.pointer(offset),
+                    count * rowBytes, uploadStream), "cuMemcpyHtoDAsync(weights)");
+            CudaFailure.check(cuEventRecord(stagingFree[half], uploadStream), "cuEventRecord");
+        }
+    }
+
+    /**
+     * Releases the device: waits for enqueued work, frees experts and buffers, releases the context.
+     * Call it after the last batch has been awaited.
+     */
+    @Override
+    public void close() {
+        synchronized (this) {
+            if (closed) {
+                return;
+            }
+            closed = true;
+            device.makeCurrent();
+            int sync = cuCtxSynchronize();
+            if (sync != 0) {
+                LOG.warning("cuda backend closing after a device error: " + jcuda.driver.CUresult.stringFor(sync));
+            }
+            try {
+                for (DeviceExpert d : resident.values()) {
+                    d.gateUp().free();
+                    d.down().free();
+                }
+                resident.clear();
+                expertBytes = 0;
+                for (BatchBuffers b : allBuffers) {
+                    b.free();
+                }
+                staging.free();
+                for (CUevent e : stagingFree) {
+                    cuEventDestroy(e);
+                }
+                cuStreamDestroy(uploadStream);
+                cuStreamDestroy(computeStream);
+                cuStreamDestroy(downloadStream);
+                kernels.close();
+            } catch (RuntimeException e) {
+                LOG.log(Level.WARNING, "cuda backend did not release everything", e);
+            } finally {
+                device.close();
+            }
+        }
+    }
+
+    /** A submitted batch; its outputs arrive in {@link #await}. */
+    public final class PendingBatch {
+        private final BatchBuffers buffers;
+        private final int values;
+        private float kernelMillis = Float.NaN;
+        private boolean done;
+
+        private PendingBatch(BatchBuffers buffers, int values) {
+            this.buffers = buffers;
+            this.values = values;
+        }
+
+        /** Waits for the batch and copies its {@code rows × H} f32 outputs into {@code output}. */
+        public void await(float[] output) {
+            if (done) {
+                throw new IllegalStateException("batch already awaited");
+            }
+            done = true;
+            if (buffers == null) {
+                return;
+            }
+            if (output.length < values) {
+                freeBuffers.add(buffers);
+                throw new IllegalArgumentException("output holds " + output.length + " values, the batch has " + values);
+            }
+            try {
+                device.makeCurrent();
+                CudaFailure.check(cuEventSynchronize(buffers.downloaded), "cuEventSynchronize(batch)");
+                MemorySegment.copy(buffers.hostOut.segment(), FLOAT_LE, 0, output, 0, values);
+                float[] ms = new float[1];
+                if (cuEventElapsedTime(ms, buffers.kernelStart, buffers.kernelEnd) == 0) {
+                    kernelMillis = ms[0];
+                }
+            } finally {
+                freeBuffers.add(buffers);
+            }
+        }
+
+        /** Milliseconds the batch's two launches took on the device (NaN before {@link #await}). */
+        public float kernelMillis() {
+            return kernelMillis;
+        }
+    }
+
+    /** One batch's pinned host buffers, device buffers and events; grown on demand, reused. */
+    private static final class BatchBuffers {
+        PinnedBuffer hostIn;
+        PinnedBuffer hostOut;
+        PinnedBuffer hostSlots;
+        DeviceBuffer devIn;
+        DeviceBuffer devAct;
+        DeviceBuffer devOut;
+        DeviceBuffer devSlots;
+        final CUevent uploaded = event(CUevent_flags.CU_EVENT_DISABLE_TIMING);
+        final CUevent downloaded = event(CUevent_flags.CU_EVENT_DISABLE_TIMING);
+        final CUevent kernelStart = event(CUevent_flags.CU_EVENT_DEFAULT);
+        final CUevent kernelEnd = event(CUevent_flags.CU_EVENT_DEFAULT);
+
+        private static CUevent event(int flags) {
+            CUevent e = new CUevent();
+            CudaFailure.check(cuEventCreate(e, flags), "cuEventCreate");
+            return e;
+        }
+
+        void ensure(long inBytes, long actBytes, long outBytes, long slotBytes) {
+            hostIn = grow(hostIn, inBytes);
+            hostOut = grow(hostOut, outBytes);
+            hostSlots = grow(hostSlots, slotBytes);
+            devIn = grow(devIn, inBytes);
+            devAct = grow(devAct, actBytes);
+            devOut = grow(devOut, outBytes);
+            devSlots = grow(devSlots, slotBytes);
+        }
+
+        private static PinnedBuffer grow(PinnedBuffer b, long needed) {
+            if (b != null && b.bytes() >= needed) {
+                return b;
+            }
+            if (b != null) {
+                b.free();
+            }
+            return PinnedBuffer.allocate(capacity(needed));
+        }
+
+        private static DeviceBuffer grow(DeviceBuffer b, long needed) {
+            if (b != null && b.bytes() >= needed) {
+                return b;
+            }
+            if (b != null) {
+                b.free();
+            }
+            return DeviceBuffer.allocate(capacity(needed));
+        }
+
+        /** Next power of two, at least 64 KiB: a growing batch reallocates a few times, then never. */
+        private static long capacity(long needed) {
+            return Math.max(64 << 10, Long.highestOneBit(needed - 1) << 1);
+        }
+
+        long deviceBytes() {
+            long n = 0;
+            for (DeviceBuffer b : new DeviceBuffer[] {devIn, devAct, devOut, devSlots}) {
+                n += b == null ? 0 : b.bytes();
+            }
+            return n;
+        }
+
+        void free() {
+            for (PinnedBuffer b : new PinnedBuffer[] {hostIn, hostOut, hostSlots}) {
+                if (b != null) {
+                    b.free();
+                }
+            }
+            for (DeviceBuffer b : new DeviceBuffer[] {devIn, devAct, devOut, devSlots}) {
+                if (b != null) {
+                    b.free();
+                }
+            }
+            for (CUevent e : new CUevent[] {uploaded, downloaded, kernelStart, kernelEnd}) {
+                cuEventDestroy(e);
+            }
+        }
+    }
+}

@@ -1,0 +1,564 @@
+package dev.moecluster.worker.cuda;
+
+import static jcuda.driver.JCudaDriver.cuEventCreate;
+import static jcuda.driver.JCudaDriver.cuEventDestroy;
+import static jcuda.driver.JCudaDriver.cuEventElapsedTime;
+import static jcuda.driver.JCudaDriver.cuEventRecord;
+import static jcuda.driver.JCudaDriver.cuEventSynchronize;
+import static jcuda.driver.JCudaDriver.cuMemcpyDtoH;
+import static jcuda.driver.JCudaDriver.cuMemcpyHtoD;
+import static jcuda.driver.JCudaDriver.cuMemsetD32Async;
+import static jcuda.driver.JCudaDriver.cuStreamCreate;
+import static jcuda.driver.JCudaDriver.cuStreamDestroy;
+import static jcuda.driver.JCudaDriver.cuStreamSynchronize;
+
+import dev.moecluster.core.moe.ExpertWeights;
+import dev.moecluster.core.tensor.DType;
+import dev.moecluster.core.tensor.Numerics;
+import dev.moecluster.core.tensor.Tensor;
+import dev.moecluster.worker.CpuBackend;
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.SplittableRandom;
+import java.util.stream.IntStream;
+import jcuda.Pointer;
+import jcuda.driver.CUevent;
+import jcuda.driver.CUevent_flags;
+import jcuda.driver.CUstream;
+import jcuda.driver.CUstream_flags;
+
+/**
+ * The GPU machine's check of the cuda backend (run by {@code bench/gpu/check.sh}): (a) the cuda
+ * backend against the cpu backend on random inputs, outputs poisoned with NaN first; (b) expert-FFN
+ * TFLOP/s of the kernels for 8 experts at Llama 4 Scout's shape, beside {@code torch.matmul}'s figures
+ * from {@code bench/gpu/torch_ffn.py}; the end-to-end rate through {@link CudaBackend#computeGroup},
+ * transfers included. The last lines printed are the summary table.
+ *
+ * <p>Usage: {@code DeviceCheck [--torch FILE] [--reps N] [--only a|b]}. Exit status 0 when every
+ * correctness case passes, 1 when one fails, 2 when no usable GPU is found.
+ */
+public final class DeviceCheck {
+    private static final ValueLayout.OfShort SHORT_LE = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final double TOLERANCE = 1e-2;
+    private static final int BENCH_EXPERTS = 8;
+    private static final int BENCH_HIDDEN = 5120;
+    private static final int BENCH_INTERMEDIATE = 8192;
+    private static final int[] BENCH_ROWS = {16, 256, 2048};
+
+    private final List<String> failures = new ArrayList<>();
+    private final int reps;
+    private final Map<String, double[]> torch;
+    /** Median milliseconds of our two launches, by "rows TILE". */
+    private final Map<String, Double> ourKernels = new LinkedHashMap<>();
+    /** End-to-end TFLOP/s, one batch at a time / two in flight, by rows per expert. */
+    private final Map<Integer, String> endToEnd = new LinkedHashMap<>();
+
+    DeviceCheck(int reps, Map<String, double[]> torch) {
+        this.reps = reps;
+        this.torch = torch;
+    }
+
+    public static void main(String[] args) throws Exception {
+        Path torchFile = null;
+        int reps = 20;
+        String only = "ab";
+        for (int i = 0; i < args.length; i++) {
+            switch (args[i]) {
+                case "--torch" -> torchFile = Path.of(args[++i]);
+                case "--reps" -> reps = Integer.parseInt(args[++i]);
+                case "--only" -> only = args[++i];
+                default -> {
+                    System.err.println("usage: DeviceCheck [--torch FILE] [--reps N] [--only a|b]");
+                    System.exit(2);
+                }
+            }
+        }
+        CudaAvailability cuda = CudaAvailability.probe();
+        System.out.println("device: " + cuda.description());
+        if (!cuda.usable()) {
+            System.out.println("RESULT: no usable GPU, nothing checked");
+            System.exit(2);
+        }
+        DeviceCheck check = new DeviceCheck(reps, readTorch(torchFile));
+        CudaBackend opened;
+        try {
+            opened = CudaBackend.open();
+        } catch (RuntimeException e) {
+            System.out.println("RESULT: FAIL: the cuda backend did not open: " + e.getMessage());
+            System.exit(1);
+            return;
+        }
+        try (CudaBackend backend = opened) {
+            System.out.printf(Locale.ROOT, "kernels: PTX loaded (driver JIT) in %.0f ms%n", backend.kernels().loadNanos() / 1e6);
+            backend.kernels().resourceReport().forEach(l -> System.out.println("  " + l));
+            if (only.contains("a")) {
+                check.correctness(backend);
+            }
+            if (only.contains("b")) {
+                check.kernelThroughput(backend);
+                check.endToEnd(backend);
+            }
+        }
+        check.printSummary(cuda.description());
+        System.exit(check.failures.isEmpty() ? 0 : 1);
+    }
+
+    // ---- (a) correctness ----
+
+    private void correctness(CudaBackend backend) {
+        System.out.println();
+        System.out.println("== (a) correctness: cuda vs cpu backend, relative error ||cuda - cpu|| / ||cpu||, limit " + TOLERANCE + " ==");
+        backend.poisonOutputs(true);
+        try (Arena arena = Arena.ofShared()) {
+            SplittableRandom seeds = new SplittableRandom(20261127);
+            List<ExpertWeights> small = experts(arena, 6, 512, 1024, seeds.nextLong());
+            int[] mixed = {1, 5, 64, 65, 130, 300};
+            for (TileConfig tile : new TileConfig[] {null, TileConfig.SMALL, TileConfig.MEDIUM, TileConfig.LARGE}) {
+                group(backend, "H512 I1024 mixed rows", small, mixed, tile, seeds.nextLong());
+            }
+            List<ExpertWeights> odd = experts(arena, 3, 136, 200, seeds.nextLong());
+            for (TileConfig tile : TileConfig.values()) {
+                group(backend, "H136 I200 partial tiles", odd, new int[] {3, 0, 129}, tile, seeds.nextLong());
+            }
+            single(backend, small.get(2), 77, seeds.nextLong());
+            pipelined(backend, small, seeds.nextLong());
+            memoryAccounting(backend, small.get(0));
+            for (ExpertWeights w : small) {
+                backend.unload(w);
+            }
+            for (ExpertWeights w : odd) {
+                backend.unload(w);
+            }
+
+            List<ExpertWeights> scout = experts(arena, 2, BENCH_HIDDEN, BENCH_INTERMEDIATE, seeds.nextLong());
+            group(backend, "H5120 I8192 (Scout)", scout, new int[] {16, 200}, null, seeds.nextLong());
+            group(backend, "H5120 I8192 (Scout)", scout, new int[] {16, 200}, TileConfig.SMALL, seeds.nextLong());
+            for (ExpertWeights w : scout) {
+                backend.unload(w);
+            }
+        } catch (RuntimeException e) {
+            fail("correctness section stopped: " + e);
+            e.printStackTrace(System.out);
+        } finally {
+            backend.poisonOutputs(false);
+            backend.forceTile(null);
+        }
+    }
+
+    private void group(CudaBackend backend, String name, List<ExpertWeights> experts, int[] rows, TileConfig tile, long seed) {
+        backend.forceTile(tile);
+        int hidden = experts.getFirst().hiddenSize();
+        float[] x = randomInput(Arrays.stream(rows).sum(), hidden, seed);
+        float[] got = poisoned(x.length);
+        backend.computeGroup(experts, x, rows, got);
+        report(name + ", tile " + (tile == null ? "auto" : tile.suffix()) + ", rows " + Arrays.toString(rows), got,
+                reference(experts, x, rows));
+    }
+
+    private void single(CudaBackend backend, ExpertWeights expert, int rows, long seed) {
+        backend.forceTile(null);
+        float[] x = randomInput(rows, expert.hiddenSize(), seed);
+        float[] got = poisoned(x.length);
+        backend.compute(expert, x, rows, got);
+        report("ExpertBackend.compute, one expert, rows " + rows, got, reference(List.of(expert), x, new int[] {rows}));
+    }
+
+    private void pipelined(CudaBackend backend, List<ExpertWeights> experts, long seed) {
+        backend.forceTile(null);
+        int[] rowsA = {7, 0, 90, 3, 0, 64};
+        int[] rowsB = {200, 1, 0, 0, 33, 2};
+        int hidden = experts.getFirst().hiddenSize();
+        SplittableRandom r = new SplittableRandom(seed);
+        float[] xa = randomInput(Arrays.stream(rowsA).sum(), hidden, r.nextLong());
+        float[] xb = randomInput(Arrays.stream(rowsB).sum(), hidden, r.nextLong());
+        float[] ya = poisoned(xa.length);
+        float[] yb = poisoned(xb.length);
+        CudaBackend.PendingBatch a = backend.submit(experts, xa, rowsA);
+        CudaBackend.PendingBatch b = backend.submit(experts, xb, rowsB); // its upload overlaps a's kernels
+        a.await(ya);
+        b.await(yb);
+        report("two batches in flight (double buffer), first", ya, reference(experts, xa, rowsA));
+        report("two batches in flight (double buffer), second", yb, reference(experts, xb, rowsB));
+    }
+
+    private void memoryAccounting(CudaBackend backend, ExpertWeights extra) {
+        DeviceMemory before = backend.memory();
+        backend.unload(extra);
+        DeviceMemory after = backend.memory();
+        long expected = 3L * extra.hiddenSize() * extra.intermediateSize() * 2;
+        boolean ok = before.expertBytes() - after.expertBytes() == expected
+                && after.residentExperts() == before.residentExperts() - 1;
+        String line = String.format(Locale.ROOT, "%-4s unload frees %d bytes of expert memory (accounted %d -> %d bytes,"
+                + " %d -> %d experts; driver free %d -> %d MiB)", ok ? "PASS" : "FAIL", expected, before.expertBytes(),
+                after.expertBytes(), before.residentExperts(), after.residentExperts(), before.freeBytes() >> 20,
+                after.freeBytes() >> 20);
+        System.out.println(line);
+        if (!ok) {
+            fail(line);
+        }
+    }
+
+    private void report(String name, float[] got, float[] expected) {
+        int firstBad = -1;
+        for (int i = 0; i < got.length && firstBad < 0; i++) {
+            if (!Float.isFinite(got[i])) {
+                firstBad = i;
+            }
+        }
+        double err = relativeError(got, expected);
+        boolean ok = firstBad < 0 && err < TOLERANCE;
+        String line = String.format(Locale.ROOT, "%-4s %-70s rel err %.2e%s", ok ? "PASS" : "FAIL", name, err,
+                firstBad >= 0 ? " (non-finite output at index " + firstBad + ")" : "");
+        System.out.println(line);
+        if (!ok) {
+            fail(line);
+        }
+    }
+
+    private void fail(String line) {
+        failures.add(line);
+    }
+
+    static double relativeError(float[] got, float[] expected) {
+        double diff = 0;
+        double norm = 0;
+        for (int i = 0; i < expected.length; i++) {
+            double d = (double) got[i] - expected[i];
+            diff += d * d;
+            norm += (double) expected[i] * expected[i];
+        }
+        return Math.sqrt(diff / norm);
+    }
+
+    private static float[] reference(List<ExpertWeights> experts, float[] x, int[] rows) {
+        int hidden = experts.getFirst().hiddenSize();
+        float[] out = new float[x.length];
+        try (CpuBackend cpu = new CpuBackend()) {
+            int row = 0;
+            for (int e = 0; e < rows.length; e++) {
+                if (rows[e] == 0) {
+                    continue;
+                }
+                float[] in = Arrays.copyOfRange(x, row * hidden, (row + rows[e]) * hidden);
+                float[] o = new float[in.length];
+                cpu.compute(experts.get(e), in, rows[e], o);
+                System.arraycopy(o, 0, out, row * hidden, o.length);
+                row += rows[e];
+            }
+        }
+        return out;
+    }
+
+    private static float[] poisoned(int n) {
+        float[] a = new float[n];
+        Arrays.fill(a, Float.NaN);
+        return a;
+    }
+
+    private static float[] randomInput(int rows, int hidden, long seed) {
+        SplittableRandom r = new SplittableRandom(seed);
+        float[] x = new float[rows * hidden];
+        for (int i = 0; i < x.length; i++) {
+            x[i] = (float) (r.nextDouble() * 2 - 1);
+        }
+        return x;
+    }
+
+    private static List<ExpertWeights> experts(Arena arena, int count, int hidden, int intermediate, long seed) {
+        List<ExpertWeights> list = new ArrayList<>();
+        SplittableRandom r = new SplittableRandom(seed);
+        for (int e = 0; e < count; e++) {
+            list.add(new ExpertWeights(
+                    randomBf16(arena, intermediate, hidden, r.nextLong()),
+                    randomBf16(arena, intermediate, hidden, r.nextLong()),
+                    randomBf16(arena, hidden, intermediate, r.nextLong())));
+        }
+        return list;
+    }
+
+    /** Uniform weights with unit-variance outputs for unit-variance inputs ({@code ±sqrt(3 / fan_in)}). */
+    private static Tensor randomBf16(Arena arena, int rows, int cols, long seed) {
+        MemorySegment seg = arena.allocate((long) rows * cols * 2, 64);
+        double scale = Math.sqrt(3.0 / cols);
+        IntStream.range(0, rows).parallel().forEach(row -> {
+            SplittableRandom r = new SplittableRandom(seed ^ (row * 0x9E3779B97F4A7C15L));
+            long base = (long) row * cols * 2;
+            for (int c = 0; c < cols; c++) {
+                seg.set(SHORT_LE, base + 2L * c, Numerics.toBf16((float) ((r.nextDouble() * 2 - 1) * scale)));
+            }
+        });
+        return new Tensor(DType.BF16, new long[] {rows, cols}, seg);
+    }
+
+    // ---- (b) throughput ----
+
+    private static double ffnFlops(int experts, int rows, int hidden, int intermediate) {
+        return 6.0 * experts * rows * hidden * intermediate;
+    }
+
+    /** Our kernels alone, on device-resident weights and inputs made by moe_fill_random_bf16. */
+    private void kernelThroughput(CudaBackend backend) {
+        System.out.println();
+        System.out.printf(Locale.ROOT, "== (b) expert FFN kernels: %d experts, hidden %d, intermediate %d, bf16; median of %d ==%n",
+                BENCH_EXPERTS, BENCH_HIDDEN, BENCH_INTERMEDIATE, reps);
+        int maxRows = Arrays.stream(BENCH_ROWS).max().orElseThrow() * BENCH_EXPERTS;
+        long h = BENCH_HIDDEN;
+        long inter = BENCH_INTERMEDIATE;
+        List<DeviceBuffer> owned = new ArrayList<>();
+        CUstream stream = new CUstream();
+        CUevent[] ev = {new CUevent(), new CUevent(), new CUevent()};
+        PinnedBuffer slots = null;
+        try {
+            backend.device().makeCurrent();
+            CudaFailure.check(cuStreamCreate(stream, CUstream_flags.CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+            for (CUevent e : ev) {
+                CudaFailure.check(cuEventCreate(e, CUevent_flags.CU_EVENT_DEFAULT), "cuEventCreate");
+            }
+            FfnKernels k = backend.kernels();
+            long[] gateUp = new long[BENCH_EXPERTS];
+            long[] down = new long[BENCH_EXPERTS];
+            for (int e = 0; e < BENCH_EXPERTS; e++) {
+                DeviceBuffer gu = own(owned, 4 * inter * h);
+                DeviceBuffer dn = own(owned, 2 * h * inter);
+                k.fillRandomBf16(gu.address(), 2 * inter * h, 1000 + e, (float) Math.sqrt(3.0 / h), stream);
+                k.fillRandomBf16(dn.address(), h * inter, 2000 + e, (float) Math.sqrt(3.0 / inter), stream);
+                gateUp[e] = gu.address();
+                down[e] = dn.address();
+            }
+            DeviceBuffer x = own(owned, maxRows * h * 2);
+            DeviceBuffer act = own(owned, maxRows * inter * 2);
+            DeviceBuffer y = own(owned, maxRows * h * 4);
+            DeviceBuffer devSlots = own(owned, 2L * BENCH_EXPERTS * LaunchPlan.SLOT_BYTES);
+            slots = PinnedBuffer.allocate(2L * BENCH_EXPERTS * LaunchPlan.SLOT_BYTES);
+            k.fillRandomBf16(x.address(), maxRows * h, 3000, 1f, stream);
+            CudaFailure.check(cuStreamSynchronize(stream), "fill");
+
+            for (int rowsPerExpert : BENCH_ROWS) {
+                int[] rows = new int[BENCH_EXPERTS];
+                Arrays.fill(rows, rowsPerExpert);
+                double flops = ffnFlops(BENCH_EXPERTS, rowsPerExpert, BENCH_HIDDEN, BENCH_INTERMEDIATE);
+                for (TileConfig tile : TileConfig.values()) {
+                    LaunchPlan gu = LaunchPlan.gateUp(tile, rows, BENCH_HIDDEN, BENCH_INTERMEDIATE);
+                    LaunchPlan dn = LaunchPlan.down(tile, rows, BENCH_HIDDEN, BENCH_INTERMEDIATE);
+                    gu.writeSlots(slots.segment(), gateUp);
+                    dn.writeSlots(slots.segment().asSlice(gu.slotBytes()), down);
+                    CudaFailure.check(cuMemcpyHtoD(devSlots, slots.pointer(0), gu.slotBytes() + dn.slotBytes()), "cuMemcpyHtoD(slots)");
+                    long outValues = (long) rowsPerExpert * BENCH_EXPERTS * h;
+                    CudaFailure.check(cuMemsetD32Async(y, 0x7fc00000, outValues, stream), "poison");
+                    double[] total = new double[reps];
+                    double[] first = new double[reps];
+                    double[] second = new double[reps];
+                    for (int rep = -3; rep < reps; rep++) {
+                        CudaFailure.check(cuEventRecord(ev[0], stream), "cuEventRecord");
+                        k.launchGateUp(gu, devSlots.address(), x.address(), act.address(), stream);
+                        CudaFailure.check(cuEventRecord(ev[1], stream), "cuEventRecord");
+                        k.launchDown(dn, devSlots.address() + gu.slotBytes(), act.address(), y.address(), stream);
+                        CudaFailure.check(cuEventRecord(ev[2], stream), "cuEventRecord");
+                        CudaFailure.check(cuEventSynchronize(ev[2]), "kernels (" + tile.suffix() + ", " + rowsPerExpert + " rows)");
+                        if (rep >= 0) {
+                            first[rep] = elapsed(ev[0], ev[1]);
+                            second[rep] = elapsed(ev[1], ev[2]);
+                            total[rep] = first[rep] + second[rep];
+                        }
+                    }
+                    int nonFinite = countNonFinite(y, outValues);
+                    double ms = median(total);
+                    String line = String.format(Locale.ROOT,
+                            "ours %-8s rows/expert %5d: %8.3f ms = %6.1f TFLOP/s (gate/up %.3f ms, down %.3f ms; grid %d + %d; padded rows %d)%s",
+                            tile.suffix(), rowsPerExpert, ms, flops / ms / 1e9, median(first), median(second),
+                            gu.gridSize(), dn.gridSize(), gu.paddedRows(),
+                            nonFinite > 0 ? "  FAIL: " + nonFinite + " outputs not finite" : "");
+                    System.out.println(line);
+                    if (nonFinite > 0) {
+                        fail(line);
+                    }
+                    recordKernels(rowsPerExpert, tile, ms);
+                }
+            }
+        } catch (RuntimeException e) {
+            fail("kernel throughput section stopped: " + e);
+            e.printStackTrace(System.out);
+        } finally {
+            for (DeviceBuffer b : owned) {
+                b.free();
+            }
+            if (slots != null) {
+                slots.free();
+            }
+            for (CUevent e : ev) {
+                cuEventDestroy(e);
+            }
+            cuStreamDestroy(stream);
+        }
+    }
+
+    private static DeviceBuffer own(List<DeviceBuffer> owned, long bytes) {
+        DeviceBuffer b = DeviceBuffer.allocate(bytes);
+        owned.add(b);
+        return b;
+    }
+
+    private static double elapsed(CUevent from, CUevent to) {
+        float[] ms = new float[1];
+        CudaFailure.check(cuEventElapsedTime(ms, from, to), "cuEventElapsedTime");
+        return ms[0];
+    }
+
+    private static int countNonFinite(DeviceBuffer y, long values) {
+        float[] host = new float[Math.toIntExact(values)];
+        CudaFailure.check(cuMemcpyDtoH(Pointer.to(host), y, values * 4), "cuMemcpyDtoH(outputs)");
+        int bad = 0;
+        for (float v : host) {
+            if (!Float.isFinite(v)) {
+                bad++;
+            }
+        }
+        return bad;
+    }
+
+    private static double median(double[] v) {
+        double[] s = v.clone();
+        Arrays.sort(s);
+        return s.length % 2 == 1 ? s[s.length / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+    }
+
+    /** Through the backend from host float[] to host float[]: bf16 conversion, PCIe both ways, kernels. */
+    private void endToEnd(CudaBackend backend) {
+        System.out.println();
+        System.out.println("== (b) end to end through CudaBackend.computeGroup (f32 rows in and out, transfers included) ==");
+        try (Arena arena = Arena.ofShared()) {
+            List<ExpertWeights> experts = experts(arena, BENCH_EXPERTS, BENCH_HIDDEN, BENCH_INTERMEDIATE, 42);
+            long start = System.nanoTime();
+            for (ExpertWeights w : experts) {
+                backend.preload(w);
+            }
+            double uploadS = (System.nanoTime() - start) / 1e9;
+            DeviceMemory mem = backend.memory();
+            System.out.printf(Locale.ROOT, "uploaded %d experts (%d MiB) in %.2f s; device free %d of %d MiB%n",
+                    mem.residentExperts(), mem.expertBytes() >> 20, uploadS, mem.freeBytes() >> 20, mem.totalBytes() >> 20);
+            for (int rowsPerExpert : new int[] {256, 2048}) {
+                int[] rows = new int[BENCH_EXPERTS];
+                Arrays.fill(rows, rowsPerExpert);
+                float[] x = randomInput(rowsPerExpert * BENCH_EXPERTS, BENCH_HIDDEN, rowsPerExpert);
+                float[] y = new float[x.length];
+                float[] y2 = new float[x.length];
+                backend.computeGroup(experts, x, rows, y); // warm-up: buffers grow to size
+                int n = 5;
+                double[] serial = new double[n];
+                double kernelMs = 0;
+                for (int i = 0; i < n; i++) {
+                    long t = System.nanoTime();
+                    CudaBackend.PendingBatch p = backend.submit(experts, x, rows);
+                    p.await(y);
+                    serial[i] = (System.nanoTime() - t) / 1e6;
+                    kernelMs = p.kernelMillis();
+                }
+                long t = System.nanoTime();
+                CudaBackend.PendingBatch previous = backend.submit(experts, x, rows);
+                for (int i = 1; i < n; i++) {
+                    CudaBackend.PendingBatch next = backend.submit(experts, x, rows);
+                    previous.await((i & 1) == 1 ? y : y2);
+                    previous = next;
+                }
+                previous.await(y2);
+                double pipelinedMs = (System.nanoTime() - t) / 1e6 / n;
+                double flops = ffnFlops(BENCH_EXPERTS, rowsPerExpert, BENCH_HIDDEN, BENCH_INTERMEDIATE);
+                String line = String.format(Locale.ROOT,
+                        "rows/expert %5d: one batch at a time %.2f ms (%.1f TFLOP/s, kernels %.2f ms); two in flight %.2f ms per batch (%.1f TFLOP/s)",
+                        rowsPerExpert, median(serial), flops / median(serial) / 1e9, kernelMs, pipelinedMs, flops / pipelinedMs / 1e9);
+                System.out.println(line);
+                endToEnd.put(rowsPerExpert, String.format(Locale.ROOT, "%.1f / %.1f", flops / median(serial) / 1e9, flops / pipelinedMs / 1e9));
+            }
+            for (ExpertWeights w : experts) {
+                backend.unload(w);
+            }
+        } catch (RuntimeException e) {
+            fail("end-to-end section stopped: " + e);
+            e.printStackTrace(System.out);
+        }
+    }
+
+    // ---- summary ----
+
+    /** torch_ffn.py's TSV: {@code torch_matmul|torch_ffn <TAB> rows <TAB> ms <TAB> tflops}; empty if absent. */
+    static Map<String, double[]> readTorch(Path file) throws IOException {
+        Map<String, double[]> m = new LinkedHashMap<>();
+        if (file == null || !Files.exists(file)) {
+            return m;
+        }
+        for (String line : Files.readAllLines(file)) {
+            String[] f = line.split("\t");
+            if (f.length == 4 && f[0].startsWith("torch_")) {
+                m.put(f[0] + " " + f[1], new double[] {Double.parseDouble(f[2]), Double.parseDouble(f[3])});
+            }
+        }
+        return m;
+    }
+
+    private void printSummary(String device) {
+        System.out.println();
+        summary(device).forEach(System.out::println);
+    }
+
+    /** Records a kernel timing, as the throughput section does. */
+    void recordKernels(int rowsPerExpert, TileConfig tile, double ms) {
+        ourKernels.put(rowsPerExpert + " " + tile.name(), ms);
+    }
+
+    /** The summary table (markdown, for bench/RESULTS.md) and the result line. */
+    List<String> summary(String device) {
+        List<String> out = new ArrayList<>();
+        out.add(String.format(Locale.ROOT, "== summary: expert FFN, %d experts x rows, hidden %d, intermediate %d, bf16 | %s ==",
+                BENCH_EXPERTS, BENCH_HIDDEN, BENCH_INTERMEDIATE, device));
+        StringBuilder head = new StringBuilder("| rows/expert |");
+        for (TileConfig t : TileConfig.values()) {
+            head.append(" ours ").append(t.suffix()).append(" TFLOP/s |");
+        }
+        head.append(" auto tile | torch.matmul TFLOP/s | torch FFN TFLOP/s | ours (auto) / torch.matmul | ours (best) / torch.matmul |"
+                + " end to end 1 / 2 in flight TFLOP/s |");
+        out.add(head.toString());
+        out.add("|" + " --- |".repeat(TileConfig.values().length + 7));
+        for (int rows : BENCH_ROWS) {
+            double flops = ffnFlops(BENCH_EXPERTS, rows, BENCH_HIDDEN, BENCH_INTERMEDIATE);
+            StringBuilder line = new StringBuilder("| " + rows + " |");
+            double best = Double.NaN;
+            for (TileConfig t : TileConfig.values()) {
+                Double ms = ourKernels.get(rows + " " + t.name());
+                line.append(' ').append(tflops(flops, ms)).append(" |");
+                if (ms != null && !(flops / ms / 1e9 <= best)) {
+                    best = flops / ms / 1e9;
+                }
+            }
+            TileConfig auto = TileConfig.forRows(rows);
+            Double ours = ourKernels.get(rows + " " + auto.name());
+            double[] mm = torch.get("torch_matmul " + rows);
+            double[] ffn = torch.get("torch_ffn " + rows);
+            line.append(' ').append(auto.suffix()).append(" | ")
+                    .append(mm == null ? "n/a" : String.format(Locale.ROOT, "%.1f", mm[1])).append(" | ")
+                    .append(ffn == null ? "n/a" : String.format(Locale.ROOT, "%.1f", ffn[1])).append(" | ")
+                    .append(ours == null || mm == null ? "n/a" : String.format(Locale.ROOT, "%.0f%%", 100 * (flops / ours / 1e9) / mm[1]))
+                    .append(" | ")
+                    .append(Double.isNaN(best) || mm == null ? "n/a" : String.format(Locale.ROOT, "%.0f%%", 100 * best / mm[1]))
+                    .append(" | ").append(endToEnd.getOrDefault(rows, "n/a")).append(" |");
+            out.add(line.toString());
+        }
+        out.add(failures.isEmpty() ? "RESULT: correctness PASS" : "RESULT: FAIL (" + failures.size() + ")");
+        failures.forEach(f -> out.add("  " + f));
+        return out;
+    }
+
+    private static String tflops(double flops, Double ms) {
+        return ms == null ? "n/a" : String.format(Locale.ROOT, "%.1f", flops / ms / 1e9);
+    }
+}

@@ -1,0 +1,43 @@
+package dev.moecluster.worker.cuda;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** The device check's parts that need no GPU: reading torch's figures and the summary table. */
+class DeviceCheckTest {
+    @Test
+    void readsTorchFiguresAndIgnoresOtherLines(@TempDir Path dir) throws Exception {
+        Path file = dir.resolve("torch.tsv");
+        Files.writeString(file, "torch_matmul\t2048\t6.5000\t633.40\ntorch_ffn\t2048\t7.1000\t580.00\nnoise\n");
+
+        Map<String, double[]> t = DeviceCheck.readTorch(file);
+
+        assertThat(t).containsOnlyKeys("torch_matmul 2048", "torch_ffn 2048");
+        assertThat(t.get("torch_matmul 2048")).containsExactly(6.5, 633.4);
+        assertThat(DeviceCheck.readTorch(dir.resolve("absent.tsv"))).isEmpty();
+    }
+
+    @Test
+    void summaryRowsCompareOurBestAndChosenTileWithTorchMatmul() {
+        double flops2048 = 6.0 * 8 * 2048 * 5120 * 8192;
+        DeviceCheck check = new DeviceCheck(20, Map.of("torch_matmul 2048", new double[] {flops2048 / 600e9, 600}));
+        check.recordKernels(2048, TileConfig.LARGE, flops2048 / 400e9);   // 400 TFLOP/s
+        check.recordKernels(2048, TileConfig.MEDIUM, flops2048 / 300e9);
+        check.recordKernels(2048, TileConfig.SMALL, flops2048 / 200e9);
+
+        List<String> lines = check.summary("NVIDIA H100");
+
+        assertThat(lines.getFirst()).contains("NVIDIA H100");
+        assertThat(lines.get(1)).startsWith("| rows/expert | ours 128x256 TFLOP/s | ours 128x128 TFLOP/s | ours 64x128 TFLOP/s | auto tile |");
+        assertThat(lines.get(2).split("\\|")).hasSize(lines.get(1).split("\\|").length);
+        assertThat(lines).contains("| 2048 | 400.0 | 300.0 | 200.0 | 128x256 | 600.0 | n/a | 67% | 67% | n/a |",
+                "| 16 | n/a | n/a | n/a | 64x128 | n/a | n/a | n/a | n/a | n/a |");
+        assertThat(lines.getLast()).isEqualTo("RESULT: correctness PASS");
+    }
+}
