@@ -22,7 +22,7 @@ import org.HdrHistogram.Histogram;
  * in-process scheduler, so both sides of a comparison are measured by the same code.
  */
 public final class GenerateLoad {
-    /** What to send: {@code streams} requests with {@code concurrency} in flight, greedy. */
+    /** What to send: {@code streams} requests with {@code concurrency} in flight, greedy, each exactly {@code maxTokens} long. */
     public record Options(int streams, int concurrency, int promptTokens, int maxTokens, int vocab) {}
 
     /** Results; latencies in microseconds. */
@@ -40,7 +40,8 @@ public final class GenerateLoad {
             ids.addIds((i * 31 + t * 17 + 5) % Math.max(1, o.vocab() - 8));
         }
         return GenerateRequest.newBuilder().setTokenIds(ids)
-                .setSampling(SamplingParams.newBuilder().setMaxTokens(o.maxTokens()).setTemperature(0f)).build();
+                .setSampling(SamplingParams.newBuilder().setMaxTokens(o.maxTokens()).setTemperature(0f).setIgnoreEos(true))
+                .build();
     }
 
     public static Report run(Options o, BiConsumer<GenerateRequest, StreamObserver<GenerateResponse>> target)

@@ -177,12 +177,12 @@ final class BenchCommand {
                     var local = DecoderModel.open(dir);
                     var inProcess = new GenerationScheduler(local, null,
                             GenerationConfig.defaults().withOverlap(false), cluster.model().name(),
-                            1 << 20, Set.of())) {
+                            1 << 20, Set.of(0))) {
                 ModelConfig cfg = cluster.model();
                 var o = new GenerateLoad.Options(streams, concurrency, promptTokens, maxTokens, local.vocabSize());
                 var warm = new GenerateLoad.Options(concurrency, concurrency, promptTokens, 4, local.vocabSize());
                 out.printf("bench generate: %s, hidden %d, %d experts x %d, top-%d; %d workers; %d streams, %d in flight, "
-                                + "%d prompt + %d generated tokens each (greedy; end-of-sequence ignored)%n",
+                                + "%d prompt + %d generated tokens each (greedy, ignore_eos)%n",
                         cfg.architecture().hfName(), cfg.hiddenSize(), cfg.numExperts(), cfg.expertIntermediateSize(),
                         cfg.expertsPerToken(), workers, streams, concurrency, promptTokens, maxTokens);
                 ManagedChannel a = NettyChannelBuilder.forTarget(cluster.router().address()).usePlaintext().build();

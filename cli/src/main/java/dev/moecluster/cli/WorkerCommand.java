@@ -51,7 +51,8 @@ final class WorkerCommand implements Callable<Integer> {
     @Option(names = "--replicas", defaultValue = "1", description = "With --shard: replicas per expert, as given to the router (default: ${DEFAULT-VALUE}).")
     int replicas;
 
-    @Option(names = "--backend", defaultValue = "cpu", description = "Compute backend: cpu (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--backend", defaultValue = "cpu",
+            description = "Compute backend: cpu; cuda (NVIDIA GPU through JCuda; fails at start if none is usable); or auto (cuda when a usable GPU is found, else cpu, saying which) (default: ${DEFAULT-VALUE}).")
     String backend;
 
     @Option(names = "--coalesce-window-us", defaultValue = "0",

@@ -163,7 +163,7 @@ public final class GenerationScheduler implements AutoCloseable {
                     + config.kvCacheBudgetBytes() / (1024 * 1024) + " MiB").asRuntimeException();
         }
         return new Sequence(prompt, maxTokens, capacity, bytes, Sampler.of(p), new TextStream(tokenizer, p.getStopList()),
-                responses);
+                responses, p.getIgnoreEos());
     }
 
     private static StatusRuntimeException invalid(String message) {
@@ -179,6 +179,7 @@ public final class GenerationScheduler implements AutoCloseable {
         final Sampler sampler;
         final TextStream text;
         final StreamObserver<GenerateResponse> out;
+        final boolean ignoreEos;
         KvCache cache;
         int prefilled;
         int generated;
@@ -187,8 +188,9 @@ public final class GenerationScheduler implements AutoCloseable {
         boolean done;
 
         Sequence(int[] prompt, int maxTokens, int capacity, long bytes, Sampler sampler, TextStream text,
-                StreamObserver<GenerateResponse> out) {
+                StreamObserver<GenerateResponse> out, boolean ignoreEos) {
             this.prompt = prompt;
+            this.ignoreEos = ignoreEos;
             this.maxTokens = maxTokens;
             this.capacity = capacity;
             this.bytes = bytes;
@@ -326,7 +328,7 @@ public final class GenerationScheduler implements AutoCloseable {
     private void emit(Sequence s, int token) {
         s.generated++;
         generatedTokens.incrementAndGet();
-        boolean isEos = eos.contains(token);
+        boolean isEos = !s.ignoreEos && eos.contains(token);
         GenerateResponse.Builder r = GenerateResponse.newBuilder();
         if (!isEos) {
             s.lastToken = token;
