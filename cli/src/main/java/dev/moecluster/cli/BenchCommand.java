@@ -177,7 +177,7 @@ final class BenchCommand {
                     var local = DecoderModel.open(dir);
                     var inProcess = new GenerationScheduler(local, null,
                             GenerationConfig.defaults().withOverlap(false), cluster.model().name(),
-                            1 << 20, Set.of(0))) {
+                            1 << 20, Set.of())) {
                 ModelConfig cfg = cluster.model();
                 var o = new GenerateLoad.Options(streams, concurrency, promptTokens, maxTokens, local.vocabSize());
                 var warm = new GenerateLoad.Options(concurrency, concurrency, promptTokens, 4, local.vocabSize());
