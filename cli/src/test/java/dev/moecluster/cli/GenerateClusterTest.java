@@ -156,6 +156,11 @@ class GenerateClusterTest {
                 Generated g = collect(Clusters.stub(channel).generate(req));
                 int[] ids = g.ids().stream().mapToInt(Integer::intValue).toArray();
                 assertThat(g.text()).isEqualTo(tokenizer.decode(ids));
+                // Llama 4's tokenizer prepends <|begin_of_text|> (bos_token_id), and decoding leaves it out
+                int bos = cluster.model().raw().get("bos_token_id").getAsInt();
+                int[] prompt = tokenizer.encode("Once upon a time");
+                assertThat(prompt[0]).isEqualTo(bos);
+                assertThat(tokenizer.decode(prompt)).isEqualTo("Once upon a time");
                 assertThat(g.last().getUsage().getPromptTokens()).isEqualTo(tokenizer.encode("Once upon a time").length);
                 // a stop string taken from the middle of that text ends generation before it
                 String text = g.text();
