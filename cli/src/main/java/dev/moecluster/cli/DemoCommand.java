@@ -5,6 +5,7 @@ import dev.moecluster.core.model.ModelConfig;
 import dev.moecluster.core.moe.ReferenceMoeBlock;
 import dev.moecluster.core.tensor.DType;
 import dev.moecluster.proto.RouterGrpc;
+import dev.moecluster.worker.ExpertBackends;
 import io.grpc.ManagedChannel;
 import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
 import java.io.PrintStream;
@@ -45,6 +46,9 @@ final class DemoCommand implements Callable<Integer> {
     @Option(names = "--concurrency", defaultValue = "4", description = "Calls in flight (default: ${DEFAULT-VALUE}).")
     int concurrency;
 
+    @Option(names = "--backend", defaultValue = "cpu", description = "Workers' compute backend: cpu, cuda or auto (default: ${DEFAULT-VALUE}).")
+    String backend;
+
     @Option(names = "--prompt", defaultValue = "Once upon a time", description = "Prompt for the generation part (default: ${DEFAULT-VALUE}).")
     String prompt;
 
@@ -53,7 +57,8 @@ final class DemoCommand implements Callable<Integer> {
         PrintStream out = System.out;
         Path dir = model.resolve();
         out.println("moe-cluster demo");
-        try (LocalCluster cluster = LocalCluster.start(LocalCluster.Options.of(dir, workers, replicas));
+        try (LocalCluster cluster = LocalCluster.start(LocalCluster.Options.of(dir, workers, replicas)
+                        .withBackends(i -> ExpertBackends.create(backend)));
                 ReferenceMoeBlock reference = ReferenceMoeBlock.open(dir)) {
             ModelConfig cfg = cluster.model();
             DType dtype = cfg.dtype();

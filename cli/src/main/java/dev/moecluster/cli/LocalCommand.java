@@ -1,6 +1,7 @@
 package dev.moecluster.cli;
 
 import dev.moecluster.core.tensor.DType;
+import dev.moecluster.worker.ExpertBackends;
 import dev.moecluster.worker.ExpertWorker;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CountDownLatch;
@@ -27,9 +28,13 @@ final class LocalCommand implements Callable<Integer> {
     @Option(names = "--wire-dtype", paramLabel = "DTYPE", description = "Activations on the wire: f32, bf16 or fp8. Default: the checkpoint's dtype.")
     String wireDtype;
 
+    @Option(names = "--backend", defaultValue = "cpu", description = "Workers' compute backend: cpu, cuda or auto (default: ${DEFAULT-VALUE}).")
+    String backend;
+
     @Override
     public Integer call() throws Exception {
         var options = LocalCluster.Options.of(model.resolve(), workers, replicas)
+                .withBackends(i -> ExpertBackends.create(backend))
                 .withRouterPort(port)
                 .withWireDtype(wireDtype == null ? null : DType.parse(wireDtype));
         LocalCluster cluster = LocalCluster.start(options);
