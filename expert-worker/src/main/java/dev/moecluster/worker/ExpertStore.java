@@ -10,43 +10,47 @@ import java.lang.foreign.Arena;
 import java.nio.file.Path;
 import java.util.Map;
 import java.util.Set;
+import java.util.TreeMap;
+import java.util.TreeSet;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
 import java.util.logging.Logger;
 
 /**
  * The experts this worker holds. Opens the checkpoint memory-mapped and touches only the tensors of
  * its experts, so a worker reads a fraction of a large model; each expert is run once at load so its
- * pages are resident before the worker reports ready.
+ * pages are resident before it is used. Experts can be loaded and unloaded while serving (placement
+ * changes); an unloaded expert's memory is released only after a delay, so a batch still computing
+ * on it finishes safely.
  */
 public final class ExpertStore implements AutoCloseable {
     private static final Logger LOG = Logger.getLogger(ExpertStore.class.getName());
+    private static final long RELEASE_DELAY_SECONDS = 30;
+
+    /** One loaded expert and the memory it owns (copies, for layouts that need them). */
+    private record Loaded(ExpertWeights weights, Arena arena) {}
 
     private final ModelConfig config;
     private final Checkpoint checkpoint;
-    private final Arena arena = Arena.ofShared();
-    private final Map<Long, ExpertWeights> experts = new ConcurrentHashMap<>();
-    private final ExpertAssignment assignment;
+    private final CheckpointLayout layout;
+    private final Map<Long, Loaded> experts = new ConcurrentHashMap<>();
+    private final ScheduledExecutorService releaser = Executors.newSingleThreadScheduledExecutor(
+            r -> Thread.ofPlatform().name("moe-expert-release").daemon().unstarted(r));
 
-    private ExpertStore(ModelConfig config, Checkpoint checkpoint, ExpertAssignment assignment) {
+    private ExpertStore(ModelConfig config, Checkpoint checkpoint) {
         this.config = config;
         this.checkpoint = checkpoint;
-        this.assignment = assignment;
+        this.layout = new CheckpointLayout(config);
     }
 
     /** Opens the model and loads the assigned experts. */
     public static ExpertStore load(Path modelDir, ModelConfig config, ExpertAssignment assignment) throws IOException {
         Checkpoint checkpoint = Checkpoint.open(modelDir);
-        ExpertStore store = new ExpertStore(config, checkpoint, assignment);
+        ExpertStore store = new ExpertStore(config, checkpoint);
         try {
-            CheckpointLayout layout = new CheckpointLayout(config);
-            for (Map.Entry<Integer, Set<Integer>> e : assignment.byLayer().entrySet()) {
-                for (int expert : e.getValue()) {
-                    ExpertWeights w = layout.expert(checkpoint, store.arena, e.getKey(), expert);
-                    // One row through the expert pages its weights in now rather than on the first request.
-                    w.forward(new float[w.hiddenSize()], 1, new float[w.hiddenSize()]);
-                    store.experts.put(key(e.getKey(), expert), w);
-                }
-            }
+            store.reconcile(assignment.byLayer());
         } catch (RuntimeException e) {
             store.close();
             throw new IOException("cannot load experts from " + modelDir + ": " + e.getMessage(), e);
@@ -59,28 +63,68 @@ public final class ExpertStore implements AutoCloseable {
         return (long) layer << 32 | (expert & 0xffffffffL);
     }
 
+    /**
+     * Loads what {@code target} has and this store lacks, unloads what it no longer has; returns
+     * the number of experts loaded and unloaded.
+     */
+    public synchronized int reconcile(Map<Integer, Set<Integer>> target) {
+        int changes = 0;
+        for (Map.Entry<Integer, Set<Integer>> e : target.entrySet()) {
+            for (int expert : e.getValue()) {
+                long k = key(e.getKey(), expert);
+                if (!experts.containsKey(k)) {
+                    Arena arena = Arena.ofShared();
+                    ExpertWeights w = layout.expert(checkpoint, arena, e.getKey(), expert);
+                    // One row through the expert pages its weights in now rather than on the first request.
+                    w.forward(new float[w.hiddenSize()], 1, new float[w.hiddenSize()]);
+                    experts.put(k, new Loaded(w, arena));
+                    changes++;
+                }
+            }
+        }
+        for (Long k : Set.copyOf(experts.keySet())) {
+            int layer = (int) (k >>> 32);
+            int expert = (int) (long) k;
+            if (!target.getOrDefault(layer, Set.of()).contains(expert)) {
+                Loaded gone = experts.remove(k);
+                releaser.schedule(gone.arena()::close, RELEASE_DELAY_SECONDS, TimeUnit.SECONDS);
+                changes++;
+            }
+        }
+        return changes;
+    }
+
     public ModelConfig config() {
         return config;
     }
 
+    /** The experts held now. */
     public ExpertAssignment assignment() {
-        return assignment;
+        Map<Integer, Set<Integer>> held = new TreeMap<>();
+        for (Long k : experts.keySet()) {
+            held.computeIfAbsent((int) (k >>> 32), l -> new TreeSet<>()).add((int) (long) k);
+        }
+        return new ExpertAssignment(held);
     }
 
     /** The expert's weights, or null if this worker does not hold it. */
     public ExpertWeights get(int layer, int expert) {
-        return experts.get(key(layer, expert));
+        Loaded l = experts.get(key(layer, expert));
+        return l == null ? null : l.weights();
     }
 
     /** Bytes of expert weights held. */
     public long byteSize() {
-        return experts.values().stream().mapToLong(ExpertWeights::byteSize).sum();
+        return experts.values().stream().mapToLong(l -> l.weights().byteSize()).sum();
     }
 
     @Override
     public void close() {
+        releaser.shutdownNow();
+        for (Loaded l : experts.values()) {
+            l.arena().close();
+        }
         experts.clear();
         checkpoint.close();
-        arena.close();
     }
 }

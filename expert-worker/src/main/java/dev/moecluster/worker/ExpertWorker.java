@@ -2,6 +2,7 @@ package dev.moecluster.worker;
 
 import static java.util.Objects.requireNonNull;
 
+import dev.moecluster.control.ControlClient;
 import dev.moecluster.core.kernel.Gemm;
 import dev.moecluster.core.model.ModelConfig;
 import io.grpc.Server;
@@ -30,6 +31,7 @@ public final class ExpertWorker implements AutoCloseable {
     private final ExpertComputeService service;
     private final HealthStatusManager health = new HealthStatusManager();
     private final Server server;
+    private final WorkerAgent agent;
 
     private ExpertWorker(WorkerConfig config, ExpertStore store, ExpertBackend backend) throws IOException {
         this.config = config;
@@ -48,6 +50,9 @@ public final class ExpertWorker implements AutoCloseable {
                 .start();
         health.setStatus("", ServingStatus.SERVING);
         health.setStatus("moe.v1.ExpertService", ServingStatus.SERVING);
+        this.agent = config.controlPlane() == null ? null : new WorkerAgent(
+                ControlClient.connect(config.controlPlane(), "worker-" + config.workerId()), store, config.workerId(),
+                address(), backend.name(), config.memoryBytes());
     }
 
     /** Loads the assigned experts and starts serving with the given backend. */
@@ -107,9 +112,17 @@ public final class ExpertWorker implements AutoCloseable {
         return coalescer.rowsComputed();
     }
 
+    /** Experts held now (they change when a coordinator moves them). */
+    public int expertCount() {
+        return store.assignment().expertCount();
+    }
+
     /** Stops at once, failing in-flight streams, as a crashed process would look to routers. */
     public void kill() {
         service.stop();
+        if (agent != null) {
+            agent.close();
+        }
         health.enterTerminalState();
         server.shutdownNow();
         coalescer.close();
@@ -122,6 +135,9 @@ public final class ExpertWorker implements AutoCloseable {
     @Override
     public void close() {
         health.enterTerminalState();
+        if (agent != null) {
+            agent.close();
+        }
         server.shutdown();
         try {
             if (!server.awaitTermination(5, TimeUnit.SECONDS)) {

@@ -2,6 +2,7 @@ package dev.moecluster.worker;
 
 import static java.util.Objects.requireNonNull;
 
+import dev.moecluster.control.ControlPlaneConfig;
 import dev.moecluster.core.placement.ExpertAssignment;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -21,6 +22,8 @@ import java.time.Duration;
  * @param maxInboundMessageBytes largest ExpertBatch accepted
  * @param maxBatchesInFlightPerStream batches of one router stream being computed at once before the
  *     worker stops reading that stream (back-pressure)
+ * @param controlPlane coordinators to register with and take assignments from; null for a static worker
+ * @param memoryBytes memory budget for expert weights, reported to the coordinator's planner
  */
 public record WorkerConfig(
         String workerId,
@@ -31,9 +34,12 @@ public record WorkerConfig(
         String backend,
         Duration coalesceWindow,
         int maxInboundMessageBytes,
-        int maxBatchesInFlightPerStream) {
+        int maxBatchesInFlightPerStream,
+        ControlPlaneConfig controlPlane,
+        long memoryBytes) {
 
     public static final int DEFAULT_MAX_INBOUND_BYTES = 256 * 1024 * 1024;
+    public static final long DEFAULT_MEMORY_BYTES = 8L << 30;
 
     public WorkerConfig {
         requireNonNull(workerId, "workerId is null");
@@ -55,6 +61,9 @@ public record WorkerConfig(
         if (maxInboundMessageBytes < 1024) {
             throw new IllegalArgumentException("max inbound message size is too small: " + maxInboundMessageBytes);
         }
+        if (memoryBytes < 0) {
+            throw new IllegalArgumentException("memory budget must not be negative");
+        }
         if (maxBatchesInFlightPerStream < 1) {
             throw new IllegalArgumentException("max batches in flight per stream must be at least 1");
         }
@@ -63,26 +72,32 @@ public record WorkerConfig(
     /** A config with the defaults: loopback, free port, cpu, natural batching, 256 MiB messages, 64 in flight. */
     public static WorkerConfig defaults(String workerId, Path modelDir, ExpertAssignment assignment) {
         return new WorkerConfig(workerId, "127.0.0.1", 0, modelDir, assignment, "cpu", Duration.ZERO,
-                DEFAULT_MAX_INBOUND_BYTES, 64);
+                DEFAULT_MAX_INBOUND_BYTES, 64, null, DEFAULT_MEMORY_BYTES);
     }
 
     public WorkerConfig withPort(int newPort) {
         return new WorkerConfig(workerId, host, newPort, modelDir, assignment, backend, coalesceWindow,
-                maxInboundMessageBytes, maxBatchesInFlightPerStream);
+                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes);
     }
 
     public WorkerConfig withHost(String newHost) {
         return new WorkerConfig(workerId, newHost, port, modelDir, assignment, backend, coalesceWindow,
-                maxInboundMessageBytes, maxBatchesInFlightPerStream);
+                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes);
+    }
+
+    /** The same worker, registering with {@code control} and holding what the coordinator assigns. */
+    public WorkerConfig withControlPlane(ControlPlaneConfig control, long budgetBytes) {
+        return new WorkerConfig(workerId, host, port, modelDir, assignment, backend, coalesceWindow, maxInboundMessageBytes,
+                maxBatchesInFlightPerStream, control, budgetBytes);
     }
 
     public WorkerConfig withCoalesceWindow(Duration window) {
         return new WorkerConfig(workerId, host, port, modelDir, assignment, backend, window,
-                maxInboundMessageBytes, maxBatchesInFlightPerStream);
+                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes);
     }
 
     public WorkerConfig withMaxInboundMessageBytes(int bytes) {
         return new WorkerConfig(workerId, host, port, modelDir, assignment, backend, coalesceWindow, bytes,
-                maxBatchesInFlightPerStream);
+                maxBatchesInFlightPerStream, controlPlane, memoryBytes);
     }
 }

@@ -20,6 +20,8 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.atomic.AtomicReference;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.atomic.AtomicLong;
 
@@ -34,20 +36,50 @@ import java.util.concurrent.atomic.AtomicLong;
  * expert with no replica left fails the call, with UNAVAILABLE naming it.
  */
 final class MoeDispatcher {
-    private final ExpertPlacement placement;
-    private final List<WorkerChannel> workers;
+    private static final java.util.logging.Logger LOG = java.util.logging.Logger.getLogger(MoeDispatcher.class.getName());
+
+    private final AtomicReference<ExpertPlacement> placement;
+    private final Map<String, WorkerChannel> channels = new ConcurrentHashMap<>();
+    private final int maxInboundMessageBytes;
     private final DType wireDtype;
     private final Duration expertTimeout;
     private final DispatchStats stats;
     private final AtomicLong batchIds = new AtomicLong();
 
-    MoeDispatcher(ExpertPlacement placement, List<WorkerChannel> workers, DType wireDtype, Duration expertTimeout,
+    MoeDispatcher(ExpertPlacement placement, int maxInboundMessageBytes, DType wireDtype, Duration expertTimeout,
             DispatchStats stats) {
-        this.placement = requireNonNull(placement, "placement is null");
-        this.workers = List.copyOf(workers);
+        this.placement = new AtomicReference<>(requireNonNull(placement, "placement is null"));
+        this.maxInboundMessageBytes = maxInboundMessageBytes;
         this.wireDtype = requireNonNull(wireDtype, "wireDtype is null");
         this.expertTimeout = requireNonNull(expertTimeout, "expertTimeout is null");
         this.stats = requireNonNull(stats, "stats is null");
+    }
+
+    /** The placement new calls use. */
+    ExpertPlacement placement() {
+        return placement.get();
+    }
+
+    /**
+     * Switches to a newer placement: calls that start from now on use it, calls in flight finish on
+     * the one they started with. Older or equal epochs are ignored.
+     */
+    boolean update(ExpertPlacement next) {
+        ExpertPlacement prev = placement.getAndUpdate(cur -> next.epoch() > cur.epoch() ? next : cur);
+        if (next.epoch() > prev.epoch()) {
+            LOG.info("routing with placement epoch " + next.epoch() + " (" + next.workers().size() + " workers)");
+            return true;
+        }
+        return false;
+    }
+
+    private WorkerChannel channel(String address) {
+        return channels.computeIfAbsent(address, a -> new WorkerChannel(a, maxInboundMessageBytes));
+    }
+
+    void close() {
+        channels.values().forEach(WorkerChannel::close);
+        channels.clear();
     }
 
     /** The rows of one expert in this call: indices into the gate result's (token, slot) pairs. */
@@ -63,6 +95,7 @@ final class MoeDispatcher {
      * @throws StatusRuntimeException UNAVAILABLE when an expert has no working replica
      */
     float[] dispatch(int layer, FloatMatrix x, GateResult gate, Runnable overlap) {
+        ExpertPlacement placement = this.placement.get();
         int h = x.cols();
         float[] out = new float[x.rows() * h];
         List<ExpertRows> todo = groupByExpert(layer, gate);
@@ -70,10 +103,10 @@ final class MoeDispatcher {
         Map<Integer, String> lastError = new LinkedHashMap<>();
         boolean overlapped = false;
         while (!todo.isEmpty()) {
-            Map<Integer, List<ExpertRows>> byWorker = assign(layer, todo, failed, lastError);
+            Map<Integer, List<ExpertRows>> byWorker = assign(placement, layer, todo, failed, lastError);
             List<Sent> sent = new ArrayList<>(byWorker.size());
             for (Map.Entry<Integer, List<ExpertRows>> e : byWorker.entrySet()) {
-                sent.add(send(layer, e.getKey(), e.getValue(), x, gate));
+                sent.add(send(placement, layer, e.getKey(), e.getValue(), x, gate));
             }
             if (!overlapped) {
                 overlapped = true;
@@ -105,10 +138,10 @@ final class MoeDispatcher {
     }
 
     /** Picks a replica per expert, avoiding workers that failed in this call. */
-    private Map<Integer, List<ExpertRows>> assign(int layer, List<ExpertRows> todo, Set<Integer> failed,
-            Map<Integer, String> lastError) {
+    private Map<Integer, List<ExpertRows>> assign(ExpertPlacement placement, int layer, List<ExpertRows> todo,
+            Set<Integer> failed, Map<Integer, String> lastError) {
         Map<Integer, List<ExpertRows>> byWorker = new LinkedHashMap<>();
-        long[] planned = new long[workers.size()];
+        long[] planned = new long[placement.workers().size()];
         for (ExpertRows g : todo) {
             int best = -1;
             long bestLoad = Long.MAX_VALUE;
@@ -118,7 +151,7 @@ final class MoeDispatcher {
                 if (failed.contains(w)) {
                     continue;
                 }
-                WorkerChannel c = workers.get(w);
+                WorkerChannel c = channel(placement.workers().get(w));
                 long load = c.outstandingRows() + planned[w];
                 boolean healthy = c.healthy();
                 if (best < 0 || (healthy && !bestHealthy) || (healthy == bestHealthy && load < bestLoad)) {
@@ -128,7 +161,7 @@ final class MoeDispatcher {
                 }
             }
             if (best < 0) {
-                throw unavailable(layer, g.expert(), replicas, lastError);
+                throw unavailable(placement, layer, g.expert(), replicas, lastError);
             }
             planned[best] += g.slots().length;
             byWorker.computeIfAbsent(best, w -> new ArrayList<>()).add(g);
@@ -136,21 +169,24 @@ final class MoeDispatcher {
         return byWorker;
     }
 
-    private StatusRuntimeException unavailable(int layer, int expert, int[] replicas, Map<Integer, String> lastError) {
+    private static StatusRuntimeException unavailable(ExpertPlacement placement, int layer, int expert, int[] replicas,
+            Map<Integer, String> lastError) {
         if (replicas.length == 0) {
             return Status.UNAVAILABLE.withDescription("expert " + expert + " of layer " + layer
-                    + " is not placed on any worker").asRuntimeException();
+                    + " is not placed on any worker" + (placement.workers().isEmpty()
+                            ? " (no placement yet: waiting for the coordinator)" : "")).asRuntimeException();
         }
         StringBuilder why = new StringBuilder();
         for (int w : replicas) {
-            why.append(why.isEmpty() ? "" : "; ").append(workers.get(w).address()).append(": ")
+            why.append(why.isEmpty() ? "" : "; ").append(placement.workers().get(w)).append(": ")
                     .append(lastError.getOrDefault(w, "not tried"));
         }
         return Status.UNAVAILABLE.withDescription("expert " + expert + " of layer " + layer + " is unavailable: all "
                 + replicas.length + " replica(s) failed (" + why + ")").asRuntimeException();
     }
 
-    private Sent send(int layer, int worker, List<ExpertRows> experts, FloatMatrix x, GateResult gate) {
+    private Sent send(ExpertPlacement placement, int layer, int worker, List<ExpertRows> experts, FloatMatrix x,
+            GateResult gate) {
         int h = x.cols();
         int k = gate.k();
         int rows = 0;
@@ -180,7 +216,7 @@ final class MoeDispatcher {
         }
         batch.setActivations(WireTensors.encode(act, 0, rows, h, wireDtype));
         ExpertBatch message = batch.build();
-        CompletableFuture<ExpertResult> result = workers.get(worker).send(message, rows, expertTimeout);
+        CompletableFuture<ExpertResult> result = channel(placement.workers().get(worker)).send(message, rows, expertTimeout);
         long bytesOut = message.getSerializedSize();
         return new Sent(worker, experts, result, bytesOut);
     }

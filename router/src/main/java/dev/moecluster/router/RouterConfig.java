@@ -2,6 +2,7 @@ package dev.moecluster.router;
 
 import static java.util.Objects.requireNonNull;
 
+import dev.moecluster.control.ControlPlaneConfig;
 import dev.moecluster.core.placement.ExpertPlacement;
 import dev.moecluster.core.tensor.DType;
 import dev.moecluster.router.generate.GenerationConfig;
@@ -20,6 +21,8 @@ import java.time.Duration;
  * @param maxInboundMessageBytes largest request or worker result accepted
  * @param maxTokensPerRequest largest MoeForward batch; larger ones get RESOURCE_EXHAUSTED
  * @param generation continuous-batching limits for {@code Generate}
+ * @param controlPlane coordinators to follow for placement (then {@code placement} is only the
+ *     starting point, usually empty); null for a static placement
  */
 public record RouterConfig(
         String host,
@@ -30,7 +33,8 @@ public record RouterConfig(
         Duration expertTimeout,
         int maxInboundMessageBytes,
         int maxTokensPerRequest,
-        GenerationConfig generation) {
+        GenerationConfig generation,
+        ControlPlaneConfig controlPlane) {
 
     public static final int DEFAULT_MAX_INBOUND_BYTES = 64 * 1024 * 1024;
 
@@ -63,39 +67,45 @@ public record RouterConfig(
      */
     public static RouterConfig defaults(Path modelDir, ExpertPlacement placement) {
         return new RouterConfig("127.0.0.1", 0, modelDir, placement, null, Duration.ofSeconds(10),
-                DEFAULT_MAX_INBOUND_BYTES, 8192, GenerationConfig.defaults());
+                DEFAULT_MAX_INBOUND_BYTES, 8192, GenerationConfig.defaults(), null);
     }
 
     public RouterConfig withPort(int newPort) {
         return new RouterConfig(host, newPort, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation);
+                maxTokensPerRequest, generation, controlPlane);
     }
 
     public RouterConfig withHost(String newHost) {
         return new RouterConfig(newHost, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation);
+                maxTokensPerRequest, generation, controlPlane);
     }
 
     public RouterConfig withWireDtype(DType dtype) {
         return new RouterConfig(host, port, modelDir, placement, dtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation);
+                maxTokensPerRequest, generation, controlPlane);
     }
 
     public RouterConfig withExpertTimeout(Duration timeout) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, timeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation);
+                maxTokensPerRequest, generation, controlPlane);
     }
 
     public RouterConfig withMaxInboundMessageBytes(int bytes) {
-        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, bytes, maxTokensPerRequest, generation);
+        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, bytes, maxTokensPerRequest, generation, controlPlane);
+    }
+
+    /** Follows the coordinators' placement, starting from none. */
+    public RouterConfig withControlPlane(ControlPlaneConfig control) {
+        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
+                maxTokensPerRequest, generation, control);
     }
 
     public RouterConfig withGeneration(GenerationConfig g) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, g);
+                maxTokensPerRequest, g, controlPlane);
     }
 
     public RouterConfig withMaxTokensPerRequest(int tokens) {
-        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes, tokens, generation);
+        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes, tokens, generation, controlPlane);
     }
 }

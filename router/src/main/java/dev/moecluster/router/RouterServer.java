@@ -2,6 +2,7 @@ package dev.moecluster.router;
 
 import static java.util.Objects.requireNonNull;
 
+import dev.moecluster.control.ControlClient;
 import dev.moecluster.core.kernel.Gemm;
 import dev.moecluster.core.model.Checkpoint;
 import dev.moecluster.core.model.ModelConfig;
@@ -22,8 +23,6 @@ import io.grpc.protobuf.services.HealthStatusManager;
 import io.grpc.protobuf.services.ProtoReflectionServiceV1;
 import java.io.IOException;
 import java.net.InetSocketAddress;
-import java.util.ArrayList;
-import java.util.List;
 import java.util.concurrent.TimeUnit;
 import java.util.logging.Logger;
 
@@ -38,7 +37,8 @@ public final class RouterServer implements AutoCloseable {
     private final RouterConfig config;
     private final ModelConfig model;
     private final Checkpoint checkpoint;
-    private final List<WorkerChannel> workers;
+    private final MoeDispatcher dispatcher;
+    private final PlacementFollower follower;
     private final DispatchStats stats = new DispatchStats();
     private final HealthStatusManager health = new HealthStatusManager();
     private final DType wireDtype;
@@ -51,13 +51,12 @@ public final class RouterServer implements AutoCloseable {
         this.config = config;
         this.model = model;
         this.checkpoint = checkpoint;
-        config.placement().requireCovers(model);
-        this.wireDtype = config.wireDtype() != null ? config.wireDtype() : model.dtype();
-        this.workers = new ArrayList<>();
-        for (int i = 0; i < config.placement().workers().size(); i++) {
-            workers.add(new WorkerChannel(i, config.placement().workers().get(i), config.maxInboundMessageBytes()));
+        if (config.controlPlane() == null) {
+            config.placement().requireCovers(model);
         }
-        MoeDispatcher dispatcher = new MoeDispatcher(config.placement(), workers, wireDtype, config.expertTimeout(), stats);
+        this.wireDtype = config.wireDtype() != null ? config.wireDtype() : model.dtype();
+        this.dispatcher = new MoeDispatcher(config.placement(), config.maxInboundMessageBytes(), wireDtype,
+                config.expertTimeout(), stats);
         RemoteMoeBlock moe = new RemoteMoeBlock(model, checkpoint, dispatcher);
         this.decoder = DecoderModel.load(model, checkpoint, (layer, x) -> moe.forward(layer, x).output());
         this.tokenizer = Files.exists(config.modelDir().resolve("tokenizer.json")) ? TextTokenizer.load(config.modelDir()) : null;
@@ -72,6 +71,8 @@ public final class RouterServer implements AutoCloseable {
                 .start();
         health.setStatus("", ServingStatus.SERVING);
         health.setStatus("moe.v1.Router", ServingStatus.SERVING);
+        this.follower = config.controlPlane() == null ? null : new PlacementFollower(
+                ControlClient.connect(config.controlPlane(), "router"), dispatcher, stats, model, address());
     }
 
     /** Loads the model and starts serving. */
@@ -83,7 +84,10 @@ public final class RouterServer implements AutoCloseable {
         try {
             RouterServer router = new RouterServer(config, model, checkpoint);
             LOG.info(() -> "router serving " + model.name() + " (" + model.architecture().hfName() + ") on "
-                    + router.address() + " with " + router.workers.size() + " workers, " + router.wireDtype + " on the wire");
+                    + router.address() + (config.controlPlane() == null
+                            ? " with " + config.placement().workers().size() + " workers"
+                            : " following the coordinators at " + config.controlPlane().coordinators())
+                    + ", " + router.wireDtype + " on the wire");
             return router;
         } catch (IOException | RuntimeException e) {
             checkpoint.close();
@@ -118,6 +122,11 @@ public final class RouterServer implements AutoCloseable {
      */
     public DecoderModel decoder() {
         return decoder;
+    }
+
+    /** The placement the router routes with now. */
+    public dev.moecluster.core.placement.ExpertPlacement placement() {
+        return dispatcher.placement();
     }
 
     /** The continuous-batching scheduler behind {@code Generate}. */
@@ -170,9 +179,10 @@ public final class RouterServer implements AutoCloseable {
             Thread.currentThread().interrupt();
             server.shutdownNow();
         }
-        for (WorkerChannel w : workers) {
-            w.close();
+        if (follower != null) {
+            follower.close();
         }
+        dispatcher.close();
         if (tokenizer != null) {
             tokenizer.close();
         }

@@ -28,7 +28,6 @@ final class WorkerChannel implements AutoCloseable {
     /** How long a worker whose stream broke is passed over when a healthy replica exists. */
     private static final long UNHEALTHY_NANOS = TimeUnit.SECONDS.toNanos(2);
 
-    private final int index;
     private final String address;
     private final ManagedChannel channel;
     private final ExpertServiceGrpc.ExpertServiceStub stub;
@@ -37,8 +36,7 @@ final class WorkerChannel implements AutoCloseable {
     private volatile long unhealthyUntil = System.nanoTime();
     private StreamState stream; // guarded by lock
 
-    WorkerChannel(int index, String address, int maxInboundMessageBytes) {
-        this.index = index;
+    WorkerChannel(String address, int maxInboundMessageBytes) {
         this.address = address;
         this.channel = NettyChannelBuilder.forTarget(address)
                 .usePlaintext()
@@ -46,10 +44,6 @@ final class WorkerChannel implements AutoCloseable {
                 .keepAliveTime(30, TimeUnit.SECONDS)
                 .build();
         this.stub = ExpertServiceGrpc.newStub(channel);
-    }
-
-    int index() {
-        return index;
     }
 
     String address() {

@@ -1,0 +1,165 @@
+package dev.moecluster.coordinator;
+
+import com.hazelcast.cluster.Member;
+import com.hazelcast.core.HazelcastInstance;
+import dev.moecluster.control.ControlMaps;
+import dev.moecluster.control.WorkerRecord;
+import dev.moecluster.control.WorkerState;
+import dev.moecluster.core.placement.ExpertPlacement;
+import dev.moecluster.proto.AdminGrpc;
+import dev.moecluster.proto.AdminResponse;
+import dev.moecluster.proto.AdminStatusRequest;
+import dev.moecluster.proto.ClusterStatus;
+import dev.moecluster.proto.DrainRequest;
+import dev.moecluster.proto.GetLoadRequest;
+import dev.moecluster.proto.GetPlacementRequest;
+import dev.moecluster.proto.LayerLoad;
+import dev.moecluster.proto.ListWorkersRequest;
+import dev.moecluster.proto.LoadInfo;
+import dev.moecluster.proto.PlacementInfo;
+import dev.moecluster.proto.RebalanceRequest;
+import dev.moecluster.proto.WorkerInfo;
+import dev.moecluster.proto.WorkerList;
+import io.grpc.Status;
+import io.grpc.stub.StreamObserver;
+import java.util.Map;
+import java.util.TreeMap;
+
+/** The gRPC {@code Admin} API; any coordinator answers, reading and writing the shared maps. */
+final class AdminService extends AdminGrpc.AdminImplBase {
+    private final HazelcastInstance hz;
+    private final Reconciler reconciler;
+    private final CoordinatorConfig config;
+
+    AdminService(HazelcastInstance hz, Reconciler reconciler, CoordinatorConfig config) {
+        this.hz = hz;
+        this.reconciler = reconciler;
+        this.config = config;
+    }
+
+    private ExpertPlacement current() {
+        String json = hz.<String, String>getMap(ControlMaps.PLACEMENT).get(ControlMaps.CURRENT);
+        return json == null ? null : ExpertPlacement.fromJson(json);
+    }
+
+    @Override
+    public void status(AdminStatusRequest request, StreamObserver<ClusterStatus> responses) {
+        ClusterStatus.Builder b = ClusterStatus.newBuilder();
+        boolean first = true;
+        for (Member m : hz.getCluster().getMembers()) {
+            String address = m.getAddress().getHost() + ":" + m.getAddress().getPort();
+            if (first) {
+                b.setLeader(address);
+                first = false;
+            }
+            b.addMembers(address);
+        }
+        ExpertPlacement p = current();
+        b.setPlacementEpoch(p == null ? 0 : p.epoch());
+        String rollout = hz.<String, String>getMap(ControlMaps.PLACEMENT).get(ControlMaps.PENDING);
+        b.setRollout(rollout == null ? "idle" : Rollout.fromJson(rollout).phase() + " epoch "
+                + ExpertPlacement.fromJson(Rollout.fromJson(rollout).placementJson()).epoch());
+        b.setBalancedness(p == null ? 0 : PlacementPlanner.balancedness(p, reconciler.load()));
+        b.setMinReplicas(p == null ? 0 : minReplicas(p));
+        Map<String, Integer> byState = new TreeMap<>();
+        reconciler.workers().values().forEach(w -> byState.merge(w.state().name(), 1, Integer::sum));
+        b.putAllWorkersByState(byState);
+        b.setModel(config.modelDir().getFileName() == null ? "" : config.modelDir().getFileName().toString());
+        responses.onNext(b.build());
+        responses.onCompleted();
+    }
+
+    private static int minReplicas(ExpertPlacement p) {
+        int min = Integer.MAX_VALUE;
+        for (int[][] experts : p.layers().values()) {
+            for (int[] replicas : experts) {
+                min = Math.min(min, replicas.length);
+            }
+        }
+        return min == Integer.MAX_VALUE ? 0 : min;
+    }
+
+    @Override
+    public void listWorkers(ListWorkersRequest request, StreamObserver<WorkerList> responses) {
+        long now = System.currentTimeMillis();
+        ExpertPlacement p = current();
+        ExpertLoad load = reconciler.load();
+        WorkerList.Builder b = WorkerList.newBuilder();
+        reconciler.workers().forEach((address, w) -> {
+            long tokens = 0;
+            if (p != null && p.workers().contains(address)) {
+                int index = p.indexOf(address);
+                for (var e : p.heldBy(index).entrySet()) {
+                    for (int expert : e.getValue()) {
+                        tokens += load.tokens(e.getKey(), expert) / Math.max(1, p.replicas(e.getKey(), expert).length);
+                    }
+                }
+            }
+            b.addWorkers(WorkerInfo.newBuilder().setId(w.id()).setAddress(address).setBackend(w.backend() == null ? "" : w.backend())
+                    .setState(w.state().name()).setExperts(w.expertCount()).setMemoryBytes(w.memoryBytes())
+                    .setHeartbeatAgeMs(now - w.heartbeatMillis()).setLoadTokens(tokens));
+        });
+        responses.onNext(b.build());
+        responses.onCompleted();
+    }
+
+    @Override
+    public void getPlacement(GetPlacementRequest request, StreamObserver<PlacementInfo> responses) {
+        ExpertPlacement p = current();
+        if (p == null) {
+            responses.onError(Status.NOT_FOUND.withDescription("no placement yet: waiting for workers to register").asRuntimeException());
+            return;
+        }
+        responses.onNext(PlacementInfo.newBuilder().setEpoch(p.epoch()).setJson(p.toJson()).build());
+        responses.onCompleted();
+    }
+
+    @Override
+    public void getLoad(GetLoadRequest request, StreamObserver<LoadInfo> responses) {
+        LoadInfo.Builder b = LoadInfo.newBuilder().setWindowSeconds(60);
+        reconciler.load().tokensByLayer().forEach((layer, tokens) -> {
+            LayerLoad.Builder l = LayerLoad.newBuilder().setLayer(layer);
+            for (long t : tokens) {
+                l.addTokens(t);
+            }
+            b.addLayers(l);
+        });
+        responses.onNext(b.build());
+        responses.onCompleted();
+    }
+
+    @Override
+    public void drain(DrainRequest request, StreamObserver<AdminResponse> responses) {
+        var workers = hz.<String, String>getMap(ControlMaps.WORKERS);
+        String key = null;
+        for (var e : reconciler.workers().entrySet()) {
+            if (e.getKey().equals(request.getWorker()) || e.getValue().id().equals(request.getWorker())) {
+                key = e.getKey();
+            }
+        }
+        if (key == null) {
+            responses.onError(Status.NOT_FOUND.withDescription("no worker named " + request.getWorker()
+                    + " (see moe admin workers)").asRuntimeException());
+            return;
+        }
+        WorkerRecord w = WorkerRecord.fromJson(workers.get(key));
+        if (w.state() == WorkerState.DEAD || w.state() == WorkerState.DRAINED) {
+            responses.onError(Status.FAILED_PRECONDITION.withDescription("worker " + request.getWorker() + " is "
+                    + w.state() + "; nothing to drain").asRuntimeException());
+            return;
+        }
+        workers.set(key, w.withState(WorkerState.DRAINING).toJson());
+        responses.onNext(AdminResponse.newBuilder().setMessage("draining " + w.id() + " (" + key
+                + "): its experts move to other workers; it reports DRAINED when it can stop").build());
+        responses.onCompleted();
+    }
+
+    @Override
+    public void rebalance(RebalanceRequest request, StreamObserver<AdminResponse> responses) {
+        hz.<String, String>getMap(ControlMaps.REQUESTS).set(ControlMaps.REBALANCE, String.valueOf(System.currentTimeMillis()));
+        responses.onNext(AdminResponse.newBuilder().setMessage("rebalance requested: the leader plans from the current load "
+                + "and rolls out a new placement if it improves balancedness by more than "
+                + config.policy().migrationThreshold()).build());
+        responses.onCompleted();
+    }
+}

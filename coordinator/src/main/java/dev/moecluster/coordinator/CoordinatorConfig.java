@@ -1,0 +1,82 @@
+package dev.moecluster.coordinator;
+
+import static java.util.Objects.requireNonNull;
+
+import dev.moecluster.control.ControlPlaneConfig;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+
+/**
+ * Everything a coordinator is started with.
+ *
+ * @param host address Hazelcast and the admin API bind to
+ * @param hazelcastPort this member's Hazelcast port
+ * @param adminPort gRPC Admin port; 0 picks a free one
+ * @param members all coordinator members ({@code host:port}), this one included
+ * @param modelDir the served model (only config.json is read: shape and bytes per expert)
+ * @param expectedWorkers the first placement waits for this many workers, or {@code initialWait}
+ * @param drainGrace after every router switched epochs, how long old copies stay for in-flight batches
+ * @param rebalanceInterval how often the leader checks balancedness on its own
+ * @param rebalanceBelow automatic rebalancing starts when balancedness (mean/max load) falls below this
+ */
+public record CoordinatorConfig(
+        String clusterName,
+        String host,
+        int hazelcastPort,
+        int adminPort,
+        List<String> members,
+        Path modelDir,
+        PlacementPolicy policy,
+        int expectedWorkers,
+        Duration initialWait,
+        Duration heartbeatTimeout,
+        Duration drainGrace,
+        Duration rebalanceInterval,
+        double rebalanceBelow) {
+
+    public CoordinatorConfig {
+        requireNonNull(clusterName, "clusterName is null");
+        requireNonNull(host, "host is null");
+        requireNonNull(modelDir, "modelDir is null");
+        requireNonNull(policy, "policy is null");
+        members = List.copyOf(members);
+        if (members.isEmpty()) {
+            throw new IllegalArgumentException("the member list must name at least this coordinator");
+        }
+        if (expectedWorkers < 1) {
+            throw new IllegalArgumentException("expected workers must be at least 1");
+        }
+        if (!(rebalanceBelow > 0 && rebalanceBelow <= 1)) {
+            throw new IllegalArgumentException("rebalance threshold must be in (0, 1], got " + rebalanceBelow);
+        }
+    }
+
+    /** A single coordinator on loopback: Hazelcast on {@code port}, admin on a free port. */
+    public static CoordinatorConfig local(String clusterName, int port, Path modelDir, int expectedWorkers, int minReplicas) {
+        return new CoordinatorConfig(clusterName, "127.0.0.1", port, 0, List.of("127.0.0.1:" + port), modelDir,
+                PlacementPolicy.defaults().withMinReplicas(minReplicas), expectedWorkers, Duration.ofSeconds(10),
+                Duration.ofSeconds(5), Duration.ofSeconds(2), Duration.ofSeconds(60), 0.8);
+    }
+
+    public CoordinatorConfig withMembers(List<String> all, int port) {
+        return new CoordinatorConfig(clusterName, host, port, adminPort, all, modelDir, policy, expectedWorkers, initialWait,
+                heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow);
+    }
+
+    public CoordinatorConfig withAdminPort(int port) {
+        return new CoordinatorConfig(clusterName, host, hazelcastPort, port, members, modelDir, policy, expectedWorkers,
+                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow);
+    }
+
+    public CoordinatorConfig withHeartbeatTimeout(Duration d) {
+        return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, modelDir, policy, expectedWorkers,
+                initialWait, d, drainGrace, rebalanceInterval, rebalanceBelow);
+    }
+
+    /** The settings workers and routers use to reach these coordinators. */
+    public ControlPlaneConfig controlPlane() {
+        return new ControlPlaneConfig(clusterName, members, Duration.ofMillis(Math.max(200, heartbeatTimeout.toMillis() / 5)),
+                heartbeatTimeout);
+    }
+}

@@ -1,0 +1,131 @@
+package dev.moecluster.coordinator;
+
+import static java.util.Objects.requireNonNull;
+
+import com.hazelcast.config.Config;
+import com.hazelcast.config.JoinConfig;
+import com.hazelcast.config.MapConfig;
+import com.hazelcast.config.NetworkConfig;
+import com.hazelcast.core.Hazelcast;
+import com.hazelcast.core.HazelcastInstance;
+import dev.moecluster.core.model.ModelConfig;
+import io.grpc.Server;
+import io.grpc.health.v1.HealthCheckResponse.ServingStatus;
+import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
+import io.grpc.protobuf.services.HealthStatusManager;
+import io.grpc.protobuf.services.ProtoReflectionServiceV1;
+import java.io.IOException;
+import java.net.InetSocketAddress;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+import java.util.logging.Logger;
+
+/**
+ * A coordinator: a Hazelcast member holding the cluster state (workers, placement, load) in maps with
+ * a backup on another member, the leader's control loop, and the gRPC Admin API with health and
+ * reflection. Several coordinators form one cluster; the oldest member leads.
+ */
+public final class CoordinatorServer implements AutoCloseable {
+    private static final Logger LOG = Logger.getLogger(CoordinatorServer.class.getName());
+
+    private final CoordinatorConfig config;
+    private final HazelcastInstance hz;
+    private final Reconciler reconciler;
+    private final ScheduledExecutorService loop;
+    private final HealthStatusManager health = new HealthStatusManager();
+    private final Server admin;
+
+    private CoordinatorServer(CoordinatorConfig config, HazelcastInstance hz, ModelShape shape) throws IOException {
+        this.config = config;
+        this.hz = hz;
+        this.reconciler = new Reconciler(hz, config, shape);
+        this.loop = Executors.newSingleThreadScheduledExecutor(r -> Thread.ofPlatform().name("moe-coordinator").daemon().unstarted(r));
+        this.admin = NettyServerBuilder.forAddress(new InetSocketAddress(config.host(), config.adminPort()))
+                .addService(new AdminService(hz, reconciler, config))
+                .addService(health.getHealthService())
+                .addService(ProtoReflectionServiceV1.newInstance())
+                .build()
+                .start();
+        health.setStatus("", ServingStatus.SERVING);
+        loop.scheduleWithFixedDelay(reconciler::tick, 200, 250, TimeUnit.MILLISECONDS);
+    }
+
+    public static CoordinatorServer start(CoordinatorConfig config) throws IOException {
+        requireNonNull(config, "config is null");
+        ModelShape shape = ModelShape.of(ModelConfig.load(config.modelDir()));
+        HazelcastInstance hz = Hazelcast.newHazelcastInstance(hazelcastConfig(config));
+        try {
+            CoordinatorServer server = new CoordinatorServer(config, hz, shape);
+            LOG.info(() -> "coordinator member " + config.host() + ":" + config.hazelcastPort() + " of cluster '"
+                    + config.clusterName() + "' (" + hz.getCluster().getMembers().size() + " member(s)), admin API on "
+                    + server.adminAddress());
+            return server;
+        } catch (IOException | RuntimeException e) {
+            hz.shutdown();
+            throw e;
+        }
+    }
+
+    private static Config hazelcastConfig(CoordinatorConfig c) {
+        Config config = new Config();
+        config.setClusterName(c.clusterName());
+        config.setInstanceName("moe-coordinator-" + c.host() + "-" + c.hazelcastPort() + "-" + System.nanoTime());
+        config.setProperty("hazelcast.logging.type", "jdk");
+        config.setProperty("hazelcast.phone.home.enabled", "false");
+        config.setProperty("hazelcast.shutdownhook.enabled", "false");
+        config.getJetConfig().setEnabled(false);
+        NetworkConfig network = config.getNetworkConfig();
+        network.setPort(c.hazelcastPort()).setPortAutoIncrement(false);
+        network.getInterfaces().setEnabled(true).addInterface(c.host());
+        network.setPublicAddress(c.host() + ":" + c.hazelcastPort());
+        JoinConfig join = network.getJoin();
+        join.getMulticastConfig().setEnabled(false);
+        join.getAutoDetectionConfig().setEnabled(false);
+        join.getTcpIpConfig().setEnabled(true).setMembers(c.members());
+        // every state map keeps one synchronous backup on another member, so a coordinator can die
+        config.addMapConfig(new MapConfig("moe.*").setBackupCount(1));
+        return config;
+    }
+
+    public String adminAddress() {
+        return config.host() + ":" + admin.getPort();
+    }
+
+    public int adminPort() {
+        return admin.getPort();
+    }
+
+    public boolean isLeader() {
+        return reconciler.isLeader();
+    }
+
+    /** The Hazelcast instance, for tests that inspect the shared maps. */
+    public HazelcastInstance hazelcast() {
+        return hz;
+    }
+
+    /** Stops at once, as a crashed process would (no graceful leave). */
+    public void kill() {
+        loop.shutdownNow();
+        admin.shutdownNow();
+        hz.getLifecycleService().terminate();
+    }
+
+    public void awaitTermination() throws InterruptedException {
+        admin.awaitTermination();
+    }
+
+    @Override
+    public void close() {
+        health.enterTerminalState();
+        loop.shutdownNow();
+        admin.shutdown();
+        try {
+            admin.awaitTermination(5, TimeUnit.SECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        hz.shutdown();
+    }
+}

@@ -1,0 +1,328 @@
+package dev.moecluster.coordinator;
+
+import com.hazelcast.core.HazelcastInstance;
+import com.hazelcast.map.IMap;
+import dev.moecluster.control.Assignment;
+import dev.moecluster.control.ControlMaps;
+import dev.moecluster.control.LoadReport;
+import dev.moecluster.control.RouterRecord;
+import dev.moecluster.control.WorkerRecord;
+import dev.moecluster.control.WorkerState;
+import dev.moecluster.core.placement.ExpertPlacement;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Deque;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.TreeMap;
+import java.util.TreeSet;
+import java.util.logging.Level;
+import java.util.logging.Logger;
+
+/**
+ * The leader's control loop, run on every coordinator and acting only on the oldest member. Each
+ * tick it declares workers with stale heartbeats dead, advances a rollout under way, or starts one
+ * when the placement needs repair (dead or draining workers), was never made, is asked for, or has
+ * drifted below the balancedness threshold. Rollouts are two-phase: load on the new workers and wait
+ * for their acknowledgements, publish the new epoch, wait until routers switched plus a grace for
+ * in-flight batches, then unload old copies. All state lives in Hazelcast maps, so a new leader
+ * continues where the old one stopped.
+ */
+final class Reconciler {
+    private static final Logger LOG = Logger.getLogger(Reconciler.class.getName());
+    private static final long LOAD_WINDOW_MILLIS = 60_000;
+    private static final long ROLLOUT_TIMEOUT_MILLIS = 120_000;
+    private static final long ROUTER_SWITCH_TIMEOUT_MILLIS = 10_000;
+
+    private final HazelcastInstance hz;
+    private final CoordinatorConfig config;
+    private final ModelShape shape;
+    private final PlacementPlanner planner;
+    private final long startedMillis = System.currentTimeMillis();
+    private final Map<String, long[][]> lastReports = new HashMap<>();
+    private final Deque<Map.Entry<Long, Map<Integer, long[]>>> window = new ArrayDeque<>();
+    private long lastAutoCheck = System.currentTimeMillis();
+    private volatile double balancedness = 1.0;
+    private volatile ExpertLoad lastLoad = ExpertLoad.none();
+
+    Reconciler(HazelcastInstance hz, CoordinatorConfig config, ModelShape shape) {
+        this.hz = hz;
+        this.config = config;
+        this.shape = shape;
+        this.planner = new PlacementPlanner(config.policy());
+    }
+
+    boolean isLeader() {
+        return hz.getCluster().getMembers().iterator().next().localMember();
+    }
+
+    double balancedness() {
+        return balancedness;
+    }
+
+    /** Tokens per expert over the last minute, as of the last tick. */
+    ExpertLoad load() {
+        return lastLoad;
+    }
+
+    private IMap<String, String> map(String name) {
+        return hz.getMap(name);
+    }
+
+    void tick() {
+        try {
+            long now = System.currentTimeMillis();
+            ExpertLoad load = aggregateLoad(now);
+            lastLoad = load;
+            if (!isLeader()) {
+                return;
+            }
+            Map<String, WorkerRecord> workers = workers();
+            markDead(workers, now);
+            String rolloutJson = map(ControlMaps.PLACEMENT).get(ControlMaps.PENDING);
+            ExpertPlacement current = map(ControlMaps.PLACEMENT).containsKey(ControlMaps.CURRENT)
+                    ? ExpertPlacement.fromJson(map(ControlMaps.PLACEMENT).get(ControlMaps.CURRENT)) : null;
+            if (current != null) {
+                balancedness = PlacementPlanner.balancedness(current, load);
+            }
+            if (rolloutJson != null) {
+                advance(Rollout.fromJson(rolloutJson), current, workers, now);
+                return;
+            }
+            markDrained(workers, current);
+            List<WorkerCapacity> capacities = capacities(workers);
+            long active = capacities.stream().filter(c -> !c.draining()).count();
+            if (current == null) {
+                boolean waitedEnough = now - startedMillis > config.initialWait().toMillis();
+                if (active >= config.expectedWorkers() || (waitedEnough && active >= config.policy().minReplicas())) {
+                    start(planner.plan(shape, capacities, load), null, "initial placement");
+                }
+                return;
+            }
+            String why = repairReason(current, workers);
+            boolean asked = map(ControlMaps.REQUESTS).remove(ControlMaps.REBALANCE) != null;
+            boolean scheduled = now - lastAutoCheck > config.rebalanceInterval().toMillis();
+            if (scheduled) {
+                lastAutoCheck = now;
+            }
+            if (why != null || asked || (scheduled && balancedness < config.rebalanceBelow())) {
+                PlacementPlan plan = planner.plan(shape, capacities, load, current);
+                if (plan.changed()) {
+                    start(plan, current, why != null ? why : asked ? "rebalance requested" : "balancedness " + String.format("%.2f", balancedness));
+                } else if (asked) {
+                    LOG.info("rebalance requested: current placement kept (" + plan.decision() + ", balancedness "
+                            + String.format("%.3f", plan.balancednessAfter()) + ")");
+                }
+            }
+        } catch (InfeasiblePlacementException e) {
+            LOG.warning("cannot place experts: " + e.getMessage());
+        } catch (RuntimeException e) {
+            LOG.log(Level.WARNING, "reconcile failed (will retry)", e);
+        }
+    }
+
+    /** Workers by address. */
+    Map<String, WorkerRecord> workers() {
+        Map<String, WorkerRecord> out = new TreeMap<>();
+        map(ControlMaps.WORKERS).forEach((k, v) -> out.put(k, WorkerRecord.fromJson(v)));
+        return out;
+    }
+
+    private void markDead(Map<String, WorkerRecord> workers, long now) {
+        for (Map.Entry<String, WorkerRecord> e : workers.entrySet()) {
+            WorkerRecord w = e.getValue();
+            boolean live = w.state() == WorkerState.ACTIVE || w.state() == WorkerState.DRAINING;
+            if (live && now - w.heartbeatMillis() > config.heartbeatTimeout().toMillis()) {
+                LOG.warning("worker " + w.id() + " (" + e.getKey() + ") missed its heartbeats for "
+                        + (now - w.heartbeatMillis()) + " ms: declared dead");
+                WorkerRecord dead = w.withState(WorkerState.DEAD);
+                map(ControlMaps.WORKERS).set(e.getKey(), dead.toJson());
+                e.setValue(dead);
+            }
+        }
+    }
+
+    private void markDrained(Map<String, WorkerRecord> workers, ExpertPlacement current) {
+        for (Map.Entry<String, WorkerRecord> e : workers.entrySet()) {
+            WorkerRecord w = e.getValue();
+            boolean placed = current != null && current.workers().contains(e.getKey())
+                    && !current.heldBy(current.indexOf(e.getKey())).isEmpty();
+            if (w.state() == WorkerState.DRAINING && !placed && w.expertCount() == 0) {
+                LOG.info("worker " + w.id() + " (" + e.getKey() + ") is drained and can stop");
+                map(ControlMaps.WORKERS).set(e.getKey(), w.withState(WorkerState.DRAINED).toJson());
+            }
+        }
+    }
+
+    /** Live workers in a stable order (by address), which keeps the planner deterministic. */
+    private static List<WorkerCapacity> capacities(Map<String, WorkerRecord> workers) {
+        List<WorkerCapacity> out = new ArrayList<>();
+        workers.forEach((address, w) -> {
+            if (w.state() == WorkerState.ACTIVE || w.state() == WorkerState.DRAINING) {
+                out.add(new WorkerCapacity(address, w.memoryBytes(), w.state() == WorkerState.DRAINING));
+            }
+        });
+        return out;
+    }
+
+    private static String repairReason(ExpertPlacement current, Map<String, WorkerRecord> workers) {
+        for (int i = 0; i < current.workers().size(); i++) {
+            String address = current.workers().get(i);
+            if (current.heldBy(i).isEmpty()) {
+                continue;
+            }
+            WorkerRecord w = workers.get(address);
+            if (w == null || w.state() == WorkerState.DEAD) {
+                return "worker " + address + " is gone";
+            }
+            if (w.state() == WorkerState.DRAINING) {
+                return "worker " + address + " is draining";
+            }
+        }
+        return null;
+    }
+
+    private void start(PlacementPlan plan, ExpertPlacement current, String reason) {
+        ExpertPlacement next = plan.placement();
+        LOG.info("rollout to epoch " + next.epoch() + " (" + reason + "): " + plan.decision() + ", " + plan.loads().size()
+                + " loads, " + plan.unloads().size() + " unloads, balancedness " + String.format("%.3f -> %.3f",
+                        plan.balancednessBefore(), plan.balancednessAfter()));
+        Rollout r = new Rollout(next.toJson(), Rollout.LOADING, System.currentTimeMillis(), 0, reason);
+        map(ControlMaps.PLACEMENT).set(ControlMaps.PENDING, r.toJson());
+        assign(union(current, next), loadingEpoch(next));
+    }
+
+    private static long loadingEpoch(ExpertPlacement p) {
+        return p.epoch() * 2 - 1;
+    }
+
+    private static long finalEpoch(ExpertPlacement p) {
+        return p.epoch() * 2;
+    }
+
+    private void advance(Rollout r, ExpertPlacement current, Map<String, WorkerRecord> workers, long now) {
+        ExpertPlacement next = ExpertPlacement.fromJson(r.placementJson());
+        if (r.phase().equals(Rollout.LOADING)) {
+            boolean ready = true;
+            for (int i = 0; i < next.workers().size(); i++) {
+                Map<Integer, Set<Integer>> want = next.heldBy(i);
+                if (want.isEmpty()) {
+                    continue;
+                }
+                WorkerRecord w = workers.get(next.workers().get(i));
+                if (w == null || w.state() == WorkerState.DEAD) {
+                    LOG.warning("rollout to epoch " + next.epoch() + " abandoned: worker " + next.workers().get(i) + " is gone");
+                    map(ControlMaps.PLACEMENT).remove(ControlMaps.PENDING);
+                    return;
+                }
+                if (w.heldEpoch() < loadingEpoch(next) || !contains(w.held(), want)) {
+                    ready = false;
+                }
+            }
+            if (!ready) {
+                if (now - r.sinceMillis() > ROLLOUT_TIMEOUT_MILLIS) {
+                    LOG.warning("rollout to epoch " + next.epoch() + " timed out waiting for workers to load; replanning");
+                    map(ControlMaps.PLACEMENT).remove(ControlMaps.PENDING);
+                }
+                return;
+            }
+            map(ControlMaps.PLACEMENT).set(ControlMaps.CURRENT, next.toJson());
+            map(ControlMaps.PLACEMENT).set(ControlMaps.PENDING, r.withPhase(Rollout.PUBLISHED, now).toJson());
+            LOG.info("published placement epoch " + next.epoch());
+            return;
+        }
+        // PUBLISHED: wait for routers to switch, then the grace, then unload old copies.
+        if (r.routersSwitchedMillis() == 0) {
+            boolean switched = true;
+            for (String json : map(ControlMaps.ROUTERS).values()) {
+                RouterRecord router = RouterRecord.fromJson(json);
+                boolean live = now - router.heartbeatMillis() < config.heartbeatTimeout().toMillis();
+                if (live && router.epoch() < next.epoch()) {
+                    switched = false;
+                }
+            }
+            if (switched || now - r.sinceMillis() > ROUTER_SWITCH_TIMEOUT_MILLIS) {
+                map(ControlMaps.PLACEMENT).set(ControlMaps.PENDING, r.withRoutersSwitched(now).toJson());
+            }
+            return;
+        }
+        if (now - r.routersSwitchedMillis() < config.drainGrace().toMillis()) {
+            return;
+        }
+        assign(union(null, next), finalEpoch(next));
+        // workers that fell out of the placement hold nothing now
+        for (String address : workers.keySet()) {
+            if (!next.workers().contains(address) && workers.get(address).state() != WorkerState.DEAD) {
+                map(ControlMaps.ASSIGNMENTS).set(address, new Assignment(finalEpoch(next), Map.of()).toJson());
+            }
+        }
+        map(ControlMaps.PLACEMENT).remove(ControlMaps.PENDING);
+        LOG.info("rollout to epoch " + next.epoch() + " complete (" + r.reason() + ")");
+    }
+
+    private static boolean contains(Map<Integer, Set<Integer>> held, Map<Integer, Set<Integer>> want) {
+        for (Map.Entry<Integer, Set<Integer>> e : want.entrySet()) {
+            if (!held.getOrDefault(e.getKey(), Set.of()).containsAll(e.getValue())) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /** Per worker address: what it holds in {@code a} (may be null) and {@code b} together. */
+    private static Map<String, Map<Integer, Set<Integer>>> union(ExpertPlacement a, ExpertPlacement b) {
+        Map<String, Map<Integer, Set<Integer>>> out = new TreeMap<>();
+        for (ExpertPlacement p : new ExpertPlacement[] {a, b}) {
+            if (p == null) {
+                continue;
+            }
+            for (int i = 0; i < p.workers().size(); i++) {
+                Map<Integer, Set<Integer>> into = out.computeIfAbsent(p.workers().get(i), k -> new TreeMap<>());
+                p.heldBy(i).forEach((l, es) -> into.computeIfAbsent(l, k -> new TreeSet<>()).addAll(es));
+            }
+        }
+        return out;
+    }
+
+    private void assign(Map<String, Map<Integer, Set<Integer>>> byWorker, long epoch) {
+        byWorker.forEach((address, experts) ->
+                map(ControlMaps.ASSIGNMENTS).set(address, new Assignment(epoch, experts).toJson()));
+    }
+
+    /** Sums the routers' per-expert token counts over the last minute from their cumulative reports. */
+    ExpertLoad aggregateLoad(long now) {
+        Map<Integer, long[]> delta = new TreeMap<>();
+        map(ControlMaps.LOAD).forEach((router, json) -> {
+            LoadReport report = LoadReport.fromJson(json);
+            long[][] prev = lastReports.get(router);
+            long[][] cur = new long[shape.moeLayers().size()][];
+            for (int li = 0; li < shape.moeLayers().size(); li++) {
+                int layer = shape.moeLayers().get(li);
+                long[] counts = report.tokensByLayer().getOrDefault(layer, new long[shape.numExperts()]);
+                cur[li] = counts;
+                long[] d = delta.computeIfAbsent(layer, k -> new long[shape.numExperts()]);
+                for (int e = 0; e < Math.min(counts.length, d.length); e++) {
+                    long before = prev == null || prev[li] == null || prev[li].length <= e ? 0 : prev[li][e];
+                    d[e] += Math.max(0, counts[e] - before);
+                }
+            }
+            lastReports.put(router, cur);
+        });
+        window.addLast(Map.entry(now, delta));
+        while (!window.isEmpty() && now - window.peekFirst().getKey() > LOAD_WINDOW_MILLIS) {
+            window.removeFirst();
+        }
+        Map<Integer, long[]> total = new TreeMap<>();
+        for (var entry : window) {
+            entry.getValue().forEach((layer, counts) -> {
+                long[] t = total.computeIfAbsent(layer, k -> new long[shape.numExperts()]);
+                for (int e = 0; e < counts.length; e++) {
+                    t[e] += counts[e];
+                }
+            });
+        }
+        return new ExpertLoad(total);
+    }
+}

@@ -1,0 +1,54 @@
+package dev.moecluster.router;
+
+import dev.moecluster.control.ControlClient;
+import dev.moecluster.control.ControlMaps;
+import dev.moecluster.control.LoadReport;
+import dev.moecluster.control.RouterRecord;
+import dev.moecluster.core.model.ModelConfig;
+import dev.moecluster.core.placement.ExpertPlacement;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.UUID;
+
+/**
+ * A router's part in the control plane: follows the published placement (the dispatcher switches
+ * between calls), reports its epoch with a heartbeat so the coordinator knows when old expert copies
+ * may go, and reports tokens routed per expert for load balancing. Without a coordinator the router
+ * keeps routing with the last placement it had.
+ */
+final class PlacementFollower implements AutoCloseable {
+    private final ControlClient client;
+    private final MoeDispatcher dispatcher;
+    private final DispatchStats stats;
+    private final ModelConfig model;
+    private final String id = "router-" + UUID.randomUUID();
+    private final String address;
+
+    PlacementFollower(ControlClient client, MoeDispatcher dispatcher, DispatchStats stats, ModelConfig model, String address) {
+        this.client = client;
+        this.dispatcher = dispatcher;
+        this.stats = stats;
+        this.model = model;
+        this.address = address;
+        client.watch(ControlMaps.PLACEMENT, ControlMaps.CURRENT, json -> dispatcher.update(ExpertPlacement.fromJson(json)));
+        client.onConnected(() -> client.currentPlacement().ifPresent(dispatcher::update));
+        client.every(client.config().heartbeatInterval().toMillis(), this::report);
+    }
+
+    private void report() {
+        long now = System.currentTimeMillis();
+        client.put(ControlMaps.ROUTERS, id, new RouterRecord(id, address, dispatcher.placement().epoch(), now).toJson());
+        Map<Integer, long[]> tokens = new TreeMap<>();
+        stats.rowsByLayerAndExpert().forEach((layer, experts) -> {
+            long[] counts = new long[model.numExperts()];
+            experts.forEach((e, n) -> counts[e] = n);
+            tokens.put(layer, counts);
+        });
+        client.put(ControlMaps.LOAD, id, new LoadReport(id, now, tokens).toJson());
+    }
+
+    @Override
+    public void close() {
+        client.close();
+    }
+}
