@@ -58,7 +58,8 @@ final class DemoCommand implements Callable<Integer> {
         Path dir = model.resolve();
         out.println("moe-cluster demo");
         try (LocalCluster cluster = LocalCluster.start(LocalCluster.Options.of(dir, workers, replicas)
-                        .withBackends(i -> ExpertBackends.create(backend)));
+                        .withBackends(i -> ExpertBackends.create(backend))
+                .withCoordinator(true));
                 ReferenceMoeBlock reference = ReferenceMoeBlock.open(dir)) {
             ModelConfig cfg = cluster.model();
             DType dtype = cfg.dtype();

@@ -12,7 +12,14 @@ import dev.moecluster.worker.CpuBackend;
 import dev.moecluster.worker.ExpertBackend;
 import dev.moecluster.worker.ExpertWorker;
 import dev.moecluster.worker.WorkerConfig;
+import dev.moecluster.coordinator.CoordinatorConfig;
+import dev.moecluster.coordinator.CoordinatorServer;
 import java.io.IOException;
+import java.net.InetAddress;
+import java.net.ServerSocket;
+import java.time.Duration;
+import java.util.Map;
+import java.util.UUID;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Collections;
@@ -21,7 +28,8 @@ import java.util.function.IntFunction;
 
 /**
  * N expert workers and a router in one process, each a real gRPC server on its own loopback port,
- * with experts placed round-robin with replicas. What {@code moe local} and {@code moe demo} run,
+ * with experts placed round-robin with replicas, or by a coordinator (a real Hazelcast member) that
+ * the workers and router join as clients. What {@code moe local} and {@code moe demo} run,
  * and what the cluster tests start.
  */
 public final class LocalCluster implements AutoCloseable {
@@ -29,17 +37,24 @@ public final class LocalCluster implements AutoCloseable {
     private final List<ExpertWorker> workers;
     private final ExpertPlacement placement;
     private final RouterServer router;
+    private final CoordinatorServer coordinator;
 
-    private LocalCluster(ModelConfig model, List<ExpertWorker> workers, ExpertPlacement placement, RouterServer router) {
+    private LocalCluster(ModelConfig model, List<ExpertWorker> workers, ExpertPlacement placement, RouterServer router,
+            CoordinatorServer coordinator) {
         this.model = model;
         this.workers = workers;
         this.placement = placement;
         this.router = router;
+        this.coordinator = coordinator;
     }
 
-    /** How to start a local cluster; {@code backends} gives each worker index its backend. */
+    /**
+     * How to start a local cluster; {@code backends} gives each worker index its backend. With
+     * {@code coordinated}, a coordinator starts too and placement comes from it (workers register and
+     * load what they are assigned); otherwise placement is static round-robin.
+     */
     public record Options(Path modelDir, int workers, int replicas, int routerPort, DType wireDtype,
-            IntFunction<ExpertBackend> backends) {
+            IntFunction<ExpertBackend> backends, boolean coordinated) {
         public Options {
             requireNonNull(modelDir, "modelDir is null");
             requireNonNull(backends, "backends is null");
@@ -52,23 +67,85 @@ public final class LocalCluster implements AutoCloseable {
         }
 
         public static Options of(Path modelDir, int workers, int replicas) {
-            return new Options(modelDir, workers, replicas, 0, null, i -> new CpuBackend());
+            return new Options(modelDir, workers, replicas, 0, null, i -> new CpuBackend(), false);
+        }
+
+        public Options withCoordinator(boolean on) {
+            return new Options(modelDir, workers, replicas, routerPort, wireDtype, backends, on);
         }
 
         public Options withWireDtype(DType dtype) {
-            return new Options(modelDir, workers, replicas, routerPort, dtype, backends);
+            return new Options(modelDir, workers, replicas, routerPort, dtype, backends, coordinated);
         }
 
         public Options withRouterPort(int port) {
-            return new Options(modelDir, workers, replicas, port, wireDtype, backends);
+            return new Options(modelDir, workers, replicas, port, wireDtype, backends, coordinated);
         }
 
         public Options withBackends(IntFunction<ExpertBackend> b) {
-            return new Options(modelDir, workers, replicas, routerPort, wireDtype, b);
+            return new Options(modelDir, workers, replicas, routerPort, wireDtype, b, coordinated);
         }
     }
 
     public static LocalCluster start(Options o) throws IOException {
+        return o.coordinated() ? startCoordinated(o) : startStatic(o);
+    }
+
+    private static LocalCluster startCoordinated(Options o) throws IOException {
+        ModelConfig model = ModelConfig.load(o.modelDir());
+        CoordinatorConfig cc = CoordinatorConfig.local("moe-local-" + UUID.randomUUID(), freePort(), o.modelDir(),
+                o.workers(), o.replicas());
+        CoordinatorServer coordinator = CoordinatorServer.start(cc);
+        List<ExpertWorker> workers = new ArrayList<>();
+        RouterServer router = null;
+        try {
+            for (int i = 0; i < o.workers(); i++) {
+                WorkerConfig wc = WorkerConfig.defaults("worker-" + i, o.modelDir(), new ExpertAssignment(Map.of()))
+                        .withControlPlane(cc.controlPlane(), WorkerConfig.DEFAULT_MEMORY_BYTES);
+                workers.add(ExpertWorker.start(wc, o.backends().apply(i)));
+            }
+            RouterConfig rc = RouterConfig.defaults(o.modelDir(), ExpertPlacement.none()).withPort(o.routerPort())
+                    .withWireDtype(o.wireDtype()).withControlPlane(cc.controlPlane());
+            router = RouterServer.start(rc);
+            ExpertPlacement placement = awaitPlacement(router, model, Duration.ofSeconds(60));
+            return new LocalCluster(model, workers, placement, router, coordinator);
+        } catch (IOException | RuntimeException e) {
+            if (router != null) {
+                router.close();
+            }
+            workers.forEach(ExpertWorker::close);
+            coordinator.close();
+            throw e;
+        }
+    }
+
+    /** Waits until the router routes with a placement that covers every expert. */
+    static ExpertPlacement awaitPlacement(RouterServer router, ModelConfig model, Duration timeout) throws IOException {
+        long deadline = System.nanoTime() + timeout.toNanos();
+        while (System.nanoTime() < deadline) {
+            ExpertPlacement p = router.placement();
+            try {
+                p.requireCovers(model);
+                return p;
+            } catch (IllegalArgumentException notYet) {
+                try {
+                    Thread.sleep(50);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    throw new IOException("interrupted waiting for the first placement", e);
+                }
+            }
+        }
+        throw new IOException("no placement from the coordinator within " + timeout.toSeconds() + " s");
+    }
+
+    static int freePort() throws IOException {
+        try (ServerSocket s = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
+            return s.getLocalPort();
+        }
+    }
+
+    private static LocalCluster startStatic(Options o) throws IOException {
         ModelConfig model = ModelConfig.load(o.modelDir());
         // Placement depends only on worker order, so plan with names, start, then use real addresses.
         List<String> names = new ArrayList<>();
@@ -86,7 +163,7 @@ public final class LocalCluster implements AutoCloseable {
                     model, o.replicas());
             RouterConfig rc = RouterConfig.defaults(o.modelDir(), placement).withPort(o.routerPort()).withWireDtype(o.wireDtype());
             RouterServer router = RouterServer.start(rc);
-            return new LocalCluster(model, workers, placement, router);
+            return new LocalCluster(model, workers, placement, router, null);
         } catch (IOException | RuntimeException e) {
             workers.forEach(ExpertWorker::close);
             throw e;
@@ -105,8 +182,14 @@ public final class LocalCluster implements AutoCloseable {
         return Collections.unmodifiableList(workers);
     }
 
+    /** The placement at start (static, or the coordinator's first). */
     public ExpertPlacement placement() {
         return placement;
+    }
+
+    /** The coordinator, or null for a static cluster. */
+    public CoordinatorServer coordinator() {
+        return coordinator;
     }
 
     @Override
@@ -114,6 +197,9 @@ public final class LocalCluster implements AutoCloseable {
         router.close();
         for (ExpertWorker w : workers) {
             w.close();
+        }
+        if (coordinator != null) {
+            coordinator.close();
         }
     }
 }

@@ -35,6 +35,7 @@ final class LocalCommand implements Callable<Integer> {
     public Integer call() throws Exception {
         var options = LocalCluster.Options.of(model.resolve(), workers, replicas)
                 .withBackends(i -> ExpertBackends.create(backend))
+                .withCoordinator(true)
                 .withRouterPort(port)
                 .withWireDtype(wireDtype == null ? null : DType.parse(wireDtype));
         LocalCluster cluster = LocalCluster.start(options);

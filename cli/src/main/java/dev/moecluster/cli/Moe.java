@@ -15,6 +15,8 @@ import picocli.CommandLine.Command;
             LocalCommand.class,
             RouterCommand.class,
             WorkerCommand.class,
+            CoordinatorCommand.class,
+            AdminCommand.class,
             GenerateCommand.class,
             ProbeCommand.class,
             PlacementCommand.class,
@@ -23,18 +25,27 @@ import picocli.CommandLine.Command;
             CommandLine.HelpCommand.class
         })
 public final class Moe {
+    /** Held so the levels stick (java.util.logging keeps loggers weakly). */
+    private static final Logger[] QUIET = {Logger.getLogger("io.grpc"), Logger.getLogger("com.hazelcast")};
+    private static final Logger DJL = Logger.getLogger("ai.djl");
+
     private Moe() {}
 
     public static void main(String[] args) {
         System.setProperty("java.util.logging.SimpleFormatter.format", "%1$tT %4$s %3$s: %5$s%6$s%n");
-        Logger.getLogger("io.grpc").setLevel(Level.WARNING);
+        for (Logger l : QUIET) {
+            l.setLevel(Level.WARNING);
+        }
+        DJL.setLevel(Level.SEVERE); // the tokenizer library warns about GPUs and lengths it does not use here
         System.exit(commandLine().execute(args));
     }
 
     static CommandLine commandLine() {
         CommandLine cl = new CommandLine(Moe.class);
         cl.setExecutionExceptionHandler((e, cmd, parsed) -> {
-            cmd.getErr().println("moe " + cmd.getCommandName() + ": " + (e.getMessage() == null ? e : e.getMessage()));
+            String message = e instanceof io.grpc.StatusRuntimeException s
+                    ? s.getStatus().getCode() + ": " + s.getStatus().getDescription() : e.getMessage() == null ? e.toString() : e.getMessage();
+            cmd.getErr().println("moe " + cmd.getCommandName() + ": " + message);
             if (System.getenv("MOE_DEBUG") != null) {
                 e.printStackTrace(cmd.getErr());
             }

@@ -1,5 +1,6 @@
 package dev.moecluster.cli;
 
+import dev.moecluster.control.ControlPlaneConfig;
 import dev.moecluster.core.model.ModelConfig;
 import dev.moecluster.core.placement.ExpertPlacement;
 import dev.moecluster.core.tensor.DType;
@@ -33,6 +34,10 @@ final class RouterCommand implements Callable<Integer> {
     Placement placement;
 
     static final class Placement {
+        @Option(names = "--coordinators", paramLabel = "HOST:PORT,...", split = ",",
+                description = "Coordinator (Hazelcast) addresses: follow the placement they publish.")
+        String[] coordinators;
+
         @Option(names = "--workers", paramLabel = "HOST:PORT,...", split = ",",
                 description = "Worker addresses, in order; experts are placed round-robin (worker I runs with --shard I/N).")
         String[] workers;
@@ -40,6 +45,10 @@ final class RouterCommand implements Callable<Integer> {
         @Option(names = "--placement", paramLabel = "FILE", description = "Placement JSON naming workers and their experts.")
         Path file;
     }
+
+    @Option(names = "--cluster-name", defaultValue = ControlPlaneConfig.DEFAULT_CLUSTER_NAME,
+            description = "With --coordinators: the cluster to join (default: ${DEFAULT-VALUE}).")
+    String clusterName;
 
     @Option(names = "--replicas", defaultValue = "1", description = "With --workers: workers per expert (default: ${DEFAULT-VALUE}).")
     int replicas;
@@ -77,16 +86,18 @@ final class RouterCommand implements Callable<Integer> {
     public Integer call() throws Exception {
         Path dir = model.resolve();
         ModelConfig config = ModelConfig.load(dir);
-        ExpertPlacement p = placement.file != null
-                ? ExpertPlacement.read(placement.file)
-                : ExpertPlacement.roundRobin(List.copyOf(Arrays.asList(placement.workers)), config, replicas);
+        ControlPlaneConfig control = placement.coordinators == null ? null
+                : ControlPlaneConfig.of(clusterName, List.of(placement.coordinators));
+        ExpertPlacement p = placement.file != null ? ExpertPlacement.read(placement.file)
+                : placement.workers != null ? ExpertPlacement.roundRobin(List.copyOf(Arrays.asList(placement.workers)), config, replicas)
+                : ExpertPlacement.none();
         var rc = new RouterConfig(host, port, dir, p, wireDtype == null ? null : DType.parse(wireDtype),
                 Duration.ofMillis(expertTimeoutMs), Math.multiplyExact(maxMessageMb, 1024 * 1024), maxTokens,
-                new GenerationConfig(maxSequences, maxQueued, (long) kvCacheMb * 1024 * 1024, prefillChunk, overlap));
+                new GenerationConfig(maxSequences, maxQueued, (long) kvCacheMb * 1024 * 1024, prefillChunk, overlap), control);
         RouterServer router = RouterServer.start(rc);
         Runtime.getRuntime().addShutdownHook(new Thread(router::close));
-        System.out.printf("router serving %s (%s) on %s with %d workers%n", config.name(),
-                config.architecture().hfName(), router.address(), p.workers().size());
+        System.out.printf("router serving %s (%s) on %s, %s%n", config.name(), config.architecture().hfName(),
+                router.address(), control == null ? p.workers().size() + " workers" : "placement from " + control.coordinators());
         router.awaitTermination();
         return 0;
     }

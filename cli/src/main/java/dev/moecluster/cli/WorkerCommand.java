@@ -1,5 +1,6 @@
 package dev.moecluster.cli;
 
+import dev.moecluster.control.ControlPlaneConfig;
 import dev.moecluster.core.model.ModelConfig;
 import dev.moecluster.core.placement.ExpertAssignment;
 import dev.moecluster.core.placement.ExpertPlacement;
@@ -35,6 +36,10 @@ final class WorkerCommand implements Callable<Integer> {
     Assignment assignment;
 
     static final class Assignment {
+        @Option(names = "--coordinators", paramLabel = "HOST:PORT,...", split = ",",
+                description = "Coordinator (Hazelcast) addresses: register there and hold the experts they assign.")
+        String[] coordinators;
+
         @Option(names = "--experts", paramLabel = "SPEC",
                 description = "Experts to hold: all; a list for every MoE layer (0-3,6); or per layer (1:0-3;3:4-7).")
         String experts;
@@ -47,6 +52,14 @@ final class WorkerCommand implements Callable<Integer> {
                 description = "Placement JSON; this worker holds the experts placed on --id (its host:port there).")
         Path placement;
     }
+
+    @Option(names = "--cluster-name", defaultValue = ControlPlaneConfig.DEFAULT_CLUSTER_NAME,
+            description = "With --coordinators: the cluster to join (default: ${DEFAULT-VALUE}).")
+    String clusterName;
+
+    @Option(names = "--memory-budget", defaultValue = "8GiB", paramLabel = "SIZE",
+            description = "Memory for expert weights the coordinator may fill, e.g. 80GiB (default: ${DEFAULT-VALUE}).")
+    String memoryBudget;
 
     @Option(names = "--replicas", defaultValue = "1", description = "With --shard: replicas per expert, as given to the router (default: ${DEFAULT-VALUE}).")
     int replicas;
@@ -68,7 +81,11 @@ final class WorkerCommand implements Callable<Integer> {
         ModelConfig config = ModelConfig.load(dir);
         String workerId = id != null ? id : "worker-" + port;
         ExpertAssignment held;
-        if (assignment.experts != null) {
+        ControlPlaneConfig control = null;
+        if (assignment.coordinators != null) {
+            control = ControlPlaneConfig.of(clusterName, List.of(assignment.coordinators));
+            held = new ExpertAssignment(java.util.Map.of());
+        } else if (assignment.experts != null) {
             held = ExpertAssignment.parse(assignment.experts, config);
         } else if (assignment.shard != null) {
             held = shard(assignment.shard, config);
@@ -78,11 +95,11 @@ final class WorkerCommand implements Callable<Integer> {
             held = new ExpertAssignment(p.heldBy(p.indexOf(self)));
         }
         var wc = new WorkerConfig(workerId, host, port, dir, held, backend, Duration.ofNanos(coalesceMicros * 1000),
-                Math.multiplyExact(maxMessageMb, 1024 * 1024), 64);
+                Math.multiplyExact(maxMessageMb, 1024 * 1024), 64, control, Sizes.parseBytes(memoryBudget));
         ExpertWorker worker = ExpertWorker.start(wc);
         Runtime.getRuntime().addShutdownHook(new Thread(worker::close));
-        System.out.printf("worker %s holding %d experts of %s, listening on %s%n", workerId, held.expertCount(),
-                config.name(), worker.address());
+        System.out.printf("worker %s holding %d experts of %s, listening on %s%s%n", workerId, held.expertCount(),
+                config.name(), worker.address(), control == null ? "" : ", taking assignments from " + control.coordinators());
         worker.awaitTermination();
         return 0;
     }

@@ -127,9 +127,23 @@ public final class ControlClient implements AutoCloseable {
         return get(ControlMaps.PLACEMENT, ControlMaps.CURRENT).map(ExpertPlacement::fromJson);
     }
 
-    /** Calls {@code listener} with every value put under {@code key} in {@code map}. */
+    /**
+     * Calls {@code listener} with every value put under {@code key} in {@code map}. Registers at once
+     * when connected, else at the first connection; the client re-registers after reconnections.
+     */
     public void watch(String map, String key, Consumer<String> listener) {
-        hz.<String, String>getMap(map).addEntryListener(new KeyListener(listener), key, true);
+        java.util.concurrent.atomic.AtomicBoolean registered = new java.util.concurrent.atomic.AtomicBoolean();
+        Runnable register = () -> {
+            if (!registered.get()) {
+                hz.<String, String>getMap(map).addEntryListener(new KeyListener(listener), key, true);
+                registered.set(true);
+            }
+        };
+        try {
+            register.run();
+        } catch (RuntimeException offline) {
+            onConnected(register);
+        }
     }
 
     private record KeyListener(Consumer<String> listener)

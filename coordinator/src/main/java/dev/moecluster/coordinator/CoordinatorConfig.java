@@ -52,11 +52,14 @@ public record CoordinatorConfig(
         }
     }
 
-    /** A single coordinator on loopback: Hazelcast on {@code port}, admin on a free port. */
+    /**
+     * A single coordinator on loopback for a local cluster: Hazelcast on {@code port}, admin on a free
+     * port, workers dead after 3 s of silence.
+     */
     public static CoordinatorConfig local(String clusterName, int port, Path modelDir, int expectedWorkers, int minReplicas) {
         return new CoordinatorConfig(clusterName, "127.0.0.1", port, 0, List.of("127.0.0.1:" + port), modelDir,
                 PlacementPolicy.defaults().withMinReplicas(minReplicas), expectedWorkers, Duration.ofSeconds(10),
-                Duration.ofSeconds(5), Duration.ofSeconds(2), Duration.ofSeconds(60), 0.8);
+                Duration.ofSeconds(3), Duration.ofSeconds(1), Duration.ofSeconds(60), 0.8);
     }
 
     public CoordinatorConfig withMembers(List<String> all, int port) {

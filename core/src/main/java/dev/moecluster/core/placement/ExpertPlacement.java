@@ -51,6 +51,11 @@ public record ExpertPlacement(long epoch, List<String> workers, Map<Integer, int
         layers = java.util.Collections.unmodifiableMap(copy);
     }
 
+    /** No workers and no experts placed, epoch 0: what a router starts from before a coordinator answers. */
+    public static ExpertPlacement none() {
+        return new ExpertPlacement(0, List.of(), Map.of());
+    }
+
     /**
      * Places experts round-robin over the workers, each on {@code replicas} distinct workers: expert
      * {@code e} of the {@code i}-th MoE layer goes to workers {@code (i·E + e + r) mod N} for

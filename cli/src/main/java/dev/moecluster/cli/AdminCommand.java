@@ -1,0 +1,175 @@
+package dev.moecluster.cli;
+
+import com.google.protobuf.MessageOrBuilder;
+import com.google.protobuf.util.JsonFormat;
+import dev.moecluster.core.placement.ExpertPlacement;
+import dev.moecluster.proto.AdminGrpc;
+import dev.moecluster.proto.AdminStatusRequest;
+import dev.moecluster.proto.ClusterStatus;
+import dev.moecluster.proto.DrainRequest;
+import dev.moecluster.proto.GetLoadRequest;
+import dev.moecluster.proto.GetPlacementRequest;
+import dev.moecluster.proto.LayerLoad;
+import dev.moecluster.proto.LoadInfo;
+import dev.moecluster.proto.ListWorkersRequest;
+import dev.moecluster.proto.PlacementInfo;
+import dev.moecluster.proto.RebalanceRequest;
+import dev.moecluster.proto.WorkerInfo;
+import dev.moecluster.proto.WorkerList;
+import io.grpc.ManagedChannel;
+import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
+import java.io.PrintStream;
+import java.util.concurrent.Callable;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Function;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+
+/** {@code moe admin}: operator views and actions against a coordinator's Admin API. */
+@Command(name = "admin", mixinStandardHelpOptions = true,
+        description = "Operate a cluster through a coordinator: status, workers, placement, load, drain, rebalance.",
+        subcommands = {AdminCommand.StatusCmd.class, AdminCommand.WorkersCmd.class, AdminCommand.PlacementCmd.class,
+            AdminCommand.LoadCmd.class, AdminCommand.DrainCmd.class, AdminCommand.RebalanceCmd.class})
+final class AdminCommand {
+    private AdminCommand() {}
+
+    /** Options every admin command takes. */
+    abstract static class Base implements Callable<Integer> {
+        @Option(names = "--target", defaultValue = "127.0.0.1:50071", description = "A coordinator's Admin API (default: ${DEFAULT-VALUE}).")
+        String target;
+
+        @Option(names = "--json", description = "Print JSON instead of a table.")
+        boolean json;
+
+        final PrintStream out = System.out;
+
+        <T> T call(Function<AdminGrpc.AdminBlockingStub, T> rpc) throws InterruptedException {
+            ManagedChannel channel = NettyChannelBuilder.forTarget(target).usePlaintext().build();
+            try {
+                return rpc.apply(AdminGrpc.newBlockingStub(channel).withDeadlineAfter(15, TimeUnit.SECONDS));
+            } finally {
+                channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
+            }
+        }
+
+        void printJson(MessageOrBuilder m) throws Exception {
+            out.println(JsonFormat.printer().alwaysPrintFieldsWithNoPresence().print(m));
+        }
+    }
+
+    @Command(name = "status", mixinStandardHelpOptions = true, description = "Leader, members, placement epoch, rollout, balancedness, workers by state.")
+    static final class StatusCmd extends Base {
+        @Override
+        public Integer call() throws Exception {
+            ClusterStatus s = call(stub -> stub.status(AdminStatusRequest.getDefaultInstance()));
+            if (json) {
+                printJson(s);
+                return 0;
+            }
+            out.printf("model            %s%n", s.getModel());
+            out.printf("leader           %s%n", s.getLeader());
+            out.printf("members          %s%n", String.join(", ", s.getMembersList()));
+            out.printf("placement epoch  %d (rollout: %s)%n", s.getPlacementEpoch(), s.getRollout());
+            out.printf("min replicas     %d%n", s.getMinReplicas());
+            out.printf("balancedness     %.3f (mean/max worker load over the last minute)%n", s.getBalancedness());
+            out.printf("workers          %s%n", s.getWorkersByStateMap());
+            return 0;
+        }
+    }
+
+    @Command(name = "workers", mixinStandardHelpOptions = true, description = "Registered workers with state, experts, memory and load.")
+    static final class WorkersCmd extends Base {
+        @Override
+        public Integer call() throws Exception {
+            WorkerList list = call(stub -> stub.listWorkers(ListWorkersRequest.getDefaultInstance()));
+            if (json) {
+                printJson(list);
+                return 0;
+            }
+            out.printf("%-12s %-21s %-8s %-9s %8s %10s %12s %10s%n", "worker", "address", "backend", "state", "experts",
+                    "memory", "load tokens", "heartbeat");
+            for (WorkerInfo w : list.getWorkersList()) {
+                out.printf("%-12s %-21s %-8s %-9s %8d %7d MiB %12d %7d ms%n", w.getId(), w.getAddress(), w.getBackend(),
+                        w.getState(), w.getExperts(), w.getMemoryBytes() >> 20, w.getLoadTokens(), w.getHeartbeatAgeMs());
+            }
+            return 0;
+        }
+    }
+
+    @Command(name = "placement", mixinStandardHelpOptions = true, description = "Which workers hold which experts (replicas, primary first).")
+    static final class PlacementCmd extends Base {
+        @Override
+        public Integer call() throws Exception {
+            PlacementInfo info = call(stub -> stub.getPlacement(GetPlacementRequest.getDefaultInstance()));
+            if (json) {
+                out.println(info.getJson());
+                return 0;
+            }
+            ExpertPlacement p = ExpertPlacement.fromJson(info.getJson());
+            out.printf("placement epoch %d over %d workers%n", p.epoch(), p.workers().size());
+            for (int i = 0; i < p.workers().size(); i++) {
+                out.printf("  w%-3d %s%n", i, p.workers().get(i));
+            }
+            p.layers().forEach((layer, experts) -> {
+                StringBuilder row = new StringBuilder(String.format("layer %-4d", layer));
+                for (int e = 0; e < experts.length; e++) {
+                    row.append(String.format(" e%d:", e));
+                    for (int r = 0; r < experts[e].length; r++) {
+                        row.append(r == 0 ? "" : ",").append("w").append(experts[e][r]);
+                    }
+                }
+                out.println(row);
+            });
+            return 0;
+        }
+    }
+
+    @Command(name = "load", mixinStandardHelpOptions = true, description = "Tokens routed per expert over the coordinator's load window.")
+    static final class LoadCmd extends Base {
+        @Override
+        public Integer call() throws Exception {
+            LoadInfo load = call(stub -> stub.getLoad(GetLoadRequest.getDefaultInstance()));
+            if (json) {
+                printJson(load);
+                return 0;
+            }
+            out.printf("tokens routed per expert, last %d s%n", load.getWindowSeconds());
+            for (LayerLoad l : load.getLayersList()) {
+                StringBuilder row = new StringBuilder(String.format("layer %-4d", l.getLayer()));
+                long max = 0;
+                long sum = 0;
+                for (long t : l.getTokensList()) {
+                    row.append(String.format(" %8d", t));
+                    max = Math.max(max, t);
+                    sum += t;
+                }
+                double mean = l.getTokensCount() == 0 ? 0 : sum / (double) l.getTokensCount();
+                row.append(String.format("   max/mean %.2f", mean == 0 ? 0 : max / mean));
+                out.println(row);
+            }
+            return 0;
+        }
+    }
+
+    @Command(name = "drain", mixinStandardHelpOptions = true, description = "Move every expert off a worker; it reports DRAINED when it can stop.")
+    static final class DrainCmd extends Base {
+        @Parameters(paramLabel = "WORKER", description = "Worker id or address (see moe admin workers).")
+        String worker;
+
+        @Override
+        public Integer call() throws Exception {
+            out.println(call(stub -> stub.drain(DrainRequest.newBuilder().setWorker(worker).build())).getMessage());
+            return 0;
+        }
+    }
+
+    @Command(name = "rebalance", mixinStandardHelpOptions = true, description = "Plan from the current load now and roll out if it helps.")
+    static final class RebalanceCmd extends Base {
+        @Override
+        public Integer call() throws Exception {
+            out.println(call(stub -> stub.rebalance(RebalanceRequest.getDefaultInstance())).getMessage());
+            return 0;
+        }
+    }
+}

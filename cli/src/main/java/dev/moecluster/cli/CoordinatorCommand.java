@@ -1,0 +1,74 @@
+package dev.moecluster.cli;
+
+import dev.moecluster.control.ControlPlaneConfig;
+import dev.moecluster.coordinator.CoordinatorConfig;
+import dev.moecluster.coordinator.CoordinatorServer;
+import dev.moecluster.coordinator.PlacementPolicy;
+import java.time.Duration;
+import java.util.List;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+
+/** {@code moe coordinator}: one coordinator, a Hazelcast member of the control plane. */
+@Command(name = "coordinator", mixinStandardHelpOptions = true,
+        description = "Run a coordinator: a Hazelcast member holding the worker registry, placement and load; the oldest member plans and rolls out placements; serves the Admin API.")
+final class CoordinatorCommand implements Callable<Integer> {
+    @Mixin
+    ModelOptions model;
+
+    @Option(names = "--cluster-name", defaultValue = ControlPlaneConfig.DEFAULT_CLUSTER_NAME, description = "Cluster name (default: ${DEFAULT-VALUE}).")
+    String clusterName;
+
+    @Option(names = "--host", defaultValue = "127.0.0.1", description = "Address to bind; keep it on the cluster network (default: ${DEFAULT-VALUE}).")
+    String host;
+
+    @Option(names = "--port", defaultValue = "5701", description = "Hazelcast member port (default: ${DEFAULT-VALUE}).")
+    int port;
+
+    @Option(names = "--members", split = ",", paramLabel = "HOST:PORT,...", description = "All coordinators, this one included. Default: only this one.")
+    List<String> members;
+
+    @Option(names = "--admin-port", defaultValue = "50071", description = "gRPC Admin API port (default: ${DEFAULT-VALUE}).")
+    int adminPort;
+
+    @Option(names = "--expected-workers", defaultValue = "1", description = "The first placement waits for this many workers, or --initial-wait-s (default: ${DEFAULT-VALUE}).")
+    int expectedWorkers;
+
+    @Option(names = "--initial-wait-s", defaultValue = "30", description = "Then places experts on whoever registered (default: ${DEFAULT-VALUE}).")
+    long initialWaitSeconds;
+
+    @Option(names = "--min-replicas", defaultValue = "1", description = "Copies of every expert, on distinct workers (default: ${DEFAULT-VALUE}).")
+    int minReplicas;
+
+    @Option(names = "--migration-threshold", defaultValue = "0.05", description = "Move experts only for a balancedness gain above this (default: ${DEFAULT-VALUE}).")
+    double migrationThreshold;
+
+    @Option(names = "--heartbeat-timeout-ms", defaultValue = "5000", description = "A worker silent this long is dead (default: ${DEFAULT-VALUE}).")
+    long heartbeatTimeoutMs;
+
+    @Option(names = "--drain-grace-ms", defaultValue = "2000", description = "Old copies stay this long after routers switch epochs (default: ${DEFAULT-VALUE}).")
+    long drainGraceMs;
+
+    @Option(names = "--rebalance-interval-s", defaultValue = "60", description = "How often balancedness is checked (default: ${DEFAULT-VALUE}).")
+    long rebalanceIntervalSeconds;
+
+    @Option(names = "--rebalance-below", defaultValue = "0.8", description = "Rebalance automatically when mean/max worker load falls below this (default: ${DEFAULT-VALUE}).")
+    double rebalanceBelow;
+
+    @Override
+    public Integer call() throws Exception {
+        List<String> all = members == null || members.isEmpty() ? List.of(host + ":" + port) : members;
+        var policy = PlacementPolicy.defaults().withMinReplicas(minReplicas).withMigrationThreshold(migrationThreshold);
+        var config = new CoordinatorConfig(clusterName, host, port, adminPort, all, model.resolve(), policy, expectedWorkers,
+                Duration.ofSeconds(initialWaitSeconds), Duration.ofMillis(heartbeatTimeoutMs), Duration.ofMillis(drainGraceMs),
+                Duration.ofSeconds(rebalanceIntervalSeconds), rebalanceBelow);
+        CoordinatorServer server = CoordinatorServer.start(config);
+        Runtime.getRuntime().addShutdownHook(new Thread(server::close));
+        System.out.printf("coordinator %s:%d in cluster '%s' (members %s), admin API on %s%n", host, port, clusterName, all,
+                server.adminAddress());
+        server.awaitTermination();
+        return 0;
+    }
+}
