@@ -128,22 +128,23 @@ public final class ControlClient implements AutoCloseable {
     }
 
     /**
-     * Calls {@code listener} with every value put under {@code key} in {@code map}. Registers at once
-     * when connected, else at the first connection; the client re-registers after reconnections.
+     * Calls {@code listener} with every value put under {@code key} in {@code map}. Registration is
+     * retried in the background until the cluster answers; the client re-registers after
+     * reconnections by itself. Events are a fast path: components also poll, so a missed event only
+     * delays a change by one heartbeat.
      */
     public void watch(String map, String key, Consumer<String> listener) {
-        java.util.concurrent.atomic.AtomicBoolean registered = new java.util.concurrent.atomic.AtomicBoolean();
-        Runnable register = () -> {
-            if (!registered.get()) {
+        Runnable[] attempt = new Runnable[1];
+        attempt[0] = () -> {
+            try {
                 hz.<String, String>getMap(map).addEntryListener(new KeyListener(listener), key, true);
-                registered.set(true);
+            } catch (RuntimeException offline) {
+                if (!timer.isShutdown()) {
+                    timer.schedule(attempt[0], 500, TimeUnit.MILLISECONDS);
+                }
             }
         };
-        try {
-            register.run();
-        } catch (RuntimeException offline) {
-            onConnected(register);
-        }
+        timer.execute(attempt[0]);
     }
 
     private record KeyListener(Consumer<String> listener)

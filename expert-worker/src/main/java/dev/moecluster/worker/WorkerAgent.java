@@ -41,7 +41,11 @@ final class WorkerAgent implements AutoCloseable {
             heartbeat();
             client.get(ControlMaps.ASSIGNMENTS, address).map(Assignment::fromJson).ifPresent(this::apply);
         });
-        client.every(client.config().heartbeatInterval().toMillis(), this::heartbeat);
+        client.every(client.config().heartbeatInterval().toMillis(), () -> {
+            heartbeat();
+            client.get(ControlMaps.ASSIGNMENTS, address).map(Assignment::fromJson)
+                    .filter(a -> a.epoch() > appliedEpoch).ifPresent(this::apply);
+        });
     }
 
     private synchronized void apply(Assignment a) {

@@ -36,6 +36,7 @@ final class PlacementFollower implements AutoCloseable {
     }
 
     private void report() {
+        client.currentPlacement().ifPresent(dispatcher::update);
         long now = System.currentTimeMillis();
         client.put(ControlMaps.ROUTERS, id, new RouterRecord(id, address, dispatcher.placement().epoch(), now).toJson());
         Map<Integer, long[]> tokens = new TreeMap<>();
