@@ -11,7 +11,7 @@ import picocli.CommandLine.Option;
 
 /** {@code moe local}: a whole cluster in one process, each component on its own loopback port. */
 @Command(name = "local", mixinStandardHelpOptions = true,
-        description = "Run N expert workers and a router in one process (real gRPC on loopback) until interrupted.")
+        description = "Run a coordinator, N expert workers and a router in one process (real gRPC and Hazelcast on loopback) until interrupted.")
 final class LocalCommand implements Callable<Integer> {
     @Mixin
     ModelOptions model;
@@ -49,6 +49,8 @@ final class LocalCommand implements Callable<Integer> {
             System.out.printf("worker  %-10s listening on %s%n", w.workerId(), w.address());
         }
         System.out.printf("router  listening on %s (moe.v1.Router, health, reflection)%n", cluster.router().address());
+        System.out.printf("coordinator admin API on %s (moe admin status --target %s), placement epoch %d%n",
+                cluster.coordinator().adminAddress(), cluster.coordinator().adminAddress(), cluster.placement().epoch());
         System.out.println("serving; press Ctrl-C to stop");
         stopped.await();
         return 0;

@@ -17,6 +17,7 @@ import picocli.CommandLine.Command;
             WorkerCommand.class,
             CoordinatorCommand.class,
             AdminCommand.class,
+            PlanCommand.class,
             GenerateCommand.class,
             ProbeCommand.class,
             PlacementCommand.class,

@@ -1,6 +1,7 @@
 package dev.moecluster.cli;
 
 import dev.moecluster.control.ControlPlaneConfig;
+import dev.moecluster.coordinator.MemorySize;
 import dev.moecluster.core.model.ModelConfig;
 import dev.moecluster.core.placement.ExpertAssignment;
 import dev.moecluster.core.placement.ExpertPlacement;
@@ -95,7 +96,7 @@ final class WorkerCommand implements Callable<Integer> {
             held = new ExpertAssignment(p.heldBy(p.indexOf(self)));
         }
         var wc = new WorkerConfig(workerId, host, port, dir, held, backend, Duration.ofNanos(coalesceMicros * 1000),
-                Math.multiplyExact(maxMessageMb, 1024 * 1024), 64, control, Sizes.parseBytes(memoryBudget));
+                Math.multiplyExact(maxMessageMb, 1024 * 1024), 64, control, MemorySize.parse(memoryBudget).bytes());
         ExpertWorker worker = ExpertWorker.start(wc);
         Runtime.getRuntime().addShutdownHook(new Thread(worker::close));
         System.out.printf("worker %s holding %d experts of %s, listening on %s%s%n", workerId, held.expertCount(),
