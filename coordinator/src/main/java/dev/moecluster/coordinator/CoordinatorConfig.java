@@ -72,6 +72,11 @@ public record CoordinatorConfig(
                 initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow);
     }
 
+    public CoordinatorConfig withInitialWait(Duration d) {
+        return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, modelDir, policy, expectedWorkers,
+                d, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow);
+    }
+
     public CoordinatorConfig withHeartbeatTimeout(Duration d) {
         return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, modelDir, policy, expectedWorkers,
                 initialWait, d, drainGrace, rebalanceInterval, rebalanceBelow);
