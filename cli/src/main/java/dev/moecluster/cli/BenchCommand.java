@@ -23,6 +23,7 @@ import java.util.Set;
 import java.util.concurrent.Callable;
 import java.util.concurrent.TimeUnit;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /** {@code moe bench}: end-to-end benchmarks. */
@@ -31,11 +32,9 @@ import picocli.CommandLine.Option;
 final class BenchCommand {
     private BenchCommand() {}
 
-    /** MoeForward throughput and latency through a local cluster vs. the in-process reference, in one run. */
-    @Command(name = "moe-layer", mixinStandardHelpOptions = true,
-            description = "MoeForward tokens/s and p50/p99 latency through a local cluster vs. the in-process reference in the same run, and wire bytes per routed token.")
-    static final class MoeLayer implements Callable<Integer> {
-        @Option(names = "--model", paramLabel = "DIR", description = "Model directory. Default: a generated bf16 Mixtral-style model of the size below.")
+    /** The model and cluster size both benchmarks take. */
+    static final class BenchModel {
+        @Option(names = "--model", paramLabel = "DIR", description = "Model directory. Default: a generated bf16 model of the size below.")
         Path model;
 
         @Option(names = "--arch", defaultValue = "mixtral", description = "Architecture of the generated model (default: ${DEFAULT-VALUE}).")
@@ -52,6 +51,30 @@ final class BenchCommand {
 
         @Option(names = "--workers", defaultValue = "3", description = "Expert workers (default: ${DEFAULT-VALUE}).")
         int workers;
+
+        /** The model directory: --model, or a generated bf16 model of the given shape cached under the temp directory. */
+        Path resolve() throws Exception {
+            if (model != null) {
+                return model;
+            }
+            Architecture a = Architecture.fromCli(arch);
+            var spec = new ModelGenerator.Spec(a, 2, hidden, intermediate, experts, 0, 11, DType.BF16, 1);
+            Path dir = Path.of(System.getProperty("java.io.tmpdir"), "moe-cluster-bench",
+                    a.cliName() + "-h" + hidden + "-i" + intermediate + "-e" + experts);
+            if (!Files.exists(dir.resolve("config.json"))) {
+                System.out.println("generating benchmark model in " + dir);
+                ModelGenerator.generate(spec, dir);
+            }
+            return dir;
+        }
+    }
+
+    /** MoeForward throughput and latency through a local cluster vs. the in-process reference, in one run. */
+    @Command(name = "moe-layer", mixinStandardHelpOptions = true,
+            description = "MoeForward tokens/s and p50/p99 latency through a local cluster vs. the in-process reference in the same run, and wire bytes per routed token.")
+    static final class MoeLayer implements Callable<Integer> {
+        @Mixin
+        BenchModel bench;
 
         @Option(names = "--replicas", defaultValue = "1", description = "Workers per expert (default: ${DEFAULT-VALUE}).")
         int replicas;
@@ -74,8 +97,8 @@ final class BenchCommand {
         @Override
         public Integer call() throws Exception {
             PrintStream out = System.out;
-            Path dir = model != null ? model : generated();
-            try (LocalCluster cluster = LocalCluster.start(LocalCluster.Options.of(dir, workers, replicas)
+            Path dir = bench.resolve();
+            try (LocalCluster cluster = LocalCluster.start(LocalCluster.Options.of(dir, bench.workers, replicas)
                             .withWireDtype(wireDtype == null ? null : DType.parse(wireDtype)));
                     ReferenceMoeBlock reference = ReferenceMoeBlock.open(dir)) {
                 ModelConfig cfg = cluster.model();
@@ -84,7 +107,7 @@ final class BenchCommand {
                 out.printf("bench moe-layer: %s, hidden %d, %d experts x %d, top-%d; %d workers, %d replica(s), %s on the wire; "
                                 + "%d tokens/call, %d in flight; %d GEMM threads%n",
                         cfg.architecture().hfName(), cfg.hiddenSize(), cfg.numExperts(), cfg.expertIntermediateSize(),
-                        cfg.expertsPerToken(), workers, replicas, wire.name().toLowerCase(Locale.ROOT), tokens, concurrency,
+                        cfg.expertsPerToken(), bench.workers, replicas, wire.name().toLowerCase(Locale.ROOT), tokens, concurrency,
                         dev.moecluster.core.kernel.Gemm.parallelism());
                 ManagedChannel channel = NettyChannelBuilder.forTarget(cluster.router().address()).usePlaintext().build();
                 try {
@@ -113,46 +136,14 @@ final class BenchCommand {
                 }
             }
         }
-
-        private Path generated() throws Exception {
-            return benchModel(arch, hidden, intermediate, experts);
-        }
-    }
-
-    /** A generated bf16 model for benchmarks, cached under the temp directory by its shape. */
-    static Path benchModel(String arch, int hidden, int intermediate, int experts) throws Exception {
-        Architecture a = Architecture.fromCli(arch);
-        var spec = new ModelGenerator.Spec(a, 2, hidden, intermediate, experts, 0, 11, DType.BF16, 1);
-        Path dir = Path.of(System.getProperty("java.io.tmpdir"), "moe-cluster-bench",
-                a.cliName() + "-h" + hidden + "-i" + intermediate + "-e" + experts);
-        if (!Files.exists(dir.resolve("config.json"))) {
-            System.out.println("generating benchmark model in " + dir);
-            ModelGenerator.generate(spec, dir);
-        }
-        return dir;
     }
 
     /** Generate tokens/s, time to first token and inter-token latency: cluster with and without overlap vs in-process. */
     @Command(name = "generate", mixinStandardHelpOptions = true,
             description = "Generate tokens/s, TTFT and inter-token latency p50/p99 through a local cluster (ping-pong overlap on and off) vs. the in-process model, in one run.")
     static final class Generate implements Callable<Integer> {
-        @Option(names = "--model", paramLabel = "DIR", description = "Model directory. Default: a generated bf16 model of the size below.")
-        Path model;
-
-        @Option(names = "--arch", defaultValue = "mixtral", description = "Architecture of the generated model (default: ${DEFAULT-VALUE}).")
-        String arch;
-
-        @Option(names = "--hidden", defaultValue = "1024", description = "Generated model hidden size (default: ${DEFAULT-VALUE}).")
-        int hidden;
-
-        @Option(names = "--intermediate", defaultValue = "2816", description = "Generated model expert width (default: ${DEFAULT-VALUE}).")
-        int intermediate;
-
-        @Option(names = "--experts", defaultValue = "8", description = "Generated model experts per layer (default: ${DEFAULT-VALUE}).")
-        int experts;
-
-        @Option(names = "--workers", defaultValue = "3", description = "Expert workers (default: ${DEFAULT-VALUE}).")
-        int workers;
+        @Mixin
+        BenchModel bench;
 
         @Option(names = "--concurrency", defaultValue = "8", description = "Streams in flight (default: ${DEFAULT-VALUE}).")
         int concurrency;
@@ -169,8 +160,8 @@ final class BenchCommand {
         @Override
         public Integer call() throws Exception {
             PrintStream out = System.out;
-            Path dir = model != null ? model : benchModel(arch, hidden, intermediate, experts);
-            try (LocalCluster cluster = LocalCluster.start(LocalCluster.Options.of(dir, workers, 1));
+            Path dir = bench.resolve();
+            try (LocalCluster cluster = LocalCluster.start(LocalCluster.Options.of(dir, bench.workers, 1));
                     var noOverlap = RouterServer.start(dev.moecluster.router.RouterConfig
                             .defaults(dir, cluster.placement())
                             .withGeneration(GenerationConfig.defaults().withOverlap(false)));
@@ -184,7 +175,7 @@ final class BenchCommand {
                 out.printf("bench generate: %s, hidden %d, %d experts x %d, top-%d; %d workers; %d streams, %d in flight, "
                                 + "%d prompt + %d generated tokens each (greedy, ignore_eos)%n",
                         cfg.architecture().hfName(), cfg.hiddenSize(), cfg.numExperts(), cfg.expertIntermediateSize(),
-                        cfg.expertsPerToken(), workers, streams, concurrency, promptTokens, maxTokens);
+                        cfg.expertsPerToken(), bench.workers, streams, concurrency, promptTokens, maxTokens);
                 ManagedChannel a = NettyChannelBuilder.forTarget(cluster.router().address()).usePlaintext().build();
                 ManagedChannel b = NettyChannelBuilder.forTarget(noOverlap.address()).usePlaintext().build();
                 try {
