@@ -18,6 +18,7 @@ import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
 import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.Locale;
 import java.util.Set;
 import java.util.concurrent.Callable;
@@ -28,7 +29,7 @@ import picocli.CommandLine.Option;
 
 /** {@code moe bench}: end-to-end benchmarks. */
 @Command(name = "bench", mixinStandardHelpOptions = true, description = "Benchmarks; results are recorded in bench/RESULTS.md.",
-        subcommands = {BenchCommand.MoeLayer.class, BenchCommand.Generate.class})
+        subcommands = {BenchCommand.MoeLayer.class, BenchCommand.Generate.class, BenchCommand.Failover.class})
 final class BenchCommand {
     private BenchCommand() {}
 
@@ -205,6 +206,101 @@ final class BenchCommand {
         private static void row(PrintStream out, String label, GenerateLoad.Report r) {
             out.printf("%-22s %12.1f %8.1f ms %8.1f ms %8.1f ms %8.1f ms%n", label, r.tokensPerSecond(), r.ttftP50() / 1000.0,
                     r.ttftP99() / 1000.0, r.itlP50() / 1000.0, r.itlP99() / 1000.0);
+        }
+    }
+
+    /** Time from a worker kill to a restored replica count, and the latency bump meanwhile. */
+    @Command(name = "failover", mixinStandardHelpOptions = true,
+            description = "Kill a worker of a coordinated local cluster under steady MoeForward traffic; report the time until every expert has its replicas again, failed calls, and p50/p99 latency before and during the repair.")
+    static final class Failover implements Callable<Integer> {
+        @Mixin
+        BenchModel bench;
+
+        @Option(names = "--replicas", defaultValue = "2", description = "Workers per expert (default: ${DEFAULT-VALUE}).")
+        int replicas;
+
+        @Option(names = "--tokens", defaultValue = "32", description = "Tokens per call (default: ${DEFAULT-VALUE}).")
+        int tokens;
+
+        @Option(names = "--concurrency", defaultValue = "2", description = "Calls in flight (default: ${DEFAULT-VALUE}).")
+        int concurrency;
+
+        @Option(names = "--before-s", defaultValue = "10", description = "Seconds of traffic measured before the kill (default: ${DEFAULT-VALUE}).")
+        int beforeSeconds;
+
+        @Override
+        public Integer call() throws Exception {
+            PrintStream out = System.out;
+            Path dir = bench.resolve();
+            try (LocalCluster cluster = LocalCluster.start(LocalCluster.Options.of(dir, bench.workers, replicas).withCoordinator(true))) {
+                ModelConfig cfg = cluster.model();
+                DType dtype = cfg.dtype() == DType.F32 ? DType.F32 : DType.BF16;
+                ManagedChannel channel = NettyChannelBuilder.forTarget(cluster.router().address()).usePlaintext().build();
+                var stub = RouterGrpc.newBlockingStub(channel);
+                var load = new MoeForwardLoad(cfg, null);
+                var samples = new java.util.concurrent.ConcurrentLinkedQueue<long[]>(); // {start nanos, latency micros, ok}
+                var running = new java.util.concurrent.atomic.AtomicBoolean(true);
+                var o = new MoeForwardLoad.Options(1, tokens, 1, dtype, 5, false);
+                List<Thread> threads = new java.util.ArrayList<>();
+                for (int c = 0; c < concurrency; c++) {
+                    int seed = c;
+                    threads.add(Thread.ofPlatform().start(() -> {
+                        for (int i = 0; running.get(); i++) {
+                            var x = load.input(o, seed * 1_000_000 + i);
+                            long t0 = System.nanoTime();
+                            boolean ok = true;
+                            try {
+                                stub.withDeadlineAfter(30, TimeUnit.SECONDS).moeForward(dev.moecluster.proto.MoeForwardRequest
+                                        .newBuilder().setLayer(load.layer(i)).setHiddenStates(
+                                                dev.moecluster.core.tensor.WireTensors.encode(x, dtype)).build());
+                            } catch (RuntimeException e) {
+                                ok = false;
+                            }
+                            samples.add(new long[] {t0, (System.nanoTime() - t0) / 1000, ok ? 1 : 0});
+                        }
+                    }));
+                }
+                Thread.sleep(beforeSeconds * 1000L);
+                String victim = cluster.workers().getFirst().address();
+                long kill = System.nanoTime();
+                cluster.workers().getFirst().kill();
+                long restored = 0;
+                while (System.nanoTime() - kill < TimeUnit.SECONDS.toNanos(120)) {
+                    if (cluster.router().placement().minReplicas(cfg, java.util.Set.of(victim)) >= replicas) {
+                        restored = System.nanoTime();
+                        break;
+                    }
+                    Thread.sleep(20);
+                }
+                Thread.sleep(2000);
+                running.set(false);
+                for (Thread t : threads) {
+                    t.join();
+                }
+                channel.shutdownNow();
+                long end = restored == 0 ? System.nanoTime() : restored;
+                var before = new org.HdrHistogram.Histogram(3);
+                var during = new org.HdrHistogram.Histogram(3);
+                int failed = 0;
+                for (long[] sample : samples) {
+                    failed += sample[2] == 0 ? 1 : 0;
+                    if (sample[0] < kill) {
+                        before.recordValue(sample[1]);
+                    } else if (sample[0] <= end) {
+                        during.recordValue(sample[1]);
+                    }
+                }
+                out.printf("bench failover: %s, hidden %d, %d workers, %d replicas, %d tokens/call, %d in flight%n",
+                        cfg.architecture().hfName(), cfg.hiddenSize(), bench.workers, replicas, tokens, concurrency);
+                out.printf("replica count restored %s after the kill%n",
+                        restored == 0 ? "NOT within 120 s" : String.format("%.2f s", (restored - kill) / 1e9));
+                out.printf("calls: %d, failed: %d%n", samples.size(), failed);
+                out.printf("latency before the kill:   p50 %7.2f ms  p99 %7.2f ms  (%d calls)%n", before.getValueAtPercentile(50) / 1000.0,
+                        before.getValueAtPercentile(99) / 1000.0, before.getTotalCount());
+                out.printf("latency kill -> restored:  p50 %7.2f ms  p99 %7.2f ms  (%d calls)%n", during.getValueAtPercentile(50) / 1000.0,
+                        during.getValueAtPercentile(99) / 1000.0, during.getTotalCount());
+                return failed == 0 && restored != 0 ? 0 : 1;
+            }
         }
     }
 }

@@ -32,6 +32,7 @@ public final class ExpertWorker implements AutoCloseable {
     private final HealthStatusManager health = new HealthStatusManager();
     private final Server server;
     private final WorkerAgent agent;
+    private final java.util.concurrent.atomic.AtomicBoolean stopped = new java.util.concurrent.atomic.AtomicBoolean();
 
     private ExpertWorker(WorkerConfig config, ExpertStore store, ExpertBackend backend) throws IOException {
         this.config = config;
@@ -119,6 +120,9 @@ public final class ExpertWorker implements AutoCloseable {
 
     /** Stops at once, failing in-flight streams, as a crashed process would look to routers. */
     public void kill() {
+        if (!stopped.compareAndSet(false, true)) {
+            return;
+        }
         service.stop();
         if (agent != null) {
             agent.close();
@@ -132,8 +136,18 @@ public final class ExpertWorker implements AutoCloseable {
         server.awaitTermination();
     }
 
+    /** After {@link #kill()}: frees what a crashed process would have given back to the OS. */
+    private void releaseAfterKill() {
+        backend.close();
+        store.close();
+    }
+
     @Override
     public void close() {
+        if (!stopped.compareAndSet(false, true)) {
+            releaseAfterKill();
+            return;
+        }
         health.enterTerminalState();
         if (agent != null) {
             agent.close();

@@ -120,6 +120,26 @@ public record ExpertPlacement(long epoch, List<String> workers, Map<Integer, int
         return i;
     }
 
+    /**
+     * The fewest replicas any expert of {@code config} has on workers outside {@code excluded}; 0
+     * when an expert is not placed at all.
+     */
+    public int minReplicas(ModelConfig config, Set<String> excluded) {
+        int min = Integer.MAX_VALUE;
+        for (int layer : config.moeLayerList()) {
+            for (int e = 0; e < config.numExperts(); e++) {
+                int live = 0;
+                for (int w : replicas(layer, e)) {
+                    if (!excluded.contains(workers.get(w))) {
+                        live++;
+                    }
+                }
+                min = Math.min(min, live);
+            }
+        }
+        return min == Integer.MAX_VALUE ? 0 : min;
+    }
+
     /** Fails unless every expert of every MoE layer of {@code config} has at least one replica. */
     public void requireCovers(ModelConfig config) {
         for (int layer : config.moeLayerList()) {
