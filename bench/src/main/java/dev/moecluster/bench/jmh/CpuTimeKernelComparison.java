@@ -1,6 +1,5 @@
 package dev.moecluster.bench.jmh;
 
-import dev.moecluster.bench.kernelcandidate.ProposedGemm;
 import dev.moecluster.bench.nativekernel.NativeGemm;
 import dev.moecluster.core.kernel.Gemm;
 import dev.moecluster.core.moe.ExpertWeights;
@@ -29,7 +28,7 @@ public final class CpuTimeKernelComparison {
     private CpuTimeKernelComparison() {}
 
     public static void main(String[] args) {
-        if (Gemm.parallelism() != 1 || ProposedGemm.parallelism() != 1) {
+        if (Gemm.parallelism() != 1) {
             throw new IllegalStateException("run with -XX:ActiveProcessorCount=1 so every kernel stays on this thread");
         }
         DType dtype = DType.valueOf(args.length > 0 ? args[0].toUpperCase(Locale.ROOT) : "BF16");
@@ -38,7 +37,7 @@ public final class CpuTimeKernelComparison {
         try (Arena arena = Arena.ofShared()) {
             ExpertWeights expert = ExpertFixture.expert(arena, dtype);
             Map<String, FfnKernel> kernels = new LinkedHashMap<>();
-            List<String> names = new ArrayList<>(List.of("vector", "vector-4x3"));
+            List<String> names = new ArrayList<>(List.of("vector"));
             if (Files.isReadable(NativeGemm.libraryPath())) {
                 names.addAll(List.of("native", "native-4x3"));
             } else {

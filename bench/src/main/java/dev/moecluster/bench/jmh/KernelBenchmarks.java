@@ -18,15 +18,14 @@ import org.openjdk.jmh.runner.options.TimeValue;
 /**
  * Runs the expert-FFN JMH benchmarks in forked JVMs and prints GFLOP/s (FFNs per second × 6·rows·H·I)
  * with JMH's 99.9% confidence half-width. Usage:
- * {@code KernelBenchmarks [ffn|single-thread|gemm-candidates]… [--forks N] [--warmup N] [--iterations N]
+ * {@code KernelBenchmarks [ffn|single-thread]… [--forks N] [--warmup N] [--iterations N]
  * [--time SECONDS] [--rows 1,16,256] [--dtype BF16,F32] [--cpus N] [--json FILE]}. The host JVM needs
  * {@code --add-modules jdk.incubator.vector}; the forks get their flags from the benchmarks' {@code @Fork}.
  */
 public final class KernelBenchmarks {
     private static final Map<String, String> GROUPS = Map.of(
             "ffn", ExpertFfnBenchmark.class.getName(),
-            "single-thread", SingleThreadFfnBenchmark.class.getName(),
-            "gemm-candidates", GemmCandidateBenchmark.class.getName());
+            "single-thread", SingleThreadFfnBenchmark.class.getName());
 
     private KernelBenchmarks() {}
 
@@ -96,7 +95,7 @@ public final class KernelBenchmarks {
     }
 
     private static void usage(PrintStream out) {
-        out.println("usage: KernelBenchmarks [ffn|single-thread|gemm-candidates]... [--forks N] [--warmup N]"
+        out.println("usage: KernelBenchmarks [ffn|single-thread]... [--forks N] [--warmup N]"
                 + " [--iterations N] [--time SECONDS] [--rows 1,16,256] [--dtype BF16,F32] [--cpus N] [--json FILE]");
     }
 

@@ -19,7 +19,7 @@ import jdk.incubator.vector.VectorSpecies;
 /**
  * The portable CPU GEMM, {@code C = A · Wᵀ} with f32 activations and f32 or bf16 weights used as
  * stored ({@code W} is {@code [N, K]}, the layout of a Linear weight). bf16 is widened to f32 in
- * registers, never copied. Register-blocked micro-kernels (4 rows × 2 weight rows, and 1 × 4 for the
+ * registers, never copied. Register-blocked micro-kernels (4 rows × 3 weight rows, and 1 × 4 for the
  * batch-1 GEMV) run over column ranges split across a fork-join pool.
  */
 public final class Gemm {
@@ -79,8 +79,9 @@ public final class Gemm {
         int parts = Math.min(threads * 2, n / 4);
         List<ForkJoinTask<?>> tasks = new ArrayList<>(parts);
         for (int p = 0; p < parts; p++) {
-            int from = (int) ((long) n * p / parts) & ~3;
-            int to = p == parts - 1 ? n : (int) ((long) n * (p + 1) / parts) & ~3;
+            // Multiples of 12 suit both the 3-column and the 4-column micro-kernels.
+            int from = (int) ((long) n * p / parts) / 12 * 12;
+            int to = p == parts - 1 ? n : (int) ((long) n * (p + 1) / parts) / 12 * 12;
             if (from < to) {
                 tasks.add(POOL.submit(() -> columns(a, rows, k, seg, bf16, c, n, from, to)));
             }
@@ -99,9 +100,9 @@ public final class Gemm {
         for (int r0 = 0; r0 < fullRows; r0 += rowTile) {
             int r1 = Math.min(fullRows, r0 + rowTile);
             int col = from;
-            for (; col + 1 < to; col += 2) {
+            for (; col + 2 < to; col += 3) {
                 for (int r = r0; r < r1; r += 4) {
-                    block4x2(a, r, k, w, col * rowBytes, rowBytes, bf16, c, n, col);
+                    block4x3(a, r, k, w, col * rowBytes, rowBytes, bf16, c, n, col);
                 }
             }
             for (; col < to; col++) {
@@ -134,63 +135,86 @@ public final class Gemm {
         return bf16 ? Numerics.fromBf16(w.get(SHORT_LE, offset)) : w.get(FLOAT_LE, offset);
     }
 
-    private static void block4x2(float[] a, int r, int k, MemorySegment w, long w0, long rowBytes, boolean bf16,
+    /**
+     * 4 rows × 3 weight rows: 12 accumulators, 3 weight vectors and one activation vector fill the 16
+     * AVX2 registers, and each widened weight vector feeds 4 FMAs, each activation load 3.
+     */
+    private static void block4x3(float[] a, int r, int k, MemorySegment w, long w0, long rowBytes, boolean bf16,
             float[] c, int n, int col) {
         int es = bf16 ? 2 : 4;
         long w1 = w0 + rowBytes;
+        long w2 = w1 + rowBytes;
         int a0 = r * k;
         int a1 = a0 + k;
         int a2 = a1 + k;
         int a3 = a2 + k;
-        FloatVector c00 = FloatVector.zero(F), c01 = FloatVector.zero(F);
-        FloatVector c10 = FloatVector.zero(F), c11 = FloatVector.zero(F);
-        FloatVector c20 = FloatVector.zero(F), c21 = FloatVector.zero(F);
-        FloatVector c30 = FloatVector.zero(F), c31 = FloatVector.zero(F);
+        FloatVector c00 = FloatVector.zero(F), c01 = FloatVector.zero(F), c02 = FloatVector.zero(F);
+        FloatVector c10 = FloatVector.zero(F), c11 = FloatVector.zero(F), c12 = FloatVector.zero(F);
+        FloatVector c20 = FloatVector.zero(F), c21 = FloatVector.zero(F), c22 = FloatVector.zero(F);
+        FloatVector c30 = FloatVector.zero(F), c31 = FloatVector.zero(F), c32 = FloatVector.zero(F);
         int upper = F.loopBound(k);
         int i = 0;
         for (; i < upper; i += L) {
             long off = (long) i * es;
             FloatVector b0 = load(w, w0 + off, bf16);
             FloatVector b1 = load(w, w1 + off, bf16);
+            FloatVector b2 = load(w, w2 + off, bf16);
             FloatVector x = FloatVector.fromArray(F, a, a0 + i);
             c00 = x.fma(b0, c00);
             c01 = x.fma(b1, c01);
+            c02 = x.fma(b2, c02);
             x = FloatVector.fromArray(F, a, a1 + i);
             c10 = x.fma(b0, c10);
             c11 = x.fma(b1, c11);
+            c12 = x.fma(b2, c12);
             x = FloatVector.fromArray(F, a, a2 + i);
             c20 = x.fma(b0, c20);
             c21 = x.fma(b1, c21);
+            c22 = x.fma(b2, c22);
             x = FloatVector.fromArray(F, a, a3 + i);
             c30 = x.fma(b0, c30);
             c31 = x.fma(b1, c31);
+            c32 = x.fma(b2, c32);
         }
         float s00 = c00.reduceLanes(VectorOperators.ADD), s01 = c01.reduceLanes(VectorOperators.ADD);
+        float s02 = c02.reduceLanes(VectorOperators.ADD);
         float s10 = c10.reduceLanes(VectorOperators.ADD), s11 = c11.reduceLanes(VectorOperators.ADD);
+        float s12 = c12.reduceLanes(VectorOperators.ADD);
         float s20 = c20.reduceLanes(VectorOperators.ADD), s21 = c21.reduceLanes(VectorOperators.ADD);
+        float s22 = c22.reduceLanes(VectorOperators.ADD);
         float s30 = c30.reduceLanes(VectorOperators.ADD), s31 = c31.reduceLanes(VectorOperators.ADD);
+        float s32 = c32.reduceLanes(VectorOperators.ADD);
         for (; i < k; i++) {
             long off = (long) i * es;
             float b0 = scalar(w, w0 + off, bf16);
             float b1 = scalar(w, w1 + off, bf16);
+            float b2 = scalar(w, w2 + off, bf16);
             s00 += a[a0 + i] * b0;
             s01 += a[a0 + i] * b1;
+            s02 += a[a0 + i] * b2;
             s10 += a[a1 + i] * b0;
             s11 += a[a1 + i] * b1;
+            s12 += a[a1 + i] * b2;
             s20 += a[a2 + i] * b0;
             s21 += a[a2 + i] * b1;
+            s22 += a[a2 + i] * b2;
             s30 += a[a3 + i] * b0;
             s31 += a[a3 + i] * b1;
+            s32 += a[a3 + i] * b2;
         }
         int o = r * n + col;
         c[o] = s00;
         c[o + 1] = s01;
+        c[o + 2] = s02;
         c[o + n] = s10;
         c[o + n + 1] = s11;
+        c[o + n + 2] = s12;
         c[o + 2 * n] = s20;
         c[o + 2 * n + 1] = s21;
+        c[o + 2 * n + 2] = s22;
         c[o + 3 * n] = s30;
         c[o + 3 * n + 1] = s31;
+        c[o + 3 * n + 2] = s32;
     }
 
     private static void block1x4(float[] a, int a0, int k, MemorySegment w, long w0, long rowBytes, boolean bf16,
