@@ -235,6 +235,24 @@ class GenerateClusterTest {
             } finally {
                 channel.shutdownNow();
             }
+            // a router whose KV budget holds 40 tokens refuses a request needing more, and serves one that fits
+            long perToken = cluster.router().decoder().kvBytesPerToken();
+            var small = dev.moecluster.router.RouterConfig.defaults(dir, cluster.placement()).withGeneration(
+                    dev.moecluster.router.generate.GenerationConfig.defaults().withKvCacheBudgetBytes(40 * perToken));
+            try (var router = dev.moecluster.router.RouterServer.start(small)) {
+                ManagedChannel ch = Clusters.channel(router.address());
+                try {
+                    rejected(ch, greedy(new int[] {1, 2, 3}, 38), Status.Code.RESOURCE_EXHAUSTED,
+                            "prompt + max_tokens need 41 tokens of KV cache");
+                    GenerateRequest fits = greedy(new int[] {1, 2, 3}, 37);
+                    fits = fits.toBuilder().setSampling(fits.getSampling().toBuilder().setIgnoreEos(true)).build();
+                    assertThat(collect(Clusters.stub(ch).generate(fits)).ids()).hasSize(37);
+                } finally {
+                    ch.shutdownNow();
+                }
+            } finally {
+                channel.shutdownNow();
+            }
         }
     }
 

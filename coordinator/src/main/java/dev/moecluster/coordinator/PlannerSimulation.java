@@ -20,7 +20,7 @@ import java.util.stream.IntStream;
  *
  * <p>Run after {@code ./mvnw -pl proto,core,coordinator -DskipTests verify}: {@code java -cp
  * coordinator/target/classes:core/target/classes:<gson.jar> dev.moecluster.coordinator.PlannerSimulation
- * [workers,...] [runs]}. Results are recorded in {@code coordinator/PLANNER-RESULTS.md}.
+ * [workers,...] [runs]}. Results are recorded in {@code bench/RESULTS.md}.
  */
 public final class PlannerSimulation {
     static final int LAYERS = 48;

@@ -227,7 +227,11 @@ final class ExpertComputeService extends ExpertServiceGrpc.ExpertServiceImplBase
         private void fail(Throwable t) {
             if (!failed) {
                 failed = true;
-                LOG.log(Level.WARNING, "batch " + batch.getId() + " failed", t);
+                if (t instanceof IllegalStateException) {
+                    LOG.fine(() -> "batch " + batch.getId() + " dropped: " + t.getMessage());
+                } else {
+                    LOG.log(Level.WARNING, "batch " + batch.getId() + " failed", t);
+                }
                 sender.send(ExpertResult.newBuilder()
                         .setId(batch.getId())
                         .setErrorCode(Status.Code.INTERNAL.value())
