@@ -21,7 +21,8 @@ trap 'kill "${pids[@]}" 2>/dev/null; wait' EXIT INT TERM
 addresses=()
 for ((i = 0; i < WORKERS; i++)); do
   port=$((BASE + i))
-  "$ROOT/moe" worker "${MODEL[@]}" --port "$port" --id "worker-$i" --shard "$i/$WORKERS" --replicas "$REPLICAS" &
+  "$ROOT/moe" worker "${MODEL[@]}" --port "$port" --id "worker-$i" --shard "$i/$WORKERS" --replicas "$REPLICAS" \
+    --metrics-port "$((9410 + i))" &
   pids+=($!)
   addresses+=("127.0.0.1:$port")
 done

@@ -24,6 +24,10 @@ final class CoordinatorCommand implements Callable<Integer> {
     @Option(names = "--host", defaultValue = "127.0.0.1", description = "Address to bind; keep it on the cluster network (default: ${DEFAULT-VALUE}).")
     String host;
 
+    @Option(names = "--metrics-port", defaultValue = "9402",
+            description = "Prometheus /metrics port; 0 picks a free one, -1 serves none (default: ${DEFAULT-VALUE}).")
+    int metricsPort;
+
     @Option(names = "--port", defaultValue = "5701", description = "Hazelcast member port (default: ${DEFAULT-VALUE}).")
     int port;
 
@@ -63,7 +67,7 @@ final class CoordinatorCommand implements Callable<Integer> {
         var policy = PlacementPolicy.defaults().withMinReplicas(minReplicas).withMigrationThreshold(migrationThreshold);
         var config = new CoordinatorConfig(clusterName, host, port, adminPort, all, model.resolve(), policy, expectedWorkers,
                 Duration.ofSeconds(initialWaitSeconds), Duration.ofMillis(heartbeatTimeoutMs), Duration.ofMillis(drainGraceMs),
-                Duration.ofSeconds(rebalanceIntervalSeconds), rebalanceBelow);
+                Duration.ofSeconds(rebalanceIntervalSeconds), rebalanceBelow, metricsPort);
         CoordinatorServer server = CoordinatorServer.start(config);
         Runtime.getRuntime().addShutdownHook(new Thread(server::close));
         System.out.printf("coordinator %s:%d in cluster '%s' (members %s), admin API on %s%n", host, port, clusterName, all,

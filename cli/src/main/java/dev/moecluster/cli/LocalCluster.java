@@ -29,7 +29,7 @@ import java.util.function.IntFunction;
 /**
  * N expert workers and a router in one process, each a real gRPC server on its own loopback port,
  * with experts placed round-robin with replicas, or by a coordinator (a real Hazelcast member) that
- * the workers and router join as clients. What {@code moe local} and {@code moe demo} run,
+ * the workers and router join as clients. Every component serves {@code /metrics} on a free port. What {@code moe local} and {@code moe demo} run,
  * and what the cluster tests start.
  */
 public final class LocalCluster implements AutoCloseable {
@@ -94,18 +94,18 @@ public final class LocalCluster implements AutoCloseable {
     private static LocalCluster startCoordinated(Options o) throws IOException {
         ModelConfig model = ModelConfig.load(o.modelDir());
         CoordinatorConfig cc = CoordinatorConfig.local("moe-local-" + UUID.randomUUID(), freePort(), o.modelDir(),
-                o.workers(), o.replicas());
+                o.workers(), o.replicas()).withMetricsPort(0);
         CoordinatorServer coordinator = CoordinatorServer.start(cc);
         List<ExpertWorker> workers = new ArrayList<>();
         RouterServer router = null;
         try {
             for (int i = 0; i < o.workers(); i++) {
                 WorkerConfig wc = WorkerConfig.defaults("worker-" + i, o.modelDir(), new ExpertAssignment(Map.of()))
-                        .withControlPlane(cc.controlPlane(), WorkerConfig.DEFAULT_MEMORY_BYTES);
+                        .withControlPlane(cc.controlPlane(), WorkerConfig.DEFAULT_MEMORY_BYTES).withMetrics(0, true);
                 workers.add(ExpertWorker.start(wc, o.backends().apply(i)));
             }
             RouterConfig rc = RouterConfig.defaults(o.modelDir(), ExpertPlacement.none()).withPort(o.routerPort())
-                    .withWireDtype(o.wireDtype()).withControlPlane(cc.controlPlane());
+                    .withWireDtype(o.wireDtype()).withControlPlane(cc.controlPlane()).withMetricsPort(0);
             router = RouterServer.start(rc);
             ExpertPlacement placement = awaitPlacement(router, model, Duration.ofSeconds(60));
             return new LocalCluster(model, workers, placement, router, coordinator);
@@ -156,12 +156,14 @@ public final class LocalCluster implements AutoCloseable {
         List<ExpertWorker> workers = new ArrayList<>();
         try {
             for (int i = 0; i < o.workers(); i++) {
-                WorkerConfig wc = WorkerConfig.defaults(names.get(i), o.modelDir(), new ExpertAssignment(planned.heldBy(i)));
+                WorkerConfig wc = WorkerConfig.defaults(names.get(i), o.modelDir(), new ExpertAssignment(planned.heldBy(i)))
+                        .withMetrics(0, true);
                 workers.add(ExpertWorker.start(wc, o.backends().apply(i)));
             }
             ExpertPlacement placement = ExpertPlacement.roundRobin(workers.stream().map(ExpertWorker::address).toList(),
                     model, o.replicas());
-            RouterConfig rc = RouterConfig.defaults(o.modelDir(), placement).withPort(o.routerPort()).withWireDtype(o.wireDtype());
+            RouterConfig rc = RouterConfig.defaults(o.modelDir(), placement).withPort(o.routerPort()).withWireDtype(o.wireDtype())
+                    .withMetricsPort(0);
             RouterServer router = RouterServer.start(rc);
             return new LocalCluster(model, workers, placement, router, null);
         } catch (IOException | RuntimeException e) {

@@ -46,11 +46,14 @@ final class LocalCommand implements Callable<Integer> {
         }));
         System.out.printf("model   %s (%s) from %s%n", cluster.model().name(), cluster.model().architecture().hfName(), options.modelDir());
         for (ExpertWorker w : cluster.workers()) {
-            System.out.printf("worker  %-10s listening on %s%n", w.workerId(), w.address());
+            System.out.printf("worker  %-10s listening on %s, metrics on http://127.0.0.1:%d/metrics%n", w.workerId(),
+                    w.address(), w.metricsPort());
         }
-        System.out.printf("router  listening on %s (moe.v1.Router, health, reflection)%n", cluster.router().address());
-        System.out.printf("coordinator admin API on %s (moe admin status --target %s), placement epoch %d%n",
-                cluster.coordinator().adminAddress(), cluster.coordinator().adminAddress(), cluster.placement().epoch());
+        System.out.printf("router  listening on %s (moe.v1.Router, health, reflection), metrics on http://127.0.0.1:%d/metrics%n",
+                cluster.router().address(), cluster.router().metricsPort());
+        System.out.printf("coordinator admin API on %s (moe admin status --target %s), placement epoch %d, metrics on http://127.0.0.1:%d/metrics%n",
+                cluster.coordinator().adminAddress(), cluster.coordinator().adminAddress(), cluster.placement().epoch(),
+                cluster.coordinator().metricsPort());
         System.out.println("serving; press Ctrl-C to stop");
         stopped.await();
         return 0;

@@ -27,6 +27,10 @@ final class RouterCommand implements Callable<Integer> {
     @Option(names = "--host", defaultValue = "127.0.0.1", description = "Address to bind (default: ${DEFAULT-VALUE}; 0.0.0.0 for all).")
     String host;
 
+    @Option(names = "--metrics-port", defaultValue = "9400",
+            description = "Prometheus /metrics port; 0 picks a free one, -1 serves none (default: ${DEFAULT-VALUE}).")
+    int metricsPort;
+
     @Option(names = "--port", defaultValue = "50051", description = "Public API port (default: ${DEFAULT-VALUE}).")
     int port;
 
@@ -93,7 +97,8 @@ final class RouterCommand implements Callable<Integer> {
                 : ExpertPlacement.none();
         var rc = new RouterConfig(host, port, dir, p, wireDtype == null ? null : DType.parse(wireDtype),
                 Duration.ofMillis(expertTimeoutMs), Math.multiplyExact(maxMessageMb, 1024 * 1024), maxTokens,
-                new GenerationConfig(maxSequences, maxQueued, (long) kvCacheMb * 1024 * 1024, prefillChunk, overlap), control);
+                new GenerationConfig(maxSequences, maxQueued, (long) kvCacheMb * 1024 * 1024, prefillChunk, overlap), control,
+                metricsPort);
         RouterServer router = RouterServer.start(rc);
         Runtime.getRuntime().addShutdownHook(new Thread(router::close));
         System.out.printf("router serving %s (%s) on %s, %s%n", config.name(), config.architecture().hfName(),

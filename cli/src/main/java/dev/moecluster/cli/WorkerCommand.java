@@ -27,6 +27,14 @@ final class WorkerCommand implements Callable<Integer> {
     @Option(names = "--host", defaultValue = "127.0.0.1", description = "Address to bind (default: ${DEFAULT-VALUE}; 0.0.0.0 for all).")
     String host;
 
+    @Option(names = "--metrics-port", defaultValue = "9401",
+            description = "Prometheus /metrics port; 0 picks a free one, -1 serves none (default: ${DEFAULT-VALUE}).")
+    int metricsPort;
+
+    @Option(names = "--per-expert-metrics", arity = "0..1", defaultValue = "true", fallbackValue = "true",
+            description = "Rows computed as one series per held (layer, expert); =false sums them into one (default: ${DEFAULT-VALUE}).")
+    boolean perExpertMetrics;
+
     @Option(names = "--port", defaultValue = "50061", description = "Port to listen on; 0 picks a free one (default: ${DEFAULT-VALUE}).")
     int port;
 
@@ -96,7 +104,8 @@ final class WorkerCommand implements Callable<Integer> {
             held = new ExpertAssignment(p.heldBy(p.indexOf(self)));
         }
         var wc = new WorkerConfig(workerId, host, port, dir, held, backend, Duration.ofNanos(coalesceMicros * 1000),
-                Math.multiplyExact(maxMessageMb, 1024 * 1024), 64, control, MemorySize.parse(memoryBudget).bytes());
+                Math.multiplyExact(maxMessageMb, 1024 * 1024), 64, control, MemorySize.parse(memoryBudget).bytes(), metricsPort,
+                perExpertMetrics);
         ExpertWorker worker = ExpertWorker.start(wc);
         Runtime.getRuntime().addShutdownHook(new Thread(worker::close));
         System.out.printf("worker %s holding %d experts of %s, listening on %s%s%n", workerId, held.expertCount(),

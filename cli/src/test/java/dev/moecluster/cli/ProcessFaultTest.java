@@ -38,7 +38,7 @@ class ProcessFaultTest {
 
     private static Process worker(Path model, String cluster, String coordinators, int port, String id, Path log) throws Exception {
         return moe(log, "worker", "--model", model.toString(), "--coordinators", coordinators, "--cluster-name", cluster,
-                "--port", String.valueOf(port), "--id", id);
+                "--port", String.valueOf(port), "--id", id, "--metrics-port", "0");
     }
 
     @Test
@@ -129,7 +129,7 @@ class ProcessFaultTest {
                 coordinators.add(moe(logs.resolve("coordinator-" + i + ".log"), "coordinator", "--model", dir.toString(),
                         "--cluster-name", cluster, "--port", String.valueOf(hzPorts.get(i)), "--members", members,
                         "--admin-port", String.valueOf(adminPorts.get(i)), "--expected-workers", "3", "--min-replicas", "2",
-                        "--heartbeat-timeout-ms", "3000", "--drain-grace-ms", "1000"));
+                        "--heartbeat-timeout-ms", "3000", "--drain-grace-ms", "1000", "--metrics-port", "0"));
             }
             var cp = new dev.moecluster.control.ControlPlaneConfig(cluster,
                     hzPorts.stream().map(p -> "127.0.0.1:" + p).toList(), Duration.ofMillis(500), Duration.ofSeconds(3));

@@ -3,6 +3,7 @@ package dev.moecluster.coordinator;
 import static java.util.Objects.requireNonNull;
 
 import dev.moecluster.control.ControlPlaneConfig;
+import dev.moecluster.control.MetricsEndpoint;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
@@ -19,6 +20,8 @@ import java.util.List;
  * @param drainGrace after every router switched epochs, how long old copies stay for in-flight batches
  * @param rebalanceInterval how often the leader checks balancedness on its own
  * @param rebalanceBelow automatic rebalancing starts when balancedness (mean/max load) falls below this
+ * @param metricsPort Prometheus {@code /metrics} port: 0 picks a free one, -1 serves none; the command
+ *     line defaults to {@value #DEFAULT_METRICS_PORT}, {@link #local} to -1
  */
 public record CoordinatorConfig(
         String clusterName,
@@ -33,7 +36,11 @@ public record CoordinatorConfig(
         Duration heartbeatTimeout,
         Duration drainGrace,
         Duration rebalanceInterval,
-        double rebalanceBelow) {
+        double rebalanceBelow,
+        int metricsPort) {
+
+    /** {@code moe coordinator --metrics-port} default. */
+    public static final int DEFAULT_METRICS_PORT = 9402;
 
     public CoordinatorConfig {
         requireNonNull(clusterName, "clusterName is null");
@@ -50,36 +57,43 @@ public record CoordinatorConfig(
         if (!(rebalanceBelow > 0 && rebalanceBelow <= 1)) {
             throw new IllegalArgumentException("rebalance threshold must be in (0, 1], got " + rebalanceBelow);
         }
+        MetricsEndpoint.requirePort(metricsPort);
     }
 
     /**
      * A single coordinator on loopback for a local cluster: Hazelcast on {@code port}, admin on a free
-     * port, workers dead after 3 s of silence.
+     * port, workers dead after 3 s of silence, no metrics port.
      */
     public static CoordinatorConfig local(String clusterName, int port, Path modelDir, int expectedWorkers, int minReplicas) {
         return new CoordinatorConfig(clusterName, "127.0.0.1", port, 0, List.of("127.0.0.1:" + port), modelDir,
                 PlacementPolicy.defaults().withMinReplicas(minReplicas), expectedWorkers, Duration.ofSeconds(10),
-                Duration.ofSeconds(3), Duration.ofSeconds(1), Duration.ofSeconds(60), 0.8);
+                Duration.ofSeconds(3), Duration.ofSeconds(1), Duration.ofSeconds(60), 0.8, MetricsEndpoint.OFF);
     }
 
     public CoordinatorConfig withMembers(List<String> all, int port) {
         return new CoordinatorConfig(clusterName, host, port, adminPort, all, modelDir, policy, expectedWorkers, initialWait,
-                heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow);
+                heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort);
     }
 
     public CoordinatorConfig withAdminPort(int port) {
         return new CoordinatorConfig(clusterName, host, hazelcastPort, port, members, modelDir, policy, expectedWorkers,
-                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow);
+                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort);
     }
 
     public CoordinatorConfig withInitialWait(Duration d) {
         return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, modelDir, policy, expectedWorkers,
-                d, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow);
+                d, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort);
     }
 
     public CoordinatorConfig withHeartbeatTimeout(Duration d) {
         return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, modelDir, policy, expectedWorkers,
-                initialWait, d, drainGrace, rebalanceInterval, rebalanceBelow);
+                initialWait, d, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort);
+    }
+
+    /** Serves {@code /metrics} on {@code port}: 0 picks a free one, -1 serves none. */
+    public CoordinatorConfig withMetricsPort(int port) {
+        return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, modelDir, policy, expectedWorkers,
+                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, port);
     }
 
     /** The settings workers and routers use to reach these coordinators. */

@@ -8,6 +8,7 @@ import com.hazelcast.config.MapConfig;
 import com.hazelcast.config.NetworkConfig;
 import com.hazelcast.core.Hazelcast;
 import com.hazelcast.core.HazelcastInstance;
+import dev.moecluster.control.MetricsEndpoint;
 import dev.moecluster.core.model.ModelConfig;
 import io.grpc.Server;
 import io.grpc.health.v1.HealthCheckResponse.ServingStatus;
@@ -35,11 +36,15 @@ public final class CoordinatorServer implements AutoCloseable {
     private final ScheduledExecutorService loop;
     private final HealthStatusManager health = new HealthStatusManager();
     private final Server admin;
+    private final MetricsEndpoint metrics;
 
-    private CoordinatorServer(CoordinatorConfig config, HazelcastInstance hz, ModelShape shape) throws IOException {
+    private CoordinatorServer(CoordinatorConfig config, HazelcastInstance hz, ModelShape shape, MetricsEndpoint metrics)
+            throws IOException {
         this.config = config;
         this.hz = hz;
+        this.metrics = metrics;
         this.reconciler = new Reconciler(hz, config, shape);
+        CoordinatorMetrics.register(metrics.registry(), reconciler);
         this.loop = Executors.newSingleThreadScheduledExecutor(r -> Thread.ofPlatform().name("moe-coordinator").daemon().unstarted(r));
         this.admin = NettyServerBuilder.forAddress(new InetSocketAddress(config.host(), config.adminPort()))
                 .addService(new AdminService(hz, reconciler, config))
@@ -55,13 +60,19 @@ public final class CoordinatorServer implements AutoCloseable {
         requireNonNull(config, "config is null");
         ModelShape shape = ModelShape.of(ModelConfig.load(config.modelDir()));
         HazelcastInstance hz = Hazelcast.newHazelcastInstance(hazelcastConfig(config));
+        MetricsEndpoint metrics = null;
         try {
-            CoordinatorServer server = new CoordinatorServer(config, hz, shape);
+            metrics = MetricsEndpoint.start(config.host(), config.metricsPort());
+            CoordinatorServer server = new CoordinatorServer(config, hz, shape, metrics);
             LOG.info(() -> "coordinator member " + config.host() + ":" + config.hazelcastPort() + " of cluster '"
                     + config.clusterName() + "' (" + hz.getCluster().getMembers().size() + " member(s)), admin API on "
-                    + server.adminAddress());
+                    + server.adminAddress()
+                    + (server.metricsPort() == MetricsEndpoint.OFF ? "" : ", metrics on port " + server.metricsPort()));
             return server;
         } catch (IOException | RuntimeException e) {
+            if (metrics != null) {
+                metrics.close();
+            }
             hz.shutdown();
             throw e;
         }
@@ -96,6 +107,11 @@ public final class CoordinatorServer implements AutoCloseable {
         return admin.getPort();
     }
 
+    /** Port of {@code /metrics}, or -1 when none is served. */
+    public int metricsPort() {
+        return metrics.port();
+    }
+
     public boolean isLeader() {
         return reconciler.isLeader();
     }
@@ -110,6 +126,7 @@ public final class CoordinatorServer implements AutoCloseable {
         loop.shutdownNow();
         admin.shutdownNow();
         hz.getLifecycleService().terminate();
+        metrics.close();
     }
 
     public void awaitTermination() throws InterruptedException {
@@ -127,5 +144,6 @@ public final class CoordinatorServer implements AutoCloseable {
             Thread.currentThread().interrupt();
         }
         hz.shutdown();
+        metrics.close();
     }
 }

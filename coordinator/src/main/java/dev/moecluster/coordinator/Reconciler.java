@@ -12,9 +12,12 @@ import dev.moecluster.core.placement.ExpertPlacement;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Deque;
+import java.util.EnumMap;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.atomic.LongAdder;
 import java.util.Set;
 import java.util.TreeMap;
 import java.util.TreeSet;
@@ -46,6 +49,8 @@ final class Reconciler {
     private long lastAutoCheck = System.currentTimeMillis();
     private volatile double balancedness = 1.0;
     private volatile ExpertLoad lastLoad = ExpertLoad.none();
+    private final Map<String, LongAdder> rolloutsStarted = new ConcurrentHashMap<>();
+    private final LongAdder expertLoads = new LongAdder();
 
     Reconciler(HazelcastInstance hz, CoordinatorConfig config, ModelShape shape) {
         this.hz = hz;
@@ -60,6 +65,33 @@ final class Reconciler {
 
     double balancedness() {
         return balancedness;
+    }
+
+    /** Workers registered now, by state (every state present, zero when none). */
+    Map<WorkerState, Integer> workersByState() {
+        Map<WorkerState, Integer> out = new EnumMap<>(WorkerState.class);
+        for (WorkerState state : WorkerState.values()) {
+            out.put(state, 0);
+        }
+        workers().values().forEach(w -> out.merge(w.state(), 1, Integer::sum));
+        return out;
+    }
+
+    /** The current placement, or null before the first one. */
+    ExpertPlacement currentPlacement() {
+        String json = map(ControlMaps.PLACEMENT).get(ControlMaps.CURRENT);
+        return json == null ? null : ExpertPlacement.fromJson(json);
+    }
+
+    /** Rollouts this member started while leading, by kind: {@code initial}, {@code repair}, {@code rebalance}. */
+    long rolloutsStarted(String kind) {
+        LongAdder n = rolloutsStarted.get(kind);
+        return n == null ? 0 : n.sum();
+    }
+
+    /** Expert copies the rollouts this member started load onto workers (migrations and new replicas). */
+    long expertLoads() {
+        return expertLoads.sum();
     }
 
     /** Tokens per expert over the last minute, as of the last tick. */
@@ -97,7 +129,7 @@ final class Reconciler {
             if (current == null) {
                 boolean waitedEnough = now - startedMillis > config.initialWait().toMillis();
                 if (active >= config.expectedWorkers() || (waitedEnough && active >= config.policy().minReplicas())) {
-                    start(planner.plan(shape, capacities, load), null, "initial placement");
+                    start(planner.plan(shape, capacities, load), null, "initial placement", "initial");
                 }
                 return;
             }
@@ -110,7 +142,8 @@ final class Reconciler {
             if (why != null || asked || (scheduled && balancedness < config.rebalanceBelow())) {
                 PlacementPlan plan = planner.plan(shape, capacities, load, current);
                 if (plan.changed()) {
-                    start(plan, current, why != null ? why : asked ? "rebalance requested" : "balancedness " + String.format("%.2f", balancedness));
+                    start(plan, current, why != null ? why : asked ? "rebalance requested" : "balancedness " + String.format("%.2f", balancedness),
+                            why != null ? "repair" : "rebalance");
                 } else if (asked) {
                     LOG.info("rebalance requested: current placement kept (" + plan.decision() + ", balancedness "
                             + String.format("%.3f", plan.balancednessAfter()) + ")");
@@ -184,8 +217,10 @@ final class Reconciler {
         return null;
     }
 
-    private void start(PlacementPlan plan, ExpertPlacement current, String reason) {
+    private void start(PlacementPlan plan, ExpertPlacement current, String reason, String kind) {
         ExpertPlacement next = plan.placement();
+        rolloutsStarted.computeIfAbsent(kind, k -> new LongAdder()).increment();
+        expertLoads.add(plan.loads().size());
         LOG.info("rollout to epoch " + next.epoch() + " (" + reason + "): " + plan.decision() + ", " + plan.loads().size()
                 + " loads, " + plan.unloads().size() + " unloads, balancedness " + String.format("%.3f -> %.3f",
                         plan.balancednessBefore(), plan.balancednessAfter()));

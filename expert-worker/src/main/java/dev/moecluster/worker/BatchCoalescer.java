@@ -3,15 +3,18 @@ package dev.moecluster.worker;
 import static java.util.Objects.requireNonNull;
 
 import dev.moecluster.core.moe.ExpertWeights;
+import io.prometheus.metrics.core.metrics.Histogram;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.LongAdder;
 import java.util.function.Consumer;
 import java.util.logging.Level;
 import java.util.logging.Logger;
@@ -39,6 +42,19 @@ final class BatchCoalescer implements AutoCloseable {
     private final AtomicLong rounds = new AtomicLong();
     private final AtomicLong calls = new AtomicLong();
     private final AtomicLong rowsComputed = new AtomicLong();
+    private final Map<Long, LongAdder> rowsByExpert = new ConcurrentHashMap<>();
+    private final Histogram rowsPerCall = Histogram.builder()
+            .name("moe_worker_backend_call_rows")
+            .help("Rows per backend call after coalescing")
+            .classicOnly()
+            .classicExponentialUpperBounds(1, 2, 14)
+            .build();
+    private final Histogram computeSeconds = Histogram.builder()
+            .name("moe_worker_compute_seconds")
+            .help("Time of one backend call")
+            .classicOnly()
+            .classicUpperBounds(.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1)
+            .build();
     private volatile boolean running = true;
 
     BatchCoalescer(ExpertBackend backend, int hidden, Duration window) {
@@ -63,6 +79,27 @@ final class BatchCoalescer implements AutoCloseable {
 
     long rowsComputed() {
         return rowsComputed.get();
+    }
+
+    /** Rows computed for one expert since start. */
+    long rowsComputed(int layer, int expert) {
+        LongAdder n = rowsByExpert.get((long) layer << 32 | expert);
+        return n == null ? 0 : n.sum();
+    }
+
+    /** Expert slices waiting for the compute thread. */
+    int queued() {
+        return queue.size();
+    }
+
+    /** Rows per backend call; unregistered until the worker's metrics register it. */
+    Histogram rowsPerCall() {
+        return rowsPerCall;
+    }
+
+    /** Seconds per backend call; unregistered until the worker's metrics register it. */
+    Histogram computeSeconds() {
+        return computeSeconds;
     }
 
     private void run() {
@@ -131,9 +168,14 @@ final class BatchCoalescer implements AutoCloseable {
             }
         }
         float[] output = new float[rows * hidden];
+        long started = System.nanoTime();
         backend.compute(group.getFirst().weights(), input, rows, output);
+        computeSeconds.observe((System.nanoTime() - started) / 1e9);
+        rowsPerCall.observe(rows);
         calls.incrementAndGet();
         rowsComputed.addAndGet(rows);
+        Work head = group.getFirst();
+        rowsByExpert.computeIfAbsent((long) head.layer() << 32 | head.expert(), k -> new LongAdder()).add(rows);
         if (group.size() == 1) {
             group.getFirst().onDone().accept(output);
             return;

@@ -3,6 +3,7 @@ package dev.moecluster.worker;
 import static java.util.Objects.requireNonNull;
 
 import dev.moecluster.control.ControlClient;
+import dev.moecluster.control.MetricsEndpoint;
 import dev.moecluster.core.kernel.Gemm;
 import dev.moecluster.core.model.ModelConfig;
 import io.grpc.Server;
@@ -32,16 +33,20 @@ public final class ExpertWorker implements AutoCloseable {
     private final HealthStatusManager health = new HealthStatusManager();
     private final Server server;
     private final WorkerAgent agent;
+    private final MetricsEndpoint metrics;
     private final java.util.concurrent.atomic.AtomicBoolean stopped = new java.util.concurrent.atomic.AtomicBoolean();
 
-    private ExpertWorker(WorkerConfig config, ExpertStore store, ExpertBackend backend) throws IOException {
+    private ExpertWorker(WorkerConfig config, ExpertStore store, ExpertBackend backend, MetricsEndpoint metrics)
+            throws IOException {
         this.config = config;
+        this.metrics = metrics;
         this.store = store;
         this.backend = backend;
         ModelConfig model = store.config();
         this.coalescer = new BatchCoalescer(backend, model.hiddenSize(), config.coalesceWindow());
         this.service = new ExpertComputeService(config.workerId(), backend.name(), store, coalescer,
                 config.maxBatchesInFlightPerStream());
+        WorkerMetrics.register(metrics.registry(), coalescer, store, backend.name(), config.perExpertMetrics());
         this.server = NettyServerBuilder.forAddress(new InetSocketAddress(config.host(), config.port()))
                 .maxInboundMessageSize(config.maxInboundMessageBytes())
                 .addService(service)
@@ -63,12 +68,17 @@ public final class ExpertWorker implements AutoCloseable {
         ModelConfig model = ModelConfig.load(config.modelDir());
         ExpertStore store = ExpertStore.load(config.modelDir(), model, config.assignment());
         Gemm.warmUp(WARM_UP_MILLIS);
+        MetricsEndpoint metrics = null;
         try {
-            ExpertWorker worker = new ExpertWorker(config, store, backend);
+            metrics = MetricsEndpoint.start(config.host(), config.metricsPort());
+            ExpertWorker worker = new ExpertWorker(config, store, backend, metrics);
             LOG.info(() -> "worker " + config.workerId() + " serving " + config.assignment().expertCount()
                     + " experts on " + worker.address() + " (backend " + backend.name() + ")");
             return worker;
         } catch (IOException | RuntimeException e) {
+            if (metrics != null) {
+                metrics.close();
+            }
             store.close();
             throw e;
         }
@@ -88,6 +98,11 @@ public final class ExpertWorker implements AutoCloseable {
 
     public int port() {
         return server.getPort();
+    }
+
+    /** Port of {@code /metrics}, or -1 when none is served. */
+    public int metricsPort() {
+        return metrics.port();
     }
 
     /** {@code host:port} routers connect to. */
@@ -130,6 +145,7 @@ public final class ExpertWorker implements AutoCloseable {
         health.enterTerminalState();
         server.shutdownNow();
         coalescer.close();
+        metrics.close();
     }
 
     public void awaitTermination() throws InterruptedException {
@@ -164,5 +180,6 @@ public final class ExpertWorker implements AutoCloseable {
         coalescer.close();
         backend.close();
         store.close();
+        metrics.close();
     }
 }

@@ -3,6 +3,7 @@ package dev.moecluster.worker;
 import static java.util.Objects.requireNonNull;
 
 import dev.moecluster.control.ControlPlaneConfig;
+import dev.moecluster.control.MetricsEndpoint;
 import dev.moecluster.core.placement.ExpertAssignment;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -24,6 +25,9 @@ import java.time.Duration;
  *     worker stops reading that stream (back-pressure)
  * @param controlPlane coordinators to register with and take assignments from; null for a static worker
  * @param memoryBytes memory budget for expert weights, reported to the coordinator's planner
+ * @param metricsPort Prometheus {@code /metrics} port: 0 picks a free one, -1 serves none; the command
+ *     line defaults to {@value #DEFAULT_METRICS_PORT}, {@link #defaults} to -1 (embedded workers)
+ * @param perExpertMetrics rows computed as one series per held (layer, expert); false sums them into one
  */
 public record WorkerConfig(
         String workerId,
@@ -36,10 +40,14 @@ public record WorkerConfig(
         int maxInboundMessageBytes,
         int maxBatchesInFlightPerStream,
         ControlPlaneConfig controlPlane,
-        long memoryBytes) {
+        long memoryBytes,
+        int metricsPort,
+        boolean perExpertMetrics) {
 
     public static final int DEFAULT_MAX_INBOUND_BYTES = 256 * 1024 * 1024;
     public static final long DEFAULT_MEMORY_BYTES = 8L << 30;
+    /** {@code moe worker --metrics-port} default. */
+    public static final int DEFAULT_METRICS_PORT = 9401;
 
     public WorkerConfig {
         requireNonNull(workerId, "workerId is null");
@@ -67,37 +75,44 @@ public record WorkerConfig(
         if (maxBatchesInFlightPerStream < 1) {
             throw new IllegalArgumentException("max batches in flight per stream must be at least 1");
         }
+        MetricsEndpoint.requirePort(metricsPort);
     }
 
-    /** A config with the defaults: loopback, free port, cpu, natural batching, 256 MiB messages, 64 in flight. */
+    /** A config with the defaults: loopback, free port, cpu, natural batching, 256 MiB messages, 64 in flight, no metrics port, per-expert series. */
     public static WorkerConfig defaults(String workerId, Path modelDir, ExpertAssignment assignment) {
         return new WorkerConfig(workerId, "127.0.0.1", 0, modelDir, assignment, "cpu", Duration.ZERO,
-                DEFAULT_MAX_INBOUND_BYTES, 64, null, DEFAULT_MEMORY_BYTES);
+                DEFAULT_MAX_INBOUND_BYTES, 64, null, DEFAULT_MEMORY_BYTES, MetricsEndpoint.OFF, true);
     }
 
     public WorkerConfig withPort(int newPort) {
         return new WorkerConfig(workerId, host, newPort, modelDir, assignment, backend, coalesceWindow,
-                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes);
+                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics);
     }
 
     public WorkerConfig withHost(String newHost) {
         return new WorkerConfig(workerId, newHost, port, modelDir, assignment, backend, coalesceWindow,
-                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes);
+                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics);
     }
 
     /** The same worker, registering with {@code control} and holding what the coordinator assigns. */
     public WorkerConfig withControlPlane(ControlPlaneConfig control, long budgetBytes) {
         return new WorkerConfig(workerId, host, port, modelDir, assignment, backend, coalesceWindow, maxInboundMessageBytes,
-                maxBatchesInFlightPerStream, control, budgetBytes);
+                maxBatchesInFlightPerStream, control, budgetBytes, metricsPort, perExpertMetrics);
     }
 
     public WorkerConfig withCoalesceWindow(Duration window) {
         return new WorkerConfig(workerId, host, port, modelDir, assignment, backend, window,
-                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes);
+                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics);
     }
 
     public WorkerConfig withMaxInboundMessageBytes(int bytes) {
         return new WorkerConfig(workerId, host, port, modelDir, assignment, backend, coalesceWindow, bytes,
-                maxBatchesInFlightPerStream, controlPlane, memoryBytes);
+                maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics);
+    }
+
+    /** Serves {@code /metrics} on {@code port} (0 picks a free one, -1 none), per expert or summed. */
+    public WorkerConfig withMetrics(int port, boolean perExpert) {
+        return new WorkerConfig(workerId, host, this.port, modelDir, assignment, backend, coalesceWindow,
+                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, port, perExpert);
     }
 }

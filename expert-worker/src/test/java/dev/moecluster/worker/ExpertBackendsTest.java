@@ -79,11 +79,11 @@ class ExpertBackendsTest {
         WorkerConfig base = WorkerConfig.defaults("w", Path.of("model"), assignment);
         for (String name : ExpertBackends.NAMES) {
             var c = new WorkerConfig("w", base.host(), 0, base.modelDir(), assignment, name, base.coalesceWindow(),
-                    base.maxInboundMessageBytes(), base.maxBatchesInFlightPerStream(), null, WorkerConfig.DEFAULT_MEMORY_BYTES);
+                    base.maxInboundMessageBytes(), base.maxBatchesInFlightPerStream(), null, WorkerConfig.DEFAULT_MEMORY_BYTES, -1, true);
             assertThat(c.backend()).isEqualTo(name);
         }
         assertThatThrownBy(() -> new WorkerConfig("w", base.host(), 0, base.modelDir(), assignment, "gpu",
-                base.coalesceWindow(), base.maxInboundMessageBytes(), base.maxBatchesInFlightPerStream(), null, WorkerConfig.DEFAULT_MEMORY_BYTES))
+                base.coalesceWindow(), base.maxInboundMessageBytes(), base.maxBatchesInFlightPerStream(), null, WorkerConfig.DEFAULT_MEMORY_BYTES, -1, true))
                 .isInstanceOf(IllegalArgumentException.class)
                 .hasMessage("unknown backend 'gpu' (available: cpu, cuda, auto)");
     }

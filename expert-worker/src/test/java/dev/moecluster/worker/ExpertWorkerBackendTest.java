@@ -26,7 +26,7 @@ class ExpertWorkerBackendTest {
         ModelConfig c = ModelGenerator.generate(ModelGenerator.Spec.tiny(Architecture.MIXTRAL), model);
         WorkerConfig d = WorkerConfig.defaults("w0", model, ExpertAssignment.parse("all", c));
         return new WorkerConfig(d.workerId(), d.host(), d.port(), d.modelDir(), d.assignment(), backend,
-                d.coalesceWindow(), d.maxInboundMessageBytes(), d.maxBatchesInFlightPerStream(), null, WorkerConfig.DEFAULT_MEMORY_BYTES);
+                d.coalesceWindow(), d.maxInboundMessageBytes(), d.maxBatchesInFlightPerStream(), null, WorkerConfig.DEFAULT_MEMORY_BYTES, -1, true);
     }
 
     @Test

@@ -1,5 +1,6 @@
 package dev.moecluster.router;
 
+import io.prometheus.metrics.core.metrics.Histogram;
 import java.util.Map;
 import java.util.TreeMap;
 import java.util.concurrent.ConcurrentHashMap;
@@ -7,7 +8,8 @@ import java.util.concurrent.atomic.LongAdder;
 
 /**
  * Counters of what the dispatcher sent where: rows routed per (layer, expert), batches, bytes on the
- * wire each way (serialized message sizes), failovers. Read by the demo's table and, later, by metrics.
+ * wire each way (serialized message sizes), failovers, and the time each worker took to answer a batch.
+ * Read by the demo's table and by {@link RouterMetrics}.
  */
 public final class DispatchStats {
     private final Map<Long, LongAdder> rowsByExpert = new ConcurrentHashMap<>();
@@ -16,6 +18,13 @@ public final class DispatchStats {
     private final LongAdder bytesSent = new LongAdder();
     private final LongAdder bytesReceived = new LongAdder();
     private final LongAdder failovers = new LongAdder();
+    // Labelled by worker address: bounded by the placement's workers.
+    private final Histogram workerLatency = Histogram.builder()
+            .name("moe_router_dispatch_duration_seconds")
+            .help("Time from sending a batch to a worker until its result or failure, per worker")
+            .labelNames("worker")
+            .classicOnly()
+            .build();
 
     void recordRows(int layer, int expert, int count) {
         rowsByExpert.computeIfAbsent((long) layer << 32 | expert, k -> new LongAdder()).add(count);
@@ -26,6 +35,15 @@ public final class DispatchStats {
         batches.increment();
         bytesSent.add(sent);
         bytesReceived.add(received);
+    }
+
+    void recordWorkerLatency(String worker, long nanos) {
+        workerLatency.labelValues(worker).observe(nanos / 1e9);
+    }
+
+    /** Per-worker batch latency, registered by {@link RouterMetrics}. */
+    Histogram workerLatency() {
+        return workerLatency;
     }
 
     void recordFailover() {

@@ -216,7 +216,10 @@ final class MoeDispatcher {
         }
         batch.setActivations(WireTensors.encode(act, 0, rows, h, wireDtype));
         ExpertBatch message = batch.build();
-        CompletableFuture<ExpertResult> result = channel(placement.workers().get(worker)).send(message, rows, expertTimeout);
+        String address = placement.workers().get(worker);
+        long started = System.nanoTime();
+        CompletableFuture<ExpertResult> result = channel(address).send(message, rows, expertTimeout);
+        result.whenComplete((ignored, error) -> stats.recordWorkerLatency(address, System.nanoTime() - started));
         long bytesOut = message.getSerializedSize();
         return new Sent(worker, experts, result, bytesOut);
     }

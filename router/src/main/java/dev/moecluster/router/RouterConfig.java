@@ -3,6 +3,7 @@ package dev.moecluster.router;
 import static java.util.Objects.requireNonNull;
 
 import dev.moecluster.control.ControlPlaneConfig;
+import dev.moecluster.control.MetricsEndpoint;
 import dev.moecluster.core.placement.ExpertPlacement;
 import dev.moecluster.core.tensor.DType;
 import dev.moecluster.router.generate.GenerationConfig;
@@ -23,6 +24,8 @@ import java.time.Duration;
  * @param generation continuous-batching limits for {@code Generate}
  * @param controlPlane coordinators to follow for placement (then {@code placement} is only the
  *     starting point, usually empty); null for a static placement
+ * @param metricsPort Prometheus {@code /metrics} port: 0 picks a free one, -1 serves none; the command
+ *     line defaults to {@value #DEFAULT_METRICS_PORT}, {@link #defaults} to -1 (embedded routers)
  */
 public record RouterConfig(
         String host,
@@ -34,9 +37,12 @@ public record RouterConfig(
         int maxInboundMessageBytes,
         int maxTokensPerRequest,
         GenerationConfig generation,
-        ControlPlaneConfig controlPlane) {
+        ControlPlaneConfig controlPlane,
+        int metricsPort) {
 
     public static final int DEFAULT_MAX_INBOUND_BYTES = 64 * 1024 * 1024;
+    /** {@code moe router --metrics-port} default. */
+    public static final int DEFAULT_METRICS_PORT = 9400;
 
     public RouterConfig {
         requireNonNull(host, "host is null");
@@ -59,53 +65,60 @@ public record RouterConfig(
         if (maxTokensPerRequest < 1) {
             throw new IllegalArgumentException("max tokens per request must be at least 1");
         }
+        MetricsEndpoint.requirePort(metricsPort);
     }
 
     /**
      * Defaults: loopback, free port, checkpoint dtype on the wire, 10 s expert deadline, 64 MiB
-     * messages, 8192 tokens per MoeForward, {@link GenerationConfig#defaults()}.
+     * messages, 8192 tokens per MoeForward, {@link GenerationConfig#defaults()}, no metrics port.
      */
     public static RouterConfig defaults(Path modelDir, ExpertPlacement placement) {
         return new RouterConfig("127.0.0.1", 0, modelDir, placement, null, Duration.ofSeconds(10),
-                DEFAULT_MAX_INBOUND_BYTES, 8192, GenerationConfig.defaults(), null);
+                DEFAULT_MAX_INBOUND_BYTES, 8192, GenerationConfig.defaults(), null, MetricsEndpoint.OFF);
     }
 
     public RouterConfig withPort(int newPort) {
         return new RouterConfig(host, newPort, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane);
+                maxTokensPerRequest, generation, controlPlane, metricsPort);
     }
 
     public RouterConfig withHost(String newHost) {
         return new RouterConfig(newHost, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane);
+                maxTokensPerRequest, generation, controlPlane, metricsPort);
     }
 
     public RouterConfig withWireDtype(DType dtype) {
         return new RouterConfig(host, port, modelDir, placement, dtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane);
+                maxTokensPerRequest, generation, controlPlane, metricsPort);
     }
 
     public RouterConfig withExpertTimeout(Duration timeout) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, timeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane);
+                maxTokensPerRequest, generation, controlPlane, metricsPort);
     }
 
     public RouterConfig withMaxInboundMessageBytes(int bytes) {
-        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, bytes, maxTokensPerRequest, generation, controlPlane);
+        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, bytes, maxTokensPerRequest, generation, controlPlane, metricsPort);
     }
 
     /** Follows the coordinators' placement, starting from none. */
     public RouterConfig withControlPlane(ControlPlaneConfig control) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, control);
+                maxTokensPerRequest, generation, control, metricsPort);
     }
 
     public RouterConfig withGeneration(GenerationConfig g) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, g, controlPlane);
+                maxTokensPerRequest, g, controlPlane, metricsPort);
     }
 
     public RouterConfig withMaxTokensPerRequest(int tokens) {
-        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes, tokens, generation, controlPlane);
+        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes, tokens, generation, controlPlane, metricsPort);
+    }
+
+    /** Serves {@code /metrics} on {@code port}: 0 picks a free one, -1 serves none. */
+    public RouterConfig withMetricsPort(int port) {
+        return new RouterConfig(host, this.port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
+                maxTokensPerRequest, generation, controlPlane, port);
     }
 }

@@ -3,6 +3,7 @@ package dev.moecluster.router;
 import static java.util.Objects.requireNonNull;
 
 import dev.moecluster.control.ControlClient;
+import dev.moecluster.control.MetricsEndpoint;
 import dev.moecluster.core.kernel.Gemm;
 import dev.moecluster.core.model.Checkpoint;
 import dev.moecluster.core.model.ModelConfig;
@@ -17,6 +18,7 @@ import java.nio.file.Path;
 import java.util.Set;
 import java.util.TreeSet;
 import io.grpc.Server;
+import io.grpc.ServerInterceptors;
 import io.grpc.health.v1.HealthCheckResponse.ServingStatus;
 import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
 import io.grpc.protobuf.services.HealthStatusManager;
@@ -46,9 +48,12 @@ public final class RouterServer implements AutoCloseable {
     private final TextTokenizer tokenizer;
     private final GenerationScheduler scheduler;
     private final Server server;
+    private final MetricsEndpoint metrics;
 
-    private RouterServer(RouterConfig config, ModelConfig model, Checkpoint checkpoint) throws IOException {
+    private RouterServer(RouterConfig config, ModelConfig model, Checkpoint checkpoint, MetricsEndpoint metrics)
+            throws IOException {
         this.config = config;
+        this.metrics = metrics;
         this.model = model;
         this.checkpoint = checkpoint;
         if (config.controlPlane() == null) {
@@ -62,9 +67,11 @@ public final class RouterServer implements AutoCloseable {
         this.tokenizer = Files.exists(config.modelDir().resolve("tokenizer.json")) ? TextTokenizer.load(config.modelDir()) : null;
         this.scheduler = new GenerationScheduler(decoder, tokenizer, config.generation(), model.name(), contextLength(model),
                 eosTokens(config.modelDir(), model));
+        var countRequests = RouterMetrics.register(metrics.registry(), stats, scheduler, () -> dispatcher.placement().epoch());
         this.server = NettyServerBuilder.forAddress(new InetSocketAddress(config.host(), config.port()))
                 .maxInboundMessageSize(config.maxInboundMessageBytes())
-                .addService(new RouterService(model, moe, config.maxTokensPerRequest(), scheduler))
+                .addService(ServerInterceptors.intercept(new RouterService(model, moe, config.maxTokensPerRequest(), scheduler),
+                        countRequests))
                 .addService(health.getHealthService())
                 .addService(ProtoReflectionServiceV1.newInstance())
                 .build()
@@ -81,15 +88,21 @@ public final class RouterServer implements AutoCloseable {
         ModelConfig model = ModelConfig.load(config.modelDir());
         Checkpoint checkpoint = Checkpoint.open(config.modelDir());
         Gemm.warmUp(3000);
+        MetricsEndpoint metrics = null;
         try {
-            RouterServer router = new RouterServer(config, model, checkpoint);
+            metrics = MetricsEndpoint.start(config.host(), config.metricsPort());
+            RouterServer router = new RouterServer(config, model, checkpoint, metrics);
             LOG.info(() -> "router serving " + model.name() + " (" + model.architecture().hfName() + ") on "
                     + router.address() + (config.controlPlane() == null
                             ? " with " + config.placement().workers().size() + " workers"
                             : " following the coordinators at " + config.controlPlane().coordinators())
-                    + ", " + router.wireDtype + " on the wire");
+                    + ", " + router.wireDtype + " on the wire"
+                    + (router.metricsPort() == MetricsEndpoint.OFF ? "" : ", metrics on port " + router.metricsPort()));
             return router;
         } catch (IOException | RuntimeException e) {
+            if (metrics != null) {
+                metrics.close();
+            }
             checkpoint.close();
             throw e;
         }
@@ -97,6 +110,11 @@ public final class RouterServer implements AutoCloseable {
 
     public int port() {
         return server.getPort();
+    }
+
+    /** Port of {@code /metrics}, or -1 when none is served. */
+    public int metricsPort() {
+        return metrics.port();
     }
 
     public String address() {
@@ -187,5 +205,6 @@ public final class RouterServer implements AutoCloseable {
             tokenizer.close();
         }
         checkpoint.close();
+        metrics.close();
     }
 }

@@ -15,6 +15,7 @@ import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.grpc.stub.ServerCallStreamObserver;
 import io.grpc.stub.StreamObserver;
+import io.prometheus.metrics.core.metrics.Histogram;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Iterator;
@@ -56,6 +57,18 @@ public final class GenerationScheduler implements AutoCloseable {
     private final AtomicLong reservedBytes = new AtomicLong();
     private final AtomicLong steps = new AtomicLong();
     private final AtomicLong generatedTokens = new AtomicLong();
+    private final AtomicLong promptTokens = new AtomicLong();
+    private final Histogram timeToFirstToken = Histogram.builder()
+            .name("moe_router_time_to_first_token_seconds")
+            .help("Time from admitting a Generate request to its first generated token")
+            .classicOnly()
+            .build();
+    private final Histogram interTokenLatency = Histogram.builder()
+            .name("moe_router_inter_token_latency_seconds")
+            .help("Time between consecutive generated tokens of one sequence")
+            .classicOnly()
+            .classicUpperBounds(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5)
+            .build();
     private volatile int activeCount;
     private volatile boolean running = true;
 
@@ -98,6 +111,21 @@ public final class GenerationScheduler implements AutoCloseable {
         return generatedTokens.get();
     }
 
+    /** Prompt tokens of the requests admitted so far. */
+    public long promptTokens() {
+        return promptTokens.get();
+    }
+
+    /** Admission to first token, per sequence; unregistered until the router's metrics register it. */
+    public Histogram timeToFirstToken() {
+        return timeToFirstToken;
+    }
+
+    /** Gap between consecutive tokens of a sequence; unregistered until the router's metrics register it. */
+    public Histogram interTokenLatency() {
+        return interTokenLatency;
+    }
+
     /** Validates and queues a request; errors go to {@code responses} as a status. */
     public void submit(GenerateRequest request, StreamObserver<GenerateResponse> responses) {
         Sequence seq;
@@ -112,6 +140,7 @@ public final class GenerationScheduler implements AutoCloseable {
                     + " requests are already waiting; retry later").asRuntimeException());
             return;
         }
+        promptTokens.addAndGet(seq.prompt.length);
         if (responses instanceof ServerCallStreamObserver<GenerateResponse> server) {
             server.setOnCancelHandler(() -> seq.cancelled = true);
         }
@@ -186,6 +215,8 @@ public final class GenerationScheduler implements AutoCloseable {
         int lastToken;
         volatile boolean cancelled;
         boolean done;
+        final long admittedNanos = System.nanoTime();
+        long lastTokenNanos;
 
         Sequence(int[] prompt, int maxTokens, int capacity, long bytes, Sampler sampler, TextStream text,
                 StreamObserver<GenerateResponse> out, boolean ignoreEos) {
@@ -328,6 +359,13 @@ public final class GenerationScheduler implements AutoCloseable {
     private void emit(Sequence s, int token) {
         s.generated++;
         generatedTokens.incrementAndGet();
+        long now = System.nanoTime();
+        if (s.generated == 1) {
+            timeToFirstToken.observe((now - s.admittedNanos) / 1e9);
+        } else {
+            interTokenLatency.observe((now - s.lastTokenNanos) / 1e9);
+        }
+        s.lastTokenNanos = now;
         boolean isEos = !s.ignoreEos && eos.contains(token);
         GenerateResponse.Builder r = GenerateResponse.newBuilder();
         if (!isEos) {

@@ -1,0 +1,64 @@
+package dev.moecluster.control;
+
+import static java.util.Objects.requireNonNull;
+
+import io.prometheus.metrics.exporter.httpserver.HTTPServer;
+import io.prometheus.metrics.instrumentation.jvm.JvmMetrics;
+import io.prometheus.metrics.model.registry.PrometheusRegistry;
+import java.io.IOException;
+
+/**
+ * One component's Prometheus registry (with the JVM metrics in it) and the HTTP server that serves it
+ * on {@code /metrics}. Each component has its own registry, so several components in one process
+ * (a local cluster) expose only their own series.
+ */
+public final class MetricsEndpoint implements AutoCloseable {
+    /** The {@code --metrics-port} value that serves no metrics (the registry is still kept). */
+    public static final int OFF = -1;
+
+    private final PrometheusRegistry registry;
+    private final HTTPServer server;
+
+    private MetricsEndpoint(PrometheusRegistry registry, HTTPServer server) {
+        this.registry = registry;
+        this.server = server;
+    }
+
+    /**
+     * A fresh registry with JVM metrics, served on {@code host:port}; {@code 0} picks a free port,
+     * {@link #OFF} serves nothing.
+     */
+    public static MetricsEndpoint start(String host, int port) throws IOException {
+        requireNonNull(host, "host is null");
+        requirePort(port);
+        PrometheusRegistry registry = new PrometheusRegistry();
+        JvmMetrics.builder().register(registry);
+        HTTPServer server = port == OFF ? null
+                : HTTPServer.builder().hostname(host).port(port).registry(registry).buildAndStart();
+        return new MetricsEndpoint(registry, server);
+    }
+
+    /** Fails unless {@code port} is a valid {@code --metrics-port}: {@link #OFF}, 0 (free) or 1..65535. */
+    public static int requirePort(int port) {
+        if (port < OFF || port > 65535) {
+            throw new IllegalArgumentException("metrics port must be -1 (off), 0 (free port) or 1..65535, got " + port);
+        }
+        return port;
+    }
+
+    public PrometheusRegistry registry() {
+        return registry;
+    }
+
+    /** The port {@code /metrics} is served on, or {@link #OFF}. */
+    public int port() {
+        return server == null ? OFF : server.getPort();
+    }
+
+    @Override
+    public void close() {
+        if (server != null) {
+            server.close();
+        }
+    }
+}

@@ -1,0 +1,66 @@
+package dev.moecluster.coordinator;
+
+import dev.moecluster.control.WorkerState;
+import dev.moecluster.core.placement.ExpertPlacement;
+import io.prometheus.metrics.core.metrics.CounterWithCallback;
+import io.prometheus.metrics.core.metrics.GaugeWithCallback;
+import io.prometheus.metrics.model.registry.PrometheusRegistry;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+
+/**
+ * The coordinator's Prometheus series, read from the shared maps and the control loop when scraped.
+ * Rollout counters move only on the member that led when the rollout started.
+ */
+final class CoordinatorMetrics {
+    private static final List<String> ROLLOUT_KINDS = List.of("initial", "repair", "rebalance");
+
+    private CoordinatorMetrics() {}
+
+    static void register(PrometheusRegistry registry, Reconciler reconciler) {
+        GaugeWithCallback.builder().name("moe_coordinator_leader").help("1 on the member running the control loop, else 0")
+                .callback(cb -> cb.call(reconciler.isLeader() ? 1 : 0)).register(registry);
+        GaugeWithCallback.builder().name("moe_coordinator_workers").help("Registered workers by state")
+                .labelNames("state")
+                .callback(cb -> {
+                    for (Map.Entry<WorkerState, Integer> e : reconciler.workersByState().entrySet()) {
+                        cb.call(e.getValue(), e.getKey().name().toLowerCase(Locale.ROOT));
+                    }
+                })
+                .register(registry);
+        GaugeWithCallback.builder().name("moe_coordinator_balancedness")
+                .help("Mean over max expert-parallel load per worker (1 is perfectly even), as of the leader's last tick")
+                .callback(cb -> cb.call(reconciler.balancedness())).register(registry);
+        GaugeWithCallback.builder().name("moe_coordinator_min_replicas")
+                .help("Fewest copies of any expert in the current placement (0 before the first)")
+                .callback(cb -> cb.call(minReplicas(reconciler.currentPlacement()))).register(registry);
+        GaugeWithCallback.builder().name("moe_coordinator_placement_epoch").help("Epoch of the current placement")
+                .callback(cb -> {
+                    ExpertPlacement p = reconciler.currentPlacement();
+                    cb.call(p == null ? 0 : p.epoch());
+                })
+                .register(registry);
+        CounterWithCallback.builder().name("moe_coordinator_rollouts_total")
+                .help("Placement rollouts started, by kind: initial, repair (dead or draining workers), rebalance")
+                .labelNames("kind")
+                .callback(cb -> ROLLOUT_KINDS.forEach(kind -> cb.call(reconciler.rolloutsStarted(kind), kind)))
+                .register(registry);
+        CounterWithCallback.builder().name("moe_coordinator_expert_loads_total")
+                .help("Expert copies loaded onto workers by rollouts (initial loads, migrations, new replicas)")
+                .callback(cb -> cb.call(reconciler.expertLoads())).register(registry);
+    }
+
+    private static int minReplicas(ExpertPlacement placement) {
+        if (placement == null || placement.layers().isEmpty()) {
+            return 0;
+        }
+        int min = Integer.MAX_VALUE;
+        for (int[][] experts : placement.layers().values()) {
+            for (int[] replicas : experts) {
+                min = Math.min(min, replicas.length);
+            }
+        }
+        return min;
+    }
+}
