@@ -142,6 +142,16 @@ class ProcessFaultTest {
                 ModelConfig cfg = router.model();
                 LocalCluster.awaitPlacement(router, cfg, Duration.ofSeconds(120));
                 var channels = adminPorts.stream().map(p -> Clusters.channel("127.0.0.1:" + p)).toList();
+                // every coordinator process has joined and serves its Admin API
+                CoordinatorClusterTest.await("three coordinators answering", Duration.ofSeconds(120), () -> channels.stream()
+                        .allMatch(ch -> {
+                            try {
+                                return dev.moecluster.proto.AdminGrpc.newBlockingStub(ch).withDeadlineAfter(5, TimeUnit.SECONDS)
+                                        .status(dev.moecluster.proto.AdminStatusRequest.getDefaultInstance()).getMembersCount() == 3;
+                            } catch (RuntimeException notYet) {
+                                return false;
+                            }
+                        }));
                 try (var traffic = new CoordinatorClusterTest.Traffic(router.address(), cfg, reference)) {
                     CoordinatorClusterTest.await("traffic", Duration.ofSeconds(60), () -> traffic.ok.get() > 3);
                     var status = dev.moecluster.proto.AdminGrpc.newBlockingStub(channels.getFirst())
