@@ -9,14 +9,10 @@ import com.hazelcast.config.NetworkConfig;
 import com.hazelcast.core.Hazelcast;
 import com.hazelcast.core.HazelcastInstance;
 import dev.moecluster.control.MetricsEndpoint;
+import dev.moecluster.control.GrpcEndpoint;
 import dev.moecluster.core.model.ModelConfig;
-import io.grpc.Server;
-import io.grpc.health.v1.HealthCheckResponse.ServingStatus;
-import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
-import io.grpc.protobuf.services.HealthStatusManager;
-import io.grpc.protobuf.services.ProtoReflectionServiceV1;
+import java.util.List;
 import java.io.IOException;
-import java.net.InetSocketAddress;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
@@ -34,8 +30,7 @@ public final class CoordinatorServer implements AutoCloseable {
     private final HazelcastInstance hz;
     private final Reconciler reconciler;
     private final ScheduledExecutorService loop;
-    private final HealthStatusManager health = new HealthStatusManager();
-    private final Server admin;
+    private final GrpcEndpoint admin;
     private final MetricsEndpoint metrics;
 
     private CoordinatorServer(CoordinatorConfig config, HazelcastInstance hz, ModelShape shape, MetricsEndpoint metrics)
@@ -46,13 +41,8 @@ public final class CoordinatorServer implements AutoCloseable {
         this.reconciler = new Reconciler(hz, config, shape);
         CoordinatorMetrics.register(metrics.registry(), reconciler);
         this.loop = Executors.newSingleThreadScheduledExecutor(r -> Thread.ofPlatform().name("moe-coordinator").daemon().unstarted(r));
-        this.admin = NettyServerBuilder.forAddress(new InetSocketAddress(config.host(), config.adminPort()))
-                .addService(new AdminService(hz, reconciler, config))
-                .addService(health.getHealthService())
-                .addService(ProtoReflectionServiceV1.newInstance())
-                .build()
-                .start();
-        health.setStatus("", ServingStatus.SERVING);
+        this.admin = GrpcEndpoint.start(config.host(), config.adminPort(), 4 * 1024 * 1024,
+                List.of(new AdminService(hz, reconciler, config).bindService()));
         loop.scheduleWithFixedDelay(reconciler::tick, 200, 250, TimeUnit.MILLISECONDS);
     }
 
@@ -100,11 +90,11 @@ public final class CoordinatorServer implements AutoCloseable {
     }
 
     public String adminAddress() {
-        return config.host() + ":" + admin.getPort();
+        return config.host() + ":" + admin.port();
     }
 
     public int adminPort() {
-        return admin.getPort();
+        return admin.port();
     }
 
     /** Port of {@code /metrics}, or -1 when none is served. */
@@ -124,7 +114,7 @@ public final class CoordinatorServer implements AutoCloseable {
     /** Stops at once, as a crashed process would (no graceful leave). */
     public void kill() {
         loop.shutdownNow();
-        admin.shutdownNow();
+        admin.kill();
         hz.getLifecycleService().terminate();
         metrics.close();
     }
@@ -135,14 +125,8 @@ public final class CoordinatorServer implements AutoCloseable {
 
     @Override
     public void close() {
-        health.enterTerminalState();
         loop.shutdownNow();
-        admin.shutdown();
-        try {
-            admin.awaitTermination(5, TimeUnit.SECONDS);
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-        }
+        admin.close();
         hz.shutdown();
         metrics.close();
     }

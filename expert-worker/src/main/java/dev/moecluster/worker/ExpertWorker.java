@@ -3,17 +3,12 @@ package dev.moecluster.worker;
 import static java.util.Objects.requireNonNull;
 
 import dev.moecluster.control.ControlClient;
+import dev.moecluster.control.GrpcEndpoint;
+import java.util.List;
 import dev.moecluster.control.MetricsEndpoint;
 import dev.moecluster.core.kernel.Gemm;
 import dev.moecluster.core.model.ModelConfig;
-import io.grpc.Server;
-import io.grpc.health.v1.HealthCheckResponse.ServingStatus;
-import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
-import io.grpc.protobuf.services.HealthStatusManager;
-import io.grpc.protobuf.services.ProtoReflectionServiceV1;
 import java.io.IOException;
-import java.net.InetSocketAddress;
-import java.util.concurrent.TimeUnit;
 import java.util.logging.Logger;
 
 /**
@@ -30,8 +25,7 @@ public final class ExpertWorker implements AutoCloseable {
     private final ExpertBackend backend;
     private final BatchCoalescer coalescer;
     private final ExpertComputeService service;
-    private final HealthStatusManager health = new HealthStatusManager();
-    private final Server server;
+    private final GrpcEndpoint server;
     private final WorkerAgent agent;
     private final MetricsEndpoint metrics;
     private final java.util.concurrent.atomic.AtomicBoolean stopped = new java.util.concurrent.atomic.AtomicBoolean();
@@ -47,15 +41,8 @@ public final class ExpertWorker implements AutoCloseable {
         this.service = new ExpertComputeService(config.workerId(), backend.name(), store, coalescer,
                 config.maxBatchesInFlightPerStream());
         WorkerMetrics.register(metrics.registry(), coalescer, store, backend.name(), config.perExpertMetrics());
-        this.server = NettyServerBuilder.forAddress(new InetSocketAddress(config.host(), config.port()))
-                .maxInboundMessageSize(config.maxInboundMessageBytes())
-                .addService(service)
-                .addService(health.getHealthService())
-                .addService(ProtoReflectionServiceV1.newInstance())
-                .build()
-                .start();
-        health.setStatus("", ServingStatus.SERVING);
-        health.setStatus("moe.v1.ExpertService", ServingStatus.SERVING);
+        this.server = GrpcEndpoint.start(config.host(), config.port(), config.maxInboundMessageBytes(),
+                List.of(service.bindService()));
         this.agent = config.controlPlane() == null ? null : new WorkerAgent(
                 ControlClient.connect(config.controlPlane(), "worker-" + config.workerId()), store, config.workerId(),
                 address(), backend.name(), config.memoryBytes());
@@ -97,7 +84,7 @@ public final class ExpertWorker implements AutoCloseable {
     }
 
     public int port() {
-        return server.getPort();
+        return server.port();
     }
 
     /** Port of {@code /metrics}, or -1 when none is served. */
@@ -142,8 +129,7 @@ public final class ExpertWorker implements AutoCloseable {
         if (agent != null) {
             agent.close();
         }
-        health.enterTerminalState();
-        server.shutdownNow();
+        server.kill();
         coalescer.close();
         metrics.close();
     }
@@ -164,19 +150,10 @@ public final class ExpertWorker implements AutoCloseable {
             releaseAfterKill();
             return;
         }
-        health.enterTerminalState();
         if (agent != null) {
             agent.close();
         }
-        server.shutdown();
-        try {
-            if (!server.awaitTermination(5, TimeUnit.SECONDS)) {
-                server.shutdownNow();
-            }
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            server.shutdownNow();
-        }
+        server.close();
         coalescer.close();
         backend.close();
         store.close();

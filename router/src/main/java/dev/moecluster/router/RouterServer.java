@@ -3,6 +3,8 @@ package dev.moecluster.router;
 import static java.util.Objects.requireNonNull;
 
 import dev.moecluster.control.ControlClient;
+import dev.moecluster.control.GrpcEndpoint;
+import java.util.List;
 import dev.moecluster.control.MetricsEndpoint;
 import dev.moecluster.core.kernel.Gemm;
 import dev.moecluster.core.model.Checkpoint;
@@ -17,15 +19,8 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Set;
 import java.util.TreeSet;
-import io.grpc.Server;
 import io.grpc.ServerInterceptors;
-import io.grpc.health.v1.HealthCheckResponse.ServingStatus;
-import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
-import io.grpc.protobuf.services.HealthStatusManager;
-import io.grpc.protobuf.services.ProtoReflectionServiceV1;
 import java.io.IOException;
-import java.net.InetSocketAddress;
-import java.util.concurrent.TimeUnit;
 import java.util.logging.Logger;
 
 /**
@@ -42,12 +37,11 @@ public final class RouterServer implements AutoCloseable {
     private final MoeDispatcher dispatcher;
     private final PlacementFollower follower;
     private final DispatchStats stats = new DispatchStats();
-    private final HealthStatusManager health = new HealthStatusManager();
     private final DType wireDtype;
     private final DecoderModel decoder;
     private final TextTokenizer tokenizer;
     private final GenerationScheduler scheduler;
-    private final Server server;
+    private final GrpcEndpoint server;
     private final MetricsEndpoint metrics;
 
     private RouterServer(RouterConfig config, ModelConfig model, Checkpoint checkpoint, MetricsEndpoint metrics)
@@ -68,16 +62,8 @@ public final class RouterServer implements AutoCloseable {
         this.scheduler = new GenerationScheduler(decoder, tokenizer, config.generation(), model.name(), contextLength(model),
                 eosTokens(config.modelDir(), model));
         var countRequests = RouterMetrics.register(metrics.registry(), stats, scheduler, () -> dispatcher.placement().epoch());
-        this.server = NettyServerBuilder.forAddress(new InetSocketAddress(config.host(), config.port()))
-                .maxInboundMessageSize(config.maxInboundMessageBytes())
-                .addService(ServerInterceptors.intercept(new RouterService(model, moe, config.maxTokensPerRequest(), scheduler),
-                        countRequests))
-                .addService(health.getHealthService())
-                .addService(ProtoReflectionServiceV1.newInstance())
-                .build()
-                .start();
-        health.setStatus("", ServingStatus.SERVING);
-        health.setStatus("moe.v1.Router", ServingStatus.SERVING);
+        this.server = GrpcEndpoint.start(config.host(), config.port(), config.maxInboundMessageBytes(), List.of(
+                ServerInterceptors.intercept(new RouterService(model, moe, config.maxTokensPerRequest(), scheduler), countRequests)));
         this.follower = config.controlPlane() == null ? null : new PlacementFollower(
                 ControlClient.connect(config.controlPlane(), "router"), dispatcher, stats, model, address());
     }
@@ -109,7 +95,7 @@ public final class RouterServer implements AutoCloseable {
     }
 
     public int port() {
-        return server.getPort();
+        return server.port();
     }
 
     /** Port of {@code /metrics}, or -1 when none is served. */
@@ -186,17 +172,8 @@ public final class RouterServer implements AutoCloseable {
 
     @Override
     public void close() {
-        health.enterTerminalState();
         scheduler.close();
-        server.shutdown();
-        try {
-            if (!server.awaitTermination(5, TimeUnit.SECONDS)) {
-                server.shutdownNow();
-            }
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            server.shutdownNow();
-        }
+        server.close();
         if (follower != null) {
             follower.close();
         }

@@ -1,0 +1,76 @@
+package dev.moecluster.control;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import io.grpc.ManagedChannel;
+import io.grpc.ServerServiceDefinition;
+import io.grpc.StatusRuntimeException;
+import io.grpc.health.v1.HealthCheckRequest;
+import io.grpc.health.v1.HealthCheckResponse.ServingStatus;
+import io.grpc.health.v1.HealthGrpc;
+import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
+import io.grpc.reflection.v1.ServerReflectionGrpc;
+import io.grpc.reflection.v1.ServerReflectionRequest;
+import io.grpc.reflection.v1.ServerReflectionResponse;
+import io.grpc.stub.StreamObserver;
+import java.util.List;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Test;
+
+class GrpcEndpointTest {
+    @Test
+    void reportsServingForTheServerAndItsServicesAndAnswersReflection() throws Exception {
+        try (GrpcEndpoint endpoint = GrpcEndpoint.start("127.0.0.1", 0, 1 << 20, List.of(reflectionProbe()))) {
+            ManagedChannel ch = NettyChannelBuilder.forAddress("127.0.0.1", endpoint.port()).usePlaintext().build();
+            try {
+                var health = HealthGrpc.newBlockingStub(ch).withDeadlineAfter(10, TimeUnit.SECONDS);
+                assertThat(health.check(HealthCheckRequest.getDefaultInstance()).getStatus()).isEqualTo(ServingStatus.SERVING);
+                assertThat(health.check(HealthCheckRequest.newBuilder().setService("test.Probe").build()).getStatus())
+                        .isEqualTo(ServingStatus.SERVING);
+                LinkedBlockingQueue<ServerReflectionResponse> answers = new LinkedBlockingQueue<>();
+                StreamObserver<ServerReflectionRequest> req = ServerReflectionGrpc.newStub(ch).serverReflectionInfo(new StreamObserver<>() {
+                    @Override
+                    public void onNext(ServerReflectionResponse value) {
+                        answers.add(value);
+                    }
+
+                    @Override
+                    public void onError(Throwable t) {}
+
+                    @Override
+                    public void onCompleted() {}
+                });
+                req.onNext(ServerReflectionRequest.newBuilder().setListServices("").build());
+                var services = answers.poll(10, TimeUnit.SECONDS).getListServicesResponse().getServiceList().stream()
+                        .map(s -> s.getName()).toList();
+                assertThat(services).contains("grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection");
+                req.onCompleted();
+            } finally {
+                ch.shutdownNow();
+            }
+        }
+    }
+
+    @Test
+    void closeAndKillCanBothBeCalledAndStopServing() throws Exception {
+        GrpcEndpoint endpoint = GrpcEndpoint.start("127.0.0.1", 0, 1 << 20, List.of(reflectionProbe()));
+        int port = endpoint.port();
+        endpoint.kill();
+        endpoint.close();
+        endpoint.kill();
+        ManagedChannel ch = NettyChannelBuilder.forAddress("127.0.0.1", port).usePlaintext().build();
+        try {
+            assertThatThrownBy(() -> HealthGrpc.newBlockingStub(ch).withDeadlineAfter(5, TimeUnit.SECONDS)
+                    .check(HealthCheckRequest.getDefaultInstance())).isInstanceOf(StatusRuntimeException.class);
+        } finally {
+            ch.shutdownNow();
+        }
+    }
+
+    /** A service named test.Probe with no methods, so health reports it by name. */
+    private static ServerServiceDefinition reflectionProbe() {
+        return ServerServiceDefinition.builder("test.Probe").build();
+    }
+}
