@@ -45,6 +45,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import java.util.Map;
 import java.util.UUID;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Function;
@@ -265,6 +266,37 @@ class TlsClusterTest {
             assertThat((String) run(command, "--help")[1]).as(command).contains("--tls-ca", "--tls-cert", "--tls-key", "--token-file");
         }
         assertThat((String) run("admin", "status", "--help")[1]).contains("--tls-ca", "--tls-cert", "--tls-key");
+    }
+
+    @Test
+    void configsDefaultToPlaintextWithoutHealthPortOrTokenAndKeepThemThroughCopies() {
+        RouterConfig rc = RouterConfig.defaults(model, router.placement());
+        assertThat(rc.tls()).isNull();
+        assertThat(rc.healthPort()).isEqualTo(-1);
+        assertThat(rc.authToken()).isNull();
+        TlsConfig tls = ca.tls(client);
+        BearerToken token = BearerToken.of(TOKEN);
+        RouterConfig secured = rc.withTls(tls).withHealthPort(50052).withAuthToken(token).withPort(7).withMetricsPort(0);
+        assertThat(secured.tls()).isEqualTo(tls);
+        assertThat(secured.healthPort()).isEqualTo(50052);
+        assertThat(secured.authToken()).isSameAs(token);
+        assertThat(secured.port()).isEqualTo(7);
+        assertThat(secured.toString()).doesNotContain(TOKEN);
+        assertThatThrownBy(() -> rc.withHealthPort(-2)).hasMessageContaining("health port must be -1 (none), 0 (free port) or 1..65535");
+
+        WorkerConfig wc = WorkerConfig.defaults("w", model, new ExpertAssignment(Map.of()));
+        assertThat(wc.tls()).isNull();
+        assertThat(wc.healthPort()).isEqualTo(-1);
+        WorkerConfig securedWorker = wc.withTls(tls).withHealthPort(50062).withMetrics(0, false);
+        assertThat(securedWorker.tls()).isEqualTo(tls);
+        assertThat(securedWorker.healthPort()).isEqualTo(50062);
+
+        CoordinatorConfig cc = CoordinatorConfig.local("c", 5701, model, 1, 1);
+        assertThat(cc.tls()).isNull();
+        assertThat(cc.healthPort()).isEqualTo(-1);
+        CoordinatorConfig securedCoordinator = cc.withTls(tls).withHealthPort(50072).withAdminPort(50071);
+        assertThat(securedCoordinator.tls()).isEqualTo(tls);
+        assertThat(securedCoordinator.healthPort()).isEqualTo(50072);
     }
 
     private static RouterGrpc.RouterBlockingStub authorized(ManagedChannel ch) {

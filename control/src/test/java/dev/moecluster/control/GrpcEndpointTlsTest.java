@@ -56,6 +56,7 @@ class GrpcEndpointTlsTest {
     void healthPortAnswersPlaintextWithTheSameStatusesWhileTheMainPortRequiresTls() throws Exception {
         TestCertificates ca = TestCertificates.newAuthority(dir, "ca");
         GrpcEndpoint endpoint = GrpcEndpoint.start("127.0.0.1", 0, 1 << 20, List.of(probe()), ca.tls(ca.issue("server")), 0);
+        int healthPort = endpoint.healthPort();
         try {
             assertThat(endpoint.healthPort()).isPositive().isNotEqualTo(endpoint.port());
             ManagedChannel ch = NettyChannelBuilder.forAddress("127.0.0.1", endpoint.healthPort()).usePlaintext().build();
@@ -75,7 +76,8 @@ class GrpcEndpointTlsTest {
         } finally {
             endpoint.close();
         }
-        ManagedChannel ch = NettyChannelBuilder.forAddress("127.0.0.1", endpoint.healthPort()).usePlaintext().build();
+        // close stops the health port too
+        ManagedChannel ch = NettyChannelBuilder.forAddress("127.0.0.1", healthPort).usePlaintext().build();
         try {
             assertThatThrownBy(() -> HealthGrpc.newBlockingStub(ch).withDeadlineAfter(5, TimeUnit.SECONDS)
                     .check(HealthCheckRequest.getDefaultInstance())).isInstanceOf(StatusRuntimeException.class);
