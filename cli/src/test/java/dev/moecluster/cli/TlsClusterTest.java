@@ -36,6 +36,12 @@ import io.grpc.health.v1.HealthGrpc;
 import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
 import io.grpc.stub.MetadataUtils;
 import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
 import java.io.PrintStream;
 import java.io.PrintWriter;
 import java.io.StringWriter;
@@ -90,7 +96,7 @@ class TlsClusterTest {
         }
         ExpertPlacement placement = ExpertPlacement.roundRobin(workers.stream().map(ExpertWorker::address).toList(), cfg, 1);
         router = RouterServer.start(RouterConfig.defaults(model, placement).withTls(ca.tls(ca.issue("router")))
-                .withHealthPort(0).withAuthToken(BearerToken.readFrom(tokenFile)));
+                .withHealthPort(0).withAuthToken(BearerToken.readFrom(tokenFile)).withMetricsPort(0));
     }
 
     @AfterAll
@@ -163,6 +169,9 @@ class TlsClusterTest {
                     .isInstanceOfSatisfying(StatusRuntimeException.class,
                             e -> assertThat(e.getStatus().getDescription()).isEqualTo("invalid bearer token"));
             assertThat(authorized(ch).getModelInfo(GetModelInfoRequest.getDefaultInstance()).getNumExperts()).isEqualTo(8);
+            // refusals are counted: the token check runs inside the request counter
+            assertThat(scrape(router.metricsPort())).containsPattern(
+                    "moe_router_requests_total\\{code=\"UNAUTHENTICATED\",method=\"GetModelInfo\"\\} [1-9]");
             assertThat(HealthGrpc.newBlockingStub(ch).withDeadlineAfter(10, TimeUnit.SECONDS)
                     .check(HealthCheckRequest.newBuilder().setService("moe.v1.Router").build()).getStatus())
                     .isEqualTo(ServingStatus.SERVING);
@@ -325,6 +334,18 @@ class TlsClusterTest {
                 .withDeadlineAfter(10, TimeUnit.SECONDS).check(HealthCheckRequest.getDefaultInstance())))
                 .isInstanceOfSatisfying(StatusRuntimeException.class,
                         e -> assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.UNAVAILABLE));
+    }
+
+    private static String scrape(int port) {
+        try {
+            return HttpClient.newHttpClient().send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + port + "/metrics")).build(),
+                    HttpResponse.BodyHandlers.ofString()).body();
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException(e);
+        }
     }
 
     private static String[] concat(String[] a, String[] b) {
