@@ -37,6 +37,13 @@ final class CoordinatorCommand implements Callable<Integer> {
     @Option(names = "--admin-port", defaultValue = "50071", description = "gRPC Admin API port (default: ${DEFAULT-VALUE}).")
     int adminPort;
 
+    @Option(names = "--health-port", defaultValue = "-1",
+            description = "Extra plaintext port serving only gRPC health, for probes when the Admin API port requires mutual TLS; 0 picks a free one, -1 serves none (default: ${DEFAULT-VALUE}).")
+    int healthPort;
+
+    @Mixin
+    ServerTlsOptions tls;
+
     @Option(names = "--expected-workers", defaultValue = "1", description = "The first placement waits for this many workers, or --initial-wait-s (default: ${DEFAULT-VALUE}).")
     int expectedWorkers;
 
@@ -67,7 +74,8 @@ final class CoordinatorCommand implements Callable<Integer> {
         var policy = PlacementPolicy.defaults().withMinReplicas(minReplicas).withMigrationThreshold(migrationThreshold);
         var config = new CoordinatorConfig(clusterName, host, port, adminPort, all, model.resolve(), policy, expectedWorkers,
                 Duration.ofSeconds(initialWaitSeconds), Duration.ofMillis(heartbeatTimeoutMs), Duration.ofMillis(drainGraceMs),
-                Duration.ofSeconds(rebalanceIntervalSeconds), rebalanceBelow, metricsPort);
+                Duration.ofSeconds(rebalanceIntervalSeconds), rebalanceBelow, metricsPort)
+                .withTls(tls.resolve()).withHealthPort(healthPort);
         CoordinatorServer server = CoordinatorServer.start(config);
         Runtime.getRuntime().addShutdownHook(new Thread(server::close));
         System.out.printf("coordinator %s:%d in cluster '%s' (members %s), admin API on %s%n", host, port, clusterName, all,

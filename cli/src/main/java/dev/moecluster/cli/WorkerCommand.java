@@ -38,6 +38,13 @@ final class WorkerCommand implements Callable<Integer> {
     @Option(names = "--port", defaultValue = "50061", description = "Port to listen on; 0 picks a free one (default: ${DEFAULT-VALUE}).")
     int port;
 
+    @Option(names = "--health-port", defaultValue = "-1",
+            description = "Extra plaintext port serving only gRPC health, for probes when the gRPC port requires mutual TLS; 0 picks a free one, -1 serves none (default: ${DEFAULT-VALUE}).")
+    int healthPort;
+
+    @Mixin
+    ServerTlsOptions tls;
+
     @Option(names = "--id", description = "Worker name in logs and Describe. Default: worker-PORT.")
     String id;
 
@@ -105,7 +112,7 @@ final class WorkerCommand implements Callable<Integer> {
         }
         var wc = new WorkerConfig(workerId, host, port, dir, held, backend, Duration.ofNanos(coalesceMicros * 1000),
                 Math.multiplyExact(maxMessageMb, 1024 * 1024), 64, control, MemorySize.parse(memoryBudget).bytes(), metricsPort,
-                perExpertMetrics);
+                perExpertMetrics).withTls(tls.resolve()).withHealthPort(healthPort);
         ExpertWorker worker = ExpertWorker.start(wc);
         Runtime.getRuntime().addShutdownHook(new Thread(worker::close));
         System.out.printf("worker %s holding %d experts of %s, listening on %s%s%n", workerId, held.expertCount(),

@@ -3,7 +3,9 @@ package dev.moecluster.coordinator;
 import static java.util.Objects.requireNonNull;
 
 import dev.moecluster.control.ControlPlaneConfig;
+import dev.moecluster.control.GrpcEndpoint;
 import dev.moecluster.control.MetricsEndpoint;
+import dev.moecluster.control.TlsConfig;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
@@ -22,6 +24,9 @@ import java.util.List;
  * @param rebalanceBelow automatic rebalancing starts when balancedness (mean/max load) falls below this
  * @param metricsPort Prometheus {@code /metrics} port: 0 picks a free one, -1 serves none; the command
  *     line defaults to {@value #DEFAULT_METRICS_PORT}, {@link #local} to -1
+ * @param tls TLS for the Admin API port (client certificates required when it has a CA); null for
+ *     plaintext. Hazelcast's port has no TLS in the open-source edition
+ * @param healthPort plaintext port serving only gRPC health: 0 picks a free one, -1 serves none
  */
 public record CoordinatorConfig(
         String clusterName,
@@ -37,7 +42,9 @@ public record CoordinatorConfig(
         Duration drainGrace,
         Duration rebalanceInterval,
         double rebalanceBelow,
-        int metricsPort) {
+        int metricsPort,
+        TlsConfig tls,
+        int healthPort) {
 
     /** {@code moe coordinator --metrics-port} default. */
     public static final int DEFAULT_METRICS_PORT = 9402;
@@ -58,6 +65,15 @@ public record CoordinatorConfig(
             throw new IllegalArgumentException("rebalance threshold must be in (0, 1], got " + rebalanceBelow);
         }
         MetricsEndpoint.requirePort(metricsPort);
+        GrpcEndpoint.requireHealthPort(healthPort);
+    }
+
+    /** Plaintext Admin API, no health-only port. */
+    public CoordinatorConfig(String clusterName, String host, int hazelcastPort, int adminPort, List<String> members,
+            Path modelDir, PlacementPolicy policy, int expectedWorkers, Duration initialWait, Duration heartbeatTimeout,
+            Duration drainGrace, Duration rebalanceInterval, double rebalanceBelow, int metricsPort) {
+        this(clusterName, host, hazelcastPort, adminPort, members, modelDir, policy, expectedWorkers, initialWait,
+                heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, null, GrpcEndpoint.NO_HEALTH_PORT);
     }
 
     /**
@@ -72,28 +88,40 @@ public record CoordinatorConfig(
 
     public CoordinatorConfig withMembers(List<String> all, int port) {
         return new CoordinatorConfig(clusterName, host, port, adminPort, all, modelDir, policy, expectedWorkers, initialWait,
-                heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort);
+                heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort);
     }
 
     public CoordinatorConfig withAdminPort(int port) {
         return new CoordinatorConfig(clusterName, host, hazelcastPort, port, members, modelDir, policy, expectedWorkers,
-                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort);
+                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort);
     }
 
     public CoordinatorConfig withInitialWait(Duration d) {
         return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, modelDir, policy, expectedWorkers,
-                d, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort);
+                d, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort);
     }
 
     public CoordinatorConfig withHeartbeatTimeout(Duration d) {
         return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, modelDir, policy, expectedWorkers,
-                initialWait, d, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort);
+                initialWait, d, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort);
     }
 
     /** Serves {@code /metrics} on {@code port}: 0 picks a free one, -1 serves none. */
     public CoordinatorConfig withMetricsPort(int port) {
         return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, modelDir, policy, expectedWorkers,
-                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, port);
+                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, port, tls, healthPort);
+    }
+
+    /** Serves the Admin API over TLS; null for plaintext. */
+    public CoordinatorConfig withTls(TlsConfig newTls) {
+        return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, modelDir, policy, expectedWorkers,
+                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, newTls, healthPort);
+    }
+
+    /** Serves gRPC health alone on a plaintext {@code port}: 0 picks a free one, -1 serves none. */
+    public CoordinatorConfig withHealthPort(int port) {
+        return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, modelDir, policy, expectedWorkers,
+                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, port);
     }
 
     /** The settings workers and routers use to reach these coordinators. */

@@ -42,7 +42,7 @@ public final class CoordinatorServer implements AutoCloseable {
         CoordinatorMetrics.register(metrics.registry(), reconciler);
         this.loop = Executors.newSingleThreadScheduledExecutor(r -> Thread.ofPlatform().name("moe-coordinator").daemon().unstarted(r));
         this.admin = GrpcEndpoint.start(config.host(), config.adminPort(), 4 * 1024 * 1024,
-                List.of(new AdminService(hz, reconciler, config).bindService()));
+                List.of(new AdminService(hz, reconciler, config).bindService()), config.tls(), config.healthPort());
         loop.scheduleWithFixedDelay(reconciler::tick, 200, 250, TimeUnit.MILLISECONDS);
     }
 
@@ -57,6 +57,8 @@ public final class CoordinatorServer implements AutoCloseable {
             LOG.info(() -> "coordinator member " + config.host() + ":" + config.hazelcastPort() + " of cluster '"
                     + config.clusterName() + "' (" + hz.getCluster().getMembers().size() + " member(s)), admin API on "
                     + server.adminAddress()
+                    + (config.tls() == null ? "" : config.tls().requiresClientCertificates() ? " (mutual TLS)" : " (TLS)")
+                    + (server.healthPort() == GrpcEndpoint.NO_HEALTH_PORT ? "" : ", health on port " + server.healthPort())
                     + (server.metricsPort() == MetricsEndpoint.OFF ? "" : ", metrics on port " + server.metricsPort()));
             return server;
         } catch (IOException | RuntimeException e) {
@@ -95,6 +97,11 @@ public final class CoordinatorServer implements AutoCloseable {
 
     public int adminPort() {
         return admin.port();
+    }
+
+    /** Port of the plaintext health-only server, or -1 when there is none. */
+    public int healthPort() {
+        return admin.healthPort();
     }
 
     /** Port of {@code /metrics}, or -1 when none is served. */

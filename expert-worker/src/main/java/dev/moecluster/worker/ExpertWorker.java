@@ -42,7 +42,7 @@ public final class ExpertWorker implements AutoCloseable {
                 config.maxBatchesInFlightPerStream());
         WorkerMetrics.register(metrics.registry(), coalescer, store, backend.name(), config.perExpertMetrics());
         this.server = GrpcEndpoint.start(config.host(), config.port(), config.maxInboundMessageBytes(),
-                List.of(service.bindService()));
+                List.of(service.bindService()), config.tls(), config.healthPort());
         this.agent = config.controlPlane() == null ? null : new WorkerAgent(
                 ControlClient.connect(config.controlPlane(), "worker-" + config.workerId()), store, config.workerId(),
                 address(), backend.name(), config.memoryBytes());
@@ -60,7 +60,9 @@ public final class ExpertWorker implements AutoCloseable {
             metrics = MetricsEndpoint.start(config.host(), config.metricsPort());
             ExpertWorker worker = new ExpertWorker(config, store, backend, metrics);
             LOG.info(() -> "worker " + config.workerId() + " serving " + config.assignment().expertCount()
-                    + " experts on " + worker.address() + " (backend " + backend.name() + ")");
+                    + " experts on " + worker.address() + " (backend " + backend.name() + ")"
+                    + (config.tls() == null ? "" : config.tls().requiresClientCertificates() ? ", mutual TLS" : ", TLS")
+                    + (worker.healthPort() == GrpcEndpoint.NO_HEALTH_PORT ? "" : ", health on port " + worker.healthPort()));
             return worker;
         } catch (IOException | RuntimeException e) {
             if (metrics != null) {
@@ -85,6 +87,11 @@ public final class ExpertWorker implements AutoCloseable {
 
     public int port() {
         return server.port();
+    }
+
+    /** Port of the plaintext health-only server, or -1 when there is none. */
+    public int healthPort() {
+        return server.healthPort();
     }
 
     /** Port of {@code /metrics}, or -1 when none is served. */

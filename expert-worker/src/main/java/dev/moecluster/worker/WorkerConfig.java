@@ -3,7 +3,9 @@ package dev.moecluster.worker;
 import static java.util.Objects.requireNonNull;
 
 import dev.moecluster.control.ControlPlaneConfig;
+import dev.moecluster.control.GrpcEndpoint;
 import dev.moecluster.control.MetricsEndpoint;
+import dev.moecluster.control.TlsConfig;
 import dev.moecluster.core.placement.ExpertAssignment;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -28,6 +30,8 @@ import java.time.Duration;
  * @param metricsPort Prometheus {@code /metrics} port: 0 picks a free one, -1 serves none; the command
  *     line defaults to {@value #DEFAULT_METRICS_PORT}, {@link #defaults} to -1 (embedded workers)
  * @param perExpertMetrics rows computed as one series per held (layer, expert); false sums them into one
+ * @param tls TLS for the worker's port (router certificates required when it has a CA); null for plaintext
+ * @param healthPort plaintext port serving only gRPC health: 0 picks a free one, -1 serves none
  */
 public record WorkerConfig(
         String workerId,
@@ -42,7 +46,9 @@ public record WorkerConfig(
         ControlPlaneConfig controlPlane,
         long memoryBytes,
         int metricsPort,
-        boolean perExpertMetrics) {
+        boolean perExpertMetrics,
+        TlsConfig tls,
+        int healthPort) {
 
     public static final int DEFAULT_MAX_INBOUND_BYTES = 256 * 1024 * 1024;
     public static final long DEFAULT_MEMORY_BYTES = 8L << 30;
@@ -76,6 +82,16 @@ public record WorkerConfig(
             throw new IllegalArgumentException("max batches in flight per stream must be at least 1");
         }
         MetricsEndpoint.requirePort(metricsPort);
+        GrpcEndpoint.requireHealthPort(healthPort);
+    }
+
+    /** Plaintext, no health-only port. */
+    public WorkerConfig(String workerId, String host, int port, Path modelDir, ExpertAssignment assignment, String backend,
+            Duration coalesceWindow, int maxInboundMessageBytes, int maxBatchesInFlightPerStream,
+            ControlPlaneConfig controlPlane, long memoryBytes, int metricsPort, boolean perExpertMetrics) {
+        this(workerId, host, port, modelDir, assignment, backend, coalesceWindow, maxInboundMessageBytes,
+                maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics, null,
+                GrpcEndpoint.NO_HEALTH_PORT);
     }
 
     /** A config with the defaults: loopback, free port, cpu, natural batching, 256 MiB messages, 64 in flight, no metrics port, per-expert series. */
@@ -86,33 +102,46 @@ public record WorkerConfig(
 
     public WorkerConfig withPort(int newPort) {
         return new WorkerConfig(workerId, host, newPort, modelDir, assignment, backend, coalesceWindow,
-                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics);
+                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics, tls, healthPort);
     }
 
     public WorkerConfig withHost(String newHost) {
         return new WorkerConfig(workerId, newHost, port, modelDir, assignment, backend, coalesceWindow,
-                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics);
+                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics, tls, healthPort);
     }
 
     /** The same worker, registering with {@code control} and holding what the coordinator assigns. */
     public WorkerConfig withControlPlane(ControlPlaneConfig control, long budgetBytes) {
         return new WorkerConfig(workerId, host, port, modelDir, assignment, backend, coalesceWindow, maxInboundMessageBytes,
-                maxBatchesInFlightPerStream, control, budgetBytes, metricsPort, perExpertMetrics);
+                maxBatchesInFlightPerStream, control, budgetBytes, metricsPort, perExpertMetrics, tls, healthPort);
     }
 
     public WorkerConfig withCoalesceWindow(Duration window) {
         return new WorkerConfig(workerId, host, port, modelDir, assignment, backend, window,
-                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics);
+                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics, tls, healthPort);
     }
 
     public WorkerConfig withMaxInboundMessageBytes(int bytes) {
         return new WorkerConfig(workerId, host, port, modelDir, assignment, backend, coalesceWindow, bytes,
-                maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics);
+                maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics, tls, healthPort);
     }
 
     /** Serves {@code /metrics} on {@code port} (0 picks a free one, -1 none), per expert or summed. */
     public WorkerConfig withMetrics(int port, boolean perExpert) {
         return new WorkerConfig(workerId, host, this.port, modelDir, assignment, backend, coalesceWindow,
-                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, port, perExpert);
+                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, port, perExpert, tls, healthPort);
+    }
+
+    /** Serves the worker's port over TLS; null for plaintext. */
+    public WorkerConfig withTls(TlsConfig newTls) {
+        return new WorkerConfig(workerId, host, port, modelDir, assignment, backend, coalesceWindow, maxInboundMessageBytes,
+                maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics, newTls, healthPort);
+    }
+
+    /** Serves gRPC health alone on a plaintext {@code port}: 0 picks a free one, -1 serves none. */
+    public WorkerConfig withHealthPort(int port) {
+        return new WorkerConfig(workerId, host, this.port, modelDir, assignment, backend, coalesceWindow,
+                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics,
+                tls, port);
     }
 }
