@@ -4,11 +4,13 @@ import static java.util.Objects.requireNonNull;
 
 import dev.moecluster.control.ControlClient;
 import dev.moecluster.control.GrpcEndpoint;
-import java.util.List;
 import dev.moecluster.control.MetricsEndpoint;
 import dev.moecluster.core.kernel.Gemm;
 import dev.moecluster.core.model.ModelConfig;
 import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.net.InetAddress;
+import java.util.List;
 import java.util.logging.Logger;
 
 /**
@@ -99,9 +101,24 @@ public final class ExpertWorker implements AutoCloseable {
         return metrics.port();
     }
 
-    /** {@code host:port} routers connect to. */
+    /** {@code host:port} routers connect to: the advertised host, else the bound one, else (bound to every interface) this machine's address. */
     public String address() {
-        return config.host() + ":" + port();
+        return advertisedHost(config) + ":" + port();
+    }
+
+    static String advertisedHost(WorkerConfig config) {
+        if (config.advertiseHost() != null) {
+            return config.advertiseHost();
+        }
+        String host = config.host();
+        if (!host.equals("0.0.0.0") && !host.equals("::") && !host.equals("[::]")) {
+            return host;
+        }
+        try {
+            return InetAddress.getLocalHost().getHostAddress();
+        } catch (IOException e) {
+            throw new UncheckedIOException("bound to every interface and this machine's address is unknown: pass --advertise", e);
+        }
     }
 
     public String workerId() {
