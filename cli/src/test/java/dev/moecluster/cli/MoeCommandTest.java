@@ -68,6 +68,14 @@ class MoeCommandTest {
     }
 
     @Test
+    void coordinatorTakesEitherAMemberListOrAKubernetesService() {
+        Object[] both = run("coordinator", "--members", "10.0.0.1:5701", "--kubernetes-service-dns",
+                "moe-coordinator-headless.moe.svc.cluster.local");
+        assertThat(both[0]).isEqualTo(2);
+        assertThat((String) both[2]).contains("--members", "--kubernetes-service-dns", "mutually exclusive");
+    }
+
+    @Test
     void demoVerifiesAgainstTheReferenceAndPrintsTheTables() {
         String old = System.getProperty("moe.cache.dir");
         System.setProperty("moe.cache.dir", tmp.resolve("cache").toString());
