@@ -4,8 +4,10 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.dataformat.yaml.YAMLFactory;
 import io.fabric8.kubernetes.api.model.ConfigMap;
+import io.fabric8.kubernetes.api.model.Container;
 import io.fabric8.kubernetes.api.model.GenericKubernetesResource;
 import io.fabric8.kubernetes.api.model.HasMetadata;
+import io.fabric8.kubernetes.api.model.PodTemplateSpec;
 import io.fabric8.kubernetes.api.model.Service;
 import io.fabric8.kubernetes.api.model.apps.Deployment;
 import io.fabric8.kubernetes.api.model.apps.StatefulSet;
@@ -131,6 +133,38 @@ final class RenderedObjects {
     /** Every object of this kind, by kind name (for kinds without a model class). */
     List<HasMetadata> ofKind(String kind) {
         return objects.stream().filter(o -> o.getKind().equals(kind)).toList();
+    }
+
+    /** The pod template of the StatefulSet or Deployment with this name. */
+    PodTemplateSpec podTemplate(String workload) {
+        List<PodTemplateSpec> templates = new ArrayList<>();
+        all(StatefulSet.class).stream().filter(s -> s.getMetadata().getName().equals(workload))
+                .forEach(s -> templates.add(s.getSpec().getTemplate()));
+        all(Deployment.class).stream().filter(d -> d.getMetadata().getName().equals(workload))
+                .forEach(d -> templates.add(d.getSpec().getTemplate()));
+        if (templates.size() != 1) {
+            throw new NoSuchElementException(templates.size() + " workloads named " + workload);
+        }
+        return templates.getFirst();
+    }
+
+    /** The only container of that workload's pods. */
+    Container container(String workload) {
+        List<Container> containers = podTemplate(workload).getSpec().getContainers();
+        if (containers.size() != 1) {
+            throw new IllegalStateException(workload + " has " + containers.size() + " containers, expected 1");
+        }
+        return containers.getFirst();
+    }
+
+    /** The value after {@code flag} in the container's args; fails when the flag is absent or repeated. */
+    static String flag(Container container, String flag) {
+        List<String> args = container.getArgs();
+        int at = args.indexOf(flag);
+        if (at < 0 || at == args.size() - 1 || args.lastIndexOf(flag) != at) {
+            throw new AssertionError(container.getName() + " should pass " + flag + " once with a value: " + args);
+        }
+        return args.get(at + 1);
     }
 
     /** The object of this type and name. */
