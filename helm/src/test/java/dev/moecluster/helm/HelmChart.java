@@ -37,12 +37,13 @@ final class HelmChart {
     /** The chart this module ships, located by the build (system property {@code moe.chart.dir}). */
     static HelmChart moeCluster() {
         return new HelmChart(Path.of(requireNonNull(System.getProperty("moe.chart.dir"),
-                "system property moe.chart.dir is not set: run the tests through ./mvnw -pl helm")));
+                "system property moe.chart.dir is not set: run the tests through ./mvnw -pl helm")).toAbsolutePath().normalize());
     }
 
     /** The repository root (system property {@code moe.repo.root}), for deploy/. */
     static Path repoRoot() {
-        return Path.of(requireNonNull(System.getProperty("moe.repo.root"), "system property moe.repo.root is not set"));
+        return Path.of(requireNonNull(System.getProperty("moe.repo.root"), "system property moe.repo.root is not set"))
+                .toAbsolutePath().normalize();
     }
 
     Path dir() {
