@@ -44,6 +44,7 @@ class CoordinatorHazelcastConfigTest {
         assertThat(join.getTcpIpConfig().isEnabled()).isFalse();
         assertThat(join.getMulticastConfig().isEnabled()).isFalse();
         assertThat(join.getAutoDetectionConfig().isEnabled()).isFalse();
+        join.verify(); // Hazelcast's own check: exactly one join mechanism is on
         // members advertise the address they bind (the pod IP in Kubernetes), which clients then dial
         assertThat(hz.getNetworkConfig().getPublicAddress()).isEqualTo("10.1.2.3:5701");
         assertThat(hz.getClusterName()).isEqualTo("test");
