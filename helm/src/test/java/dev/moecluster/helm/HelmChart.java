@@ -7,6 +7,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import com.fasterxml.jackson.dataformat.yaml.YAMLFactory;
 import com.marcnuri.helm.Helm;
+import com.marcnuri.helm.InstallCommand;
 import com.marcnuri.helm.LintResult;
 import com.marcnuri.helm.TemplateCommand;
 import java.io.IOException;
@@ -96,6 +97,18 @@ final class HelmChart {
             command = command.set(set.getKey(), set.getValue());
         }
         return command.call();
+    }
+
+    /**
+     * What {@code helm install --dry-run=client} prints for this chart (release summary and NOTES.txt),
+     * with {@code valuesFile} over the defaults when not null.
+     */
+    String installOutput(Path valuesFile) {
+        InstallCommand command = new Helm(dir).install().withName(RELEASE).withNamespace(NAMESPACE).clientOnly().dryRun();
+        if (valuesFile != null) {
+            command = command.withValuesFile(valuesFile);
+        }
+        return command.call().getOutput();
     }
 
     /** Helm's coalescing of values: maps merge key by key, the override wins everywhere else. */
