@@ -11,6 +11,7 @@ import io.fabric8.kubernetes.api.model.ConfigMap;
 import io.fabric8.kubernetes.api.model.Container;
 import io.fabric8.kubernetes.api.model.GenericKubernetesResource;
 import io.fabric8.kubernetes.api.model.Quantity;
+import io.fabric8.kubernetes.api.model.Service;
 import io.fabric8.kubernetes.api.model.Volume;
 import io.fabric8.kubernetes.api.model.apps.Deployment;
 import io.fabric8.kubernetes.api.model.apps.StatefulSet;
@@ -126,7 +127,7 @@ class ChartProductionValuesTest {
             assertThat(e).containsEntry("port", "metrics").containsEntry("path", "/metrics");
         });
         // the selected Services that carry a metrics port: one per component
-        assertThat(objects.all(io.fabric8.kubernetes.api.model.Service.class))
+        assertThat(objects.all(Service.class))
                 .filteredOn(s -> s.getMetadata().getLabels().entrySet().containsAll(selector.entrySet()))
                 .filteredOn(s -> s.getSpec().getPorts().stream().anyMatch(p -> p.getName().equals("metrics")))
                 .extracting(s -> s.getMetadata().getName())
