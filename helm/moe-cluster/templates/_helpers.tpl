@@ -22,9 +22,13 @@ Names, labels and the pieces every component's pod shares. Component templates c
 {{- end -}}
 {{- end -}}
 
-{{/* Name of one component's objects, e.g. moe-moe-cluster-router. */}}
+{{/*
+Name of one component's objects, e.g. moe-moe-cluster-router. The prefix is cut to 38 characters so the
+longest names stay valid: "<prefix>-coordinator-headless" within 63 (a Service), "<prefix>-coordinator"
+within 52 (a StatefulSet, whose pods' controller-revision-hash label adds 11 more).
+*/}}
 {{- define "moe-cluster.componentName" -}}
-{{- printf "%s-%s" (include "moe-cluster.fullname" .ctx | trunc 50 | trimSuffix "-") .component -}}
+{{- printf "%s-%s" (include "moe-cluster.fullname" .ctx | trunc 38 | trimSuffix "-") .component -}}
 {{- end -}}
 
 {{/* Chart name and version, for helm.sh/chart. */}}

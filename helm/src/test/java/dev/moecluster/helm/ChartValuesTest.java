@@ -86,6 +86,18 @@ class ChartValuesTest {
     }
 
     @Test
+    void longReleaseNamesStillGiveValidObjectNames() {
+        var objects = RenderedObjects.parse(chart.template(null,
+                Map.of("fullnameOverride", "a-very-long-release-name-for-a-production-moe-cluster-deployment",
+                        "grafana.dashboard.enabled", true, "metrics.serviceMonitor.enabled", true,
+                        "router.autoscaling.enabled", true)));
+        assertThat(objects.all()).hasSize(14);
+        assertThat(objects.all()).allSatisfy(o -> assertThat(o.getMetadata().getName())
+                .hasSizeLessThanOrEqualTo(o.getKind().equals("StatefulSet") ? 52 : 63)
+                .matches("[a-z0-9]([-a-z0-9]*[a-z0-9])?"));
+    }
+
+    @Test
     void anUnknownBackendFailsRenderingWithTheChoices() {
         assertThatThrownBy(() -> chart.template(null, Map.of("workers.backend", "tpu")))
                 .hasMessageContaining("workers.backend must be one of cpu, cuda or auto, got \"tpu\"");
