@@ -79,28 +79,20 @@ app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
 {{- end -}}
 
 {{/*
-Checks values that would otherwise render a broken cluster; each failure names the value to fix.
-Included by every workload template, so `helm template` and `helm install` stop before applying anything.
+Checks across values that would otherwise render a broken cluster; each failure names the value to fix.
+(values.schema.json checks single values: keys, types, ranges.) Included by every workload template, so
+`helm template` and `helm install` stop before applying anything.
 */}}
 {{- define "moe-cluster.validate" -}}
 {{- $backends := list "cpu" "cuda" "auto" -}}
 {{- if not (has .Values.workers.backend $backends) -}}
 {{- fail (printf "workers.backend must be one of cpu, cuda or auto, got %q" (toString .Values.workers.backend)) -}}
 {{- end -}}
-{{- if and (eq .Values.workers.backend "cuda") (lt (int .Values.workers.gpus) 1) -}}
-{{- fail "workers.gpus must be at least 1 when workers.backend is cuda" -}}
-{{- end -}}
 {{- if and .Values.model.existingClaim .Values.model.hostPath -}}
 {{- fail "set at most one of model.existingClaim and model.hostPath" -}}
 {{- end -}}
 {{- if and .Values.tls.enabled (not .Values.tls.secretName) -}}
 {{- fail "tls.enabled needs tls.secretName: a kubernetes.io/tls Secret with tls.crt, tls.key and ca.crt" -}}
-{{- end -}}
-{{- if lt (int .Values.coordinator.replicas) 1 -}}
-{{- fail "coordinator.replicas must be at least 1" -}}
-{{- end -}}
-{{- if lt (int .Values.workers.replicas) 1 -}}
-{{- fail "workers.replicas must be at least 1" -}}
 {{- end -}}
 {{- if gt (int .Values.coordinator.minReplicas) (int .Values.workers.replicas) -}}
 {{- fail (printf "coordinator.minReplicas (%d) cannot exceed workers.replicas (%d): every copy of an expert needs its own worker" (int .Values.coordinator.minReplicas) (int .Values.workers.replicas)) -}}

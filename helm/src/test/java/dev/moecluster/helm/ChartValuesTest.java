@@ -98,6 +98,21 @@ class ChartValuesTest {
     }
 
     @Test
+    void aMisspeltValueIsRefusedInsteadOfIgnored() {
+        assertThatThrownBy(() -> chart.template(null, Map.of("workers.replica", 8)))
+                .hasMessageContaining("values don't meet the specifications of the schema")
+                .hasMessageContaining("replica");
+    }
+
+    @Test
+    void aValueOfTheWrongTypeIsRefused() {
+        assertThatThrownBy(() -> chart.template(null, Map.of("router.service.type", "Ingress")))
+                .hasMessageContaining("router.service.type");
+        assertThatThrownBy(() -> chart.template(null, Map.of("workers.replicas", 0)))
+                .hasMessageContaining("workers.replicas");
+    }
+
+    @Test
     void anUnknownBackendFailsRenderingWithTheChoices() {
         assertThatThrownBy(() -> chart.template(null, Map.of("workers.backend", "tpu")))
                 .hasMessageContaining("workers.backend must be one of cpu, cuda or auto, got \"tpu\"");
