@@ -17,6 +17,8 @@ import java.util.List;
  * @param hazelcastPort this member's Hazelcast port
  * @param adminPort gRPC Admin port; 0 picks a free one
  * @param members all coordinator members ({@code host:port}), this one included
+ * @param kubernetesServiceDns a headless Service whose DNS records are the members (Hazelcast's Kubernetes
+ *     discovery in DNS lookup mode), or null to join {@code members} over TCP-IP
  * @param modelDir the served model (only config.json is read: shape and bytes per expert)
  * @param expectedWorkers the first placement waits for this many workers, or {@code initialWait}
  * @param drainGrace after every router switched epochs, how long old copies stay for in-flight batches
@@ -34,6 +36,7 @@ public record CoordinatorConfig(
         int hazelcastPort,
         int adminPort,
         List<String> members,
+        String kubernetesServiceDns,
         Path modelDir,
         PlacementPolicy policy,
         int expectedWorkers,
@@ -58,6 +61,9 @@ public record CoordinatorConfig(
         if (members.isEmpty()) {
             throw new IllegalArgumentException("the member list must name at least this coordinator");
         }
+        if (kubernetesServiceDns != null && kubernetesServiceDns.isBlank()) {
+            throw new IllegalArgumentException("the Kubernetes service DNS name is blank");
+        }
         if (expectedWorkers < 1) {
             throw new IllegalArgumentException("expected workers must be at least 1");
         }
@@ -70,10 +76,11 @@ public record CoordinatorConfig(
 
     /** Plaintext Admin API, no health-only port. */
     public CoordinatorConfig(String clusterName, String host, int hazelcastPort, int adminPort, List<String> members,
-            Path modelDir, PlacementPolicy policy, int expectedWorkers, Duration initialWait, Duration heartbeatTimeout,
-            Duration drainGrace, Duration rebalanceInterval, double rebalanceBelow, int metricsPort) {
-        this(clusterName, host, hazelcastPort, adminPort, members, modelDir, policy, expectedWorkers, initialWait,
-                heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, null, GrpcEndpoint.NO_HEALTH_PORT);
+            String kubernetesServiceDns, Path modelDir, PlacementPolicy policy, int expectedWorkers, Duration initialWait,
+            Duration heartbeatTimeout, Duration drainGrace, Duration rebalanceInterval, double rebalanceBelow, int metricsPort) {
+        this(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
+                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, null,
+                GrpcEndpoint.NO_HEALTH_PORT);
     }
 
     /**
@@ -81,46 +88,46 @@ public record CoordinatorConfig(
      * port, workers dead after 3 s of silence, no metrics port.
      */
     public static CoordinatorConfig local(String clusterName, int port, Path modelDir, int expectedWorkers, int minReplicas) {
-        return new CoordinatorConfig(clusterName, "127.0.0.1", port, 0, List.of("127.0.0.1:" + port), modelDir,
+        return new CoordinatorConfig(clusterName, "127.0.0.1", port, 0, List.of("127.0.0.1:" + port), null, modelDir,
                 PlacementPolicy.defaults().withMinReplicas(minReplicas), expectedWorkers, Duration.ofSeconds(10),
                 Duration.ofSeconds(3), Duration.ofSeconds(1), Duration.ofSeconds(60), 0.8, MetricsEndpoint.OFF);
     }
 
     public CoordinatorConfig withMembers(List<String> all, int port) {
-        return new CoordinatorConfig(clusterName, host, port, adminPort, all, modelDir, policy, expectedWorkers, initialWait,
-                heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort);
+        return new CoordinatorConfig(clusterName, host, port, adminPort, all, kubernetesServiceDns, modelDir, policy, expectedWorkers,
+                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort);
     }
 
     public CoordinatorConfig withAdminPort(int port) {
-        return new CoordinatorConfig(clusterName, host, hazelcastPort, port, members, modelDir, policy, expectedWorkers,
+        return new CoordinatorConfig(clusterName, host, hazelcastPort, port, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
                 initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort);
     }
 
     public CoordinatorConfig withInitialWait(Duration d) {
-        return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, modelDir, policy, expectedWorkers,
+        return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
                 d, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort);
     }
 
     public CoordinatorConfig withHeartbeatTimeout(Duration d) {
-        return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, modelDir, policy, expectedWorkers,
+        return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
                 initialWait, d, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort);
     }
 
     /** Serves {@code /metrics} on {@code port}: 0 picks a free one, -1 serves none. */
     public CoordinatorConfig withMetricsPort(int port) {
-        return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, modelDir, policy, expectedWorkers,
+        return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
                 initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, port, tls, healthPort);
     }
 
     /** Serves the Admin API over TLS; null for plaintext. */
     public CoordinatorConfig withTls(TlsConfig newTls) {
-        return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, modelDir, policy, expectedWorkers,
+        return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
                 initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, newTls, healthPort);
     }
 
     /** Serves gRPC health alone on a plaintext {@code port}: 0 picks a free one, -1 serves none. */
     public CoordinatorConfig withHealthPort(int port) {
-        return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, modelDir, policy, expectedWorkers,
+        return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
                 initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, port);
     }
 

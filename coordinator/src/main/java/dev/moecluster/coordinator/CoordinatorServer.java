@@ -70,7 +70,8 @@ public final class CoordinatorServer implements AutoCloseable {
         }
     }
 
-    private static Config hazelcastConfig(CoordinatorConfig c) {
+    /** The Hazelcast member configuration for {@code c}; package-private for the test that checks it. */
+    static Config hazelcastConfig(CoordinatorConfig c) {
         Config config = new Config();
         config.setClusterName(c.clusterName());
         config.setInstanceName("moe-coordinator-" + c.host() + "-" + c.hazelcastPort() + "-" + System.nanoTime());
@@ -85,7 +86,16 @@ public final class CoordinatorServer implements AutoCloseable {
         JoinConfig join = network.getJoin();
         join.getMulticastConfig().setEnabled(false);
         join.getAutoDetectionConfig().setEnabled(false);
-        join.getTcpIpConfig().setEnabled(true).setMembers(c.members());
+        if (c.kubernetesServiceDns() != null) {
+            // the headless Service lists every member pod, ready or not: Hazelcast's Kubernetes discovery
+            // in DNS lookup mode needs neither API access nor a member list that changes with scaling
+            join.getTcpIpConfig().setEnabled(false);
+            join.getKubernetesConfig().setEnabled(true)
+                    .setProperty("service-dns", c.kubernetesServiceDns())
+                    .setProperty("service-port", Integer.toString(c.hazelcastPort()));
+        } else {
+            join.getTcpIpConfig().setEnabled(true).setMembers(c.members());
+        }
         // every state map keeps one synchronous backup on another member, so a coordinator can die
         config.addMapConfig(new MapConfig("moe.*").setBackupCount(1));
         return config;
