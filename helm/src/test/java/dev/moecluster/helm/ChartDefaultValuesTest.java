@@ -193,8 +193,13 @@ class ChartDefaultValuesTest {
         }
         Container worker = objects.container(WORKER);
         assertThat(worker.getArgs().getFirst()).isEqualTo("worker");
-        // a worker registers the address it binds; routers dial it, so it must be the pod's
+        // a worker registers under its pod's stable DNS name through the headless Service; routers dial it
         assertThat(flag(worker, "--host")).isEqualTo("$(POD_IP)");
+        assertThat(flag(worker, "--advertise")).isEqualTo("$(POD_NAME)." + WORKER + ".moe.svc.cluster.local");
+        Service workerService = objects.get(Service.class, WORKER);
+        assertThat(workerService.getSpec().getClusterIP()).isEqualTo("None");
+        assertThat(workerService.getSpec().getPublishNotReadyAddresses()).isTrue();
+        assertThat(objects.get(StatefulSet.class, WORKER).getSpec().getServiceName()).isEqualTo(WORKER);
         assertThat(flag(worker, "--id")).isEqualTo("$(POD_NAME)");
         assertThat(flag(worker, "--port")).isEqualTo("50061");
         assertThat(flag(worker, "--backend")).isEqualTo("cpu");
