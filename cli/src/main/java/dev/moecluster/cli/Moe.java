@@ -50,7 +50,8 @@ public final class Moe {
         System.exit(code);
     }
 
-    static CommandLine commandLine() {
+    /** The {@code moe} command line; public so tests elsewhere (the Helm chart's) can parse argument lists against it. */
+    public static CommandLine commandLine() {
         CommandLine cl = new CommandLine(Moe.class);
         cl.setExecutionExceptionHandler((e, cmd, parsed) -> {
             String message = e instanceof io.grpc.StatusRuntimeException s
