@@ -4,6 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.moecluster.core.model.Architecture;
 import dev.moecluster.core.model.ModelConfig;
+import dev.moecluster.router.generate.GenerationConfig;
 import dev.moecluster.worker.ExpertWorker;
 import java.nio.file.Path;
 import java.util.List;
@@ -38,6 +39,8 @@ class MetricsTest {
             assertThat(router.sum("moe_router_failovers_total", s -> true)).isZero();
             assertThat(router.sum("moe_router_placement_epoch", s -> true)).isEqualTo(cluster.router().placement().epoch());
             assertThat(router.sum("moe_router_active_sequences", s -> true)).isZero();
+            assertThat(router.sum("moe_router_kv_cache_capacity_bytes", s -> true))
+                    .isEqualTo(GenerationConfig.defaults().kvCacheBudgetBytes());
 
             for (ExpertWorker w : cluster.workers()) {
                 Exposition worker = Exposition.scrape(w.metricsPort());
