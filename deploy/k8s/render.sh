@@ -7,5 +7,5 @@ cd "$(dirname "$0")/../.."
 if [[ -z "${JAVA_HOME:-}" && -d /usr/lib/jvm/temurin-25-jdk-amd64 ]]; then
   export JAVA_HOME=/usr/lib/jvm/temurin-25-jdk-amd64
 fi
-./mvnw -B -q -pl helm test -Dtest=PlainManifestsTest -Dmoe.k8s.update=true
+./mvnw -B -q -pl helm -am test -Dtest=PlainManifestsTest -Dsurefire.failIfNoSpecifiedTests=false -Dmoe.k8s.update=true
 echo "wrote deploy/k8s/moe-cluster.yaml and helm/moe-cluster/files/grafana/moe-cluster.json"
