@@ -1,25 +1,38 @@
 #!/usr/bin/env bash
 # The cuda backend's device check (issue 6), for the GPU machine: no JDK, no network. Prepare the kit
 # here first with bench/gpu/prepare.sh, then run through the device tool with carry ["bench/gpu/kit"]:
-#   bash bench/gpu/check.sh            (about 3 minutes; everything is bounded by timeouts, < 6 minutes)
+#   bash bench/gpu/check.sh            (about 4 minutes; every step is bounded by a timeout, < 8 minutes)
+#   bash bench/gpu/check.sh cluster    (only (c), about 2 minutes)
 # Prints (0) the GPU and, where nvcc and cuobjdump exist there, the kernels' registers, spills and
-# tensor-core instructions; (b) torch.matmul on the FFN shapes; (c) a hook for MoeForward through a
-# local cluster; then DeviceCheck: (a) cuda vs cpu correctness and (b) our TFLOP/s, ending with the
-# summary table for bench/RESULTS.md. Logs go to $OUT (the device tool's folder) or /tmp/moe-check.
+# tensor-core instructions; (b) torch.matmul on the FFN shapes; DeviceCheck: (a) cuda vs cpu
+# correctness and (b) our TFLOP/s, ending with the summary table for bench/RESULTS.md; then (c)
+# MoeForward through a local cluster whose workers use the cuda backend, checked against the
+# in-process reference, with cluster vs in-process throughput. Logs go to $OUT (the device tool's
+# folder) or /tmp/moe-check.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
-KIT=bench/gpu/kit
 LOGS="${OUT:-/tmp/moe-check}"
 mkdir -p "$LOGS"
 export PYTHONUNBUFFERED=1
 status=0
+ONLY="${1:-all}"
 
 echo "== (0) device =="
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,power.limit --format=csv || true
-if [[ ! -x "$KIT/jre/bin/java" ]]; then
-  echo "check.sh: $KIT/jre is missing: run bench/gpu/prepare.sh and carry bench/gpu/kit" >&2
+if [[ ! -f bench/gpu/kit/kit.tar.xz ]]; then
+  echo "check.sh: bench/gpu/kit/kit.tar.xz is missing: run bench/gpu/prepare.sh and carry bench/gpu/kit" >&2
   exit 2
 fi
+KIT="$(mktemp -d)"
+trap 'rm -rf "$KIT"' EXIT
+if command -v xz >/dev/null 2>&1; then
+  tar -C "$KIT" -xJf bench/gpu/kit/kit.tar.xz
+else
+  python3 -c "import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])" bench/gpu/kit/kit.tar.xz "$KIT"
+fi
+JAVA=("$KIT/jre/bin/java" --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED
+  -Djava.library.path="$KIT/lib" -cp "$KIT/jars/*")
+if [[ "$ONLY" == all ]]; then
 if command -v nvcc >/dev/null 2>&1; then
   # The same source as the committed PTX, compiled for sm_90 here only to read the compiler's report.
   timeout 120 nvcc -cubin -arch=sm_90 -O3 -Xptxas -v -o "$LOGS/moe_ffn.sm_90.cubin" \
@@ -36,17 +49,26 @@ echo "== (b) torch.matmul on the same shapes =="
 timeout 150 python3 bench/gpu/torch_ffn.py "$LOGS/torch.tsv" 2>&1 | tail -n 20 || echo "torch_ffn.py failed or timed out"
 
 echo
-echo "== (c) MoeForward through a local cluster with a cuda worker =="
-# TODO(cli): the cli jar's composition and `moe worker --backend cuda` wiring belong to the cli. Once
-# they land, carry cli/target/moe.jar and cli/target/lib (or a slimmed copy) in the kit and run e.g.
-#   $KIT/jre/bin/java ... -jar moe.jar bench moe-layer --backend cuda --hidden 5120 --intermediate 8192
-# (a local cluster whose workers use --backend cuda, checked against the in-process reference).
-echo "not run: TODO(cli) hook in bench/gpu/check.sh"
+timeout 120 "${JAVA[@]}" -Xmx48g dev.moecluster.worker.cuda.DeviceCheck --torch "$LOGS/torch.tsv" 2>&1 \
+  | grep -v "^WARNING: Using incubator" | tee "$LOGS/devicecheck.log"
+status=${PIPESTATUS[0]}
+[[ $status -eq 124 ]] && echo "check.sh: DeviceCheck timed out after 120 s"
+
+fi
 
 echo
-timeout 300 "$KIT/jre/bin/java" --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED \
-  -Xmx48g -Djava.library.path="$KIT/lib" -cp "$KIT/jars/*" \
-  dev.moecluster.worker.cuda.DeviceCheck --torch "$LOGS/torch.tsv" 2>&1 | grep -v "^WARNING: Using incubator" | tee "$LOGS/devicecheck.log"
-status=${PIPESTATUS[0]}
-[[ $status -eq 124 ]] && echo "check.sh: DeviceCheck timed out after 300 s"
+echo "== (c) MoeForward through a local cluster of cuda workers, checked against the in-process reference =="
+# Llama 4 Scout's expert shape (2 MoE layers of 8 experts, 4 GiB of bf16 weights, generated here);
+# the in-process side is the cpu reference on this machine's cores.
+timeout 240 "${JAVA[@]}" -Xmx64g -Djava.io.tmpdir="$KIT" dev.moecluster.cli.Moe bench moe-layer --backend cuda \
+  --hidden 5120 --intermediate 8192 --experts 8 --workers 2 --tokens 256 --requests 20 --warmup 5 --concurrency 4 2>&1 \
+  | grep -vE "^WARNING|^\s+at " | tee "$LOGS/cluster.log"
+cluster=${PIPESTATUS[0]}
+[[ $cluster -eq 124 ]] && echo "check.sh: the cluster check timed out after 240 s"
+if [[ $cluster -ne 0 ]]; then
+  echo "RESULT: cluster check FAIL (exit $cluster)"
+  [[ $status -eq 0 ]] && status=$cluster
+else
+  echo "RESULT: cluster check PASS"
+fi
 exit "$status"

@@ -13,6 +13,7 @@ import dev.moecluster.router.RouterConfig;
 import dev.moecluster.router.RouterServer;
 import dev.moecluster.router.generate.GenerationConfig;
 import dev.moecluster.router.generate.GenerationScheduler;
+import dev.moecluster.worker.ExpertBackends;
 import io.grpc.ManagedChannel;
 import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
 import java.io.PrintStream;
@@ -95,27 +96,39 @@ final class BenchCommand {
         @Option(names = "--wire-dtype", description = "Activations on the wire: f32, bf16 or fp8. Default: the checkpoint's dtype.")
         String wireDtype;
 
+        @Option(names = "--backend", defaultValue = "cpu",
+                description = "Workers' compute backend: cpu, cuda or auto; the in-process side always runs on the CPU (default: ${DEFAULT-VALUE}).")
+        String backend;
+
         @Override
         public Integer call() throws Exception {
             PrintStream out = System.out;
             Path dir = bench.resolve();
             try (LocalCluster cluster = LocalCluster.start(LocalCluster.Options.of(dir, bench.workers, replicas)
-                            .withWireDtype(wireDtype == null ? null : DType.parse(wireDtype)));
+                            .withWireDtype(wireDtype == null ? null : DType.parse(wireDtype))
+                            .withBackends(i -> ExpertBackends.create(backend)));
                     ReferenceMoeBlock reference = ReferenceMoeBlock.open(dir)) {
                 ModelConfig cfg = cluster.model();
                 DType dtype = cfg.dtype() == DType.F32 ? DType.F32 : DType.BF16;
                 DType wire = cluster.router().wireDtype();
-                out.printf("bench moe-layer: %s, hidden %d, %d experts x %d, top-%d; %d workers, %d replica(s), %s on the wire; "
+                out.printf("bench moe-layer: %s, hidden %d, %d experts x %d, top-%d; %d %s workers, %d replica(s), %s on the wire; "
                                 + "%d tokens/call, %d in flight; %d GEMM threads%n",
                         cfg.architecture().hfName(), cfg.hiddenSize(), cfg.numExperts(), cfg.expertIntermediateSize(),
-                        cfg.expertsPerToken(), bench.workers, replicas, wire.name().toLowerCase(Locale.ROOT), tokens, concurrency,
+                        cfg.expertsPerToken(), bench.workers, backend, replicas, wire.name().toLowerCase(Locale.ROOT), tokens, concurrency,
                         dev.moecluster.core.kernel.Gemm.parallelism());
                 ManagedChannel channel = NettyChannelBuilder.forTarget(cluster.router().address()).usePlaintext().build();
                 try {
                     var stub = RouterGrpc.newBlockingStub(channel);
                     MoeForwardLoad load = new MoeForwardLoad(cfg, reference);
                     var check = load.runAgainst(stub, new MoeForwardLoad.Options(2, tokens, 1, dtype, 9, true));
-                    out.printf("check: max relative error vs reference %.2e%n", check.maxRelativeError());
+                    // as the demo: bit-level agreement is not expected once bf16 (or fp8) is on the wire or in the weights
+                    double limit = wire == DType.FP8_E4M3 ? 1e-1 : dtype == DType.F32 && wire == DType.F32 ? 1e-5 : 1e-2;
+                    boolean ok = check.maxRelativeError() < limit;
+                    out.printf("check: max relative error vs reference %.2e (limit %.0e) %s%n", check.maxRelativeError(), limit,
+                            ok ? "OK" : "MISMATCH");
+                    if (!ok) {
+                        return 1;
+                    }
                     var warm = new MoeForwardLoad.Options(warmup, tokens, concurrency, dtype, 3, false);
                     var measured = new MoeForwardLoad.Options(requests, tokens, concurrency, dtype, 4, false);
                     load.runInProcess(warm);

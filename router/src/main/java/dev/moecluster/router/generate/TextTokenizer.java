@@ -12,6 +12,18 @@ import java.util.Map;
  * Mixtral, none for Qwen).
  */
 public final class TextTokenizer implements AutoCloseable {
+    static {
+        // The tokenizer runs on the CPU. On a machine with a GPU, DJL would otherwise look for a CUDA
+        // build of its native library, which its jar does not carry, and try to download one (found on
+        // an H200: "Failed to load Huggingface native library"). Either may still be set from outside.
+        if (System.getenv("RUST_FLAVOR") == null && System.getProperty("RUST_FLAVOR") == null) {
+            System.setProperty("RUST_FLAVOR", "cpu");
+        }
+        if (System.getenv("DJL_OFFLINE") == null && System.getProperty("ai.djl.offline") == null) {
+            System.setProperty("ai.djl.offline", "true");
+        }
+    }
+
     private final HuggingFaceTokenizer tokenizer;
 
     private TextTokenizer(HuggingFaceTokenizer tokenizer) {
