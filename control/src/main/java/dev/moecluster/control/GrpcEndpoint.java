@@ -14,11 +14,17 @@ import java.util.concurrent.atomic.AtomicBoolean;
 
 /**
  * The one way components serve gRPC: a Netty server on {@code host:port} with the component's
- * services, gRPC health (SERVING for the server and each named service once started) and server
- * reflection. {@link #close()} drains in-flight calls for up to 5 s; {@link #kill()} drops them, as
- * a crash would. Either may be called more than once.
+ * services, gRPC health and server reflection. Health answers three kinds of names: {@value #LIVENESS}
+ * is SERVING from start until the endpoint stops; {@code ""} ({@link #READINESS}) is NOT_SERVING until
+ * the component calls {@link #ready(boolean) ready(true)}; each service's own name is SERVING while
+ * started. {@link #close()} drains in-flight calls for up to 5 s; {@link #kill()} drops them, as a
+ * crash would. Either may be called more than once.
  */
 public final class GrpcEndpoint implements AutoCloseable {
+    /** Health service name of readiness: may this component take traffic now. */
+    public static final String READINESS = "";
+    /** Health service name of liveness: the process runs and need not be restarted. */
+    public static final String LIVENESS = "liveness";
     private static final long DRAIN_SECONDS = 5;
 
     private final Server server;
@@ -33,7 +39,7 @@ public final class GrpcEndpoint implements AutoCloseable {
                 .addService(ProtoReflectionServiceV1.newInstance());
         services.forEach(builder::addService);
         this.server = builder.build().start();
-        health.setStatus("", ServingStatus.SERVING);
+        reportStarted();
         for (ServerServiceDefinition s : services) {
             health.setStatus(s.getServiceDescriptor().getName(), ServingStatus.SERVING);
         }
@@ -43,6 +49,23 @@ public final class GrpcEndpoint implements AutoCloseable {
     public static GrpcEndpoint start(String host, int port, int maxInboundMessageBytes, List<ServerServiceDefinition> services)
             throws IOException {
         return new GrpcEndpoint(host, port, maxInboundMessageBytes, services);
+    }
+
+    /** Liveness SERVING, readiness NOT_SERVING: a component is alive before it can take traffic. */
+    private void reportStarted() {
+        health.setStatus(LIVENESS, ServingStatus.SERVING);
+        health.setStatus(READINESS, ServingStatus.NOT_SERVING);
+    }
+
+    /**
+     * Sets readiness ({@code ""}): SERVING when the component can take traffic, NOT_SERVING while it
+     * cannot (loading, draining, stopping). Ignored once the endpoint stopped (everything is
+     * NOT_SERVING then).
+     */
+    public void ready(boolean ready) {
+        if (!stopped.get()) {
+            health.setStatus(READINESS, ready ? ServingStatus.SERVING : ServingStatus.NOT_SERVING);
+        }
     }
 
     public int port() {
