@@ -126,9 +126,12 @@ final class WorkerAgent implements AutoCloseable {
             if (record != null && (record.state() == WorkerState.ACTIVE || record.state() == WorkerState.DEAD)) {
                 WorkerRecord written = update(r -> r.state() == WorkerState.ACTIVE || r.state() == WorkerState.DEAD
                         ? r.withState(WorkerState.DRAINING) : r);
-                if (written != null && !asked) {
-                    asked = true;
-                    LOG.info("worker " + id + " asked the coordinators to drain it (" + address + ")");
+                if (written != null) {
+                    record = written;
+                    if (!asked) {
+                        asked = true;
+                        LOG.info("worker " + id + " asked the coordinators to drain it (" + address + ")");
+                    }
                 }
             }
             long now = System.nanoTime();
