@@ -172,7 +172,7 @@ class LifecycleTest {
     }
 
     /** Greedy, past any end-of-sequence token, so the stream has exactly {@code tokens} tokens. */
-    private static GenerateRequest longGeneration(int[] prompt, int tokens) {
+    static GenerateRequest longGeneration(int[] prompt, int tokens) {
         return GenerateRequest.newBuilder()
                 .setTokenIds(TokenIds.newBuilder().addAllIds(Arrays.stream(prompt).boxed().toList()))
                 .setSampling(SamplingParams.newBuilder().setMaxTokens(tokens).setTemperature(0f).setIgnoreEos(true))
