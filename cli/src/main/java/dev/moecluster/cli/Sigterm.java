@@ -10,7 +10,8 @@ import sun.misc.Signal;
  * component's graceful stop on its own thread, then exits with status 0. The signal is handled here
  * rather than in a shutdown hook because the JDK resets java.util.logging in its own hook, which
  * would silence a drain's progress lines, and a hook cannot choose the exit status (143). Other exits
- * (Ctrl-C, errors) still close the component from a shutdown hook.
+ * (Ctrl-C, errors) still close the component from a shutdown hook. {@code sun.misc.Signal} lives in
+ * {@code jdk.unsupported}, which JEP 260 keeps exported for exactly this; javac warns about it anyway.
  */
 final class Sigterm {
     private static final Logger LOG = Logger.getLogger(Sigterm.class.getName());
