@@ -17,12 +17,12 @@ import dev.moecluster.proto.RebalanceRequest;
 import dev.moecluster.proto.WorkerInfo;
 import dev.moecluster.proto.WorkerList;
 import io.grpc.ManagedChannel;
-import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
 import java.io.PrintStream;
 import java.util.concurrent.Callable;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Function;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
 
@@ -42,10 +42,13 @@ final class AdminCommand {
         @Option(names = "--json", description = "Print JSON instead of a table.")
         boolean json;
 
+        @Mixin
+        ClientTlsOptions tls;
+
         final PrintStream out = System.out;
 
         <T> T call(Function<AdminGrpc.AdminBlockingStub, T> rpc) throws InterruptedException {
-            ManagedChannel channel = NettyChannelBuilder.forTarget(target).usePlaintext().build();
+            ManagedChannel channel = tls.channel(target);
             try {
                 return rpc.apply(AdminGrpc.newBlockingStub(channel).withDeadlineAfter(15, TimeUnit.SECONDS));
             } finally {

@@ -7,6 +7,7 @@ import dev.moecluster.coordinator.PlacementPolicy;
 import java.time.Duration;
 import java.util.List;
 import java.util.concurrent.Callable;
+import picocli.CommandLine.ArgGroup;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
@@ -31,11 +32,28 @@ final class CoordinatorCommand implements Callable<Integer> {
     @Option(names = "--port", defaultValue = "5701", description = "Hazelcast member port (default: ${DEFAULT-VALUE}).")
     int port;
 
-    @Option(names = "--members", split = ",", paramLabel = "HOST:PORT,...", description = "All coordinators, this one included. Default: only this one.")
-    List<String> members;
+    @ArgGroup(exclusive = true)
+    Discovery discovery;
+
+    /** How this member finds the others: a fixed list, or a Kubernetes headless Service. */
+    static final class Discovery {
+        @Option(names = "--members", split = ",", paramLabel = "HOST:PORT,...", description = "All coordinators, this one included. Default: only this one.")
+        List<String> members;
+
+        @Option(names = "--kubernetes-service-dns", paramLabel = "NAME",
+                description = "Find the other coordinators through the DNS records of this headless Service, e.g. moe-coordinator-headless.moe.svc.cluster.local (Hazelcast's Kubernetes discovery; instead of --members).")
+        String kubernetesServiceDns;
+    }
 
     @Option(names = "--admin-port", defaultValue = "50071", description = "gRPC Admin API port (default: ${DEFAULT-VALUE}).")
     int adminPort;
+
+    @Option(names = "--health-port", defaultValue = "-1",
+            description = "Extra plaintext port serving only gRPC health, for probes when the Admin API port requires mutual TLS; 0 picks a free one, -1 serves none (default: ${DEFAULT-VALUE}).")
+    int healthPort;
+
+    @Mixin
+    ServerTlsOptions tls;
 
     @Option(names = "--expected-workers", defaultValue = "1", description = "The first placement waits for this many workers, or --initial-wait-s (default: ${DEFAULT-VALUE}).")
     int expectedWorkers;
@@ -63,15 +81,18 @@ final class CoordinatorCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
+        List<String> members = discovery == null ? null : discovery.members;
         List<String> all = members == null || members.isEmpty() ? List.of(host + ":" + port) : members;
+        String serviceDns = discovery == null ? null : discovery.kubernetesServiceDns;
         var policy = PlacementPolicy.defaults().withMinReplicas(minReplicas).withMigrationThreshold(migrationThreshold);
-        var config = new CoordinatorConfig(clusterName, host, port, adminPort, all, model.resolve(), policy, expectedWorkers,
-                Duration.ofSeconds(initialWaitSeconds), Duration.ofMillis(heartbeatTimeoutMs), Duration.ofMillis(drainGraceMs),
-                Duration.ofSeconds(rebalanceIntervalSeconds), rebalanceBelow, metricsPort);
+        var config = new CoordinatorConfig(clusterName, host, port, adminPort, all, serviceDns, model.resolve(), policy,
+                expectedWorkers, Duration.ofSeconds(initialWaitSeconds), Duration.ofMillis(heartbeatTimeoutMs),
+                Duration.ofMillis(drainGraceMs), Duration.ofSeconds(rebalanceIntervalSeconds), rebalanceBelow, metricsPort)
+                .withTls(tls.resolve()).withHealthPort(healthPort);
         CoordinatorServer server = CoordinatorServer.start(config);
         Sigterm sigterm = Sigterm.handle("coordinator", server::close, server::close);
-        System.out.printf("coordinator %s:%d in cluster '%s' (members %s), admin API on %s%n", host, port, clusterName, all,
-                server.adminAddress());
+        System.out.printf("coordinator %s:%d in cluster '%s' (members %s), admin API on %s%n", host, port, clusterName,
+                serviceDns == null ? all : "from DNS " + serviceDns, server.adminAddress());
         server.awaitTermination();
         sigterm.awaitGracefulStop();
         return 0;

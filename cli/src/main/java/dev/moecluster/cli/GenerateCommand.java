@@ -5,12 +5,14 @@ import dev.moecluster.proto.GenerateResponse;
 import dev.moecluster.proto.RouterGrpc;
 import dev.moecluster.proto.SamplingParams;
 import io.grpc.ManagedChannel;
-import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
+import dev.moecluster.control.BearerToken;
+import java.nio.file.Path;
 import java.util.Iterator;
 import java.util.List;
 import java.util.concurrent.Callable;
 import java.util.concurrent.TimeUnit;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /** {@code moe generate}: streams a completion from a running router to the terminal. */
@@ -19,6 +21,13 @@ import picocli.CommandLine.Option;
 final class GenerateCommand implements Callable<Integer> {
     @Option(names = "--target", defaultValue = "127.0.0.1:50051", description = "Router address (default: ${DEFAULT-VALUE}).")
     String target;
+
+    @Option(names = "--token-file", paramLabel = "FILE",
+            description = "Send the bearer token in FILE (content trimmed), for a router started with --auth-token-file.")
+    Path tokenFile;
+
+    @Mixin
+    ClientTlsOptions tls;
 
     @Option(names = "--prompt", required = true, description = "Prompt text.")
     String prompt;
@@ -43,7 +52,8 @@ final class GenerateCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        ManagedChannel channel = NettyChannelBuilder.forTarget(target).usePlaintext().build();
+        BearerToken token = tokenFile == null ? null : BearerToken.readFrom(tokenFile);
+        ManagedChannel channel = tls.channel(target);
         try {
             SamplingParams.Builder sampling = SamplingParams.newBuilder().setMaxTokens(maxTokens).setTemperature(temperature)
                     .setTopP(topP).setTopK(topK).addAllStop(stop);
@@ -52,7 +62,11 @@ final class GenerateCommand implements Callable<Integer> {
             }
             long start = System.nanoTime();
             long first = 0;
-            Iterator<GenerateResponse> stream = RouterGrpc.newBlockingStub(channel).withDeadlineAfter(10, TimeUnit.MINUTES)
+            var stub = RouterGrpc.newBlockingStub(channel);
+            if (token != null) {
+                stub = stub.withCallCredentials(token.callCredentials());
+            }
+            Iterator<GenerateResponse> stream = stub.withDeadlineAfter(10, TimeUnit.MINUTES)
                     .generate(GenerateRequest.newBuilder().setText(prompt).setSampling(sampling).build());
             GenerateResponse last = null;
             System.out.print(prompt);

@@ -38,10 +38,20 @@ public final class Moe {
             l.setLevel(Level.WARNING);
         }
         DJL.setLevel(Level.SEVERE); // the tokenizer library warns about GPUs and lengths it does not use here
-        System.exit(commandLine().execute(args));
+        int code;
+        try {
+            code = commandLine().execute(args);
+        } catch (Throwable fatal) {
+            // picocli hands back exceptions as exit codes but lets Errors through; without exiting here
+            // the JVM would stay up on the non-daemon threads of what had started (a hung pod, not a crash).
+            fatal.printStackTrace();
+            code = 70;
+        }
+        System.exit(code);
     }
 
-    static CommandLine commandLine() {
+    /** The {@code moe} command line; public so tests elsewhere (the Helm chart's) can parse argument lists against it. */
+    public static CommandLine commandLine() {
         CommandLine cl = new CommandLine(Moe.class);
         cl.setExecutionExceptionHandler((e, cmd, parsed) -> {
             String message = e instanceof io.grpc.StatusRuntimeException s

@@ -7,12 +7,13 @@ import dev.moecluster.proto.GetModelInfoRequest;
 import dev.moecluster.proto.ModelInfo;
 import dev.moecluster.proto.RouterGrpc;
 import io.grpc.ManagedChannel;
-import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
+import dev.moecluster.control.BearerToken;
 import java.nio.file.Path;
 import java.util.Locale;
 import java.util.concurrent.Callable;
 import java.util.concurrent.TimeUnit;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /** {@code moe probe}: sends MoeForward traffic to a running router and reports; checks results given the model. */
@@ -21,6 +22,13 @@ import picocli.CommandLine.Option;
 final class ProbeCommand implements Callable<Integer> {
     @Option(names = "--target", defaultValue = "127.0.0.1:50051", description = "Router address (default: ${DEFAULT-VALUE}).")
     String target;
+
+    @Option(names = "--token-file", paramLabel = "FILE",
+            description = "Send the bearer token in FILE (content trimmed), for a router started with --auth-token-file.")
+    Path tokenFile;
+
+    @Mixin
+    ClientTlsOptions tls;
 
     @Option(names = "--model", paramLabel = "DIR", description = "The router's model directory, to verify results against the reference.")
     Path model;
@@ -36,9 +44,13 @@ final class ProbeCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        ManagedChannel channel = NettyChannelBuilder.forTarget(target).usePlaintext().build();
+        BearerToken token = tokenFile == null ? null : BearerToken.readFrom(tokenFile);
+        ManagedChannel channel = tls.channel(target);
         try {
             var stub = RouterGrpc.newBlockingStub(channel);
+            if (token != null) {
+                stub = stub.withCallCredentials(token.callCredentials());
+            }
             ModelInfo info = stub.withDeadlineAfter(10, TimeUnit.SECONDS).getModelInfo(GetModelInfoRequest.getDefaultInstance());
             System.out.printf("router %s serves %s (%s): hidden %d, MoE layers %s x %d experts, top-%d, %s%n", target,
                     info.getName(), info.getArchitecture(), info.getHiddenSize(), info.getMoeLayersList(),

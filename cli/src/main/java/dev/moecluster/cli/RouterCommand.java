@@ -1,5 +1,6 @@
 package dev.moecluster.cli;
 
+import dev.moecluster.control.BearerToken;
 import dev.moecluster.control.ControlPlaneConfig;
 import dev.moecluster.core.model.ModelConfig;
 import dev.moecluster.core.placement.ExpertPlacement;
@@ -33,6 +34,17 @@ final class RouterCommand implements Callable<Integer> {
 
     @Option(names = "--port", defaultValue = "50051", description = "Public API port (default: ${DEFAULT-VALUE}).")
     int port;
+
+    @Option(names = "--health-port", defaultValue = "-1",
+            description = "Extra plaintext port serving only gRPC health, for probes when the gRPC port requires mutual TLS; 0 picks a free one, -1 serves none (default: ${DEFAULT-VALUE}).")
+    int healthPort;
+
+    @Mixin
+    ServerTlsOptions tls;
+
+    @Option(names = "--auth-token-file", paramLabel = "FILE",
+            description = "Require this bearer token (the file's content, trimmed) on moe.v1.Router calls: header 'authorization: Bearer TOKEN'; health and reflection stay open.")
+    Path authTokenFile;
 
     @ArgGroup(exclusive = true, multiplicity = "1")
     Placement placement;
@@ -103,7 +115,8 @@ final class RouterCommand implements Callable<Integer> {
         var rc = new RouterConfig(host, port, dir, p, wireDtype == null ? null : DType.parse(wireDtype),
                 Duration.ofMillis(expertTimeoutMs), Math.multiplyExact(maxMessageMb, 1024 * 1024), maxTokens,
                 new GenerationConfig(maxSequences, maxQueued, (long) kvCacheMb * 1024 * 1024, prefillChunk, overlap), control,
-                metricsPort);
+                metricsPort).withTls(tls.resolve()).withHealthPort(healthPort)
+                .withAuthToken(authTokenFile == null ? null : BearerToken.readFrom(authTokenFile));
         if (shutdownGraceSeconds < 0) {
             throw new IllegalArgumentException("--shutdown-grace-s must be >= 0, got " + shutdownGraceSeconds);
         }

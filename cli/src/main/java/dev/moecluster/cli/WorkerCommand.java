@@ -27,6 +27,11 @@ final class WorkerCommand implements Callable<Integer> {
     @Option(names = "--host", defaultValue = "127.0.0.1", description = "Address to bind (default: ${DEFAULT-VALUE}; 0.0.0.0 for all).")
     String host;
 
+    @Option(names = "--advertise", paramLabel = "HOST",
+            description = "Host name routers dial and the worker registers under (with the port), e.g. the pod's DNS name in a "
+                    + "StatefulSet; it must match the TLS certificate. Default: --host, or this machine's address when --host is 0.0.0.0.")
+    String advertise;
+
     @Option(names = "--metrics-port", defaultValue = "9401",
             description = "Prometheus /metrics port; 0 picks a free one, -1 serves none (default: ${DEFAULT-VALUE}).")
     int metricsPort;
@@ -37,6 +42,13 @@ final class WorkerCommand implements Callable<Integer> {
 
     @Option(names = "--port", defaultValue = "50061", description = "Port to listen on; 0 picks a free one (default: ${DEFAULT-VALUE}).")
     int port;
+
+    @Option(names = "--health-port", defaultValue = "-1",
+            description = "Extra plaintext port serving only gRPC health, for probes when the gRPC port requires mutual TLS; 0 picks a free one, -1 serves none (default: ${DEFAULT-VALUE}).")
+    int healthPort;
+
+    @Mixin
+    ServerTlsOptions tls;
 
     @Option(names = "--id", description = "Worker name in logs and Describe. Default: worker-PORT.")
     String id;
@@ -105,12 +117,12 @@ final class WorkerCommand implements Callable<Integer> {
             held = shard(assignment.shard, config);
         } else {
             ExpertPlacement p = ExpertPlacement.read(assignment.placement);
-            String self = id != null ? id : host + ":" + port;
+            String self = id != null ? id : (advertise != null ? advertise : host) + ":" + port;
             held = new ExpertAssignment(p.heldBy(p.indexOf(self)));
         }
         var wc = new WorkerConfig(workerId, host, port, dir, held, backend, Duration.ofNanos(coalesceMicros * 1000),
                 Math.multiplyExact(maxMessageMb, 1024 * 1024), 64, control, MemorySize.parse(memoryBudget).bytes(), metricsPort,
-                perExpertMetrics);
+                perExpertMetrics).withTls(tls.resolve()).withHealthPort(healthPort).withAdvertiseHost(advertise);
         if (drainTimeoutSeconds < 0) {
             throw new IllegalArgumentException("--drain-timeout-s must be >= 0, got " + drainTimeoutSeconds);
         }

@@ -6,15 +6,19 @@ import dev.moecluster.core.model.ModelGenerator;
 import dev.moecluster.core.tensor.DType;
 import dev.moecluster.core.tensor.FloatMatrix;
 import dev.moecluster.core.tensor.WireTensors;
+import dev.moecluster.proto.GenerateRequest;
 import dev.moecluster.proto.MoeForwardRequest;
 import dev.moecluster.proto.MoeForwardResponse;
 import dev.moecluster.proto.RouterGrpc;
+import dev.moecluster.proto.SamplingParams;
+import dev.moecluster.proto.TokenIds;
 import io.grpc.ManagedChannel;
 import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.SplittableRandom;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
@@ -75,6 +79,33 @@ final class Clusters {
 
     static FloatMatrix output(MoeForwardResponse response) {
         return WireTensors.decode(response.getOutput(), "output");
+    }
+
+    /** {@code calls} MoeForward calls of {@code tokens} random f32 rows each on {@code layer}, through the router. */
+    static void moeForwardCalls(LocalCluster cluster, int layer, int calls, int tokens) {
+        ManagedChannel channel = channel(cluster.router().address());
+        try {
+            for (int i = 0; i < calls; i++) {
+                FloatMatrix x = hidden(cluster.model(), tokens, i, DType.F32);
+                stub(channel).moeForward(request(layer, x, DType.F32));
+            }
+        } finally {
+            channel.shutdownNow();
+        }
+    }
+
+    /** One greedy Generate stream of exactly {@code maxTokens} tokens (EOS ignored), read to its end. */
+    static void generateGreedy(LocalCluster cluster, List<Integer> promptIds, int maxTokens) {
+        ManagedChannel channel = channel(cluster.router().address());
+        try {
+            GenerateRequest req = GenerateRequest.newBuilder()
+                    .setTokenIds(TokenIds.newBuilder().addAllIds(promptIds))
+                    .setSampling(SamplingParams.newBuilder().setMaxTokens(maxTokens).setTemperature(0f).setIgnoreEos(true))
+                    .build();
+            stub(channel).generate(req).forEachRemaining(r -> { });
+        } finally {
+            channel.shutdownNow();
+        }
     }
 
     /** ‖a − b‖₂ / ‖b‖₂. */

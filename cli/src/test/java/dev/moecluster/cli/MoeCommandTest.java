@@ -14,6 +14,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import picocli.CommandLine;
 
 /** The {@code moe} command as a user runs it: parsed arguments, exit codes, printed output. */
 class MoeCommandTest {
@@ -65,6 +66,24 @@ class MoeCommandTest {
         Object[] missing = run("router", "--port", "0");
         assertThat(missing[0]).isEqualTo(2);
         assertThat((String) missing[2]).contains("--workers", "--placement");
+    }
+
+    @Test
+    void coordinatorTakesEitherAMemberListOrAKubernetesService() {
+        Object[] both = run("coordinator", "--members", "10.0.0.1:5701", "--kubernetes-service-dns",
+                "moe-coordinator-headless.moe.svc.cluster.local");
+        assertThat(both[0]).isEqualTo(2);
+        assertThat((String) both[2]).contains("--members", "--kubernetes-service-dns", "mutually exclusive");
+
+        var listed = new CoordinatorCommand();
+        new CommandLine(listed).parseArgs("--members", "10.0.0.1:5701,10.0.0.2:5701");
+        assertThat(listed.discovery.members).containsExactly("10.0.0.1:5701", "10.0.0.2:5701");
+        assertThat(listed.discovery.kubernetesServiceDns).isNull();
+
+        var kubernetes = new CoordinatorCommand();
+        new CommandLine(kubernetes).parseArgs("--kubernetes-service-dns", "moe-coordinator-headless.moe.svc.cluster.local");
+        assertThat(kubernetes.discovery.kubernetesServiceDns).isEqualTo("moe-coordinator-headless.moe.svc.cluster.local");
+        assertThat(kubernetes.discovery.members).isNull();
     }
 
     @Test

@@ -1,6 +1,8 @@
 package dev.moecluster.control;
 
+import io.grpc.InsecureServerCredentials;
 import io.grpc.Server;
+import io.grpc.ServerCredentials;
 import io.grpc.ServerServiceDefinition;
 import io.grpc.health.v1.HealthCheckResponse.ServingStatus;
 import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
@@ -18,7 +20,9 @@ import java.util.concurrent.atomic.AtomicBoolean;
  * is SERVING from start until the endpoint stops; {@code ""} ({@link #READINESS}) is NOT_SERVING until
  * the component calls {@link #ready(boolean) ready(true)}; each service's own name is SERVING while
  * started. {@link #close()} drains in-flight calls for up to 5 s; {@link #kill()} drops them, as a
- * crash would. Either may be called more than once.
+ * crash would. Either may be called more than once. Optionally the port speaks TLS, and a second,
+ * plaintext port serves only gRPC health with the same statuses (for probes when the main port
+ * requires client certificates).
  */
 public final class GrpcEndpoint implements AutoCloseable {
     /** Health service name of readiness: may this component take traffic now. */
@@ -26,19 +30,23 @@ public final class GrpcEndpoint implements AutoCloseable {
     /** Health service name of liveness: the process runs and need not be restarted. */
     public static final String LIVENESS = "liveness";
     private static final long DRAIN_SECONDS = 5;
+    /** {@code --health-port} value for no separate health port. */
+    public static final int NO_HEALTH_PORT = -1;
 
     private final Server server;
+    private final Server healthServer; // null without a separate health port
     private final HealthStatusManager health = new HealthStatusManager();
     private final AtomicBoolean stopped = new AtomicBoolean();
 
-    private GrpcEndpoint(String host, int port, int maxInboundMessageBytes, List<ServerServiceDefinition> services)
-            throws IOException {
-        NettyServerBuilder builder = NettyServerBuilder.forAddress(new InetSocketAddress(host, port))
+    private GrpcEndpoint(String host, int port, int maxInboundMessageBytes, List<ServerServiceDefinition> services,
+            TlsConfig tls, int healthPort) throws IOException {
+        NettyServerBuilder builder = NettyServerBuilder.forAddress(new InetSocketAddress(host, port), credentials(tls))
                 .maxInboundMessageSize(maxInboundMessageBytes)
                 .addService(health.getHealthService())
                 .addService(ProtoReflectionServiceV1.newInstance());
         services.forEach(builder::addService);
         this.server = builder.build().start();
+        this.healthServer = startHealthServer(host, healthPort);
         reportStarted();
         for (ServerServiceDefinition s : services) {
             health.setStatus(s.getServiceDescriptor().getName(), ServingStatus.SERVING);
@@ -48,7 +56,26 @@ public final class GrpcEndpoint implements AutoCloseable {
     /** Starts serving {@code services}; port 0 picks a free one. */
     public static GrpcEndpoint start(String host, int port, int maxInboundMessageBytes, List<ServerServiceDefinition> services)
             throws IOException {
-        return new GrpcEndpoint(host, port, maxInboundMessageBytes, services);
+        return new GrpcEndpoint(host, port, maxInboundMessageBytes, services, null, NO_HEALTH_PORT);
+    }
+
+    /**
+     * Starts serving {@code services} over TLS when {@code tls} is not null (client certificates
+     * required when it has a CA), with gRPC health alone on the plaintext {@code healthPort} unless it
+     * is {@link #NO_HEALTH_PORT}; port 0 picks a free one for either.
+     */
+    public static GrpcEndpoint start(String host, int port, int maxInboundMessageBytes, List<ServerServiceDefinition> services,
+            TlsConfig tls, int healthPort) throws IOException {
+        requireHealthPort(healthPort);
+        return new GrpcEndpoint(host, port, maxInboundMessageBytes, services, tls, healthPort);
+    }
+
+    /** Fails unless {@code port} is a valid {@code --health-port}: -1 (none), 0 (free port) or 1..65535. */
+    public static int requireHealthPort(int port) {
+        if (port < NO_HEALTH_PORT || port > 65535) {
+            throw new IllegalArgumentException("health port must be -1 (none), 0 (free port) or 1..65535, got " + port);
+        }
+        return port;
     }
 
     /** Liveness SERVING, readiness NOT_SERVING: a component is alive before it can take traffic. */
@@ -72,6 +99,37 @@ public final class GrpcEndpoint implements AutoCloseable {
         return server.getPort();
     }
 
+    /** Port of the plaintext health-only server, or {@link #NO_HEALTH_PORT} when there is none. */
+    public int healthPort() {
+        return healthServer == null ? NO_HEALTH_PORT : healthServer.getPort();
+    }
+
+    private static ServerCredentials credentials(TlsConfig tls) {
+        return tls == null ? InsecureServerCredentials.create() : tls.serverCredentials();
+    }
+
+    private Server startHealthServer(String host, int healthPort) throws IOException {
+        if (healthPort == NO_HEALTH_PORT) {
+            return null;
+        }
+        try {
+            return NettyServerBuilder.forAddress(new InetSocketAddress(host, healthPort), InsecureServerCredentials.create())
+                    .addService(health.getHealthService())
+                    .build()
+                    .start();
+        } catch (IOException | RuntimeException e) {
+            server.shutdownNow();
+            throw new IOException("cannot serve health on " + host + ":" + healthPort + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** The health port answers until the main port has stopped, so probes see NOT_SERVING meanwhile. */
+    private void stopHealthServer() {
+        if (healthServer != null) {
+            healthServer.shutdownNow();
+        }
+    }
+
     public void awaitTermination() throws InterruptedException {
         server.awaitTermination();
     }
@@ -82,6 +140,7 @@ public final class GrpcEndpoint implements AutoCloseable {
             health.enterTerminalState();
         }
         server.shutdownNow();
+        stopHealthServer();
     }
 
     /** Stops taking calls, lets in-flight ones finish for up to 5 s, then fails the rest. */
@@ -89,6 +148,7 @@ public final class GrpcEndpoint implements AutoCloseable {
     public void close() {
         if (!stopped.compareAndSet(false, true)) {
             server.shutdownNow();
+            stopHealthServer();
             return;
         }
         health.enterTerminalState();
@@ -101,5 +161,6 @@ public final class GrpcEndpoint implements AutoCloseable {
             Thread.currentThread().interrupt();
             server.shutdownNow();
         }
+        stopHealthServer();
     }
 }

@@ -3,7 +3,9 @@ package dev.moecluster.coordinator;
 import static java.util.Objects.requireNonNull;
 
 import dev.moecluster.control.ControlPlaneConfig;
+import dev.moecluster.control.GrpcEndpoint;
 import dev.moecluster.control.MetricsEndpoint;
+import dev.moecluster.control.TlsConfig;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
@@ -15,6 +17,8 @@ import java.util.List;
  * @param hazelcastPort this member's Hazelcast port
  * @param adminPort gRPC Admin port; 0 picks a free one
  * @param members all coordinator members ({@code host:port}), this one included
+ * @param kubernetesServiceDns a headless Service whose DNS records are the members (Hazelcast's Kubernetes
+ *     discovery in DNS lookup mode), or null to join {@code members} over TCP-IP
  * @param modelDir the served model (only config.json is read: shape and bytes per expert)
  * @param expectedWorkers the first placement waits for this many workers, or {@code initialWait}
  * @param drainGrace after every router switched epochs, how long old copies stay for in-flight batches
@@ -22,6 +26,9 @@ import java.util.List;
  * @param rebalanceBelow automatic rebalancing starts when balancedness (mean/max load) falls below this
  * @param metricsPort Prometheus {@code /metrics} port: 0 picks a free one, -1 serves none; the command
  *     line defaults to {@value #DEFAULT_METRICS_PORT}, {@link #local} to -1
+ * @param tls TLS for the Admin API port (client certificates required when it has a CA); null for
+ *     plaintext. Hazelcast's port has no TLS in the open-source edition
+ * @param healthPort plaintext port serving only gRPC health: 0 picks a free one, -1 serves none
  */
 public record CoordinatorConfig(
         String clusterName,
@@ -29,6 +36,7 @@ public record CoordinatorConfig(
         int hazelcastPort,
         int adminPort,
         List<String> members,
+        String kubernetesServiceDns,
         Path modelDir,
         PlacementPolicy policy,
         int expectedWorkers,
@@ -37,7 +45,9 @@ public record CoordinatorConfig(
         Duration drainGrace,
         Duration rebalanceInterval,
         double rebalanceBelow,
-        int metricsPort) {
+        int metricsPort,
+        TlsConfig tls,
+        int healthPort) {
 
     /** {@code moe coordinator --metrics-port} default. */
     public static final int DEFAULT_METRICS_PORT = 9402;
@@ -51,6 +61,9 @@ public record CoordinatorConfig(
         if (members.isEmpty()) {
             throw new IllegalArgumentException("the member list must name at least this coordinator");
         }
+        if (kubernetesServiceDns != null && kubernetesServiceDns.isBlank()) {
+            throw new IllegalArgumentException("the Kubernetes service DNS name is blank");
+        }
         if (expectedWorkers < 1) {
             throw new IllegalArgumentException("expected workers must be at least 1");
         }
@@ -58,6 +71,16 @@ public record CoordinatorConfig(
             throw new IllegalArgumentException("rebalance threshold must be in (0, 1], got " + rebalanceBelow);
         }
         MetricsEndpoint.requirePort(metricsPort);
+        GrpcEndpoint.requireHealthPort(healthPort);
+    }
+
+    /** Plaintext Admin API, no health-only port. */
+    public CoordinatorConfig(String clusterName, String host, int hazelcastPort, int adminPort, List<String> members,
+            String kubernetesServiceDns, Path modelDir, PlacementPolicy policy, int expectedWorkers, Duration initialWait,
+            Duration heartbeatTimeout, Duration drainGrace, Duration rebalanceInterval, double rebalanceBelow, int metricsPort) {
+        this(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
+                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, null,
+                GrpcEndpoint.NO_HEALTH_PORT);
     }
 
     /**
@@ -65,35 +88,47 @@ public record CoordinatorConfig(
      * port, workers dead after 3 s of silence, no metrics port.
      */
     public static CoordinatorConfig local(String clusterName, int port, Path modelDir, int expectedWorkers, int minReplicas) {
-        return new CoordinatorConfig(clusterName, "127.0.0.1", port, 0, List.of("127.0.0.1:" + port), modelDir,
+        return new CoordinatorConfig(clusterName, "127.0.0.1", port, 0, List.of("127.0.0.1:" + port), null, modelDir,
                 PlacementPolicy.defaults().withMinReplicas(minReplicas), expectedWorkers, Duration.ofSeconds(10),
                 Duration.ofSeconds(3), Duration.ofSeconds(1), Duration.ofSeconds(60), 0.8, MetricsEndpoint.OFF);
     }
 
     public CoordinatorConfig withMembers(List<String> all, int port) {
-        return new CoordinatorConfig(clusterName, host, port, adminPort, all, modelDir, policy, expectedWorkers, initialWait,
-                heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort);
+        return new CoordinatorConfig(clusterName, host, port, adminPort, all, kubernetesServiceDns, modelDir, policy, expectedWorkers,
+                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort);
     }
 
     public CoordinatorConfig withAdminPort(int port) {
-        return new CoordinatorConfig(clusterName, host, hazelcastPort, port, members, modelDir, policy, expectedWorkers,
-                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort);
+        return new CoordinatorConfig(clusterName, host, hazelcastPort, port, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
+                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort);
     }
 
     public CoordinatorConfig withInitialWait(Duration d) {
-        return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, modelDir, policy, expectedWorkers,
-                d, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort);
+        return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
+                d, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort);
     }
 
     public CoordinatorConfig withHeartbeatTimeout(Duration d) {
-        return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, modelDir, policy, expectedWorkers,
-                initialWait, d, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort);
+        return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
+                initialWait, d, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort);
     }
 
     /** Serves {@code /metrics} on {@code port}: 0 picks a free one, -1 serves none. */
     public CoordinatorConfig withMetricsPort(int port) {
-        return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, modelDir, policy, expectedWorkers,
-                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, port);
+        return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
+                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, port, tls, healthPort);
+    }
+
+    /** Serves the Admin API over TLS; null for plaintext. */
+    public CoordinatorConfig withTls(TlsConfig newTls) {
+        return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
+                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, newTls, healthPort);
+    }
+
+    /** Serves gRPC health alone on a plaintext {@code port}: 0 picks a free one, -1 serves none. */
+    public CoordinatorConfig withHealthPort(int port) {
+        return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
+                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, port);
     }
 
     /** The settings workers and routers use to reach these coordinators. */

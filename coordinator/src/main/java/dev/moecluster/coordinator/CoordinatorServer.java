@@ -43,7 +43,7 @@ public final class CoordinatorServer implements AutoCloseable {
         CoordinatorMetrics.register(metrics.registry(), reconciler);
         this.loop = Executors.newSingleThreadScheduledExecutor(r -> Thread.ofPlatform().name("moe-coordinator").daemon().unstarted(r));
         this.admin = GrpcEndpoint.start(config.host(), config.adminPort(), 4 * 1024 * 1024,
-                List.of(new AdminService(hz, reconciler, config).bindService()));
+                List.of(new AdminService(hz, reconciler, config).bindService()), config.tls(), config.healthPort());
         loop.scheduleWithFixedDelay(reconciler::tick, 200, 250, TimeUnit.MILLISECONDS);
         admin.ready(true); // the Hazelcast member has joined: newHazelcastInstance returns only then
     }
@@ -59,6 +59,8 @@ public final class CoordinatorServer implements AutoCloseable {
             LOG.info(() -> "coordinator member " + config.host() + ":" + config.hazelcastPort() + " of cluster '"
                     + config.clusterName() + "' (" + hz.getCluster().getMembers().size() + " member(s)), admin API on "
                     + server.adminAddress()
+                    + (config.tls() == null ? "" : config.tls().requiresClientCertificates() ? " (mutual TLS)" : " (TLS)")
+                    + (server.healthPort() == GrpcEndpoint.NO_HEALTH_PORT ? "" : ", health on port " + server.healthPort())
                     + (server.metricsPort() == MetricsEndpoint.OFF ? "" : ", metrics on port " + server.metricsPort()));
             return server;
         } catch (IOException | RuntimeException e) {
@@ -70,7 +72,8 @@ public final class CoordinatorServer implements AutoCloseable {
         }
     }
 
-    private static Config hazelcastConfig(CoordinatorConfig c) {
+    /** The Hazelcast member configuration for {@code c}; package-private for the test that checks it. */
+    static Config hazelcastConfig(CoordinatorConfig c) {
         Config config = new Config();
         config.setClusterName(c.clusterName());
         config.setInstanceName("moe-coordinator-" + c.host() + "-" + c.hazelcastPort() + "-" + System.nanoTime());
@@ -85,7 +88,16 @@ public final class CoordinatorServer implements AutoCloseable {
         JoinConfig join = network.getJoin();
         join.getMulticastConfig().setEnabled(false);
         join.getAutoDetectionConfig().setEnabled(false);
-        join.getTcpIpConfig().setEnabled(true).setMembers(c.members());
+        if (c.kubernetesServiceDns() != null) {
+            // the headless Service lists every member pod, ready or not: Hazelcast's Kubernetes discovery
+            // in DNS lookup mode needs neither API access nor a member list that changes with scaling
+            join.getTcpIpConfig().setEnabled(false);
+            join.getKubernetesConfig().setEnabled(true)
+                    .setProperty("service-dns", c.kubernetesServiceDns())
+                    .setProperty("service-port", Integer.toString(c.hazelcastPort()));
+        } else {
+            join.getTcpIpConfig().setEnabled(true).setMembers(c.members());
+        }
         // every state map keeps one synchronous backup on another member, so a coordinator can die
         config.addMapConfig(new MapConfig("moe.*").setBackupCount(1));
         return config;
@@ -97,6 +109,11 @@ public final class CoordinatorServer implements AutoCloseable {
 
     public int adminPort() {
         return admin.port();
+    }
+
+    /** Port of the plaintext health-only server, or -1 when there is none. */
+    public int healthPort() {
+        return admin.healthPort();
     }
 
     /** Port of {@code /metrics}, or -1 when none is served. */

@@ -4,12 +4,14 @@ import static java.util.Objects.requireNonNull;
 
 import dev.moecluster.control.ControlClient;
 import dev.moecluster.control.GrpcEndpoint;
-import java.util.List;
 import dev.moecluster.control.MetricsEndpoint;
 import dev.moecluster.core.kernel.Gemm;
 import dev.moecluster.core.model.ModelConfig;
 import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.net.InetAddress;
 import java.time.Duration;
+import java.util.List;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.logging.Logger;
 
@@ -48,7 +50,7 @@ public final class ExpertWorker implements AutoCloseable {
                 config.maxBatchesInFlightPerStream());
         WorkerMetrics.register(metrics.registry(), coalescer, store, backend.name(), config.perExpertMetrics());
         this.server = GrpcEndpoint.start(config.host(), config.port(), config.maxInboundMessageBytes(),
-                List.of(service.bindService()));
+                List.of(service.bindService()), config.tls(), config.healthPort());
         this.agent = config.controlPlane() == null ? null : new WorkerAgent(
                 ControlClient.connect(config.controlPlane(), "worker-" + config.workerId()), store, config.workerId(),
                 address(), backend.name(), config.memoryBytes(), server::ready);
@@ -69,7 +71,9 @@ public final class ExpertWorker implements AutoCloseable {
             metrics = MetricsEndpoint.start(config.host(), config.metricsPort());
             ExpertWorker worker = new ExpertWorker(config, store, backend, metrics);
             LOG.info(() -> "worker " + config.workerId() + " serving " + config.assignment().expertCount()
-                    + " experts on " + worker.address() + " (backend " + backend.name() + ")");
+                    + " experts on " + worker.address() + " (backend " + backend.name() + ")"
+                    + (config.tls() == null ? "" : config.tls().requiresClientCertificates() ? ", mutual TLS" : ", TLS")
+                    + (worker.healthPort() == GrpcEndpoint.NO_HEALTH_PORT ? "" : ", health on port " + worker.healthPort()));
             return worker;
         } catch (IOException | RuntimeException e) {
             if (metrics != null) {
@@ -96,14 +100,34 @@ public final class ExpertWorker implements AutoCloseable {
         return server.port();
     }
 
+    /** Port of the plaintext health-only server, or -1 when there is none. */
+    public int healthPort() {
+        return server.healthPort();
+    }
+
     /** Port of {@code /metrics}, or -1 when none is served. */
     public int metricsPort() {
         return metrics.port();
     }
 
-    /** {@code host:port} routers connect to. */
+    /** {@code host:port} routers connect to: the advertised host, else the bound one, else (bound to every interface) this machine's address. */
     public String address() {
-        return config.host() + ":" + port();
+        return advertisedHost(config) + ":" + port();
+    }
+
+    static String advertisedHost(WorkerConfig config) {
+        if (config.advertiseHost() != null) {
+            return config.advertiseHost();
+        }
+        String host = config.host();
+        if (!host.equals("0.0.0.0") && !host.equals("::") && !host.equals("[::]")) {
+            return host;
+        }
+        try {
+            return InetAddress.getLocalHost().getHostAddress();
+        } catch (IOException e) {
+            throw new UncheckedIOException("bound to every interface and this machine's address is unknown: pass --advertise", e);
+        }
     }
 
     public String workerId() {

@@ -3,7 +3,9 @@ package dev.moecluster.worker;
 import static java.util.Objects.requireNonNull;
 
 import dev.moecluster.control.ControlPlaneConfig;
+import dev.moecluster.control.GrpcEndpoint;
 import dev.moecluster.control.MetricsEndpoint;
+import dev.moecluster.control.TlsConfig;
 import dev.moecluster.core.placement.ExpertAssignment;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -28,6 +30,11 @@ import java.time.Duration;
  * @param metricsPort Prometheus {@code /metrics} port: 0 picks a free one, -1 serves none; the command
  *     line defaults to {@value #DEFAULT_METRICS_PORT}, {@link #defaults} to -1 (embedded workers)
  * @param perExpertMetrics rows computed as one series per held (layer, expert); false sums them into one
+ * @param tls TLS for the worker's port (router certificates required when it has a CA); null for plaintext
+ * @param healthPort plaintext port serving only gRPC health: 0 picks a free one, -1 serves none
+ * @param advertiseHost the host routers and coordinators are told to reach this worker at (its key in
+ *     the worker registry; in Kubernetes the pod's stable DNS name); null = {@code host}, or this
+ *     machine's address when {@code host} binds every interface
  */
 public record WorkerConfig(
         String workerId,
@@ -42,7 +49,10 @@ public record WorkerConfig(
         ControlPlaneConfig controlPlane,
         long memoryBytes,
         int metricsPort,
-        boolean perExpertMetrics) {
+        boolean perExpertMetrics,
+        TlsConfig tls,
+        int healthPort,
+        String advertiseHost) {
 
     public static final int DEFAULT_MAX_INBOUND_BYTES = 256 * 1024 * 1024;
     public static final long DEFAULT_MEMORY_BYTES = 8L << 30;
@@ -76,6 +86,20 @@ public record WorkerConfig(
             throw new IllegalArgumentException("max batches in flight per stream must be at least 1");
         }
         MetricsEndpoint.requirePort(metricsPort);
+        GrpcEndpoint.requireHealthPort(healthPort);
+        if (advertiseHost != null && (advertiseHost.isBlank() || advertiseHost.contains(":"))) {
+            throw new IllegalArgumentException("advertised host must be a host name or IPv4 address without a port, got '"
+                    + advertiseHost + "'");
+        }
+    }
+
+    /** Plaintext, no health-only port. */
+    public WorkerConfig(String workerId, String host, int port, Path modelDir, ExpertAssignment assignment, String backend,
+            Duration coalesceWindow, int maxInboundMessageBytes, int maxBatchesInFlightPerStream,
+            ControlPlaneConfig controlPlane, long memoryBytes, int metricsPort, boolean perExpertMetrics) {
+        this(workerId, host, port, modelDir, assignment, backend, coalesceWindow, maxInboundMessageBytes,
+                maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics, null,
+                GrpcEndpoint.NO_HEALTH_PORT, null);
     }
 
     /** A config with the defaults: loopback, free port, cpu, natural batching, 256 MiB messages, 64 in flight, no metrics port, per-expert series. */
@@ -86,33 +110,53 @@ public record WorkerConfig(
 
     public WorkerConfig withPort(int newPort) {
         return new WorkerConfig(workerId, host, newPort, modelDir, assignment, backend, coalesceWindow,
-                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics);
+                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics, tls, healthPort, advertiseHost);
     }
 
     public WorkerConfig withHost(String newHost) {
         return new WorkerConfig(workerId, newHost, port, modelDir, assignment, backend, coalesceWindow,
-                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics);
+                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics, tls, healthPort, advertiseHost);
     }
 
     /** The same worker, registering with {@code control} and holding what the coordinator assigns. */
     public WorkerConfig withControlPlane(ControlPlaneConfig control, long budgetBytes) {
         return new WorkerConfig(workerId, host, port, modelDir, assignment, backend, coalesceWindow, maxInboundMessageBytes,
-                maxBatchesInFlightPerStream, control, budgetBytes, metricsPort, perExpertMetrics);
+                maxBatchesInFlightPerStream, control, budgetBytes, metricsPort, perExpertMetrics, tls, healthPort, advertiseHost);
     }
 
     public WorkerConfig withCoalesceWindow(Duration window) {
         return new WorkerConfig(workerId, host, port, modelDir, assignment, backend, window,
-                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics);
+                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics, tls, healthPort, advertiseHost);
     }
 
     public WorkerConfig withMaxInboundMessageBytes(int bytes) {
         return new WorkerConfig(workerId, host, port, modelDir, assignment, backend, coalesceWindow, bytes,
-                maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics);
+                maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics, tls, healthPort, advertiseHost);
     }
 
     /** Serves {@code /metrics} on {@code port} (0 picks a free one, -1 none), per expert or summed. */
     public WorkerConfig withMetrics(int port, boolean perExpert) {
         return new WorkerConfig(workerId, host, this.port, modelDir, assignment, backend, coalesceWindow,
-                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, port, perExpert);
+                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, port, perExpert, tls, healthPort, advertiseHost);
+    }
+
+    /** Serves the worker's port over TLS; null for plaintext. */
+    public WorkerConfig withTls(TlsConfig newTls) {
+        return new WorkerConfig(workerId, host, port, modelDir, assignment, backend, coalesceWindow, maxInboundMessageBytes,
+                maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics, newTls, healthPort, advertiseHost);
+    }
+
+    /** Serves gRPC health alone on a plaintext {@code port}: 0 picks a free one, -1 serves none. */
+    public WorkerConfig withHealthPort(int port) {
+        return new WorkerConfig(workerId, host, this.port, modelDir, assignment, backend, coalesceWindow,
+                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics,
+                tls, port, advertiseHost);
+    }
+
+    /** Registers as {@code host:port} for routers to dial; null = the bound host (see the record's docs). */
+    public WorkerConfig withAdvertiseHost(String host) {
+        return new WorkerConfig(workerId, this.host, port, modelDir, assignment, backend, coalesceWindow,
+                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics,
+                tls, healthPort, host);
     }
 }

@@ -10,6 +10,7 @@ import dev.moecluster.core.tensor.WireTensors;
 import dev.moecluster.proto.ExpertBatch;
 import dev.moecluster.proto.ExpertResult;
 import dev.moecluster.proto.ExpertSlice;
+import io.grpc.ChannelCredentials;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import java.time.Duration;
@@ -45,14 +46,16 @@ final class MoeDispatcher {
     private final Duration expertTimeout;
     private final DispatchStats stats;
     private final AtomicLong batchIds = new AtomicLong();
+    private final ChannelCredentials workerCredentials;
 
     MoeDispatcher(ExpertPlacement placement, int maxInboundMessageBytes, DType wireDtype, Duration expertTimeout,
-            DispatchStats stats) {
+            DispatchStats stats, ChannelCredentials workerCredentials) {
         this.placement = new AtomicReference<>(requireNonNull(placement, "placement is null"));
         this.maxInboundMessageBytes = maxInboundMessageBytes;
         this.wireDtype = requireNonNull(wireDtype, "wireDtype is null");
         this.expertTimeout = requireNonNull(expertTimeout, "expertTimeout is null");
         this.stats = requireNonNull(stats, "stats is null");
+        this.workerCredentials = requireNonNull(workerCredentials, "workerCredentials is null");
     }
 
     /** The placement new calls use. */
@@ -74,7 +77,7 @@ final class MoeDispatcher {
     }
 
     private WorkerChannel channel(String address) {
-        return channels.computeIfAbsent(address, a -> new WorkerChannel(a, maxInboundMessageBytes));
+        return channels.computeIfAbsent(address, a -> new WorkerChannel(a, maxInboundMessageBytes, workerCredentials));
     }
 
     void close() {

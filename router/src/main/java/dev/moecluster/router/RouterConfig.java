@@ -2,8 +2,11 @@ package dev.moecluster.router;
 
 import static java.util.Objects.requireNonNull;
 
+import dev.moecluster.control.BearerToken;
 import dev.moecluster.control.ControlPlaneConfig;
+import dev.moecluster.control.GrpcEndpoint;
 import dev.moecluster.control.MetricsEndpoint;
+import dev.moecluster.control.TlsConfig;
 import dev.moecluster.core.placement.ExpertPlacement;
 import dev.moecluster.core.tensor.DType;
 import dev.moecluster.router.generate.GenerationConfig;
@@ -26,6 +29,10 @@ import java.time.Duration;
  *     starting point, usually empty); null for a static placement
  * @param metricsPort Prometheus {@code /metrics} port: 0 picks a free one, -1 serves none; the command
  *     line defaults to {@value #DEFAULT_METRICS_PORT}, {@link #defaults} to -1 (embedded routers)
+ * @param tls TLS for the public port (client certificates required when it has a CA) and, as client
+ *     identity, for the channels to the workers; null for plaintext
+ * @param healthPort plaintext port serving only gRPC health: 0 picks a free one, -1 serves none
+ * @param authToken bearer token {@code moe.v1.Router} calls must carry; null for none
  */
 public record RouterConfig(
         String host,
@@ -38,7 +45,10 @@ public record RouterConfig(
         int maxTokensPerRequest,
         GenerationConfig generation,
         ControlPlaneConfig controlPlane,
-        int metricsPort) {
+        int metricsPort,
+        TlsConfig tls,
+        int healthPort,
+        BearerToken authToken) {
 
     public static final int DEFAULT_MAX_INBOUND_BYTES = 64 * 1024 * 1024;
     /** {@code moe router --metrics-port} default. */
@@ -66,6 +76,15 @@ public record RouterConfig(
             throw new IllegalArgumentException("max tokens per request must be at least 1");
         }
         MetricsEndpoint.requirePort(metricsPort);
+        GrpcEndpoint.requireHealthPort(healthPort);
+    }
+
+    /** Plaintext, no health-only port, no token. */
+    public RouterConfig(String host, int port, Path modelDir, ExpertPlacement placement, DType wireDtype,
+            Duration expertTimeout, int maxInboundMessageBytes, int maxTokensPerRequest, GenerationConfig generation,
+            ControlPlaneConfig controlPlane, int metricsPort) {
+        this(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes, maxTokensPerRequest,
+                generation, controlPlane, metricsPort, null, GrpcEndpoint.NO_HEALTH_PORT, null);
     }
 
     /**
@@ -79,46 +98,64 @@ public record RouterConfig(
 
     public RouterConfig withPort(int newPort) {
         return new RouterConfig(host, newPort, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken);
     }
 
     public RouterConfig withHost(String newHost) {
         return new RouterConfig(newHost, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken);
     }
 
     public RouterConfig withWireDtype(DType dtype) {
         return new RouterConfig(host, port, modelDir, placement, dtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken);
     }
 
     public RouterConfig withExpertTimeout(Duration timeout) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, timeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken);
     }
 
     public RouterConfig withMaxInboundMessageBytes(int bytes) {
-        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, bytes, maxTokensPerRequest, generation, controlPlane, metricsPort);
+        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, bytes, maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken);
     }
 
     /** Follows the coordinators' placement, starting from none. */
     public RouterConfig withControlPlane(ControlPlaneConfig control) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, control, metricsPort);
+                maxTokensPerRequest, generation, control, metricsPort, tls, healthPort, authToken);
     }
 
     public RouterConfig withGeneration(GenerationConfig g) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, g, controlPlane, metricsPort);
+                maxTokensPerRequest, g, controlPlane, metricsPort, tls, healthPort, authToken);
     }
 
     public RouterConfig withMaxTokensPerRequest(int tokens) {
-        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes, tokens, generation, controlPlane, metricsPort);
+        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes, tokens, generation, controlPlane, metricsPort, tls, healthPort, authToken);
     }
 
     /** Serves {@code /metrics} on {@code port}: 0 picks a free one, -1 serves none. */
     public RouterConfig withMetricsPort(int port) {
         return new RouterConfig(host, this.port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, port);
+                maxTokensPerRequest, generation, controlPlane, port, tls, healthPort, authToken);
+    }
+
+    /** Serves the public port over TLS and dials workers with it; null for plaintext. */
+    public RouterConfig withTls(TlsConfig newTls) {
+        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
+                maxTokensPerRequest, generation, controlPlane, metricsPort, newTls, healthPort, authToken);
+    }
+
+    /** Serves gRPC health alone on a plaintext {@code port}: 0 picks a free one, -1 serves none. */
+    public RouterConfig withHealthPort(int port) {
+        return new RouterConfig(host, this.port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, port, authToken);
+    }
+
+    /** Requires {@code token} on {@code moe.v1.Router} calls; null for none. */
+    public RouterConfig withAuthToken(BearerToken token) {
+        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, token);
     }
 }

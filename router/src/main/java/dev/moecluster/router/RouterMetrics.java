@@ -41,6 +41,8 @@ final class RouterMetrics {
                 GenerationScheduler::queuedRequests);
         gauge(registry, "moe_router_kv_cache_reserved_bytes", "KV-cache bytes reserved by active sequences", scheduler,
                 GenerationScheduler::kvCacheReservedBytes);
+        gauge(registry, "moe_router_kv_cache_capacity_bytes", "KV-cache budget for all sequences (--kv-cache-mb)", scheduler,
+                GenerationScheduler::kvCacheCapacityBytes);
         registry.register(scheduler.timeToFirstToken());
         registry.register(scheduler.interTokenLatency());
         counter(registry, "moe_router_routed_rows_total", "Token-expert rows sent to workers", stats, DispatchStats::rows);

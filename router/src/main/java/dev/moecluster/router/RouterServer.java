@@ -19,7 +19,11 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Set;
 import java.util.TreeSet;
+import dev.moecluster.control.BearerToken;
+import dev.moecluster.control.TlsConfig;
+import io.grpc.ServerInterceptor;
 import io.grpc.ServerInterceptors;
+import io.grpc.ServerServiceDefinition;
 import java.io.IOException;
 import java.time.Duration;
 import java.util.concurrent.TimeUnit;
@@ -68,7 +72,7 @@ public final class RouterServer implements AutoCloseable {
         }
         this.wireDtype = config.wireDtype() != null ? config.wireDtype() : model.dtype();
         this.dispatcher = new MoeDispatcher(config.placement(), config.maxInboundMessageBytes(), wireDtype,
-                config.expertTimeout(), stats);
+                config.expertTimeout(), stats, TlsConfig.channelCredentials(config.tls()));
         RemoteMoeBlock moe = new RemoteMoeBlock(model, checkpoint, dispatcher);
         this.decoder = DecoderModel.load(model, checkpoint, (layer, x) -> moe.forward(layer, x).output());
         this.tokenizer = Files.exists(config.modelDir().resolve("tokenizer.json")) ? TextTokenizer.load(config.modelDir()) : null;
@@ -77,7 +81,7 @@ public final class RouterServer implements AutoCloseable {
         var countRequests = RouterMetrics.register(metrics.registry(), stats, scheduler, () -> dispatcher.placement().epoch());
         this.service = new RouterService(model, moe, config.maxTokensPerRequest(), scheduler);
         this.server = GrpcEndpoint.start(config.host(), config.port(), config.maxInboundMessageBytes(), List.of(
-                ServerInterceptors.intercept(service, countRequests)));
+                publicApi(service, countRequests, config.authToken())), config.tls(), config.healthPort());
         this.follower = config.controlPlane() == null ? null : new PlacementFollower(
                 ControlClient.connect(config.controlPlane(), "router"), dispatcher, stats, model, address(), this::placementKnown);
         if (follower == null) {
@@ -91,6 +95,16 @@ public final class RouterServer implements AutoCloseable {
                 server.ready(true);
             }
         }
+    }
+
+    /**
+     * The public service with its interceptors: requests are counted first, so refusals for a missing
+     * or wrong bearer token show up as UNAUTHENTICATED in the metrics.
+     */
+    private static ServerServiceDefinition publicApi(RouterService service, ServerInterceptor countRequests, BearerToken token) {
+        return token == null ? ServerInterceptors.intercept(service, countRequests)
+                // the last interceptor listed runs first
+                : ServerInterceptors.intercept(service, token.serverInterceptor(), countRequests);
     }
 
     /** Loads the model and starts serving. */
@@ -108,6 +122,9 @@ public final class RouterServer implements AutoCloseable {
                             ? " with " + config.placement().workers().size() + " workers"
                             : " following the coordinators at " + config.controlPlane().coordinators())
                     + ", " + router.wireDtype + " on the wire"
+                    + (config.tls() == null ? "" : config.tls().requiresClientCertificates() ? ", mutual TLS" : ", TLS")
+                    + (config.authToken() == null ? "" : ", bearer token required")
+                    + (router.healthPort() == GrpcEndpoint.NO_HEALTH_PORT ? "" : ", health on port " + router.healthPort())
                     + (router.metricsPort() == MetricsEndpoint.OFF ? "" : ", metrics on port " + router.metricsPort()));
             return router;
         } catch (IOException | RuntimeException e) {
@@ -121,6 +138,11 @@ public final class RouterServer implements AutoCloseable {
 
     public int port() {
         return server.port();
+    }
+
+    /** Port of the plaintext health-only server, or -1 when there is none. */
+    public int healthPort() {
+        return server.healthPort();
     }
 
     /** Port of {@code /metrics}, or -1 when none is served. */

@@ -3,6 +3,7 @@ package dev.moecluster.router;
 import dev.moecluster.proto.ExpertBatch;
 import dev.moecluster.proto.ExpertResult;
 import dev.moecluster.proto.ExpertServiceGrpc;
+import io.grpc.ChannelCredentials;
 import io.grpc.Context;
 import io.grpc.ManagedChannel;
 import io.grpc.Status;
@@ -36,10 +37,10 @@ final class WorkerChannel implements AutoCloseable {
     private volatile long unhealthyUntil = System.nanoTime();
     private StreamState stream; // guarded by lock
 
-    WorkerChannel(String address, int maxInboundMessageBytes) {
+    /** {@code credentials}: TLS as the router's identity, or plaintext. */
+    WorkerChannel(String address, int maxInboundMessageBytes, ChannelCredentials credentials) {
         this.address = address;
-        this.channel = NettyChannelBuilder.forTarget(address)
-                .usePlaintext()
+        this.channel = NettyChannelBuilder.forTarget(address, credentials)
                 .maxInboundMessageSize(maxInboundMessageBytes)
                 .keepAliveTime(30, TimeUnit.SECONDS)
                 .build();

@@ -6,9 +6,9 @@ package dev.moecluster.worker.cuda;
  * kernel emulation test checks that they agree.
  */
 enum TileConfig {
-    /** 8 warps of 64 × 64, one block per multiprocessor: batches with many rows per expert. */
+    /** 8 warps of 64 × 64, one block per multiprocessor; not chosen: slower than MEDIUM on an H200, timed by DeviceCheck. */
     LARGE(128, 256, 256),
-    /** 4 warps of 64 × 64, two blocks per multiprocessor; not chosen yet, timed by DeviceCheck. */
+    /** 4 warps of 64 × 64, two blocks per multiprocessor: batches with more rows per expert than one small tile. */
     MEDIUM(128, 128, 128),
     /** 4 warps of 32 × 64: few rows per expert (decode), where a 128-row tile would be mostly padding. */
     SMALL(64, 128, 128);
@@ -48,10 +48,11 @@ enum TileConfig {
 
     /**
      * The tile for a batch whose largest expert has {@code maxRows} rows. Up to one small tile the
-     * small shape wastes less work on padding rows; past it the large shape moves fewer bytes per FLOP.
-     * The cut-over is a first guess to be tuned on a GPU (DeviceCheck times both).
+     * small shape wastes less work on padding rows; past it MEDIUM was the fastest of the three on an
+     * H200 at 256 and 2048 rows per expert (331 and 333 TFLOP/s against LARGE's 266 and 290: two
+     * blocks per multiprocessor hide the pipeline's latency better; bench/RESULTS.md, "Expert FFN on a GPU").
      */
     static TileConfig forRows(int maxRows) {
-        return maxRows <= SMALL.bm ? SMALL : LARGE;
+        return maxRows <= SMALL.bm ? SMALL : MEDIUM;
     }
 }

@@ -141,8 +141,8 @@ class LaunchPlanTest {
     void choosesTheSmallTileOnlyWhenEveryExpertFitsOneSmallTile() {
         assertThat(TileConfig.forRows(1)).isEqualTo(TileConfig.SMALL);
         assertThat(TileConfig.forRows(64)).isEqualTo(TileConfig.SMALL);
-        assertThat(TileConfig.forRows(65)).isEqualTo(TileConfig.LARGE);
-        assertThat(TileConfig.forRows(2048)).isEqualTo(TileConfig.LARGE);
+        assertThat(TileConfig.forRows(65)).isEqualTo(TileConfig.MEDIUM);
+        assertThat(TileConfig.forRows(2048)).isEqualTo(TileConfig.MEDIUM);
     }
 
     @Test

@@ -111,6 +111,11 @@ public final class GenerationScheduler implements AutoCloseable {
         return reservedBytes.get();
     }
 
+    /** The KV-cache budget reservations are checked against. */
+    public long kvCacheCapacityBytes() {
+        return config.kvCacheBudgetBytes();
+    }
+
     public long steps() {
         return steps.get();
     }

@@ -1,0 +1,26 @@
+package dev.moecluster.cli;
+
+import dev.moecluster.control.TlsConfig;
+import io.grpc.ManagedChannel;
+import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
+import java.nio.file.Path;
+import picocli.CommandLine.Option;
+
+/** {@code --tls-ca}, {@code --tls-cert}, {@code --tls-key} on a client command (generate, probe, admin). */
+final class ClientTlsOptions {
+    @Option(names = "--tls-ca", paramLabel = "FILE",
+            description = "PEM CA bundle to verify the server with; any --tls-* option turns TLS on (without --tls-ca the JDK's CAs are trusted).")
+    Path ca;
+
+    @Option(names = "--tls-cert", paramLabel = "FILE",
+            description = "PEM client certificate chain, for a server that requires client certificates (mutual TLS).")
+    Path cert;
+
+    @Option(names = "--tls-key", paramLabel = "FILE", description = "PEM private key (PKCS#8) of --tls-cert.")
+    Path key;
+
+    /** A channel to {@code target}: TLS when any option was given, else plaintext. */
+    ManagedChannel channel(String target) {
+        return NettyChannelBuilder.forTarget(target, TlsConfig.channelCredentials(TlsConfig.fromPemFiles(cert, key, ca))).build();
+    }
+}

@@ -1,0 +1,83 @@
+package dev.moecluster.coordinator;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import com.hazelcast.config.JoinConfig;
+import com.hazelcast.core.Hazelcast;
+import com.hazelcast.core.HazelcastInstance;
+import java.io.IOException;
+import java.net.ServerSocket;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.UUID;
+import org.junit.jupiter.api.Test;
+
+/** How a coordinator's Hazelcast member finds the others: a TCP-IP member list, or Kubernetes DNS. */
+class CoordinatorHazelcastConfigTest {
+    private static final String SERVICE = "moe-coordinator-headless.moe.svc.cluster.local";
+
+    private static CoordinatorConfig config(List<String> members, String serviceDns) {
+        return new CoordinatorConfig("test", "10.1.2.3", 5701, 50071, members, serviceDns, Path.of("model"),
+                PlacementPolicy.defaults(), 1, Duration.ofSeconds(1), Duration.ofSeconds(5),
+                Duration.ofSeconds(1), Duration.ofSeconds(60), 0.8, -1);
+    }
+
+    @Test
+    void joinsTheMemberListOverTcpIpWithoutAServiceName() {
+        JoinConfig join = CoordinatorServer.hazelcastConfig(config(List.of("10.1.2.3:5701", "10.1.2.4:5701"), null))
+                .getNetworkConfig().getJoin();
+
+        assertThat(join.getTcpIpConfig().isEnabled()).isTrue();
+        assertThat(join.getTcpIpConfig().getMembers()).containsExactly("10.1.2.3:5701", "10.1.2.4:5701");
+        assertThat(join.getKubernetesConfig().isEnabled()).isFalse();
+        assertThat(join.getMulticastConfig().isEnabled()).isFalse();
+        assertThat(join.getAutoDetectionConfig().isEnabled()).isFalse();
+    }
+
+    @Test
+    void joinsThroughKubernetesDnsLookupWhenAServiceIsNamed() {
+        var hz = CoordinatorServer.hazelcastConfig(config(List.of("10.1.2.3:5701"), SERVICE));
+        JoinConfig join = hz.getNetworkConfig().getJoin();
+
+        assertThat(join.getKubernetesConfig().isEnabled()).isTrue();
+        assertThat(join.getKubernetesConfig().getProperties())
+                .containsEntry("service-dns", SERVICE)
+                .containsEntry("service-port", "5701")
+                .doesNotContainKeys("service-name", "namespace");
+        assertThat(join.getTcpIpConfig().isEnabled()).isFalse();
+        assertThat(join.getMulticastConfig().isEnabled()).isFalse();
+        assertThat(join.getAutoDetectionConfig().isEnabled()).isFalse();
+        join.verify(); // Hazelcast's own check: exactly one join mechanism is on
+        // members advertise the address they bind (the pod IP in Kubernetes), which clients then dial
+        assertThat(hz.getNetworkConfig().getPublicAddress()).isEqualTo("10.1.2.3:5701");
+        assertThat(hz.getClusterName()).isEqualTo("test");
+    }
+
+    @Test
+    void aMemberStartsWithDnsDiscoveryAndNoKubernetesApi() throws IOException {
+        int port;
+        try (ServerSocket socket = new ServerSocket(0)) {
+            port = socket.getLocalPort();
+        }
+        // "localhost" stands in for the headless Service: Hazelcast resolves it like any name, to this member
+        var config = new CoordinatorConfig("dns-" + UUID.randomUUID(), "127.0.0.1", port, 0, List.of("127.0.0.1:" + port),
+                "localhost", Path.of("model"), PlacementPolicy.defaults(), 1, Duration.ofSeconds(1), Duration.ofSeconds(5),
+                Duration.ofSeconds(1), Duration.ofSeconds(60), 0.8, -1);
+        HazelcastInstance member = Hazelcast.newHazelcastInstance(CoordinatorServer.hazelcastConfig(config));
+        try {
+            assertThat(member.getCluster().getMembers()).singleElement()
+                    .satisfies(m -> assertThat(m.getAddress().getPort()).isEqualTo(port));
+        } finally {
+            member.shutdown();
+        }
+    }
+
+    @Test
+    void rejectsABlankServiceName() {
+        assertThatThrownBy(() -> config(List.of("10.1.2.3:5701"), " "))
+                .isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("service DNS name is blank");
+    }
+}

@@ -1,0 +1,225 @@
+{{/*
+Names, labels and the pieces every component's pod shares. Component templates call these with
+(dict "ctx" $ "component" "<coordinator|worker|router|...>").
+*/}}
+
+{{/* The chart name, for app.kubernetes.io/name. */}}
+{{- define "moe-cluster.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Object name prefix: <release>-<chart>, or the release name when it already holds the chart name. */}}
+{{- define "moe-cluster.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Name of one component's objects, e.g. moe-moe-cluster-router. The prefix is cut to 38 characters so the
+longest names stay valid: "<prefix>-coordinator-headless" within 63 (a Service), "<prefix>-coordinator"
+within 52 (a StatefulSet, whose pods' controller-revision-hash label adds 11 more).
+*/}}
+{{- define "moe-cluster.componentName" -}}
+{{- printf "%s-%s" (include "moe-cluster.fullname" .ctx | trunc 38 | trimSuffix "-") .component -}}
+{{- end -}}
+
+{{/* Chart name and version, for helm.sh/chart. */}}
+{{- define "moe-cluster.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels that select a component's pods; never change them on upgrade (selectors are immutable). */}}
+{{- define "moe-cluster.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "moe-cluster.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* Labels that select every pod of the release (the NetworkPolicy's peers). */}}
+{{- define "moe-cluster.releaseSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "moe-cluster.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{/* The standard labels on every object. */}}
+{{- define "moe-cluster.labels" -}}
+helm.sh/chart: {{ include "moe-cluster.chart" .ctx }}
+{{ include "moe-cluster.selectorLabels" . }}
+app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: moe-cluster
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+{{- end -}}
+
+{{/* The image reference; the tag defaults to the chart's appVersion. */}}
+{{- define "moe-cluster.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{/* Hazelcast cluster name (--cluster-name). */}}
+{{- define "moe-cluster.clusterName" -}}
+{{- default (include "moe-cluster.fullname" .) .Values.clusterName -}}
+{{- end -}}
+
+{{/* The coordinators' ClusterIP Service with the Hazelcast port: what workers and routers pass as --coordinators. */}}
+{{- define "moe-cluster.coordinatorsAddress" -}}
+{{- printf "%s:%d" (include "moe-cluster.componentName" (dict "ctx" . "component" "coordinator")) (int .Values.coordinator.ports.hazelcast) -}}
+{{- end -}}
+
+{{/* Fully qualified name of the coordinators' headless Service, resolved by Hazelcast's DNS discovery. */}}
+{{- define "moe-cluster.coordinatorHeadlessFqdn" -}}
+{{- printf "%s-headless.%s.svc.%s" (include "moe-cluster.componentName" (dict "ctx" . "component" "coordinator")) .Release.Namespace .Values.clusterDomain -}}
+{{- end -}}
+
+{{/*
+Checks across values that would otherwise render a broken cluster; each failure names the value to fix.
+(values.schema.json checks single values: keys, types, ranges.) Included by every workload template, so
+`helm template` and `helm install` stop before applying anything.
+*/}}
+{{- define "moe-cluster.validate" -}}
+{{- $backends := list "cpu" "cuda" "auto" -}}
+{{- if not (has .Values.workers.backend $backends) -}}
+{{- fail (printf "workers.backend must be one of cpu, cuda or auto, got %q" (toString .Values.workers.backend)) -}}
+{{- end -}}
+{{- if and .Values.model.existingClaim .Values.model.hostPath -}}
+{{- fail "set at most one of model.existingClaim and model.hostPath" -}}
+{{- end -}}
+{{- if and .Values.tls.enabled (not .Values.tls.secretName) -}}
+{{- fail "tls.enabled needs tls.secretName: a kubernetes.io/tls Secret with tls.crt, tls.key and ca.crt" -}}
+{{- end -}}
+{{- if gt (int .Values.coordinator.minReplicas) (int .Values.workers.replicas) -}}
+{{- fail (printf "coordinator.minReplicas (%d) cannot exceed workers.replicas (%d): every copy of an expert needs its own worker" (int .Values.coordinator.minReplicas) (int .Values.workers.replicas)) -}}
+{{- end -}}
+{{- if le (int .Values.workers.terminationGracePeriodSeconds) (int .Values.workers.drainTimeoutSeconds) -}}
+{{- fail "workers.terminationGracePeriodSeconds must exceed workers.drainTimeoutSeconds, or Kubernetes kills a worker before it has drained" -}}
+{{- end -}}
+{{- if le (int .Values.router.terminationGracePeriodSeconds) (int .Values.router.shutdownGraceSeconds) -}}
+{{- fail "router.terminationGracePeriodSeconds must exceed router.shutdownGraceSeconds, or Kubernetes kills a router with calls in flight" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* --model or --arch: the mounted model, or the built-in tiny one. */}}
+{{- define "moe-cluster.modelArgs" -}}
+{{- if or .Values.model.existingClaim .Values.model.hostPath -}}
+- --model
+- {{ trimSuffix "/" (printf "/models/%s" .Values.model.dir) | quote }}
+{{- else -}}
+- --arch
+- {{ .Values.model.arch | quote }}
+{{- end -}}
+{{- end -}}
+
+{{/* --tls-cert/--tls-key/--tls-ca when TLS is on; empty otherwise. */}}
+{{- define "moe-cluster.tlsArgs" -}}
+{{- if .Values.tls.enabled -}}
+- --tls-cert
+- /etc/moe/tls/tls.crt
+- --tls-key
+- /etc/moe/tls/tls.key
+- --tls-ca
+- /etc/moe/tls/ca.crt
+{{- end -}}
+{{- end -}}
+
+{{/* Environment every container gets; POD_IP and POD_NAME are also used in args as $(POD_IP), $(POD_NAME). */}}
+{{- define "moe-cluster.env" -}}
+- name: POD_IP
+  valueFrom:
+    fieldRef:
+      fieldPath: status.podIP
+- name: POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+# the root file system is read-only: the built-in model is generated under /tmp
+- name: XDG_CACHE_HOME
+  value: /tmp/cache
+{{- with .component.javaOptions }}
+- name: JAVA_TOOL_OPTIONS
+  value: {{ . | quote }}
+{{- end }}
+{{- with .component.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* gRPC probes on the health port: startup and liveness ask "liveness", readiness asks "" (ready to serve). */}}
+{{- define "moe-cluster.probes" -}}
+{{- $p := .ctx.Values.probes -}}
+startupProbe:
+  grpc:
+    port: {{ .port }}
+    service: liveness
+  periodSeconds: {{ $p.startup.periodSeconds }}
+  failureThreshold: {{ $p.startup.failureThreshold }}
+readinessProbe:
+  grpc:
+    port: {{ .port }}
+    service: ""
+  periodSeconds: {{ $p.readiness.periodSeconds }}
+  failureThreshold: {{ $p.readiness.failureThreshold }}
+livenessProbe:
+  grpc:
+    port: {{ .port }}
+    service: liveness
+  periodSeconds: {{ $p.liveness.periodSeconds }}
+  timeoutSeconds: {{ $p.liveness.timeoutSeconds }}
+  failureThreshold: {{ $p.liveness.failureThreshold }}
+{{- end -}}
+
+{{/* Mounts every container gets: /tmp, the model, the TLS Secret. */}}
+{{- define "moe-cluster.volumeMounts" -}}
+- name: tmp
+  mountPath: /tmp
+{{- if or .Values.model.existingClaim .Values.model.hostPath }}
+- name: model
+  mountPath: /models
+  readOnly: true
+{{- end }}
+{{- if .Values.tls.enabled }}
+- name: tls
+  mountPath: /etc/moe/tls
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{/* The volumes behind moe-cluster.volumeMounts. */}}
+{{- define "moe-cluster.volumes" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: {{ .Values.tmpSizeLimit }}
+{{- if .Values.model.existingClaim }}
+- name: model
+  persistentVolumeClaim:
+    claimName: {{ .Values.model.existingClaim }}
+    readOnly: true
+{{- else if .Values.model.hostPath }}
+- name: model
+  hostPath:
+    path: {{ .Values.model.hostPath }}
+    type: Directory
+{{- end }}
+{{- if .Values.tls.enabled }}
+- name: tls
+  secret:
+    secretName: {{ .Values.tls.secretName }}
+    defaultMode: 0440
+{{- end }}
+{{- end -}}
+
+{{/* Pod-level settings every component shares. */}}
+{{- define "moe-cluster.podCommon" -}}
+{{- with .Values.imagePullSecrets -}}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{ end -}}
+securityContext:
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+{{- end -}}

@@ -1,0 +1,144 @@
+package dev.moecluster.helm;
+
+import static dev.moecluster.helm.ChartDefaultValuesTest.COORDINATOR;
+import static dev.moecluster.helm.ChartDefaultValuesTest.ROUTER;
+import static dev.moecluster.helm.ChartDefaultValuesTest.WORKER;
+import static dev.moecluster.helm.ChartDefaultValuesTest.WORKLOADS;
+import static dev.moecluster.helm.RenderedObjects.flag;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import io.fabric8.kubernetes.api.model.Quantity;
+import io.fabric8.kubernetes.api.model.Volume;
+import io.fabric8.kubernetes.api.model.apps.Deployment;
+import io.fabric8.kubernetes.api.model.autoscaling.v2.HorizontalPodAutoscaler;
+import io.fabric8.kubernetes.api.model.networking.v1.NetworkPolicy;
+import io.fabric8.kubernetes.api.model.policy.v1.PodDisruptionBudget;
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+
+/** Single values switched with {@code --set}: each option renders what it promises, and bad values fail clearly. */
+class ChartValuesTest {
+    private final HelmChart chart = HelmChart.moeCluster();
+
+    private RenderedObjects render(Map<String, Object> sets) {
+        return RenderedObjects.parse(chart.template(null, sets));
+    }
+
+    @Test
+    void gpuLimitsOnlyForTheCudaBackend() {
+        var cuda = render(Map.of("workers.backend", "cuda", "workers.gpus", 2));
+        assertThat(cuda.container(WORKER).getResources().getLimits()).containsEntry("nvidia.com/gpu", new Quantity("2"))
+                .containsEntry("memory", new Quantity("4Gi"));
+        assertThat(flag(cuda.container(WORKER), "--backend")).isEqualTo("cuda");
+
+        var auto = render(Map.of("workers.backend", "auto"));
+        assertThat(auto.container(WORKER).getResources().getLimits()).doesNotContainKey("nvidia.com/gpu");
+        assertThat(flag(auto.container(WORKER), "--backend")).isEqualTo("auto");
+    }
+
+    @Test
+    void aHostPathModelIsMountedEverywhere() {
+        var objects = render(Map.of("model.hostPath", "/data/models", "model.dir", "qwen3-30b-a3b"));
+        for (String workload : WORKLOADS) {
+            assertThat(flag(objects.container(workload), "--model")).isEqualTo("/models/qwen3-30b-a3b");
+            Volume model = objects.podTemplate(workload).getSpec().getVolumes().stream()
+                    .filter(v -> v.getName().equals("model")).findFirst().orElseThrow();
+            assertThat(model.getHostPath().getPath()).isEqualTo("/data/models");
+            assertThat(model.getHostPath().getType()).isEqualTo("Directory");
+        }
+    }
+
+    @Test
+    void tlsAloneWiresTheSecretButNoToken() {
+        var objects = render(Map.of("tls.enabled", true, "tls.secretName", "my-tls"));
+        for (String workload : WORKLOADS) {
+            assertThat(flag(objects.container(workload), "--tls-ca")).isEqualTo("/etc/moe/tls/ca.crt");
+            assertThat(objects.podTemplate(workload).getSpec().getVolumes()).filteredOn(v -> v.getName().equals("tls"))
+                    .singleElement().satisfies(v -> assertThat(v.getSecret().getSecretName()).isEqualTo("my-tls"));
+        }
+        assertThat(objects.container(ROUTER).getArgs()).doesNotContain("--auth-token-file");
+    }
+
+    @Test
+    void autoscalingReplacesTheRouterReplicaCount() {
+        var objects = render(Map.of("router.autoscaling.enabled", true));
+        assertThat(objects.get(HorizontalPodAutoscaler.class, ROUTER).getSpec().getMaxReplicas()).isEqualTo(10);
+        assertThat(objects.get(Deployment.class, ROUTER).getSpec().getReplicas()).isNull();
+    }
+
+    @Test
+    void serviceMonitorNetworkPolicyAndBudgetsFollowTheirSwitches() {
+        var objects = render(Map.of("metrics.serviceMonitor.enabled", true, "networkPolicy.enabled", false,
+                "workers.podDisruptionBudget.enabled", false));
+        assertThat(objects.ofKind("ServiceMonitor")).hasSize(1);
+        assertThat(objects.all(NetworkPolicy.class)).isEmpty();
+        assertThat(objects.all(PodDisruptionBudget.class)).extracting(p -> p.getMetadata().getName())
+                .containsExactlyInAnyOrder(COORDINATOR, ROUTER);
+    }
+
+    @Test
+    void theReleaseNamesItsOwnHazelcastClusterUnlessTold() {
+        var objects = render(Map.of("clusterName", "prod-moe"));
+        for (String workload : WORKLOADS) {
+            assertThat(flag(objects.container(workload), "--cluster-name")).isEqualTo("prod-moe");
+        }
+    }
+
+    @Test
+    void longReleaseNamesStillGiveValidObjectNames() {
+        var objects = RenderedObjects.parse(chart.template(null,
+                Map.of("fullnameOverride", "a-very-long-release-name-for-a-production-moe-cluster-deployment",
+                        "grafana.dashboard.enabled", true, "metrics.serviceMonitor.enabled", true,
+                        "router.autoscaling.enabled", true)));
+        assertThat(objects.all()).hasSize(14);
+        assertThat(objects.all()).allSatisfy(o -> assertThat(o.getMetadata().getName())
+                .hasSizeLessThanOrEqualTo(o.getKind().equals("StatefulSet") ? 52 : 63)
+                .matches("[a-z0-9]([-a-z0-9]*[a-z0-9])?"));
+    }
+
+    @Test
+    void aMisspeltValueIsRefusedInsteadOfIgnored() {
+        assertThatThrownBy(() -> chart.template(null, Map.of("workers.replica", 8)))
+                .hasMessageContaining("values don't meet the specifications of the schema")
+                .hasMessageContaining("replica");
+    }
+
+    @Test
+    void aValueOfTheWrongTypeIsRefused() {
+        assertThatThrownBy(() -> chart.template(null, Map.of("router.service.type", "Ingress")))
+                .hasMessageContaining("router.service.type");
+        assertThatThrownBy(() -> chart.template(null, Map.of("workers.replicas", 0)))
+                .hasMessageContaining("workers.replicas");
+    }
+
+    @Test
+    void anUnknownBackendFailsRenderingWithTheChoices() {
+        assertThatThrownBy(() -> chart.template(null, Map.of("workers.backend", "tpu")))
+                .hasMessageContaining("workers.backend must be one of cpu, cuda or auto, got \"tpu\"");
+    }
+
+    @Test
+    void tlsWithoutASecretFailsRendering() {
+        assertThatThrownBy(() -> chart.template(null, Map.of("tls.enabled", true)))
+                .hasMessageContaining("tls.enabled needs tls.secretName");
+    }
+
+    @Test
+    void twoModelSourcesFailRendering() {
+        assertThatThrownBy(() -> chart.template(null, Map.of("model.existingClaim", "models", "model.hostPath", "/data")))
+                .hasMessageContaining("set at most one of model.existingClaim and model.hostPath");
+    }
+
+    @Test
+    void moreExpertCopiesThanWorkersFailRendering() {
+        assertThatThrownBy(() -> chart.template(null, Map.of("coordinator.minReplicas", 3)))
+                .hasMessageContaining("coordinator.minReplicas (3) cannot exceed workers.replicas (2)");
+    }
+
+    @Test
+    void aGracePeriodShorterThanTheDrainFailsRendering() {
+        assertThatThrownBy(() -> chart.template(null, Map.of("workers.terminationGracePeriodSeconds", 60)))
+                .hasMessageContaining("workers.terminationGracePeriodSeconds must exceed workers.drainTimeoutSeconds");
+    }
+}
