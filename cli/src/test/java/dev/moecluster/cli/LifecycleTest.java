@@ -3,6 +3,7 @@ package dev.moecluster.cli;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import dev.moecluster.control.ControlPlaneConfig;
 import dev.moecluster.control.GrpcEndpoint;
 import dev.moecluster.coordinator.CoordinatorConfig;
 import dev.moecluster.coordinator.CoordinatorServer;
@@ -169,6 +170,24 @@ class LifecycleTest {
                 router.close();
             }
         }
+    }
+
+    @Test
+    void workerDrainGivesUpAtItsTimeoutWhenNoCoordinatorAnswersAndAStaticWorkerJustCloses() throws Exception {
+        var nobody = ControlPlaneConfig.of("moe-nobody-" + UUID.randomUUID(), List.of("127.0.0.1:" + LocalCluster.freePort()));
+        ExpertWorker orphan = ExpertWorker.start(WorkerConfig.defaults("orphan", dir, new ExpertAssignment(Map.of()))
+                .withControlPlane(nobody, WorkerConfig.DEFAULT_MEMORY_BYTES));
+        String orphanAddress = orphan.address();
+        assertThat(health(orphanAddress, GrpcEndpoint.READINESS)).isEqualTo(ServingStatus.NOT_SERVING);
+        assertAlive(orphanAddress);
+        assertThat(orphan.drainAndClose(Duration.ofSeconds(2))).as("drained").isFalse();
+        assertThatThrownBy(() -> health(orphanAddress, GrpcEndpoint.LIVENESS)).isInstanceOf(StatusRuntimeException.class);
+
+        ExpertWorker fixed = ExpertWorker.start(WorkerConfig.defaults("static", dir, ExpertAssignment.parse("all", ModelConfig.load(dir))));
+        String fixedAddress = fixed.address();
+        assertThat(ready(fixedAddress)).isTrue();
+        assertThat(fixed.drainAndClose(Duration.ofMinutes(2))).as("drained").isTrue();
+        assertThatThrownBy(() -> health(fixedAddress, GrpcEndpoint.LIVENESS)).isInstanceOf(StatusRuntimeException.class);
     }
 
     /** Greedy, past any end-of-sequence token, so the stream has exactly {@code tokens} tokens. */
