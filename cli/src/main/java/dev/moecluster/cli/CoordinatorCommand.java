@@ -90,10 +90,11 @@ final class CoordinatorCommand implements Callable<Integer> {
                 Duration.ofMillis(drainGraceMs), Duration.ofSeconds(rebalanceIntervalSeconds), rebalanceBelow, metricsPort)
                 .withTls(tls.resolve()).withHealthPort(healthPort);
         CoordinatorServer server = CoordinatorServer.start(config);
-        Runtime.getRuntime().addShutdownHook(new Thread(server::close));
+        Sigterm sigterm = Sigterm.handle("coordinator", server::close, server::close);
         System.out.printf("coordinator %s:%d in cluster '%s' (members %s), admin API on %s%n", host, port, clusterName,
                 serviceDns == null ? all : "from DNS " + serviceDns, server.adminAddress());
         server.awaitTermination();
+        sigterm.awaitGracefulStop();
         return 0;
     }
 }

@@ -94,6 +94,11 @@ final class RouterCommand implements Callable<Integer> {
     @Option(names = "--prefill-chunk", defaultValue = "256", description = "Prompt tokens prefilled per step, so decodes are not starved (default: ${DEFAULT-VALUE}).")
     int prefillChunk;
 
+    @Option(names = "--shutdown-grace-s", defaultValue = "30",
+            description = "On SIGTERM: stop taking calls (UNAVAILABLE) and let calls and Generate streams in flight finish "
+                    + "for up to this many seconds; then stop and exit 0 (default: ${DEFAULT-VALUE}).")
+    long shutdownGraceSeconds;
+
     @Option(names = "--overlap", defaultValue = "true", negatable = true, fallbackValue = "true",
             description = "Run each decode step as two concurrent micro-batches (ping-pong); --no-overlap turns it off (default: ${DEFAULT-VALUE}).")
     boolean overlap;
@@ -112,11 +117,15 @@ final class RouterCommand implements Callable<Integer> {
                 new GenerationConfig(maxSequences, maxQueued, (long) kvCacheMb * 1024 * 1024, prefillChunk, overlap), control,
                 metricsPort).withTls(tls.resolve()).withHealthPort(healthPort)
                 .withAuthToken(authTokenFile == null ? null : BearerToken.readFrom(authTokenFile));
+        if (shutdownGraceSeconds < 0) {
+            throw new IllegalArgumentException("--shutdown-grace-s must be >= 0, got " + shutdownGraceSeconds);
+        }
         RouterServer router = RouterServer.start(rc);
-        Runtime.getRuntime().addShutdownHook(new Thread(router::close));
+        Sigterm sigterm = Sigterm.handle("router", () -> router.shutdown(Duration.ofSeconds(shutdownGraceSeconds)), router::close);
         System.out.printf("router serving %s (%s) on %s, %s%n", config.name(), config.architecture().hfName(),
                 router.address(), control == null ? p.workers().size() + " workers" : "placement from " + control.coordinators());
         router.awaitTermination();
+        sigterm.awaitGracefulStop();
         return 0;
     }
 }

@@ -96,6 +96,11 @@ final class WorkerCommand implements Callable<Integer> {
     @Option(names = "--max-message-mb", defaultValue = "256", description = "Largest batch accepted, MiB (default: ${DEFAULT-VALUE}).")
     int maxMessageMb;
 
+    @Option(names = "--drain-timeout-s", defaultValue = "120",
+            description = "On SIGTERM with --coordinators: keep serving while the coordinators move this worker's experts elsewhere, "
+                    + "until they report it DRAINED or this many seconds pass; then stop and exit 0 (default: ${DEFAULT-VALUE}).")
+    long drainTimeoutSeconds;
+
     @Override
     public Integer call() throws Exception {
         Path dir = model.resolve();
@@ -118,11 +123,16 @@ final class WorkerCommand implements Callable<Integer> {
         var wc = new WorkerConfig(workerId, host, port, dir, held, backend, Duration.ofNanos(coalesceMicros * 1000),
                 Math.multiplyExact(maxMessageMb, 1024 * 1024), 64, control, MemorySize.parse(memoryBudget).bytes(), metricsPort,
                 perExpertMetrics).withTls(tls.resolve()).withHealthPort(healthPort).withAdvertiseHost(advertise);
+        if (drainTimeoutSeconds < 0) {
+            throw new IllegalArgumentException("--drain-timeout-s must be >= 0, got " + drainTimeoutSeconds);
+        }
         ExpertWorker worker = ExpertWorker.start(wc);
-        Runtime.getRuntime().addShutdownHook(new Thread(worker::close));
+        Sigterm sigterm = Sigterm.handle("worker " + workerId,
+                () -> worker.drainAndClose(Duration.ofSeconds(drainTimeoutSeconds)), worker::close);
         System.out.printf("worker %s holding %d experts of %s, listening on %s%s%n", workerId, held.expertCount(),
                 config.name(), worker.address(), control == null ? "" : ", taking assignments from " + control.coordinators());
         worker.awaitTermination();
+        sigterm.awaitGracefulStop();
         return 0;
     }
 

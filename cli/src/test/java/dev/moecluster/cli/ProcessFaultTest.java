@@ -27,7 +27,7 @@ class ProcessFaultTest {
     private final Path dir = Clusters.tinyModel(Architecture.MIXTRAL);
 
     /** Starts {@code moe ARGS…} in a new JVM with this test's classpath, output to {@code log}. */
-    private static Process moe(Path log, String... args) throws Exception {
+    static Process moe(Path log, String... args) throws Exception {
         String java = ProcessHandle.current().info().command().orElse("java");
         List<String> cmd = new ArrayList<>(List.of(java, "-Xmx512m", "--add-modules", "jdk.incubator.vector",
                 "--enable-native-access=ALL-UNNAMED", "--sun-misc-unsafe-memory-access=allow",
@@ -36,7 +36,7 @@ class ProcessFaultTest {
         return new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile()).start();
     }
 
-    private static Process worker(Path model, String cluster, String coordinators, int port, String id, Path log) throws Exception {
+    static Process worker(Path model, String cluster, String coordinators, int port, String id, Path log) throws Exception {
         return moe(log, "worker", "--model", model.toString(), "--coordinators", coordinators, "--cluster-name", cluster,
                 "--port", String.valueOf(port), "--id", id, "--metrics-port", "0");
     }

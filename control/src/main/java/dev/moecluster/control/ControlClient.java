@@ -48,6 +48,8 @@ public final class ControlClient implements AutoCloseable {
         cc.setClusterName(config.clusterName());
         cc.setInstanceName(name + "-" + ProcessHandle.current().pid() + "-" + System.nanoTime());
         cc.setProperty("hazelcast.logging.type", "jdk");
+        // components close their client themselves; Hazelcast's own hook would cut a worker's drain short
+        cc.setProperty("hazelcast.shutdownhook.enabled", "false");
         cc.getNetworkConfig().getAddresses().addAll(config.coordinators());
         ClientConnectionStrategyConfig strategy = cc.getConnectionStrategyConfig();
         strategy.setAsyncStart(true).setReconnectMode(ClientConnectionStrategyConfig.ReconnectMode.ASYNC);

@@ -16,13 +16,19 @@ import java.util.concurrent.atomic.AtomicBoolean;
 
 /**
  * The one way components serve gRPC: a Netty server on {@code host:port} with the component's
- * services, gRPC health (SERVING for the server and each named service once started) and server
- * reflection. {@link #close()} drains in-flight calls for up to 5 s; {@link #kill()} drops them, as
- * a crash would. Either may be called more than once. Optionally the port speaks TLS, and a second,
+ * services, gRPC health and server reflection. Health answers three kinds of names: {@value #LIVENESS}
+ * is SERVING from start until the endpoint stops; {@code ""} ({@link #READINESS}) is NOT_SERVING until
+ * the component calls {@link #ready(boolean) ready(true)}; each service's own name is SERVING while
+ * started. {@link #close()} drains in-flight calls for up to 5 s; {@link #kill()} drops them, as a
+ * crash would. Either may be called more than once. Optionally the port speaks TLS, and a second,
  * plaintext port serves only gRPC health with the same statuses (for probes when the main port
  * requires client certificates).
  */
 public final class GrpcEndpoint implements AutoCloseable {
+    /** Health service name of readiness: may this component take traffic now. */
+    public static final String READINESS = "";
+    /** Health service name of liveness: the process runs and need not be restarted. */
+    public static final String LIVENESS = "liveness";
     private static final long DRAIN_SECONDS = 5;
     /** {@code --health-port} value for no separate health port. */
     public static final int NO_HEALTH_PORT = -1;
@@ -41,7 +47,7 @@ public final class GrpcEndpoint implements AutoCloseable {
         services.forEach(builder::addService);
         this.server = builder.build().start();
         this.healthServer = startHealthServer(host, healthPort);
-        health.setStatus("", ServingStatus.SERVING);
+        reportStarted();
         for (ServerServiceDefinition s : services) {
             health.setStatus(s.getServiceDescriptor().getName(), ServingStatus.SERVING);
         }
@@ -70,6 +76,23 @@ public final class GrpcEndpoint implements AutoCloseable {
             throw new IllegalArgumentException("health port must be -1 (none), 0 (free port) or 1..65535, got " + port);
         }
         return port;
+    }
+
+    /** Liveness SERVING, readiness NOT_SERVING: a component is alive before it can take traffic. */
+    private void reportStarted() {
+        health.setStatus(LIVENESS, ServingStatus.SERVING);
+        health.setStatus(READINESS, ServingStatus.NOT_SERVING);
+    }
+
+    /**
+     * Sets readiness ({@code ""}): SERVING when the component can take traffic, NOT_SERVING while it
+     * cannot (loading, draining, stopping). Ignored once the endpoint stopped (everything is
+     * NOT_SERVING then).
+     */
+    public void ready(boolean ready) {
+        if (!stopped.get()) {
+            health.setStatus(READINESS, ready ? ServingStatus.SERVING : ServingStatus.NOT_SERVING);
+        }
     }
 
     public int port() {

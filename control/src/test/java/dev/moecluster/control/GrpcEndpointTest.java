@@ -23,6 +23,7 @@ class GrpcEndpointTest {
     @Test
     void reportsServingForTheServerAndItsServicesAndAnswersReflection() throws Exception {
         try (GrpcEndpoint endpoint = GrpcEndpoint.start("127.0.0.1", 0, 1 << 20, List.of(reflectionProbe()))) {
+            endpoint.ready(true);
             ManagedChannel ch = NettyChannelBuilder.forAddress("127.0.0.1", endpoint.port()).usePlaintext().build();
             try {
                 var health = HealthGrpc.newBlockingStub(ch).withDeadlineAfter(10, TimeUnit.SECONDS);
@@ -51,6 +52,33 @@ class GrpcEndpointTest {
                 ch.shutdownNow();
             }
         }
+    }
+
+    @Test
+    void readinessStartsNotServingAndFollowsReadyWhileLivenessStaysServing() throws Exception {
+        GrpcEndpoint endpoint = GrpcEndpoint.start("127.0.0.1", 0, 1 << 20, List.of(reflectionProbe()));
+        ManagedChannel ch = NettyChannelBuilder.forAddress("127.0.0.1", endpoint.port()).usePlaintext().build();
+        try {
+            assertThat(status(ch, GrpcEndpoint.READINESS)).isEqualTo(ServingStatus.NOT_SERVING);
+            assertThat(status(ch, GrpcEndpoint.LIVENESS)).isEqualTo(ServingStatus.SERVING);
+            assertThat(status(ch, "test.Probe")).isEqualTo(ServingStatus.SERVING);
+            endpoint.ready(true);
+            assertThat(status(ch, GrpcEndpoint.READINESS)).isEqualTo(ServingStatus.SERVING);
+            endpoint.ready(false);
+            assertThat(status(ch, GrpcEndpoint.READINESS)).isEqualTo(ServingStatus.NOT_SERVING);
+            assertThat(status(ch, GrpcEndpoint.LIVENESS)).isEqualTo(ServingStatus.SERVING);
+            endpoint.ready(true);
+            endpoint.close();
+            endpoint.ready(true); // ignored once stopped
+        } finally {
+            endpoint.kill();
+            ch.shutdownNow();
+        }
+    }
+
+    private static ServingStatus status(ManagedChannel ch, String service) {
+        return HealthGrpc.newBlockingStub(ch).withDeadlineAfter(10, TimeUnit.SECONDS)
+                .check(HealthCheckRequest.newBuilder().setService(service).build()).getStatus();
     }
 
     @Test

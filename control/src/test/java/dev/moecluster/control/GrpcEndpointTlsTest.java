@@ -32,6 +32,7 @@ class GrpcEndpointTlsTest {
         try (GrpcEndpoint endpoint = GrpcEndpoint.start("127.0.0.1", 0, 1 << 20, List.of(probe()), serverTls,
                 GrpcEndpoint.NO_HEALTH_PORT)) {
             assertThat(endpoint.healthPort()).isEqualTo(GrpcEndpoint.NO_HEALTH_PORT);
+            endpoint.ready(true);
             assertThat(health(endpoint.port(), ca.tls(ca.issue("client")).channelCredentials())).isEqualTo(ServingStatus.SERVING);
             // trusts the server but presents no certificate
             assertRefused(endpoint.port(), TlsConfig.fromPemFiles(null, null, ca.caFile()).channelCredentials());
@@ -62,6 +63,11 @@ class GrpcEndpointTlsTest {
             ManagedChannel ch = NettyChannelBuilder.forAddress("127.0.0.1", endpoint.healthPort()).usePlaintext().build();
             try {
                 var health = HealthGrpc.newBlockingStub(ch).withDeadlineAfter(10, TimeUnit.SECONDS);
+                // readiness follows the main port's: not ready until the component says so
+                assertThat(health.check(HealthCheckRequest.getDefaultInstance()).getStatus()).isEqualTo(ServingStatus.NOT_SERVING);
+                assertThat(health.check(HealthCheckRequest.newBuilder().setService(GrpcEndpoint.LIVENESS).build()).getStatus())
+                        .isEqualTo(ServingStatus.SERVING);
+                endpoint.ready(true);
                 assertThat(health.check(HealthCheckRequest.getDefaultInstance()).getStatus()).isEqualTo(ServingStatus.SERVING);
                 assertThat(health.check(HealthCheckRequest.newBuilder().setService("test.Probe").build()).getStatus())
                         .isEqualTo(ServingStatus.SERVING);

@@ -21,7 +21,8 @@ import java.util.logging.Logger;
 /**
  * A coordinator: a Hazelcast member holding the cluster state (workers, placement, load) in maps with
  * a backup on another member, the leader's control loop, and the gRPC Admin API with health and
- * reflection. Several coordinators form one cluster; the oldest member leads.
+ * reflection (ready once the member has joined). Several coordinators form one cluster; the oldest
+ * member leads.
  */
 public final class CoordinatorServer implements AutoCloseable {
     private static final Logger LOG = Logger.getLogger(CoordinatorServer.class.getName());
@@ -44,6 +45,7 @@ public final class CoordinatorServer implements AutoCloseable {
         this.admin = GrpcEndpoint.start(config.host(), config.adminPort(), 4 * 1024 * 1024,
                 List.of(new AdminService(hz, reconciler, config).bindService()), config.tls(), config.healthPort());
         loop.scheduleWithFixedDelay(reconciler::tick, 200, 250, TimeUnit.MILLISECONDS);
+        admin.ready(true); // the Hazelcast member has joined: newHazelcastInstance returns only then
     }
 
     public static CoordinatorServer start(CoordinatorConfig config) throws IOException {

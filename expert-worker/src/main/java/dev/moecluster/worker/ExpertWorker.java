@@ -10,12 +10,16 @@ import dev.moecluster.core.model.ModelConfig;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.net.InetAddress;
+import java.time.Duration;
 import java.util.List;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.logging.Logger;
 
 /**
  * A running expert worker: loads its experts and warms up the kernels, then serves
- * {@code ExpertService}, gRPC health and server reflection on one port, reporting SERVING.
+ * {@code ExpertService}, gRPC health and server reflection on one port. Readiness is SERVING once it
+ * holds its experts (static: once loaded; with coordinators: once it acknowledged its first non-empty
+ * assignment) and NOT_SERVING while it drains or stops; {@link #drainAndClose} is its graceful stop.
  */
 public final class ExpertWorker implements AutoCloseable {
     private static final Logger LOG = Logger.getLogger(ExpertWorker.class.getName());
@@ -30,7 +34,9 @@ public final class ExpertWorker implements AutoCloseable {
     private final GrpcEndpoint server;
     private final WorkerAgent agent;
     private final MetricsEndpoint metrics;
-    private final java.util.concurrent.atomic.AtomicBoolean stopped = new java.util.concurrent.atomic.AtomicBoolean();
+    private final AtomicBoolean stopped = new AtomicBoolean();
+    private final AtomicBoolean released = new AtomicBoolean();
+    private volatile boolean killed;
 
     private ExpertWorker(WorkerConfig config, ExpertStore store, ExpertBackend backend, MetricsEndpoint metrics)
             throws IOException {
@@ -47,7 +53,10 @@ public final class ExpertWorker implements AutoCloseable {
                 List.of(service.bindService()), config.tls(), config.healthPort());
         this.agent = config.controlPlane() == null ? null : new WorkerAgent(
                 ControlClient.connect(config.controlPlane(), "worker-" + config.workerId()), store, config.workerId(),
-                address(), backend.name(), config.memoryBytes());
+                address(), backend.name(), config.memoryBytes(), server::ready);
+        if (agent == null) {
+            server.ready(true); // a static worker holds its experts from the start
+        }
     }
 
     /** Loads the assigned experts and starts serving with the given backend. */
@@ -144,11 +153,37 @@ public final class ExpertWorker implements AutoCloseable {
         return store.assignment().expertCount();
     }
 
+    /**
+     * The graceful stop (SIGTERM): with coordinators, reports not ready, asks them to drain this
+     * worker and keeps serving until they report it DRAINED (its experts placed elsewhere and routers
+     * switched epochs) or {@code timeout} passes; then {@link #close()}s. A static worker just closes.
+     *
+     * @return true when the worker was drained (always true for a static worker)
+     */
+    public boolean drainAndClose(Duration timeout) {
+        requireNonNull(timeout, "timeout is null");
+        if (stopped.get()) {
+            return false;
+        }
+        boolean drained = true;
+        if (agent != null) {
+            LOG.info(() -> "worker " + config.workerId() + " stopping: draining " + expertCount() + " experts (up to "
+                    + timeout.toSeconds() + " s)");
+            drained = agent.drain(timeout);
+        } else {
+            server.ready(false);
+        }
+        LOG.info(() -> "worker " + config.workerId() + " closing (" + batchesServed() + " batches served)");
+        close();
+        return drained;
+    }
+
     /** Stops at once, failing in-flight streams, as a crashed process would look to routers. */
     public void kill() {
         if (!stopped.compareAndSet(false, true)) {
             return;
         }
+        killed = true;
         service.stop();
         if (agent != null) {
             agent.close();
@@ -164,8 +199,10 @@ public final class ExpertWorker implements AutoCloseable {
 
     /** After {@link #kill()}: frees what a crashed process would have given back to the OS. */
     private void releaseAfterKill() {
-        backend.close();
-        store.close();
+        if (killed && released.compareAndSet(false, true)) {
+            backend.close();
+            store.close();
+        }
     }
 
     @Override
@@ -174,11 +211,13 @@ public final class ExpertWorker implements AutoCloseable {
             releaseAfterKill();
             return;
         }
+        server.ready(false);
         if (agent != null) {
             agent.close();
         }
         server.close();
         coalescer.close();
+        released.set(true);
         backend.close();
         store.close();
         metrics.close();

@@ -6,8 +6,11 @@ import dev.moecluster.control.ControlClient;
 import dev.moecluster.control.ControlMaps;
 import dev.moecluster.control.WorkerRecord;
 import dev.moecluster.control.WorkerState;
+import java.time.Duration;
 import java.util.Map;
 import java.util.Set;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Consumer;
 import java.util.function.UnaryOperator;
 import java.util.logging.Level;
 import java.util.logging.Logger;
@@ -16,10 +19,14 @@ import java.util.logging.Logger;
  * A worker's part in the control plane: registers in the worker registry (keyed by its address),
  * heartbeats, and follows its assignment: loads the experts it is given, unloads the ones taken
  * away, then acknowledges by recording what it holds and the assignment epoch. Keeps serving on what
- * it holds while no coordinator answers.
+ * it holds while no coordinator answers. Reports readiness: ready once it acknowledged its first
+ * non-empty assignment, not ready while it is draining. {@link #drain} asks the coordinators to move
+ * its experts away before it stops.
  */
 final class WorkerAgent implements AutoCloseable {
     private static final Logger LOG = Logger.getLogger(WorkerAgent.class.getName());
+    private static final long DRAIN_POLL_MILLIS = 250;
+    private static final long DRAIN_PROGRESS_MILLIS = 5000;
 
     private final ControlClient client;
     private final ExpertStore store;
@@ -27,10 +34,18 @@ final class WorkerAgent implements AutoCloseable {
     private final String address;
     private final String backend;
     private final long memoryBytes;
+    private final Consumer<Boolean> readiness;
     private volatile long appliedEpoch;
+    /** Acknowledged an assignment with experts in it. */
+    private volatile boolean holdsAssignment;
+    /** The registry says DRAINING or DRAINED, or {@link #drain} was called. */
+    private volatile boolean draining;
 
-    WorkerAgent(ControlClient client, ExpertStore store, String id, String address, String backend, long memoryBytes) {
+    /** @param readiness told whether the worker may take traffic, whenever that may have changed */
+    WorkerAgent(ControlClient client, ExpertStore store, String id, String address, String backend, long memoryBytes,
+            Consumer<Boolean> readiness) {
         this.client = client;
+        this.readiness = readiness;
         this.store = store;
         this.id = id;
         this.address = address;
@@ -59,22 +74,107 @@ final class WorkerAgent implements AutoCloseable {
                 LOG.info("worker " + id + " now holds " + store.assignment().expertCount() + " experts (assignment "
                         + a.epoch() + ", " + changes + " loaded or unloaded)");
             }
-            update(r -> r.withHeld(store.assignment().byLayer(), a.epoch()));
+            WorkerRecord acknowledged = update(r -> r.withHeld(store.assignment().byLayer(), a.epoch()));
+            if (acknowledged != null && !a.experts().isEmpty() && store.assignment().expertCount() > 0) {
+                holdsAssignment = true;
+            }
+            followState(acknowledged);
         } catch (RuntimeException e) {
             LOG.log(Level.WARNING, "worker " + id + " could not apply assignment " + a.epoch(), e);
         }
     }
 
     private void heartbeat() {
-        update(r -> {
+        followState(update(r -> {
             WorkerRecord next = r.withHeartbeat(System.currentTimeMillis());
             // a worker declared dead that is heard from again rejoins
             return next.state() == WorkerState.DEAD ? next.withState(WorkerState.ACTIVE) : next;
-        });
+        }));
     }
 
-    /** Read-modify-write of this worker's record that never overwrites the coordinator's state changes. */
-    private void update(UnaryOperator<WorkerRecord> change) {
+    /** Draining as the registry says (an operator's {@code moe admin drain} counts too), then readiness. */
+    private synchronized void followState(WorkerRecord written) {
+        if (written != null && (written.state() == WorkerState.DRAINING || written.state() == WorkerState.DRAINED)) {
+            draining = true;
+        }
+        readiness.accept(holdsAssignment && !draining);
+    }
+
+    /**
+     * Asks the coordinators to drain this worker (as {@code moe admin drain} does: state DRAINING in the
+     * registry, which the leader answers by moving its experts to other workers, switching routers to
+     * the new epoch and then unassigning them here), reports not ready, and waits until the registry
+     * says DRAINED or {@code timeout} passes. Keeps serving meanwhile.
+     *
+     * @return true when the coordinators reported DRAINED in time
+     */
+    boolean drain(Duration timeout) {
+        synchronized (this) {
+            draining = true;
+            readiness.accept(false);
+        }
+        long start = System.nanoTime();
+        long deadline = start + timeout.toNanos();
+        long nextProgress = 0;
+        boolean asked = false;
+        while (true) {
+            WorkerRecord record = client.get(ControlMaps.WORKERS, address).map(WorkerRecord::fromJson).orElse(null);
+            if (record != null && record.state() == WorkerState.DRAINED) {
+                LOG.info("worker " + id + " is drained: its experts are placed elsewhere and routers switched epochs");
+                return true;
+            }
+            if (record != null && (record.state() == WorkerState.ACTIVE || record.state() == WorkerState.DEAD)) {
+                WorkerRecord written = update(r -> r.state() == WorkerState.ACTIVE || r.state() == WorkerState.DEAD
+                        ? r.withState(WorkerState.DRAINING) : r);
+                if (written != null) {
+                    record = written;
+                    if (!asked) {
+                        asked = true;
+                        LOG.info("worker " + id + " asked the coordinators to drain it (" + address + ")");
+                    }
+                }
+            }
+            long now = System.nanoTime();
+            if (now - deadline >= 0) {
+                LOG.warning("worker " + id + " not drained after " + timeout.toSeconds() + " s (" + progress(record)
+                        + "); stopping anyway");
+                return false;
+            }
+            if (now - start >= TimeUnit.MILLISECONDS.toNanos(nextProgress)) {
+                nextProgress += DRAIN_PROGRESS_MILLIS;
+                LOG.info("worker " + id + " draining: " + progress(record) + "; waiting up to "
+                        + TimeUnit.NANOSECONDS.toSeconds(deadline - now) + " s more for DRAINED");
+            }
+            try {
+                Thread.sleep(DRAIN_POLL_MILLIS);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                LOG.warning("worker " + id + " drain interrupted; stopping");
+                return false;
+            }
+        }
+    }
+
+    /** "12 experts still placed here, 12 held, state DRAINING", from the published placement and the store. */
+    private String progress(WorkerRecord record) {
+        String placed = client.currentPlacement()
+                .filter(p -> p.workers().contains(address))
+                .map(p -> count(p.heldBy(p.indexOf(address))) + " experts still placed here")
+                .orElse("no experts placed here");
+        return placed + ", " + store.assignment().expertCount() + " held, state "
+                + (record == null ? "unknown (no coordinator answers)" : record.state().name());
+    }
+
+    private static int count(Map<Integer, Set<Integer>> byLayer) {
+        return byLayer.values().stream().mapToInt(Set::size).sum();
+    }
+
+    /**
+     * Read-modify-write of this worker's record that never overwrites the coordinator's state changes.
+     *
+     * @return the record written, or null when the registry did not answer
+     */
+    private WorkerRecord update(UnaryOperator<WorkerRecord> change) {
         try {
             IMap<String, String> map = client.map(ControlMaps.WORKERS);
             for (int attempt = 0; attempt < 10; attempt++) {
@@ -83,14 +183,16 @@ final class WorkerAgent implements AutoCloseable {
                         ? new WorkerRecord(id, address, backend, memoryBytes, WorkerState.ACTIVE, store.assignment().byLayer(),
                                 appliedEpoch, System.currentTimeMillis())
                         : WorkerRecord.fromJson(old);
-                String next = change.apply(base).toJson();
+                WorkerRecord changed = change.apply(base);
+                String next = changed.toJson();
                 if (old == null ? map.putIfAbsent(address, next) == null : map.replace(address, old, next)) {
-                    return;
+                    return changed;
                 }
             }
         } catch (RuntimeException e) {
             LOG.log(Level.FINE, "registry unreachable; worker keeps serving", e);
         }
+        return null;
     }
 
     Map<Integer, Set<Integer>> held() {

@@ -14,7 +14,8 @@ import java.util.UUID;
  * A router's part in the control plane: follows the published placement (the dispatcher switches
  * between calls), reports its epoch with a heartbeat so the coordinator knows when old expert copies
  * may go, and reports tokens routed per expert for load balancing. Without a coordinator the router
- * keeps routing with the last placement it had.
+ * keeps routing with the last placement it had. Tells the router each time it got a placement (its
+ * readiness).
  */
 final class PlacementFollower implements AutoCloseable {
     private final ControlClient client;
@@ -23,20 +24,29 @@ final class PlacementFollower implements AutoCloseable {
     private final ModelConfig model;
     private final String id = "router-" + UUID.randomUUID();
     private final String address;
+    private final Runnable placementKnown;
 
-    PlacementFollower(ControlClient client, MoeDispatcher dispatcher, DispatchStats stats, ModelConfig model, String address) {
+    /** @param placementKnown run after every placement handed to the dispatcher */
+    PlacementFollower(ControlClient client, MoeDispatcher dispatcher, DispatchStats stats, ModelConfig model, String address,
+            Runnable placementKnown) {
         this.client = client;
         this.dispatcher = dispatcher;
         this.stats = stats;
         this.model = model;
         this.address = address;
-        client.watch(ControlMaps.PLACEMENT, ControlMaps.CURRENT, json -> dispatcher.update(ExpertPlacement.fromJson(json)));
-        client.onConnected(() -> client.currentPlacement().ifPresent(dispatcher::update));
+        this.placementKnown = placementKnown;
+        client.watch(ControlMaps.PLACEMENT, ControlMaps.CURRENT, json -> follow(ExpertPlacement.fromJson(json)));
+        client.onConnected(() -> client.currentPlacement().ifPresent(this::follow));
         client.every(client.config().heartbeatInterval().toMillis(), this::report);
     }
 
+    private void follow(ExpertPlacement published) {
+        dispatcher.update(published);
+        placementKnown.run();
+    }
+
     private void report() {
-        client.currentPlacement().ifPresent(dispatcher::update);
+        client.currentPlacement().ifPresent(this::follow);
         long now = System.currentTimeMillis();
         client.put(ControlMaps.ROUTERS, id, new RouterRecord(id, address, dispatcher.placement().epoch(), now).toJson());
         Map<Integer, long[]> tokens = new TreeMap<>();

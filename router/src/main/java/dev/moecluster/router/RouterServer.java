@@ -25,15 +25,23 @@ import io.grpc.ServerInterceptor;
 import io.grpc.ServerInterceptors;
 import io.grpc.ServerServiceDefinition;
 import java.io.IOException;
+import java.time.Duration;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.logging.Logger;
 
 /**
  * A running router: loads the dense part of the model (embeddings, attention, norms, gates, shared
  * experts, LM head), connects to the workers of the placement, and serves the public
  * {@code moe.v1.Router} API ({@code MoeForward}, {@code Generate}) with gRPC health and reflection.
+ * Readiness is SERVING once the model is loaded and a placement is known (static: at once; with
+ * coordinators: once the first published placement arrived) and NOT_SERVING while it stops;
+ * {@link #shutdown} is its graceful stop.
  */
 public final class RouterServer implements AutoCloseable {
     private static final Logger LOG = Logger.getLogger(RouterServer.class.getName());
+    private static final long SHUTDOWN_POLL_MILLIS = 50;
+    private static final long SHUTDOWN_PROGRESS_MILLIS = 5000;
 
     private final RouterConfig config;
     private final ModelConfig model;
@@ -45,8 +53,13 @@ public final class RouterServer implements AutoCloseable {
     private final DecoderModel decoder;
     private final TextTokenizer tokenizer;
     private final GenerationScheduler scheduler;
+    private final RouterService service;
     private final GrpcEndpoint server;
     private final MetricsEndpoint metrics;
+    /** Guards readiness against a placement arriving while the router stops. */
+    private final Object lifecycle = new Object();
+    private boolean stopping;
+    private final AtomicBoolean closed = new AtomicBoolean();
 
     private RouterServer(RouterConfig config, ModelConfig model, Checkpoint checkpoint, MetricsEndpoint metrics)
             throws IOException {
@@ -66,11 +79,22 @@ public final class RouterServer implements AutoCloseable {
         this.scheduler = new GenerationScheduler(decoder, tokenizer, config.generation(), model.name(), contextLength(model),
                 eosTokens(config.modelDir(), model));
         var countRequests = RouterMetrics.register(metrics.registry(), stats, scheduler, () -> dispatcher.placement().epoch());
+        this.service = new RouterService(model, moe, config.maxTokensPerRequest(), scheduler);
         this.server = GrpcEndpoint.start(config.host(), config.port(), config.maxInboundMessageBytes(), List.of(
-                publicApi(new RouterService(model, moe, config.maxTokensPerRequest(), scheduler), countRequests, config.authToken())),
-                config.tls(), config.healthPort());
+                publicApi(service, countRequests, config.authToken())), config.tls(), config.healthPort());
         this.follower = config.controlPlane() == null ? null : new PlacementFollower(
-                ControlClient.connect(config.controlPlane(), "router"), dispatcher, stats, model, address());
+                ControlClient.connect(config.controlPlane(), "router"), dispatcher, stats, model, address(), this::placementKnown);
+        if (follower == null) {
+            placementKnown(); // a static placement, checked to cover the model above
+        }
+    }
+
+    private void placementKnown() {
+        synchronized (lifecycle) {
+            if (!stopping) {
+                server.ready(true);
+            }
+        }
     }
 
     /**
@@ -193,8 +217,70 @@ public final class RouterServer implements AutoCloseable {
         server.awaitTermination();
     }
 
+    /**
+     * The graceful stop (SIGTERM): readiness goes NOT_SERVING, new {@code MoeForward} and
+     * {@code Generate} calls get UNAVAILABLE ("router is shutting down"), calls and streams already
+     * taken run to completion (the scheduler keeps stepping) for up to {@code grace}; then
+     * {@link #close()} fails whatever is left.
+     *
+     * @return true when every call taken before the stop finished within {@code grace}
+     */
+    public boolean shutdown(Duration grace) {
+        requireNonNull(grace, "grace is null");
+        synchronized (lifecycle) {
+            if (stopping) {
+                return false;
+            }
+            stopping = true;
+            server.ready(false);
+        }
+        service.stopAccepting();
+        long start = System.nanoTime();
+        long deadline = start + grace.toNanos();
+        long nextProgress = 0;
+        boolean finished;
+        while (!(finished = idle())) {
+            long now = System.nanoTime();
+            if (now - deadline >= 0) {
+                break;
+            }
+            if (now - start >= TimeUnit.MILLISECONDS.toNanos(nextProgress)) {
+                nextProgress += SHUTDOWN_PROGRESS_MILLIS;
+                LOG.info("router stopping: not ready, refusing new calls; " + inFlight() + "; waiting up to "
+                        + TimeUnit.NANOSECONDS.toSeconds(deadline - now) + " s more");
+            }
+            try {
+                Thread.sleep(SHUTDOWN_POLL_MILLIS);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                break;
+            }
+        }
+        if (finished) {
+            LOG.info("router stopping: every call in flight finished; closing");
+        } else {
+            LOG.warning("router stopping: " + inFlight() + " left after " + grace.toSeconds() + " s; closing fails them");
+        }
+        close();
+        return finished;
+    }
+
+    private boolean idle() {
+        return service.callsInHandler() == 0 && scheduler.requestsInFlight() == 0;
+    }
+
+    private String inFlight() {
+        return service.callsInHandler() + " MoeForward calls and " + scheduler.requestsInFlight() + " Generate streams in flight";
+    }
+
     @Override
     public void close() {
+        if (!closed.compareAndSet(false, true)) {
+            return;
+        }
+        synchronized (lifecycle) {
+            stopping = true;
+        }
         scheduler.close();
         server.close();
         if (follower != null) {

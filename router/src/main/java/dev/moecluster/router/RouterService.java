@@ -15,12 +15,14 @@ import dev.moecluster.router.generate.GenerationScheduler;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.grpc.stub.StreamObserver;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.logging.Level;
 import java.util.logging.Logger;
 
 /**
  * The public {@code moe.v1.Router} API. Validates every request before it touches shared state and
- * maps each failure to a status a client can act on.
+ * maps each failure to a status a client can act on. Once {@link #stopAccepting()} was called, new
+ * {@code MoeForward} and {@code Generate} calls get UNAVAILABLE while those already taken go on.
  */
 final class RouterService extends RouterGrpc.RouterImplBase {
     private static final Logger LOG = Logger.getLogger(RouterService.class.getName());
@@ -29,6 +31,8 @@ final class RouterService extends RouterGrpc.RouterImplBase {
     private final RemoteMoeBlock moe;
     private final int maxTokens;
     private final GenerationScheduler scheduler;
+    private final AtomicInteger inHandler = new AtomicInteger();
+    private volatile boolean stopping;
 
     RouterService(ModelConfig config, RemoteMoeBlock moe, int maxTokens, GenerationScheduler scheduler) {
         this.config = config;
@@ -37,9 +41,44 @@ final class RouterService extends RouterGrpc.RouterImplBase {
         this.scheduler = scheduler;
     }
 
+    /** New MoeForward and Generate calls get UNAVAILABLE from now on. */
+    void stopAccepting() {
+        stopping = true;
+    }
+
+    /**
+     * MoeForward calls being answered and Generate calls being handed to the scheduler; with the
+     * scheduler's requests in flight, what a graceful stop waits for.
+     */
+    int callsInHandler() {
+        return inHandler.get();
+    }
+
+    /**
+     * Counts the call in, or refuses it once stopping. Counting before the check means a stop that
+     * sees zero calls after {@link #stopAccepting()} has missed none.
+     */
+    private boolean enter(StreamObserver<?> responses) {
+        inHandler.incrementAndGet();
+        if (stopping) {
+            inHandler.decrementAndGet();
+            responses.onError(Status.UNAVAILABLE.withDescription("router is shutting down; retry on another router")
+                    .asRuntimeException());
+            return false;
+        }
+        return true;
+    }
+
     @Override
     public void generate(GenerateRequest request, StreamObserver<GenerateResponse> responses) {
-        scheduler.submit(request, responses);
+        if (!enter(responses)) {
+            return;
+        }
+        try {
+            scheduler.submit(request, responses);
+        } finally {
+            inHandler.decrementAndGet();
+        }
     }
 
     @Override
@@ -59,6 +98,9 @@ final class RouterService extends RouterGrpc.RouterImplBase {
 
     @Override
     public void moeForward(MoeForwardRequest request, StreamObserver<MoeForwardResponse> responses) {
+        if (!enter(responses)) {
+            return;
+        }
         try {
             FloatMatrix x = validate(request);
             RemoteMoeBlock.Result result = moe.forward(request.getLayer(), x);
@@ -73,6 +115,8 @@ final class RouterService extends RouterGrpc.RouterImplBase {
         } catch (RuntimeException e) {
             LOG.log(Level.WARNING, "MoeForward failed", e);
             responses.onError(Status.INTERNAL.withDescription("MoeForward failed: " + e).asRuntimeException());
+        } finally {
+            inHandler.decrementAndGet();
         }
     }
 

@@ -27,6 +27,7 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.logging.Level;
 import java.util.logging.Logger;
@@ -38,7 +39,8 @@ import java.util.logging.Logger;
  * {@code prefillTokensPerStep} prompt tokens per step, so a long prompt never stalls running
  * decodes), and the MoE dispatch of each layer carries all of them at once. With overlap on, the
  * step is split into two micro-batches run concurrently, so one is at the experts while the other
- * computes attention.
+ * computes attention. The loop runs until {@link #close()}: a router stopping gracefully waits for
+ * {@link #requestsInFlight()} to reach zero first.
  */
 public final class GenerationScheduler implements AutoCloseable {
     private static final Logger LOG = Logger.getLogger(GenerationScheduler.class.getName());
@@ -58,6 +60,7 @@ public final class GenerationScheduler implements AutoCloseable {
     private final AtomicLong steps = new AtomicLong();
     private final AtomicLong generatedTokens = new AtomicLong();
     private final AtomicLong promptTokens = new AtomicLong();
+    private final AtomicInteger unfinished = new AtomicInteger();
     private final Histogram timeToFirstToken = Histogram.builder()
             .name("moe_router_time_to_first_token_seconds")
             .help("Time from admitting a Generate request to its first generated token")
@@ -96,6 +99,11 @@ public final class GenerationScheduler implements AutoCloseable {
 
     public int queuedRequests() {
         return queue.size();
+    }
+
+    /** Requests accepted and not finished yet (queued or decoding); a cancelled one leaves at the next step. */
+    public int requestsInFlight() {
+        return unfinished.get();
     }
 
     /** KV-cache bytes reserved by active sequences. */
@@ -140,7 +148,9 @@ public final class GenerationScheduler implements AutoCloseable {
             responses.onError(e);
             return;
         }
+        unfinished.incrementAndGet();
         if (!queue.offer(seq)) {
+            unfinished.decrementAndGet();
             responses.onError(Status.RESOURCE_EXHAUSTED.withDescription("the router is busy: " + queue.size()
                     + " requests are already waiting; retry later").asRuntimeException());
             return;
@@ -220,6 +230,8 @@ public final class GenerationScheduler implements AutoCloseable {
         int lastToken;
         volatile boolean cancelled;
         boolean done;
+        /** Counted out of {@link #unfinished}. */
+        boolean left;
         final long admittedNanos = System.nanoTime();
         long lastTokenNanos;
 
@@ -276,6 +288,7 @@ public final class GenerationScheduler implements AutoCloseable {
 
     private boolean start(Sequence s) {
         if (s.cancelled) {
+            leave(s);
             return true;
         }
         if (!active.isEmpty() && s.bytes + reservedBytes.get() > config.kvCacheBudgetBytes()) {
@@ -405,9 +418,17 @@ public final class GenerationScheduler implements AutoCloseable {
             if (s.done || s.cancelled) {
                 it.remove();
                 release(s);
+                leave(s);
             }
         }
         activeCount = active.size();
+    }
+
+    private void leave(Sequence s) {
+        if (!s.left) {
+            s.left = true;
+            unfinished.decrementAndGet();
+        }
     }
 
     private void release(Sequence s) {
@@ -427,6 +448,9 @@ public final class GenerationScheduler implements AutoCloseable {
                 } catch (RuntimeException ignored) {
                     // already closed
                 }
+            }
+            if (!active.contains(s)) {
+                leave(s); // a queued one; active ones leave in removeFinished
             }
         }
         removeFinished();
