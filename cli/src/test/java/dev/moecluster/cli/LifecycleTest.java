@@ -62,6 +62,11 @@ class LifecycleTest {
         return health(address, GrpcEndpoint.READINESS) == ServingStatus.SERVING;
     }
 
+    private static String state(AdminGrpc.AdminBlockingStub admin, String address) {
+        return admin.listWorkers(ListWorkersRequest.getDefaultInstance()).getWorkersList().stream()
+                .filter(w -> w.getAddress().equals(address)).map(w -> w.getState()).findFirst().orElse("absent");
+    }
+
     private static void assertAlive(String... addresses) {
         for (String a : addresses) {
             assertThat(health(a, GrpcEndpoint.LIVENESS)).as("liveness of %s", a).isEqualTo(ServingStatus.SERVING);
@@ -69,7 +74,7 @@ class LifecycleTest {
     }
 
     @Test
-    void workersAndRoutersBecomeReadyOnlyOnceTheyHoldExpertsAndAPlacement() throws Exception {
+    void workersAreReadyOnceRegisteredAndHoldingTheirAssignmentRoutersOnceThereIsAPlacement() throws Exception {
         String cluster = "moe-lifecycle-" + UUID.randomUUID();
         // two workers before the first placement, however long the first waits alone
         CoordinatorConfig cc = CoordinatorConfig.local(cluster, LocalCluster.freePort(), dir, 2, 1)
@@ -87,9 +92,11 @@ class LifecycleTest {
                 CoordinatorClusterTest.await("the first worker registers", Duration.ofSeconds(60), () -> admin
                         .listWorkers(ListWorkersRequest.getDefaultInstance()).getWorkersList().stream()
                         .anyMatch(w -> w.getAddress().equals(first.address())));
-                // registered, no assignment yet; the router has no placement yet
+                // registered with no assignment yet: ready to be given experts (a rolling restart must not
+                // wait on a rebalance); the router has no placement yet, so it is not ready
                 assertThat(first.expertCount()).isZero();
-                assertThat(health(first.address(), GrpcEndpoint.READINESS)).isEqualTo(ServingStatus.NOT_SERVING);
+                CoordinatorClusterTest.await("the registered worker is ready", Duration.ofSeconds(60),
+                        () -> ready(first.address()));
                 assertThat(health(router.address(), GrpcEndpoint.READINESS)).isEqualTo(ServingStatus.NOT_SERVING);
                 assertAlive(first.address(), router.address(), coordinator.adminAddress());
 
@@ -110,6 +117,20 @@ class LifecycleTest {
                     assertAlive(first.address());
                     assertThat(ready(second.address())).isTrue();
                     assertThat(ready(router.address())).isTrue();
+
+                    // the drained process stops; a new one under the same address (a restarted pod with a
+                    // stable name) starts over: ACTIVE and ready, not stuck in the old process's DRAINED
+                    String address = first.address();
+                    CoordinatorClusterTest.await("the drained worker is DRAINED", Duration.ofSeconds(60),
+                            () -> "DRAINED".equalsIgnoreCase(state(admin, address)));
+                    first.close();
+                    int port = Integer.parseInt(address.substring(address.lastIndexOf(':') + 1));
+                    try (ExpertWorker again = ExpertWorker.start(wc.withPort(port))) {
+                        assertThat(again.address()).isEqualTo(address);
+                        CoordinatorClusterTest.await("the new process under that address is ACTIVE and ready",
+                                Duration.ofSeconds(60), () -> "ACTIVE".equalsIgnoreCase(state(admin, address)) && ready(address));
+                        assertThat(again.expertCount()).isZero();
+                    }
                 }
             } finally {
                 adminChannel.shutdownNow();

@@ -19,9 +19,11 @@ import java.util.logging.Logger;
  * A worker's part in the control plane: registers in the worker registry (keyed by its address),
  * heartbeats, and follows its assignment: loads the experts it is given, unloads the ones taken
  * away, then acknowledges by recording what it holds and the assignment epoch. Keeps serving on what
- * it holds while no coordinator answers. Reports readiness: ready once it acknowledged its first
- * non-empty assignment, not ready while it is draining. {@link #drain} asks the coordinators to move
- * its experts away before it stops.
+ * it holds while no coordinator answers. Reports readiness: ready once it is registered and holds
+ * its current assignment (none yet counts as empty: a new worker is ready to be given experts, so a
+ * rolling restart can go on), not ready while it is draining. {@link #drain} asks the coordinators to
+ * move its experts away before it stops. A process registering under an address a previous process
+ * left DRAINED or DEAD starts over as ACTIVE: that state belonged to the process before it.
  */
 final class WorkerAgent implements AutoCloseable {
     private static final Logger LOG = Logger.getLogger(WorkerAgent.class.getName());
@@ -36,8 +38,10 @@ final class WorkerAgent implements AutoCloseable {
     private final long memoryBytes;
     private final Consumer<Boolean> readiness;
     private volatile long appliedEpoch;
-    /** Acknowledged an assignment with experts in it. */
-    private volatile boolean holdsAssignment;
+    /** This process has written its record in the registry. */
+    private volatile boolean registered;
+    /** Registered, and read (and applied) its assignment from the registry at least once. */
+    private volatile boolean synced;
     /** The registry says DRAINING or DRAINED, or {@link #drain} was called. */
     private volatile boolean draining;
 
@@ -52,15 +56,25 @@ final class WorkerAgent implements AutoCloseable {
         this.backend = backend;
         this.memoryBytes = memoryBytes;
         client.watch(ControlMaps.ASSIGNMENTS, address, json -> apply(Assignment.fromJson(json)));
-        client.onConnected(() -> {
-            heartbeat();
-            client.get(ControlMaps.ASSIGNMENTS, address).map(Assignment::fromJson).ifPresent(this::apply);
-        });
-        client.every(client.config().heartbeatInterval().toMillis(), () -> {
-            heartbeat();
-            client.get(ControlMaps.ASSIGNMENTS, address).map(Assignment::fromJson)
-                    .filter(a -> a.epoch() > appliedEpoch).ifPresent(this::apply);
-        });
+        client.onConnected(this::sync);
+        client.every(client.config().heartbeatInterval().toMillis(), this::sync);
+    }
+
+    /** Heartbeat, then read this worker's assignment and apply it if it is newer; then readiness. */
+    private void sync() {
+        heartbeat();
+        if (registered) {
+            try {
+                String json = client.map(ControlMaps.ASSIGNMENTS).get(address);
+                if (json != null) {
+                    apply(Assignment.fromJson(json)); // an epoch already applied changes nothing
+                }
+                synced = true;
+            } catch (RuntimeException e) {
+                LOG.log(Level.FINE, "registry unreachable; worker keeps serving", e);
+            }
+        }
+        followState(null);
     }
 
     private synchronized void apply(Assignment a) {
@@ -75,9 +89,6 @@ final class WorkerAgent implements AutoCloseable {
                         + a.epoch() + ", " + changes + " loaded or unloaded)");
             }
             WorkerRecord acknowledged = update(r -> r.withHeld(store.assignment().byLayer(), a.epoch()));
-            if (acknowledged != null && !a.experts().isEmpty() && store.assignment().expertCount() > 0) {
-                holdsAssignment = true;
-            }
             followState(acknowledged);
         } catch (RuntimeException e) {
             LOG.log(Level.WARNING, "worker " + id + " could not apply assignment " + a.epoch(), e);
@@ -85,11 +96,22 @@ final class WorkerAgent implements AutoCloseable {
     }
 
     private void heartbeat() {
-        followState(update(r -> {
+        boolean first = !registered && !draining;
+        WorkerRecord written = update(r -> {
+            if (first) {
+                // this process's first registration: a record a previous process under this address
+                // left (DRAINED after a drain, DEAD after a crash, its experts) no longer applies
+                return new WorkerRecord(id, address, backend, memoryBytes, WorkerState.ACTIVE, store.assignment().byLayer(),
+                        appliedEpoch, System.currentTimeMillis());
+            }
             WorkerRecord next = r.withHeartbeat(System.currentTimeMillis());
             // a worker declared dead that is heard from again rejoins
             return next.state() == WorkerState.DEAD ? next.withState(WorkerState.ACTIVE) : next;
-        }));
+        });
+        if (written != null) {
+            registered = true;
+        }
+        followState(written);
     }
 
     /** Draining as the registry says (an operator's {@code moe admin drain} counts too), then readiness. */
@@ -97,7 +119,7 @@ final class WorkerAgent implements AutoCloseable {
         if (written != null && (written.state() == WorkerState.DRAINING || written.state() == WorkerState.DRAINED)) {
             draining = true;
         }
-        readiness.accept(holdsAssignment && !draining);
+        readiness.accept(synced && !draining);
     }
 
     /**
