@@ -22,7 +22,7 @@ class MoeCommandTest {
     Path tmp;
 
     /** Runs the command line in process and returns {exit code, stdout, stderr}. */
-    private static Object[] run(String... args) {
+    static Object[] run(String... args) {
         PrintStream oldOut = System.out;
         ByteArrayOutputStream out = new ByteArrayOutputStream();
         StringWriter err = new StringWriter();

@@ -41,24 +41,39 @@ class ProcessFaultTest {
                 "--port", String.valueOf(port), "--id", id, "--metrics-port", "0");
     }
 
+    /** The folder process tests write their processes' logs to. */
+    static Path logs() {
+        Path logs = Path.of("target", "process-fault-logs");
+        logs.toFile().mkdirs();
+        return logs;
+    }
+
+    /**
+     * Starts {@code count} worker processes registering with the coordinator at {@code hzPort}, adds them
+     * to {@code processes} (for the caller to kill) and returns their addresses; logs {@code <name>-i.log}.
+     */
+    static List<String> workers(Path model, String cluster, int hzPort, int count, String name, List<Process> processes)
+            throws Exception {
+        List<String> addresses = new ArrayList<>();
+        for (int i = 0; i < count; i++) {
+            int port = LocalCluster.freePort();
+            addresses.add("127.0.0.1:" + port);
+            processes.add(worker(model, cluster, "127.0.0.1:" + hzPort, port, name + "-" + i, logs().resolve(name + "-" + i + ".log")));
+        }
+        return addresses;
+    }
+
     @Test
     void sigkilledWorkerProcessLosesNoRequestAndReplicasAreRestored() throws Exception {
         String cluster = "moe-proc-" + UUID.randomUUID();
         int hzPort = LocalCluster.freePort();
         List<Process> processes = new ArrayList<>();
-        Path logs = Path.of("target", "process-fault-logs");
-        logs.toFile().mkdirs();
+        Path logs = logs();
         // wait for all three processes to register before the first placement, however slow they start
         CoordinatorConfig cc = CoordinatorConfig.local(cluster, hzPort, dir, 3, 2).withInitialWait(Duration.ofMinutes(2));
         try (CoordinatorServer coordinator = CoordinatorServer.start(cc);
                 ReferenceMoeBlock reference = ReferenceMoeBlock.open(dir)) {
-            List<String> addresses = new ArrayList<>();
-            for (int i = 0; i < 3; i++) {
-                int port = LocalCluster.freePort();
-                addresses.add("127.0.0.1:" + port);
-                processes.add(worker(dir, cluster, "127.0.0.1:" + hzPort, port, "proc-worker-" + i,
-                        logs.resolve("worker-" + i + ".log")));
-            }
+            List<String> addresses = workers(dir, cluster, hzPort, 3, "proc-worker", processes);
             try (RouterServer router = RouterServer.start(RouterConfig.defaults(dir, ExpertPlacement.none())
                     .withControlPlane(cc.controlPlane()))) {
                 ModelConfig cfg = router.model();
@@ -78,7 +93,7 @@ class ProcessFaultTest {
                     // a new worker process joins and, on a rebalance, takes experts; then another is drained
                     int port = LocalCluster.freePort();
                     String newcomer = "127.0.0.1:" + port;
-                    processes.add(worker(dir, cluster, "127.0.0.1:" + hzPort, port, "proc-worker-3", logs.resolve("worker-3.log")));
+                    processes.add(worker(dir, cluster, "127.0.0.1:" + hzPort, port, "proc-worker-3", logs.resolve("proc-worker-3.log")));
                     var adminChannel = Clusters.channel(coordinator.adminAddress());
                     try {
                         var admin = dev.moecluster.proto.AdminGrpc.newBlockingStub(adminChannel);
@@ -120,8 +135,7 @@ class ProcessFaultTest {
         List<Integer> hzPorts = List.of(LocalCluster.freePort(), LocalCluster.freePort(), LocalCluster.freePort());
         List<Integer> adminPorts = List.of(LocalCluster.freePort(), LocalCluster.freePort(), LocalCluster.freePort());
         String members = String.join(",", hzPorts.stream().map(p -> "127.0.0.1:" + p).toList());
-        Path logs = Path.of("target", "process-fault-logs");
-        logs.toFile().mkdirs();
+        Path logs = logs();
         List<Process> coordinators = new ArrayList<>();
         List<dev.moecluster.worker.ExpertWorker> workers = new ArrayList<>();
         try (ReferenceMoeBlock reference = ReferenceMoeBlock.open(dir)) {

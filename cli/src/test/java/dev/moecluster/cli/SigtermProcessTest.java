@@ -48,19 +48,12 @@ class SigtermProcessTest {
         String cluster = "moe-sigterm-" + UUID.randomUUID();
         int hzPort = LocalCluster.freePort();
         List<Process> processes = new ArrayList<>();
-        Path logs = Path.of("target", "process-fault-logs");
-        logs.toFile().mkdirs();
+        Path logs = ProcessFaultTest.logs();
         // one replica: every expert of the drained worker has to move; wait for all three before placing
         CoordinatorConfig cc = CoordinatorConfig.local(cluster, hzPort, dir, 3, 1).withInitialWait(Duration.ofMinutes(2));
         try (CoordinatorServer coordinator = CoordinatorServer.start(cc);
                 ReferenceMoeBlock reference = ReferenceMoeBlock.open(dir)) {
-            List<String> addresses = new ArrayList<>();
-            for (int i = 0; i < 3; i++) {
-                int port = LocalCluster.freePort();
-                addresses.add("127.0.0.1:" + port);
-                processes.add(ProcessFaultTest.worker(dir, cluster, "127.0.0.1:" + hzPort, port, "sigterm-worker-" + i,
-                        logs.resolve("sigterm-worker-" + i + ".log")));
-            }
+            List<String> addresses = ProcessFaultTest.workers(dir, cluster, hzPort, 3, "sigterm-worker", processes);
             ManagedChannel adminChannel = Clusters.channel(coordinator.adminAddress());
             try (RouterServer router = RouterServer.start(RouterConfig.defaults(dir, ExpertPlacement.none())
                     .withControlPlane(cc.controlPlane()))) {
@@ -108,8 +101,7 @@ class SigtermProcessTest {
         GatedBackend gated = new GatedBackend();
         ModelConfig cfg = ModelConfig.load(dir);
         int tokens = 24;
-        Path logs = Path.of("target", "process-fault-logs");
-        logs.toFile().mkdirs();
+        Path logs = ProcessFaultTest.logs();
         Process router = null;
         try (ExpertWorker worker = ExpertWorker.start(WorkerConfig.defaults("gated", dir, ExpertAssignment.parse("all", cfg)), gated)) {
             int port = LocalCluster.freePort();

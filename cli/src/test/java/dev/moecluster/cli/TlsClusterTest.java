@@ -35,17 +35,12 @@ import io.grpc.health.v1.HealthCheckResponse.ServingStatus;
 import io.grpc.health.v1.HealthGrpc;
 import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
 import io.grpc.stub.MetadataUtils;
-import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
-import java.io.PrintStream;
-import java.io.PrintWriter;
-import java.io.StringWriter;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -213,14 +208,14 @@ class TlsClusterTest {
     void cliProbeAndGenerateUseTheCertificateAndTokenFiles() {
         String[] tlsArgs = {"--target", router.address(), "--tls-ca", ca.caFile().toString(), "--tls-cert",
             client.cert().toString(), "--tls-key", client.key().toString()};
-        Object[] ok = run(concat(new String[] {"probe", "--model", model.toString(), "--requests", "4", "--tokens", "4",
+        Object[] ok = MoeCommandTest.run(concat(new String[] {"probe", "--model", model.toString(), "--requests", "4", "--tokens", "4",
             "--token-file", tokenFile.toString()}, tlsArgs));
         assertThat(ok[0]).as(ok[1] + "" + ok[2]).isEqualTo(0);
         assertThat((String) ok[1]).contains("checked 4 results against the reference", "OK");
-        Object[] noToken = run(concat(new String[] {"probe", "--requests", "1"}, tlsArgs));
+        Object[] noToken = MoeCommandTest.run(concat(new String[] {"probe", "--requests", "1"}, tlsArgs));
         assertThat(noToken[0]).isEqualTo(1);
         assertThat((String) noToken[2]).contains("UNAUTHENTICATED: missing bearer token");
-        Object[] generated = run(concat(new String[] {"generate", "--prompt", "hello", "--max-tokens", "3",
+        Object[] generated = MoeCommandTest.run(concat(new String[] {"generate", "--prompt", "hello", "--max-tokens", "3",
             "--token-file", tokenFile.toString()}, tlsArgs));
         assertThat(generated[0]).as(generated[1] + "" + generated[2]).isEqualTo(0);
     }
@@ -237,11 +232,11 @@ class TlsClusterTest {
             assertRefused(coordinator.adminPort(), InsecureChannelCredentials.create());
             assertRefused(coordinator.adminPort(), TlsConfig.fromPemFiles(null, null, ca.caFile()).channelCredentials());
             assertThat(plaintextHealth(coordinator.healthPort(), "")).isEqualTo(ServingStatus.SERVING);
-            Object[] cli = run("admin", "status", "--target", coordinator.adminAddress(), "--tls-ca", ca.caFile().toString(),
+            Object[] cli = MoeCommandTest.run("admin", "status", "--target", coordinator.adminAddress(), "--tls-ca", ca.caFile().toString(),
                     "--tls-cert", client.cert().toString(), "--tls-key", client.key().toString(), "--json");
             assertThat(cli[0]).as(cli[1] + "" + cli[2]).isEqualTo(0);
             assertThat((String) cli[1]).contains("\"members\"");
-            Object[] plaintext = run("admin", "status", "--target", coordinator.adminAddress());
+            Object[] plaintext = MoeCommandTest.run("admin", "status", "--target", coordinator.adminAddress());
             assertThat(plaintext[0]).isEqualTo(1);
             assertThat((String) plaintext[2]).contains("UNAVAILABLE");
         }
@@ -250,15 +245,15 @@ class TlsClusterTest {
     @Test
     void badPemPathsFailAtStartNamingTheFile() {
         Path missing = dir.resolve("missing.crt");
-        Object[] r = run("router", "--model", model.toString(), "--workers", "127.0.0.1:1", "--port", "0",
+        Object[] r = MoeCommandTest.run("router", "--model", model.toString(), "--workers", "127.0.0.1:1", "--port", "0",
                 "--metrics-port", "-1", "--tls-cert", missing.toString(), "--tls-key", client.key().toString());
         assertThat(r[0]).isEqualTo(1);
         assertThat((String) r[2]).contains("TLS certificate chain file " + missing + " does not exist");
-        Object[] w = run("worker", "--model", model.toString(), "--experts", "all", "--port", "0", "--metrics-port", "-1",
+        Object[] w = MoeCommandTest.run("worker", "--model", model.toString(), "--experts", "all", "--port", "0", "--metrics-port", "-1",
                 "--tls-cert", client.cert().toString(), "--tls-key", client.cert().toString());
         assertThat(w[0]).isEqualTo(1);
         assertThat((String) w[2]).contains("TLS private key file " + client.cert() + " holds no PEM private key");
-        Object[] t = run("router", "--model", model.toString(), "--workers", "127.0.0.1:1", "--port", "0",
+        Object[] t = MoeCommandTest.run("router", "--model", model.toString(), "--workers", "127.0.0.1:1", "--port", "0",
                 "--metrics-port", "-1", "--auth-token-file", missing.toString());
         assertThat(t[0]).isEqualTo(1);
         assertThat((String) t[2]).contains("token file " + missing + " does not exist");
@@ -267,14 +262,14 @@ class TlsClusterTest {
     @Test
     void serverCommandsListTheTlsAndHealthFlags() {
         for (String command : List.of("router", "worker", "coordinator")) {
-            Object[] r = run(command, "--help");
+            Object[] r = MoeCommandTest.run(command, "--help");
             assertThat((String) r[1]).as(command).contains("--tls-cert", "--tls-key", "--tls-ca", "--health-port");
         }
-        assertThat((String) run("router", "--help")[1]).contains("--auth-token-file");
+        assertThat((String) MoeCommandTest.run("router", "--help")[1]).contains("--auth-token-file");
         for (String command : List.of("probe", "generate")) {
-            assertThat((String) run(command, "--help")[1]).as(command).contains("--tls-ca", "--tls-cert", "--tls-key", "--token-file");
+            assertThat((String) MoeCommandTest.run(command, "--help")[1]).as(command).contains("--tls-ca", "--tls-cert", "--tls-key", "--token-file");
         }
-        assertThat((String) run("admin", "status", "--help")[1]).contains("--tls-ca", "--tls-cert", "--tls-key");
+        assertThat((String) MoeCommandTest.run("admin", "status", "--help")[1]).contains("--tls-ca", "--tls-cert", "--tls-key");
     }
 
     @Test
@@ -352,21 +347,5 @@ class TlsClusterTest {
         String[] all = Arrays.copyOf(a, a.length + b.length);
         System.arraycopy(b, 0, all, a.length, b.length);
         return all;
-    }
-
-    /** Runs the command line in process and returns {exit code, stdout, stderr}. */
-    private static Object[] run(String... args) {
-        PrintStream oldOut = System.out;
-        ByteArrayOutputStream out = new ByteArrayOutputStream();
-        StringWriter err = new StringWriter();
-        try {
-            System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
-            var cl = Moe.commandLine();
-            cl.setErr(new PrintWriter(err, true));
-            int code = cl.execute(args);
-            return new Object[] {code, out.toString(StandardCharsets.UTF_8), err.toString()};
-        } finally {
-            System.setOut(oldOut);
-        }
     }
 }
