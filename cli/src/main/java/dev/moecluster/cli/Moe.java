@@ -1,5 +1,6 @@
 package dev.moecluster.cli;
 
+import dev.moecluster.control.BuildInfo;
 import java.util.logging.Level;
 import java.util.logging.Logger;
 import picocli.CommandLine;
@@ -8,7 +9,7 @@ import picocli.CommandLine.Command;
 /** The {@code moe} command: one entry point for every component and tool of moe-cluster. */
 @Command(name = "moe",
         mixinStandardHelpOptions = true,
-        version = "moe-cluster 0.1.0",
+        versionProvider = Moe.Version.class,
         description = "Expert-parallel serving for Mixture-of-Experts models.",
         subcommands = {
             DemoCommand.class,
@@ -29,6 +30,14 @@ public final class Moe {
     /** Held so the levels stick (java.util.logging keeps loggers weakly). */
     private static final Logger[] QUIET = {Logger.getLogger("io.grpc"), Logger.getLogger("com.hazelcast")};
     private static final Logger DJL = Logger.getLogger("ai.djl");
+
+    /** {@code moe --version}: the version the build stamped (control's BuildInfo). */
+    static final class Version implements CommandLine.IVersionProvider {
+        @Override
+        public String[] getVersion() {
+            return new String[] {"moe-cluster " + BuildInfo.version()};
+        }
+    }
 
     private Moe() {}
 

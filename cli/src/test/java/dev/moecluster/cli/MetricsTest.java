@@ -2,6 +2,7 @@ package dev.moecluster.cli;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import dev.moecluster.control.BuildInfo;
 import dev.moecluster.core.model.Architecture;
 import dev.moecluster.core.model.ModelConfig;
 import dev.moecluster.router.generate.GenerationConfig;
@@ -60,6 +61,15 @@ class MetricsTest {
             assertThat(coordinator.sum("moe_coordinator_placement_epoch", s -> true)).isPositive();
             assertThat(coordinator.names()).contains("jvm_memory_used_bytes", "moe_coordinator_balancedness");
             assertThat(router.names()).contains("jvm_memory_used_bytes");
+            String version = BuildInfo.version();
+            assertThat(version).matches("\\d+\\.\\d+\\.\\d+.*");
+            assertThat(router.sum("moe_build_info", s -> s.is("component", "router") && s.is("version", version))).isEqualTo(1);
+            assertThat(coordinator.sum("moe_build_info", s -> s.is("component", "coordinator") && s.is("version", version)))
+                    .isEqualTo(1);
+            for (ExpertWorker w : cluster.workers()) {
+                assertThat(Exposition.scrape(w.metricsPort()).sum("moe_build_info", s -> s.is("component", "worker")))
+                        .isEqualTo(1);
+            }
 
             // one Generate stream of 4 tokens: prompt and completion tokens, one first token, three gaps
             Clusters.generateGreedy(cluster, List.of(1, 2, 3), 4);

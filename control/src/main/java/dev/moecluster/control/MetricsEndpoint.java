@@ -2,6 +2,7 @@ package dev.moecluster.control;
 
 import static java.util.Objects.requireNonNull;
 
+import io.prometheus.metrics.core.metrics.Info;
 import io.prometheus.metrics.exporter.httpserver.HTTPServer;
 import io.prometheus.metrics.instrumentation.jvm.JvmMetrics;
 import io.prometheus.metrics.model.registry.PrometheusRegistry;
@@ -25,14 +26,19 @@ public final class MetricsEndpoint implements AutoCloseable {
     }
 
     /**
-     * A fresh registry with JVM metrics, served on {@code host:port}; {@code 0} picks a free port,
-     * {@link #OFF} serves nothing.
+     * A fresh registry with JVM metrics and {@code moe_build_info{component, version}} (always 1: which
+     * version each component runs, e.g. during a rolling upgrade), served on {@code host:port};
+     * {@code 0} picks a free port, {@link #OFF} serves nothing.
      */
-    public static MetricsEndpoint start(String host, int port) throws IOException {
+    public static MetricsEndpoint start(String component, String host, int port) throws IOException {
+        requireNonNull(component, "component is null");
         requireNonNull(host, "host is null");
         requirePort(port);
         PrometheusRegistry registry = new PrometheusRegistry();
         JvmMetrics.builder().register(registry);
+        Info.builder().name("moe_build_info").help("The moe-cluster version this component runs")
+                .labelNames("component", "version").register(registry)
+                .addLabelValues(component, BuildInfo.version());
         HTTPServer server = port == OFF ? null
                 : HTTPServer.builder().hostname(host).port(port).registry(registry).buildAndStart();
         return new MetricsEndpoint(registry, server);

@@ -54,7 +54,7 @@ public final class CoordinatorServer implements AutoCloseable {
         HazelcastInstance hz = Hazelcast.newHazelcastInstance(hazelcastConfig(config));
         MetricsEndpoint metrics = null;
         try {
-            metrics = MetricsEndpoint.start(config.host(), config.metricsPort());
+            metrics = MetricsEndpoint.start("coordinator", config.host(), config.metricsPort());
             CoordinatorServer server = new CoordinatorServer(config, hz, shape, metrics);
             LOG.info(() -> "coordinator member " + config.host() + ":" + config.hazelcastPort() + " of cluster '"
                     + config.clusterName() + "' (" + hz.getCluster().getMembers().size() + " member(s)), admin API on "

@@ -68,7 +68,7 @@ public final class ExpertWorker implements AutoCloseable {
         Gemm.warmUp(WARM_UP_MILLIS);
         MetricsEndpoint metrics = null;
         try {
-            metrics = MetricsEndpoint.start(config.host(), config.metricsPort());
+            metrics = MetricsEndpoint.start("worker", config.host(), config.metricsPort());
             ExpertWorker worker = new ExpertWorker(config, store, backend, metrics);
             LOG.info(() -> "worker " + config.workerId() + " serving " + config.assignment().expertCount()
                     + " experts on " + worker.address() + " (backend " + backend.name() + ")"

@@ -115,7 +115,7 @@ public final class RouterServer implements AutoCloseable {
         Gemm.warmUp(3000);
         MetricsEndpoint metrics = null;
         try {
-            metrics = MetricsEndpoint.start(config.host(), config.metricsPort());
+            metrics = MetricsEndpoint.start("router", config.host(), config.metricsPort());
             RouterServer router = new RouterServer(config, model, checkpoint, metrics);
             LOG.info(() -> "router serving " + model.name() + " (" + model.architecture().hfName() + ") on "
                     + router.address() + (config.controlPlane() == null
