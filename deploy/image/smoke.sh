@@ -5,13 +5,14 @@
 # directory is / rather than the image's /tmp: chroot cannot set it). Needs root (chroot, mount) and
 # python3.
 # Usage: deploy/image/smoke.sh [IMAGE_TAR] [-- MOE ARGS...]   (default args: --version, then demo)
+# Exit status: that of the command(s); 3 when this machine cannot run it (not root, no mount rights).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 TAR="cli/target/moe-image.tar"
 if [[ $# -gt 0 && "$1" != "--" ]]; then TAR="$1"; shift; fi
 [[ "${1:-}" == "--" ]] && shift
 [[ -f "$TAR" ]] || { echo "smoke.sh: $TAR not found; build it with ./mvnw -B -Pimage -pl cli -am package -DskipTests" >&2; exit 1; }
-[[ $EUID -eq 0 ]] || { echo "smoke.sh: needs root for chroot and mount" >&2; exit 1; }
+[[ $EUID -eq 0 ]] || { echo "smoke.sh: needs root for chroot and mount; nothing run" >&2; exit 3; }
 
 WORK="$(mktemp -d)"
 ROOTFS="$WORK/rootfs"
@@ -49,7 +50,10 @@ echo "smoke: $layers layers unpacked ($(du -sh "$ROOTFS" | cut -f1)), user $USER
 # What a container runtime provides: /proc and the basic device nodes (the JVM seeds SecureRandom
 # from /dev/urandom; without it the fallback seed generator takes minutes).
 mkdir -p "$ROOTFS/proc" "$ROOTFS/dev"
-mount -t proc proc "$ROOTFS/proc"
+if ! mount -t proc proc "$ROOTFS/proc" 2>/dev/null; then
+  echo "smoke.sh: cannot mount /proc for the image here (needs root with mount rights); nothing run" >&2
+  exit 3
+fi
 while read -r name major minor; do
   mknod -m 666 "$ROOTFS/dev/$name" c "$major" "$minor"
 done <<< $'null 1 3\nzero 1 5\nrandom 1 8\nurandom 1 9'
