@@ -47,7 +47,7 @@ class ChartDefaultValuesTest {
         assertThat(byKind.get("Deployment")).containsExactly(ROUTER);
         assertThat(byKind.get("Service")).containsExactlyInAnyOrder(COORDINATOR + "-headless", COORDINATOR, WORKER, ROUTER);
         assertThat(byKind.get("PodDisruptionBudget")).containsExactlyInAnyOrder(COORDINATOR, WORKER, ROUTER);
-        assertThat(byKind.get("NetworkPolicy")).containsExactly(COORDINATOR);
+        assertThat(byKind.get("NetworkPolicy")).containsExactlyInAnyOrder(COORDINATOR, WORKER);
         assertThat(objects.all()).allSatisfy(o -> assertThat(o.getMetadata().getNamespace()).isEqualTo("moe"));
     }
 
@@ -281,6 +281,28 @@ class ChartDefaultValuesTest {
         assertThat(policy.getSpec().getIngress()).filteredOn(r -> !hazelcastRules.contains(r)).singleElement()
                 .satisfies(r -> assertThat(r.getPorts()).extracting(p -> p.getPort().getIntVal())
                         .containsExactlyInAnyOrder(50071, 50072, 9402));
+    }
+
+    @Test
+    void onlyTheReleasesRoutersReachTheWorkersDataPlane() {
+        NetworkPolicy policy = objects.get(NetworkPolicy.class, WORKER);
+        assertThat(policy.getSpec().getPodSelector().getMatchLabels())
+                .isEqualTo(objects.get(StatefulSet.class, WORKER).getSpec().getSelector().getMatchLabels());
+        assertThat(policy.getSpec().getPolicyTypes()).containsExactly("Ingress");
+        List<NetworkPolicyIngressRule> grpcRules = policy.getSpec().getIngress().stream()
+                .filter(r -> r.getPorts().stream().anyMatch(p -> p.getPort().getIntVal() == 50061)).toList();
+        assertThat(grpcRules).singleElement().satisfies(rule -> {
+            assertThat(rule.getPorts()).extracting(p -> p.getPort().getIntVal()).containsExactly(50061);
+            assertThat(rule.getFrom()).singleElement().satisfies(peer -> {
+                assertThat(peer.getPodSelector().getMatchLabels())
+                        .isEqualTo(objects.get(Deployment.class, ROUTER).getSpec().getSelector().getMatchLabels());
+                assertThat(peer.getNamespaceSelector()).as("same namespace only").isNull();
+            });
+        });
+        // probes and scrapes still reach health and metrics, never the gRPC port
+        assertThat(policy.getSpec().getIngress()).filteredOn(r -> !grpcRules.contains(r)).singleElement()
+                .satisfies(r -> assertThat(r.getPorts()).extracting(p -> p.getPort().getIntVal())
+                        .containsExactlyInAnyOrder(50062, 9401));
     }
 
     private static void isThisReleasesPods(NetworkPolicyPeer peer) {
