@@ -65,10 +65,16 @@ class FailoverTest {
                 CompletableFuture<MoeForwardResponse> pending = CompletableFuture.supplyAsync(
                         () -> Clusters.stub(channel).moeForward(Clusters.request(0, x, DType.F32)));
                 assertThat(gated.awaitEntered()).as("worker-0 received rows").isTrue();
+                String dead = cluster.workers().get(0).address();
                 cluster.workers().get(0).kill();
                 MoeForwardResponse resp = pending.get(60, TimeUnit.SECONDS);
                 assertThat(Clusters.relativeError(Clusters.output(resp), reference.forward(0, x).output())).isLessThan(1e-5);
                 assertThat(cluster.router().stats().failovers()).isPositive();
+                // the failover series names the worker that died, and only it
+                Exposition metrics = Exposition.scrape(cluster.router().metricsPort());
+                assertThat(metrics.sum("moe_router_failovers_total", s -> s.is("worker", dead)))
+                        .isEqualTo(cluster.router().stats().failovers());
+                assertThat(metrics.sum("moe_router_failovers_total", s -> !s.is("worker", dead))).isZero();
                 // and the cluster keeps serving without worker-0
                 FloatMatrix x2 = Clusters.hidden(cfg, 16, 12, DType.F32);
                 FloatMatrix y2 = Clusters.output(Clusters.stub(channel).moeForward(Clusters.request(1, x2, DType.F32)));

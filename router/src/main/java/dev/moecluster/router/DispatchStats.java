@@ -1,5 +1,6 @@
 package dev.moecluster.router;
 
+import io.prometheus.metrics.core.metrics.Counter;
 import io.prometheus.metrics.core.metrics.Histogram;
 import java.util.Map;
 import java.util.TreeMap;
@@ -18,6 +19,12 @@ public final class DispatchStats {
     private final LongAdder bytesSent = new LongAdder();
     private final LongAdder bytesReceived = new LongAdder();
     private final LongAdder failovers = new LongAdder();
+    // Labelled by the worker whose batch failed (bounded by the placement's workers).
+    private final Counter failoversByWorker = Counter.builder()
+            .name("moe_router_failovers_total")
+            .help("Worker batches resent to a replica, by the worker that failed or missed its deadline")
+            .labelNames("worker")
+            .build();
     // Labelled by worker address: bounded by the placement's workers.
     private final Histogram workerLatency = Histogram.builder()
             .name("moe_router_dispatch_duration_seconds")
@@ -46,8 +53,19 @@ public final class DispatchStats {
         return workerLatency;
     }
 
-    void recordFailover() {
+    /** A worker the router dials: its failover series starts at 0, so rates and alerts see the first one. */
+    void knowWorker(String worker) {
+        failoversByWorker.labelValues(worker);
+    }
+
+    void recordFailover(String worker) {
         failovers.increment();
+        failoversByWorker.labelValues(worker).inc();
+    }
+
+    /** Failovers per failed worker, registered by {@link RouterMetrics}. */
+    Counter failoversByWorker() {
+        return failoversByWorker;
     }
 
     /** Rows (token-expert pairs) routed so far, per layer then expert. */

@@ -77,7 +77,10 @@ final class MoeDispatcher {
     }
 
     private WorkerChannel channel(String address) {
-        return channels.computeIfAbsent(address, a -> new WorkerChannel(a, maxInboundMessageBytes, workerCredentials));
+        return channels.computeIfAbsent(address, a -> {
+            stats.knowWorker(a);
+            return new WorkerChannel(a, maxInboundMessageBytes, workerCredentials);
+        });
     }
 
     void close() {
@@ -121,7 +124,7 @@ final class MoeDispatcher {
                 if (error != null) {
                     failed.add(s.worker());
                     lastError.put(s.worker(), error);
-                    stats.recordFailover();
+                    stats.recordFailover(placement.workers().get(s.worker()));
                     todo.addAll(s.experts());
                 }
             }

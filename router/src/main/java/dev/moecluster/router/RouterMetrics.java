@@ -50,7 +50,7 @@ final class RouterMetrics {
         counter(registry, "moe_router_sent_bytes_total", "Bytes of batches sent to workers", stats, DispatchStats::bytesSent);
         counter(registry, "moe_router_received_bytes_total", "Bytes of results received from workers", stats,
                 DispatchStats::bytesReceived);
-        counter(registry, "moe_router_failovers_total", "Worker batches resent to a replica", stats, DispatchStats::failovers);
+        registry.register(stats.failoversByWorker());
         registry.register(stats.workerLatency());
         gauge(registry, "moe_router_placement_epoch", "Epoch of the placement new calls are routed with", placementEpoch,
                 LongSupplier::getAsLong);
