@@ -58,6 +58,10 @@ class MetricsTest {
             assertThat(coordinator.sum("moe_coordinator_workers", s -> s.is("state", "active"))).isEqualTo(3);
             assertThat(coordinator.sum("moe_coordinator_min_replicas", s -> true)).isEqualTo(1);
             assertThat(coordinator.sum("moe_coordinator_rollouts_total", s -> s.is("kind", "initial"))).isEqualTo(1);
+            // the initial placement loaded one copy of every expert and unloaded nothing
+            assertThat(coordinator.sum("moe_coordinator_expert_loads_total", s -> s.is("kind", "initial")))
+                    .isEqualTo((double) cfg.moeLayerList().size() * cfg.numExperts());
+            assertThat(coordinator.sum("moe_coordinator_expert_unloads_total", s -> true)).isZero();
             assertThat(coordinator.sum("moe_coordinator_placement_epoch", s -> true)).isPositive();
             assertThat(coordinator.names()).contains("jvm_memory_used_bytes", "moe_coordinator_balancedness");
             assertThat(router.names()).contains("jvm_memory_used_bytes");

@@ -47,8 +47,15 @@ final class CoordinatorMetrics {
                 .callback(cb -> ROLLOUT_KINDS.forEach(kind -> cb.call(reconciler.rolloutsStarted(kind), kind)))
                 .register(registry);
         CounterWithCallback.builder().name("moe_coordinator_expert_loads_total")
-                .help("Expert copies loaded onto workers by rollouts (initial loads, migrations, new replicas)")
-                .callback(cb -> cb.call(reconciler.expertLoads())).register(registry);
+                .help("Expert copies loaded onto workers by rollouts, by rollout kind (initial, repair, rebalance)")
+                .labelNames("kind")
+                .callback(cb -> ROLLOUT_KINDS.forEach(kind -> cb.call(reconciler.expertLoads(kind), kind)))
+                .register(registry);
+        CounterWithCallback.builder().name("moe_coordinator_expert_unloads_total")
+                .help("Expert copies unloaded from workers by rollouts (moved experts' old copies), by rollout kind")
+                .labelNames("kind")
+                .callback(cb -> ROLLOUT_KINDS.forEach(kind -> cb.call(reconciler.expertUnloads(kind), kind)))
+                .register(registry);
     }
 
     private static int minReplicas(ExpertPlacement placement) {

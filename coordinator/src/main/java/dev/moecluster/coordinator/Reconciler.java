@@ -50,7 +50,8 @@ final class Reconciler {
     private volatile double balancedness = 1.0;
     private volatile ExpertLoad lastLoad = ExpertLoad.none();
     private final Map<String, LongAdder> rolloutsStarted = new ConcurrentHashMap<>();
-    private final LongAdder expertLoads = new LongAdder();
+    private final Map<String, LongAdder> expertLoads = new ConcurrentHashMap<>();
+    private final Map<String, LongAdder> expertUnloads = new ConcurrentHashMap<>();
 
     Reconciler(HazelcastInstance hz, CoordinatorConfig config, ModelShape shape) {
         this.hz = hz;
@@ -89,9 +90,19 @@ final class Reconciler {
         return n == null ? 0 : n.sum();
     }
 
-    /** Expert copies the rollouts this member started load onto workers (migrations and new replicas). */
-    long expertLoads() {
-        return expertLoads.sum();
+    /** Expert copies the rollouts of {@code kind} this member started load onto workers. */
+    long expertLoads(String kind) {
+        LongAdder n = expertLoads.get(kind);
+        return n == null ? 0 : n.sum();
+    }
+
+    /**
+     * Expert copies the rollouts of {@code kind} this member started unload from workers (old copies of
+     * moved experts, surplus replicas); a rebalance that moves an expert counts one load and one unload.
+     */
+    long expertUnloads(String kind) {
+        LongAdder n = expertUnloads.get(kind);
+        return n == null ? 0 : n.sum();
     }
 
     /** Tokens per expert over the last minute, as of the last tick. */
@@ -220,7 +231,8 @@ final class Reconciler {
     private void start(PlacementPlan plan, ExpertPlacement current, String reason, String kind) {
         ExpertPlacement next = plan.placement();
         rolloutsStarted.computeIfAbsent(kind, k -> new LongAdder()).increment();
-        expertLoads.add(plan.loads().size());
+        expertLoads.computeIfAbsent(kind, k -> new LongAdder()).add(plan.loads().size());
+        expertUnloads.computeIfAbsent(kind, k -> new LongAdder()).add(plan.unloads().size());
         LOG.info("rollout to epoch " + next.epoch() + " (" + reason + "): " + plan.decision() + ", " + plan.loads().size()
                 + " loads, " + plan.unloads().size() + " unloads, balancedness " + String.format("%.3f -> %.3f",
                         plan.balancednessBefore(), plan.balancednessAfter()));
