@@ -7,7 +7,9 @@ import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
+import dev.moecluster.worker.ExpertWorker;
 import java.util.ArrayList;
+import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -22,6 +24,9 @@ import java.util.regex.Pattern;
  * a component's {@code /metrics} on loopback; shared by the tests that read a running cluster's series.
  */
 record Exposition(List<Exposition.Sample> samples) {
+    /** Labels Prometheus adds when it scrapes (static targets, pod discovery or a ServiceMonitor). */
+    static final Set<String> TARGET_LABELS = Set.of("namespace", "instance", "job", "pod", "container", "service",
+            "endpoint");
     private static final HttpClient HTTP = HttpClient.newHttpClient();
     private static final Pattern LINE = Pattern.compile("([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\\{(.*)\\})?\\s+(\\S+)");
     private static final Pattern LABEL = Pattern.compile("([a-zA-Z_][a-zA-Z0-9_]*)=\"((?:[^\"\\\\]|\\\\.)*)\"");
@@ -77,6 +82,55 @@ record Exposition(List<Exposition.Sample> samples) {
         Set<String> out = new TreeSet<>();
         samples.stream().filter(s -> s.name().equals(name)).forEach(s -> out.addAll(s.labels().keySet()));
         return out;
+    }
+
+    /**
+     * Every component of {@code cluster} scraped once (router, workers, coordinator when it runs one) and merged,
+     * as Prometheus holds them after scraping all of them.
+     */
+    static Exposition scrapeAll(LocalCluster cluster) throws IOException, InterruptedException {
+        List<Exposition> parts = new ArrayList<>();
+        parts.add(scrape(cluster.router().metricsPort()));
+        for (ExpertWorker w : cluster.workers()) {
+            parts.add(scrape(w.metricsPort()));
+        }
+        if (cluster.coordinator() != null) {
+            parts.add(scrape(cluster.coordinator().metricsPort()));
+        }
+        return merge(parts);
+    }
+
+    /**
+     * What PromQL {@code expr} reads that this exposition lacks, each problem prefixed with {@code where}: no series
+     * at all, a series nothing exports (other than {@code otherSeries}, those Prometheus makes itself such as
+     * {@code up}), a label a selector matches on that its series does not carry, a grouping label that none of the
+     * expression's series carries. The scrape target labels ({@link #TARGET_LABELS}) count as carried everywhere.
+     */
+    List<String> missingFor(String where, String expr, Set<String> otherSeries) {
+        List<String> problems = new ArrayList<>();
+        Set<String> exported = new HashSet<>(names());
+        Set<String> names = PromQl.seriesNames(expr);
+        if (names.isEmpty()) {
+            problems.add(where + ": names no series: " + expr);
+        }
+        Set<String> labelsOfExpr = new HashSet<>(TARGET_LABELS);
+        for (String name : names) {
+            if (!exported.contains(name) && !otherSeries.contains(name)) {
+                problems.add(where + ": " + name + " is not exported");
+            }
+            labelsOfExpr.addAll(labelNames(name));
+        }
+        PromQl.matcherLabels(expr).forEach((name, labels) -> labels.forEach(label -> {
+            if (!TARGET_LABELS.contains(label) && !labelNames(name).contains(label)) {
+                problems.add(where + ": " + name + " has no label " + label);
+            }
+        }));
+        for (String label : PromQl.groupingLabels(expr)) {
+            if (!labelsOfExpr.contains(label)) {
+                problems.add(where + ": groups by " + label + ", which none of " + names + " has");
+            }
+        }
+        return problems;
     }
 
     /** Every component's samples in one exposition, as Prometheus holds them after scraping all of them. */

@@ -8,7 +8,6 @@ import com.google.gson.JsonElement;
 import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
 import dev.moecluster.core.model.Architecture;
-import dev.moecluster.worker.ExpertWorker;
 import java.io.File;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -34,9 +33,6 @@ import org.junit.jupiter.api.Test;
  * the coordinator after MoeForward and Generate traffic, and every moe_ series must be on some panel.
  */
 class GrafanaDashboardTest {
-    /** Labels Prometheus adds when it scrapes (static targets, pod discovery or a ServiceMonitor). */
-    private static final Set<String> TARGET_LABELS = Set.of("namespace", "instance", "job", "pod", "container", "service",
-            "endpoint");
     /** Grafana's built-in variables. */
     private static final Set<String> GRAFANA_VARIABLES = Set.of("__rate_interval", "__interval", "__range", "__range_s");
     private static final Pattern VARIABLE = Pattern.compile("\\$\\{?(\\w+)");
@@ -54,13 +50,7 @@ class GrafanaDashboardTest {
             Clusters.moeForwardCalls(cluster, layer, 3, 5);
         }
         Clusters.generateGreedy(cluster, List.of(1, 2, 3), 4);
-        List<Exposition> parts = new ArrayList<>();
-        parts.add(Exposition.scrape(cluster.router().metricsPort()));
-        for (ExpertWorker w : cluster.workers()) {
-            parts.add(Exposition.scrape(w.metricsPort()));
-        }
-        parts.add(Exposition.scrape(cluster.coordinator().metricsPort()));
-        scraped = Exposition.merge(parts);
+        scraped = Exposition.scrapeAll(cluster);
     }
 
     @AfterAll
@@ -74,31 +64,8 @@ class GrafanaDashboardTest {
     void everyExpressionNamesSeriesAndLabelsTheClusterExports() throws IOException {
         Map<String, String> queries = queries(dashboard());
         assertThat(queries).hasSizeGreaterThan(40);
-        Set<String> exported = new HashSet<>(scraped.names());
         List<String> problems = new ArrayList<>();
-        queries.forEach((where, expr) -> {
-            Set<String> names = PromQl.seriesNames(expr);
-            if (names.isEmpty()) {
-                problems.add(where + ": names no series: " + expr);
-            }
-            Set<String> labelsOfExpr = new HashSet<>(TARGET_LABELS);
-            for (String name : names) {
-                if (!exported.contains(name)) {
-                    problems.add(where + ": " + name + " is not exported");
-                }
-                labelsOfExpr.addAll(scraped.labelNames(name));
-            }
-            PromQl.matcherLabels(expr).forEach((name, labels) -> labels.forEach(label -> {
-                if (!TARGET_LABELS.contains(label) && !scraped.labelNames(name).contains(label)) {
-                    problems.add(where + ": " + name + " has no label " + label);
-                }
-            }));
-            for (String label : PromQl.groupingLabels(expr)) {
-                if (!labelsOfExpr.contains(label)) {
-                    problems.add(where + ": groups by " + label + ", which none of " + names + " has");
-                }
-            }
-        });
+        queries.forEach((where, expr) -> problems.addAll(scraped.missingFor(where, expr, Set.of())));
         assertThat(problems).isEmpty();
     }
 
@@ -111,7 +78,7 @@ class GrafanaDashboardTest {
                 if (!target.has("legendFormat")) {
                     continue;
                 }
-                Set<String> labels = new HashSet<>(TARGET_LABELS);
+                Set<String> labels = new HashSet<>(Exposition.TARGET_LABELS);
                 PromQl.seriesNames(target.get("expr").getAsString()).forEach(n -> labels.addAll(scraped.labelNames(n)));
                 Matcher m = LEGEND_LABEL.matcher(target.get("legendFormat").getAsString());
                 while (m.find()) {
@@ -222,6 +189,9 @@ class GrafanaDashboardTest {
         assertThat(PromQl.seriesNames("sum(a{x=\"rate(b)\"} * on (namespace, instance) group_left () c) / ignoring(code) "
                 + "count(d offset 5m) > bool 1e3 and sum(e)by(le)")).containsExactly("a", "c", "d", "e");
         assertThat(PromQl.seriesNames("changes(max(up)[2m:]) > 0")).containsExactly("up");
+        assertThat(PromQl.seriesNames("max(a{j=\"x\"}) - on () group_right b > 0 or (absent(c) - 1)"))
+                .containsExactly("a", "b", "c");
+        assertThat(PromQl.groupingLabels("sum by (code) (a) / ignoring (code) group_left sum(a)")).containsExactly("code");
         assertThat(PromQl.matcherLabels("a{x=\"1\", y!~\"2\"} + b{z=\"}\"}"))
                 .isEqualTo(Map.of("a", Set.of("x", "y"), "b", Set.of("z")));
         assertThat(PromQl.groupingLabels("sum by (le, worker) (a) / on(instance) group_left(pool) b"))
@@ -306,85 +276,5 @@ class GrafanaDashboardTest {
             }
         }
         return out;
-    }
-
-    /**
-     * Just enough of PromQL's lexical structure to find the series an expression reads: strings, label
-     * matchers, ranges and grouping clauses are cut out; an identifier left over is a function when a
-     * parenthesis follows it, a keyword from a short list, or else a series name.
-     */
-    static final class PromQl {
-        private static final Pattern STRING = Pattern.compile("\"(?:[^\"\\\\]|\\\\.)*\"|'(?:[^'\\\\]|\\\\.)*'|`[^`]*`");
-        private static final Pattern MATCHERS = Pattern.compile("\\{[^}]*}");
-        private static final Pattern RANGE = Pattern.compile("\\[[^]]*]");
-        private static final Pattern GROUPING = Pattern.compile(
-                "\\b(?:by|without|on|ignoring|group_left|group_right)\\s*\\(([^)]*)\\)");
-        private static final Pattern BARE_GROUP_MODIFIER = Pattern.compile("\\b(?:group_left|group_right)\\b");
-        private static final Pattern VARIABLE = Pattern.compile("\\$\\{?\\w+}?");
-        private static final Pattern IDENTIFIER = Pattern.compile("(?<![\\w.:])([a-zA-Z_:][a-zA-Z0-9_:]*)(\\s*\\()?");
-        private static final Pattern SELECTOR = Pattern.compile("([a-zA-Z_:][a-zA-Z0-9_:]*)\\s*\\{([^}]*)}");
-        private static final Pattern MATCHER = Pattern.compile("([a-zA-Z_]\\w*)\\s*(?:=~|!~|!=|=)\\s*$");
-        private static final Set<String> KEYWORDS = Set.of("and", "or", "unless", "bool", "offset", "inf", "nan", "start",
-                "end");
-        private static final Set<String> FUNCTIONS = Set.of("abs", "absent", "absent_over_time", "avg", "avg_over_time",
-                "bottomk", "ceil", "changes", "clamp", "clamp_max", "clamp_min", "count", "count_over_time", "count_values",
-                "delta", "deriv", "exp", "floor", "group", "histogram_quantile", "idelta", "increase", "irate", "label_join",
-                "label_replace", "last_over_time", "ln", "log2", "log10", "max", "max_over_time", "min", "min_over_time",
-                "predict_linear", "quantile", "quantile_over_time", "rate", "resets", "round", "scalar", "sort",
-                "sort_desc", "sqrt", "stddev", "stddev_over_time", "stdvar", "sum", "sum_over_time", "time", "timestamp",
-                "topk", "vector");
-
-        private PromQl() {}
-
-        /** The series names {@code expr} reads, in order of appearance; fails on a function PromQL does not have. */
-        static Set<String> seriesNames(String expr) {
-            String s = STRING.matcher(expr).replaceAll("\"\"");
-            s = MATCHERS.matcher(s).replaceAll("{}");
-            s = RANGE.matcher(s).replaceAll("[]");
-            s = GROUPING.matcher(s).replaceAll(" ");
-            s = BARE_GROUP_MODIFIER.matcher(s).replaceAll(" ");
-            s = VARIABLE.matcher(s).replaceAll(" ");
-            Set<String> names = new LinkedHashSet<>();
-            Matcher m = IDENTIFIER.matcher(s);
-            while (m.find()) {
-                String id = m.group(1);
-                if (m.group(2) != null) {
-                    assertThat(FUNCTIONS).as("function %s in %s", id, expr).contains(id);
-                } else if (!KEYWORDS.contains(id)) {
-                    names.add(id);
-                }
-            }
-            return names;
-        }
-
-        /** Label names used in each selector's matchers, by series name. */
-        static Map<String, Set<String>> matcherLabels(String expr) {
-            Map<String, Set<String>> out = new LinkedHashMap<>();
-            Matcher m = SELECTOR.matcher(STRING.matcher(expr).replaceAll("\"\""));
-            while (m.find()) {
-                Set<String> labels = out.computeIfAbsent(m.group(1), k -> new LinkedHashSet<>());
-                for (String part : m.group(2).split("\"\"")) {
-                    Matcher l = MATCHER.matcher(part.replaceFirst("^\\s*,", ""));
-                    if (l.find()) {
-                        labels.add(l.group(1));
-                    }
-                }
-            }
-            return out;
-        }
-
-        /** Label names in by, without, on, ignoring and group_left/right clauses. */
-        static Set<String> groupingLabels(String expr) {
-            Set<String> out = new LinkedHashSet<>();
-            Matcher m = GROUPING.matcher(STRING.matcher(expr).replaceAll("\"\""));
-            while (m.find()) {
-                for (String label : m.group(1).split(",")) {
-                    if (!label.isBlank()) {
-                        out.add(label.strip());
-                    }
-                }
-            }
-            return out;
-        }
     }
 }

@@ -29,9 +29,11 @@ class ChartProductionValuesTest {
     @Test
     void rendersEveryOptionalObject() {
         assertThat(objects.all()).extracting(o -> o.getKind()).containsOnly("StatefulSet", "Deployment", "Service",
-                "PodDisruptionBudget", "NetworkPolicy", "HorizontalPodAutoscaler", "ServiceMonitor", "ConfigMap");
+                "PodDisruptionBudget", "NetworkPolicy", "HorizontalPodAutoscaler", "ServiceMonitor", "PrometheusRule", "ConfigMap");
         assertThat(objects.all(HorizontalPodAutoscaler.class)).hasSize(1);
         assertThat(objects.ofKind("ServiceMonitor")).hasSize(1);
+        assertThat(objects.ofKind("PrometheusRule")).singleElement().satisfies(rule ->
+                assertThat(rule.getMetadata().getLabels()).containsEntry("release", "kube-prometheus-stack"));
         assertThat(objects.all(ConfigMap.class)).hasSize(1);
     }
 

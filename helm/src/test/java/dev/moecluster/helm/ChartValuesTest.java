@@ -90,8 +90,8 @@ class ChartValuesTest {
         var objects = RenderedObjects.parse(chart.template(null,
                 Map.of("fullnameOverride", "a-very-long-release-name-for-a-production-moe-cluster-deployment",
                         "grafana.dashboard.enabled", true, "metrics.serviceMonitor.enabled", true,
-                        "router.autoscaling.enabled", true)));
-        assertThat(objects.all()).hasSize(15);
+                        "metrics.prometheusRule.enabled", true, "router.autoscaling.enabled", true)));
+        assertThat(objects.all()).hasSize(16);
         assertThat(objects.all()).allSatisfy(o -> assertThat(o.getMetadata().getName())
                 .hasSizeLessThanOrEqualTo(o.getKind().equals("StatefulSet") ? 52 : 63)
                 .matches("[a-z0-9]([-a-z0-9]*[a-z0-9])?"));

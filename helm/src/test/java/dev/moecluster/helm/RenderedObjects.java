@@ -38,7 +38,8 @@ final class RenderedObjects {
             "PodDisruptionBudget", new Kind("policy/v1", PodDisruptionBudget.class),
             "NetworkPolicy", new Kind("networking.k8s.io/v1", NetworkPolicy.class),
             // no model class among the fabric8 artifacts: checked as a generic resource
-            "ServiceMonitor", new Kind("monitoring.coreos.com/v1", GenericKubernetesResource.class));
+            "ServiceMonitor", new Kind("monitoring.coreos.com/v1", GenericKubernetesResource.class),
+            "PrometheusRule", new Kind("monitoring.coreos.com/v1", GenericKubernetesResource.class));
 
     private static final ObjectMapper YAML = new ObjectMapper(new YAMLFactory());
 
