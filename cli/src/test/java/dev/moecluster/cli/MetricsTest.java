@@ -57,6 +57,7 @@ class MetricsTest {
             assertThat(coordinator.sum("moe_coordinator_leader", s -> true)).isEqualTo(1);
             assertThat(coordinator.sum("moe_coordinator_workers", s -> s.is("state", "active"))).isEqualTo(3);
             assertThat(coordinator.sum("moe_coordinator_min_replicas", s -> true)).isEqualTo(1);
+            assertThat(coordinator.sum("moe_coordinator_experts_without_live_replica", s -> true)).isZero();
             assertThat(coordinator.sum("moe_coordinator_rollouts_total", s -> s.is("kind", "initial"))).isEqualTo(1);
             // the initial placement loaded one copy of every expert and unloaded nothing
             assertThat(coordinator.sum("moe_coordinator_expert_loads_total", s -> s.is("kind", "initial")))

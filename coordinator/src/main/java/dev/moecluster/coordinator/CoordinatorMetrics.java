@@ -1,5 +1,6 @@
 package dev.moecluster.coordinator;
 
+import dev.moecluster.control.WorkerRecord;
 import dev.moecluster.control.WorkerState;
 import dev.moecluster.core.placement.ExpertPlacement;
 import io.prometheus.metrics.core.metrics.CounterWithCallback;
@@ -35,6 +36,16 @@ final class CoordinatorMetrics {
         GaugeWithCallback.builder().name("moe_coordinator_min_replicas")
                 .help("Fewest copies of any expert in the current placement (0 before the first)")
                 .callback(cb -> cb.call(minReplicas(reconciler.currentPlacement()))).register(registry);
+        GaugeWithCallback.builder().name("moe_coordinator_experts_without_live_replica")
+                .help("Experts of the current placement none of whose workers is alive (active or draining): calls routed to them fail")
+                .callback(cb -> {
+                    try {
+                        cb.call(expertsWithoutLiveReplica(reconciler.currentPlacement(), reconciler.workers()));
+                    } catch (RuntimeException registryUnreachable) {
+                        // no sample rather than a failed scrape while the member cannot read the registry
+                    }
+                })
+                .register(registry);
         GaugeWithCallback.builder().name("moe_coordinator_placement_epoch").help("Epoch of the current placement")
                 .callback(cb -> {
                     ExpertPlacement p = reconciler.currentPlacement();
@@ -56,6 +67,25 @@ final class CoordinatorMetrics {
                 .labelNames("kind")
                 .callback(cb -> ROLLOUT_KINDS.forEach(kind -> cb.call(reconciler.expertUnloads(kind), kind)))
                 .register(registry);
+    }
+
+    /** (layer, expert) pairs whose every replica sits on a worker that is dead or gone from the registry. */
+    static int expertsWithoutLiveReplica(ExpertPlacement placement, Map<String, WorkerRecord> workers) {
+        if (placement == null) {
+            return 0;
+        }
+        int orphans = 0;
+        for (int[][] experts : placement.layers().values()) {
+            for (int[] replicas : experts) {
+                boolean live = false;
+                for (int w : replicas) {
+                    WorkerRecord r = workers.get(placement.workers().get(w));
+                    live |= r != null && (r.state() == WorkerState.ACTIVE || r.state() == WorkerState.DRAINING);
+                }
+                orphans += live ? 0 : 1;
+            }
+        }
+        return orphans;
     }
 
     private static int minReplicas(ExpertPlacement placement) {
