@@ -112,4 +112,23 @@ final class Clusters {
     static double relativeError(FloatMatrix a, FloatMatrix b) {
         return dev.moecluster.bench.MoeForwardLoad.relativeError(a, b);
     }
+
+    /**
+     * A coordinated local cluster of the tiny Mixtral with {@code workers} workers after MoeForward calls
+     * on every MoE layer and a Generate stream, so every series the components export has samples.
+     */
+    static LocalCluster coordinatedWithTraffic(int workers) throws Exception {
+        LocalCluster cluster = LocalCluster.start(LocalCluster.Options.of(tinyModel(Architecture.MIXTRAL), workers, 1)
+                .withCoordinator(true));
+        try {
+            for (int layer : cluster.model().moeLayerList()) {
+                moeForwardCalls(cluster, layer, 3, 5);
+            }
+            generateGreedy(cluster, List.of(1, 2, 3), 4);
+            return cluster;
+        } catch (Exception | Error e) {
+            cluster.close();
+            throw e;
+        }
+    }
 }

@@ -7,7 +7,6 @@ import com.google.gson.JsonArray;
 import com.google.gson.JsonElement;
 import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
-import dev.moecluster.core.model.Architecture;
 import java.io.File;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -44,12 +43,7 @@ class GrafanaDashboardTest {
 
     @BeforeAll
     static void startClusterWithTraffic() throws Exception {
-        cluster = LocalCluster.start(LocalCluster.Options.of(Clusters.tinyModel(Architecture.MIXTRAL), 3, 1)
-                .withCoordinator(true));
-        for (int layer : cluster.model().moeLayerList()) {
-            Clusters.moeForwardCalls(cluster, layer, 3, 5);
-        }
-        Clusters.generateGreedy(cluster, List.of(1, 2, 3), 4);
+        cluster = Clusters.coordinatedWithTraffic(3);
         scraped = Exposition.scrapeAll(cluster);
     }
 

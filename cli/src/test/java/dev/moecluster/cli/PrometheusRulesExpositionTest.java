@@ -2,7 +2,6 @@ package dev.moecluster.cli;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import dev.moecluster.core.model.Architecture;
 import java.io.IOException;
 import java.io.Reader;
 import java.nio.file.Files;
@@ -39,12 +38,7 @@ class PrometheusRulesExpositionTest {
 
     @BeforeAll
     static void startClusterWithTraffic() throws Exception {
-        cluster = LocalCluster.start(LocalCluster.Options.of(Clusters.tinyModel(Architecture.MIXTRAL), 2, 1)
-                .withCoordinator(true));
-        for (int layer : cluster.model().moeLayerList()) {
-            Clusters.moeForwardCalls(cluster, layer, 2, 5);
-        }
-        Clusters.generateGreedy(cluster, List.of(1, 2, 3), 4);
+        cluster = Clusters.coordinatedWithTraffic(2);
         scraped = Exposition.scrapeAll(cluster);
     }
 
