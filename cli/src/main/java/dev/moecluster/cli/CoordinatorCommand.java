@@ -73,7 +73,7 @@ final class CoordinatorCommand implements Callable<Integer> {
     @Option(names = "--drain-grace-ms", defaultValue = "2000", description = "Old copies stay this long after routers switch epochs (default: ${DEFAULT-VALUE}).")
     long drainGraceMs;
 
-    @Option(names = "--rebalance-interval-s", defaultValue = "60", description = "How often balancedness is checked (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--rebalance-interval-s", defaultValue = "60", description = "How often the leader checks on its own for low balancedness (--rebalance-below) and for workers that hold no experts (joined or restarted), and rebalances (default: ${DEFAULT-VALUE}).")
     long rebalanceIntervalSeconds;
 
     @Option(names = "--rebalance-below", defaultValue = "0.8", description = "Rebalance automatically when mean/max worker load falls below this (default: ${DEFAULT-VALUE}).")

@@ -202,6 +202,46 @@ class CoordinatorClusterTest {
     }
 
     @Test
+    void aWorkerThatJoinsUnderTrafficTakesExpertsAtTheNextScheduledCheckWithoutARequest() throws Exception {
+        String name = "moe-scale-up-" + UUID.randomUUID();
+        // a scheduled check every second; the placement's balancedness cannot see a worker outside it
+        CoordinatorConfig cc = CoordinatorConfig.local(name, LocalCluster.freePort(), dir, 2, 1)
+                .withRebalanceInterval(Duration.ofSeconds(1)).withMetricsPort(0);
+        List<ExpertWorker> workers = new ArrayList<>();
+        try (CoordinatorServer coordinator = CoordinatorServer.start(cc);
+                ReferenceMoeBlock reference = ReferenceMoeBlock.open(dir)) {
+            for (int i = 0; i < 2; i++) {
+                workers.add(ExpertWorker.start(WorkerConfig.defaults("worker-" + i, dir, new ExpertAssignment(Map.of()))
+                        .withControlPlane(cc.controlPlane(), WorkerConfig.DEFAULT_MEMORY_BYTES)));
+            }
+            try (RouterServer router = RouterServer.start(RouterConfig.defaults(dir, ExpertPlacement.none())
+                    .withControlPlane(cc.controlPlane()))) {
+                ModelConfig cfg = router.model();
+                LocalCluster.awaitPlacement(router, cfg, Duration.ofSeconds(60));
+                try (Traffic traffic = new Traffic(router.address(), cfg, reference)) {
+                    await("traffic", Duration.ofSeconds(30), () -> traffic.ok.get() > 5);
+                    ExpertWorker joined = ExpertWorker.start(WorkerConfig.defaults("worker-2", dir, new ExpertAssignment(Map.of()))
+                            .withControlPlane(cc.controlPlane(), WorkerConfig.DEFAULT_MEMORY_BYTES));
+                    workers.add(joined);
+                    String newcomer = joined.address();
+                    // nobody asks for a rebalance: the leader's own check finds the idle worker
+                    await("the joined worker holds experts and routers route to it", Duration.ofSeconds(60),
+                            () -> joined.expertCount() > 0 && router.placement().workers().contains(newcomer)
+                                    && !router.placement().heldBy(router.placement().indexOf(newcomer)).isEmpty());
+                    assertThat(Exposition.scrape(coordinator.metricsPort())
+                            .sum("moe_coordinator_rollouts_total", m -> m.is("kind", "rebalance"))).isPositive();
+                    int before = traffic.ok.get();
+                    await("traffic after the scale-up", Duration.ofSeconds(30), () -> traffic.ok.get() > before + 5);
+                    traffic.close();
+                    assertThat(traffic.failed.get()).as("failed requests: %s", traffic.errors).isZero();
+                }
+            }
+        } finally {
+            workers.forEach(ExpertWorker::close);
+        }
+    }
+
+    @Test
     void leaderDeathLeavesPlacementIntactAndAnotherCoordinatorLeads() throws Exception {
         String name = "moe-test-" + UUID.randomUUID();
         List<Integer> ports = List.of(LocalCluster.freePort(), LocalCluster.freePort(), LocalCluster.freePort());

@@ -113,6 +113,12 @@ public record CoordinatorConfig(
                 initialWait, d, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort);
     }
 
+    /** How often the leader checks balancedness and looks for workers without experts on its own. */
+    public CoordinatorConfig withRebalanceInterval(Duration d) {
+        return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
+                initialWait, heartbeatTimeout, drainGrace, d, rebalanceBelow, metricsPort, tls, healthPort);
+    }
+
     /** Serves {@code /metrics} on {@code port}: 0 picks a free one, -1 serves none. */
     public CoordinatorConfig withMetricsPort(int port) {
         return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,

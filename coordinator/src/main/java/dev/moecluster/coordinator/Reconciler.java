@@ -150,11 +150,16 @@ final class Reconciler {
             if (scheduled) {
                 lastAutoCheck = now;
             }
-            if (why != null || asked || (scheduled && balancedness < config.rebalanceBelow())) {
+            // a worker that joined (scale-up, a restarted pod) holds nothing until a rebalance gives it
+            // experts; the placement's balancedness cannot see it, so the scheduled check looks for it
+            boolean idle = scheduled && hasIdleWorker(current, capacities);
+            if (why != null || asked || (scheduled && balancedness < config.rebalanceBelow()) || idle) {
                 PlacementPlan plan = planner.plan(shape, capacities, load, current);
                 if (plan.changed()) {
-                    start(plan, current, why != null ? why : asked ? "rebalance requested" : "balancedness " + String.format("%.2f", balancedness),
-                            why != null ? "repair" : "rebalance");
+                    String reason = why != null ? why : asked ? "rebalance requested"
+                            : balancedness < config.rebalanceBelow() ? "balancedness " + String.format("%.2f", balancedness)
+                            : "a worker without experts joined";
+                    start(plan, current, reason, why != null ? "repair" : "rebalance");
                 } else if (asked) {
                     LOG.info("rebalance requested: current placement kept (" + plan.decision() + ", balancedness "
                             + String.format("%.3f", plan.balancednessAfter()) + ")");
@@ -165,6 +170,17 @@ final class Reconciler {
         } catch (RuntimeException e) {
             LOG.log(Level.WARNING, "reconcile failed (will retry)", e);
         }
+    }
+
+    /** An active (not draining) worker that the current placement gives no expert. */
+    private static boolean hasIdleWorker(ExpertPlacement current, List<WorkerCapacity> capacities) {
+        for (WorkerCapacity c : capacities) {
+            int index = current.workers().indexOf(c.id());
+            if (!c.draining() && (index < 0 || current.heldBy(index).isEmpty())) {
+                return true;
+            }
+        }
+        return false;
     }
 
     /** Workers by address. */
