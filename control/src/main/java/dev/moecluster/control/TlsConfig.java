@@ -5,9 +5,11 @@ import io.grpc.InsecureChannelCredentials;
 import io.grpc.ServerCredentials;
 import io.grpc.TlsChannelCredentials;
 import io.grpc.TlsServerCredentials;
+import java.time.Duration;
+import javax.net.ssl.KeyManager;
+import javax.net.ssl.TrustManager;
 import java.io.ByteArrayInputStream;
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.AccessDeniedException;
 import java.nio.file.Files;
@@ -37,6 +39,9 @@ import java.util.regex.Pattern;
  *     certificates, on a client to trust the JDK's default CAs
  */
 public record TlsConfig(Path certChain, Path privateKey, Path ca) {
+    /** How often, at most, a handshake looks whether the PEM files changed. */
+    static final long RELOAD_CHECK_SECONDS = 10;
+
     private static final Pattern PEM_BLOCK = Pattern.compile(
             "-----BEGIN ([A-Z0-9 ]+)-----\\s*([A-Za-z0-9+/=\\s]*?)-----END \\1-----");
 
@@ -61,7 +66,7 @@ public record TlsConfig(Path certChain, Path privateKey, Path ca) {
         }
         TlsConfig config = new TlsConfig(certChain, privateKey, ca);
         if (certChain != null) {
-            config.keyMaterial();
+            config.identity();
         }
         if (ca != null) {
             certificates(ca, "CA");
@@ -74,40 +79,50 @@ public record TlsConfig(Path certChain, Path privateKey, Path ca) {
         return ca != null;
     }
 
-    /** Credentials for a server port: its certificate and key; with a CA, client certificates REQUIRED. */
+    /**
+     * Credentials for a server port: its certificate and key; with a CA, client certificates REQUIRED.
+     * Rotated files are picked up for new connections (checked at most every {@value #RELOAD_CHECK_SECONDS} s).
+     */
     public ServerCredentials serverCredentials() {
+        return serverCredentials(Duration.ofSeconds(RELOAD_CHECK_SECONDS));
+    }
+
+    ServerCredentials serverCredentials(Duration reloadCheck) {
         if (certChain == null) {
             throw new IllegalArgumentException("a TLS server needs --tls-cert and --tls-key (only --tls-ca was given)");
         }
-        KeyMaterial key = keyMaterial();
-        try {
-            TlsServerCredentials.Builder b = TlsServerCredentials.newBuilder()
-                    .keyManager(new ByteArrayInputStream(key.chainPem()), new ByteArrayInputStream(key.keyPem()));
-            if (ca != null) {
-                b.trustManager(new ByteArrayInputStream(certificates(ca, "CA").pem()))
-                        .clientAuth(TlsServerCredentials.ClientAuth.REQUIRE);
-            }
-            return b.build();
-        } catch (IOException e) {
-            throw new UncheckedIOException(e); // streams over byte arrays do not fail
+        TlsServerCredentials.Builder b = TlsServerCredentials.newBuilder().keyManager(keyManager(reloadCheck));
+        if (ca != null) {
+            b.trustManager(trustManager(reloadCheck)).clientAuth(TlsServerCredentials.ClientAuth.REQUIRE);
         }
+        return b.build();
     }
 
-    /** Credentials for a channel: trusts the CA (default CAs without one), presents the certificate if any. */
+    /**
+     * Credentials for a channel: trusts the CA (default CAs without one), presents the certificate if any.
+     * Rotated files are picked up for new connections, as on a server.
+     */
     public ChannelCredentials channelCredentials() {
-        try {
-            TlsChannelCredentials.Builder b = TlsChannelCredentials.newBuilder();
-            if (certChain != null) {
-                KeyMaterial key = keyMaterial();
-                b.keyManager(new ByteArrayInputStream(key.chainPem()), new ByteArrayInputStream(key.keyPem()));
-            }
-            if (ca != null) {
-                b.trustManager(new ByteArrayInputStream(certificates(ca, "CA").pem()));
-            }
-            return b.build();
-        } catch (IOException e) {
-            throw new UncheckedIOException(e);
+        return channelCredentials(Duration.ofSeconds(RELOAD_CHECK_SECONDS));
+    }
+
+    ChannelCredentials channelCredentials(Duration reloadCheck) {
+        TlsChannelCredentials.Builder b = TlsChannelCredentials.newBuilder();
+        if (certChain != null) {
+            b.keyManager(keyManager(reloadCheck));
         }
+        if (ca != null) {
+            b.trustManager(trustManager(reloadCheck));
+        }
+        return b.build();
+    }
+
+    private KeyManager keyManager(Duration reloadCheck) {
+        return ReloadingTls.keyManager(List.of(certChain, privateKey), this::identity, reloadCheck);
+    }
+
+    private TrustManager trustManager(Duration reloadCheck) {
+        return ReloadingTls.trustManager(ca, () -> certificates(ca, "CA"), reloadCheck);
     }
 
     /** {@code tls.channelCredentials()}, or plaintext when {@code tls} is null. */
@@ -115,13 +130,12 @@ public record TlsConfig(Path certChain, Path privateKey, Path ca) {
         return tls == null ? InsecureChannelCredentials.create() : tls.channelCredentials();
     }
 
-    private record Pem(byte[] pem, List<Certificate> certificates) {}
-
-    private record KeyMaterial(byte[] chainPem, byte[] keyPem) {}
+    /** A certificate chain, leaf first, and the leaf's private key. */
+    record Identity(List<Certificate> chain, PrivateKey key) {}
 
     /** The chain and key, checked: both PEM, the key PKCS#8, and the key belongs to the chain's leaf. */
-    private KeyMaterial keyMaterial() {
-        Pem chain = certificates(certChain, "certificate chain");
+    private Identity identity() {
+        List<Certificate> chain = certificates(certChain, "certificate chain");
         String text = read(privateKey, "private key");
         List<String[]> blocks = blocks(text);
         String[] key = blocks.stream().filter(b -> b[0].endsWith("PRIVATE KEY")).findFirst().orElseThrow(() ->
@@ -133,12 +147,11 @@ public record TlsConfig(Path certChain, Path privateKey, Path ca) {
                     + " -out key.pem");
         }
         PrivateKey parsed = parseKey(key[1]);
-        if (!belongsTo(parsed, chain.certificates().getFirst())) {
+        if (!belongsTo(parsed, chain.getFirst())) {
             throw new IllegalArgumentException("TLS private key file " + privateKey
                     + " does not belong to the first certificate in " + certChain);
         }
-        String keyPem = "-----BEGIN PRIVATE KEY-----\n" + key[1].strip() + "\n-----END PRIVATE KEY-----\n";
-        return new KeyMaterial(chain.pem(), keyPem.getBytes(StandardCharsets.US_ASCII));
+        return new Identity(chain, parsed);
     }
 
     private PrivateKey parseKey(String base64) {
@@ -178,8 +191,8 @@ public record TlsConfig(Path certChain, Path privateKey, Path ca) {
         }
     }
 
-    /** The certificates of a PEM file, re-encoded as PEM without anything else the file held. */
-    private static Pem certificates(Path file, String what) {
+    /** The certificates of a PEM file (anything else it holds is ignored). */
+    private static List<Certificate> certificates(Path file, String what) {
         String text = read(file, what);
         StringBuilder pem = new StringBuilder();
         for (String[] b : blocks(text)) {
@@ -195,7 +208,7 @@ public record TlsConfig(Path certChain, Path privateKey, Path ca) {
         try {
             List<Certificate> certs = new ArrayList<>(CertificateFactory.getInstance("X.509")
                     .generateCertificates(new ByteArrayInputStream(bytes)));
-            return new Pem(bytes, List.copyOf(certs));
+            return List.copyOf(certs);
         } catch (GeneralSecurityException | IllegalArgumentException e) {
             throw new IllegalArgumentException("TLS " + what + " file " + file + " holds a malformed certificate: "
                     + e.getMessage(), e);
