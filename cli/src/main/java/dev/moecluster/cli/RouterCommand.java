@@ -43,7 +43,7 @@ final class RouterCommand implements Callable<Integer> {
     ServerTlsOptions tls;
 
     @Option(names = "--auth-token-file", paramLabel = "FILE",
-            description = "Require this bearer token (the file's content, trimmed) on moe.v1.Router calls: header 'authorization: Bearer TOKEN'; health and reflection stay open.")
+            description = "Require a bearer token from this file on moe.v1.Router calls (header 'authorization: Bearer TOKEN'): one token per line, any of them accepted, the file read again within 10 s of a change (rotate by adding the new token, moving clients, removing the old); health and reflection stay open.")
     Path authTokenFile;
 
     @ArgGroup(exclusive = true, multiplicity = "1")

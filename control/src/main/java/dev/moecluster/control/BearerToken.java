@@ -16,48 +16,69 @@ import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.concurrent.Executor;
+import java.util.logging.Logger;
 
 /**
  * A shared secret sent as {@code authorization: Bearer <token>}: the server side checks it in
  * constant time ({@link #serverInterceptor()}), the client side attaches it ({@link #callCredentials()}).
  * Never printed.
+ *
+ * <p>Read from a file, the token follows the file: one token per line, every line accepted (so a
+ * rotation can accept the old and the new token while clients move over), the first one sent by
+ * clients; a changed file is read again at most every {@value #RELOAD_CHECK_SECONDS} s, and a file that
+ * does not check out (empty, half-written) leaves the previous tokens in use.
  */
 public final class BearerToken {
     static final Metadata.Key<String> AUTHORIZATION = Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER);
+    /** How often, at most, a check looks whether the token file changed. */
+    static final long RELOAD_CHECK_SECONDS = 10;
+    private static final Logger LOG = Logger.getLogger(BearerToken.class.getName());
     private static final String SCHEME = "Bearer ";
 
-    private final String token;
-    private final byte[] digest;
+    /** The tokens in force: the first is the one clients send; all are accepted. */
+    private record Tokens(String first, List<byte[]> digests) {}
 
-    private BearerToken(String token) {
-        this.token = token;
-        this.digest = sha256(token);
+    private final Path source;
+    private final long checkNanos;
+    private volatile Tokens tokens;
+    private volatile Object stamp;
+    private volatile long nextCheck;
+
+    private BearerToken(Path source, Tokens tokens, Object stamp, Duration checkEvery) {
+        this.source = source;
+        this.tokens = tokens;
+        this.stamp = stamp;
+        this.checkNanos = checkEvery.toNanos();
+        this.nextCheck = System.nanoTime() + checkNanos;
     }
 
     /** A token given directly; it must be printable ASCII without spaces. */
     public static BearerToken of(String token) {
         requireNonNull(token, "token is null");
-        String t = token.strip();
-        if (t.isEmpty()) {
-            throw new IllegalArgumentException("bearer token is empty");
-        }
-        for (int i = 0; i < t.length(); i++) {
-            char c = t.charAt(i);
-            if (c < 0x21 || c > 0x7e) {
-                throw new IllegalArgumentException("bearer token must be printable ASCII without spaces");
-            }
-        }
-        return new BearerToken(t);
+        return new BearerToken(null, parse(token.strip()), null, Duration.ZERO);
     }
 
     /**
-     * The token in {@code file} (its whole content, surrounding whitespace trimmed).
+     * The tokens in {@code file}, one per line (surrounding whitespace and empty lines ignored), and
+     * again whenever the file changes.
      *
-     * @throws IllegalArgumentException naming the file when it is missing, unreadable or empty
+     * @throws IllegalArgumentException naming the file when it is missing, unreadable, empty or malformed
      */
     public static BearerToken readFrom(Path file) {
+        return readFrom(file, Duration.ofSeconds(RELOAD_CHECK_SECONDS));
+    }
+
+    static BearerToken readFrom(Path file, Duration checkEvery) {
         requireNonNull(file, "file is null");
+        Object stamp = stamp(file);
+        return new BearerToken(file, load(file), stamp, checkEvery);
+    }
+
+    private static Tokens load(Path file) {
         String content;
         try {
             content = Files.readString(file, StandardCharsets.UTF_8);
@@ -69,15 +90,74 @@ public final class BearerToken {
             throw new IllegalArgumentException("token file " + file + " cannot be read: " + e.getMessage(), e);
         }
         try {
-            return of(content);
+            return parse(content);
         } catch (IllegalArgumentException e) {
             throw new IllegalArgumentException("token file " + file + ": " + e.getMessage(), e);
         }
     }
 
-    /** Whether {@code presented} is this token; takes the same time wherever they differ. */
+    private static Tokens parse(String content) {
+        List<String> lines = content.lines().map(String::strip).filter(l -> !l.isEmpty()).toList();
+        if (lines.isEmpty()) {
+            throw new IllegalArgumentException("bearer token is empty");
+        }
+        List<byte[]> digests = new ArrayList<>();
+        for (String t : lines) {
+            for (int i = 0; i < t.length(); i++) {
+                char c = t.charAt(i);
+                if (c < 0x21 || c > 0x7e) {
+                    throw new IllegalArgumentException("bearer token must be printable ASCII without spaces");
+                }
+            }
+            digests.add(sha256(t));
+        }
+        return new Tokens(lines.getFirst(), List.copyOf(digests));
+    }
+
+    private static Object stamp(Path file) {
+        try {
+            return List.of(Files.getLastModifiedTime(file), Files.size(file));
+        } catch (IOException e) {
+            return "unreadable"; // in the middle of a swap; looked at again at the next check
+        }
+    }
+
+    /** The tokens in force, read again first when the file changed since the last check. */
+    private Tokens current() {
+        long now = System.nanoTime();
+        if (source != null && now - nextCheck >= 0) {
+            synchronized (this) {
+                if (now - nextCheck >= 0) {
+                    nextCheck = now + checkNanos;
+                    Object seen = stamp(source);
+                    if (!seen.equals(stamp)) {
+                        try {
+                            tokens = load(source);
+                            stamp = seen;
+                            LOG.info("bearer token file " + source + " changed: " + tokens.digests().size()
+                                    + " token(s) now accepted");
+                        } catch (IllegalArgumentException e) {
+                            LOG.warning("bearer token file changed but is not usable (yet), the previous tokens stay: "
+                                    + e.getMessage());
+                        }
+                    }
+                }
+            }
+        }
+        return tokens;
+    }
+
+    /** Whether {@code presented} is one of the tokens; takes the same time wherever they differ. */
     public boolean matches(String presented) {
-        return presented != null && MessageDigest.isEqual(digest, sha256(presented));
+        if (presented == null) {
+            return false;
+        }
+        byte[] digest = sha256(presented);
+        boolean match = false;
+        for (byte[] accepted : current().digests()) {
+            match |= MessageDigest.isEqual(accepted, digest); // no early exit: every token is compared
+        }
+        return match;
     }
 
     /**
@@ -101,13 +181,13 @@ public final class BearerToken {
         };
     }
 
-    /** Sends this token with every call. */
+    /** Sends the (first) token with every call. */
     public CallCredentials callCredentials() {
         return new CallCredentials() {
             @Override
             public void applyRequestMetadata(RequestInfo info, Executor appExecutor, MetadataApplier applier) {
                 Metadata headers = new Metadata();
-                headers.put(AUTHORIZATION, SCHEME + token);
+                headers.put(AUTHORIZATION, SCHEME + current().first());
                 applier.apply(headers);
             }
         };
