@@ -110,10 +110,6 @@ __device__ __forceinline__ void store_u32(uint16_t* p, uint32_t v) {
     *reinterpret_cast<uint32_t*>(p) = v;
 }
 
-__device__ __forceinline__ void store_f32x2(float* p, float a, float b) {
-    *reinterpret_cast<float2*>(p) = make_float2(a, b);
-}
-
 __device__ __forceinline__ float silu(float g) {
     return g / (1.0f + __expf(-g));
 }
@@ -308,10 +304,11 @@ __device__ __forceinline__ void gate_up(const ExpertSlot* __restrict__ slots, in
     }
 }
 
-// y[r, :] = act[r, :] · down^T in f32.
+// y[r, :] = act[r, :] · down^T, accumulated in f32 and written as bf16 (the wire's dtype: the host
+// copies the rows out as they are, and half the bytes come down over PCIe).
 template <class T>
 __device__ __forceinline__ void down(const ExpertSlot* __restrict__ slots, int num_slots,
-                                     const uint16_t* __restrict__ act, float* __restrict__ y, int n, int k) {
+                                     const uint16_t* __restrict__ act, uint16_t* __restrict__ y, int n, int k) {
     const TileCoord c = locate<T>(slots, num_slots);
     float acc[T::MI][T::NJ][4];
     mainloop<T>(acc, c, act, n, k);
@@ -333,8 +330,8 @@ __device__ __forceinline__ void down(const ExpertSlot* __restrict__ slots, int n
             for (int h = 0; h < 2; ++h) {
                 const int row = c.m0 + wm0 + mi * 16 + (lane >> 2) + 8 * h;
                 if (row < c.rows) {
-                    store_f32x2(y + static_cast<size_t>(c.row_start + row) * n + col,
-                                acc[mi][nj][2 * h], acc[mi][nj][2 * h + 1]);
+                    store_u32(y + static_cast<size_t>(c.row_start + row) * n + col,
+                              pack_bf16x2(acc[mi][nj][2 * h], acc[mi][nj][2 * h + 1]));
                 }
             }
         }
@@ -353,7 +350,7 @@ __device__ __forceinline__ void down(const ExpertSlot* __restrict__ slots, int n
     }                                                                                                    \
     extern "C" __global__ void __launch_bounds__(moe::T::THREADS, MIN_BLOCKS) moe_down_##SUFFIX(           \
         const moe::ExpertSlot* __restrict__ slots, int num_slots, const uint16_t* __restrict__ act,      \
-        float* __restrict__ y, int n, int k) {                                                           \
+        uint16_t* __restrict__ y, int n, int k) {                                                        \
         moe::down<moe::T>(slots, num_slots, act, y, n, k);                                              \
     }
 

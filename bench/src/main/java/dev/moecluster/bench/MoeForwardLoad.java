@@ -6,7 +6,7 @@ import dev.moecluster.core.model.ModelConfig;
 import dev.moecluster.core.moe.ReferenceMoeBlock;
 import dev.moecluster.core.tensor.DType;
 import dev.moecluster.core.tensor.FloatMatrix;
-import dev.moecluster.core.tensor.WireTensors;
+import dev.moecluster.control.wire.WireTensors;
 import dev.moecluster.proto.MoeForwardRequest;
 import dev.moecluster.proto.MoeForwardResponse;
 import dev.moecluster.proto.RouterGrpc;

@@ -30,7 +30,8 @@ import picocli.CommandLine.Option;
 
 /** {@code moe bench}: end-to-end benchmarks. */
 @Command(name = "bench", mixinStandardHelpOptions = true, description = "Benchmarks; results are recorded in bench/RESULTS.md.",
-        subcommands = {BenchCommand.MoeLayer.class, BenchCommand.Generate.class, BenchCommand.Failover.class})
+        subcommands = {BenchCommand.MoeLayer.class, BenchCommand.Generate.class, BenchCommand.Failover.class,
+                BenchCommand.WorkerHost.class})
 final class BenchCommand {
     private BenchCommand() {}
 
@@ -73,7 +74,10 @@ final class BenchCommand {
 
     /** MoeForward throughput and latency through a local cluster vs. the in-process reference, in one run. */
     @Command(name = "moe-layer", mixinStandardHelpOptions = true,
-            description = "MoeForward tokens/s and p50/p99 latency through a local cluster vs. the in-process reference in the same run, and wire bytes per routed token.")
+            description = "MoeForward tokens/s and p50/p99 latency through a local cluster vs. the in-process reference in the same run;"
+                    + " the data plane's activation goodput next to one raw loopback TCP stream measured in the same run (the wire's"
+                    + " ceiling), host CPU per routed row, wire bytes per routed token. A communication-heavy shape:"
+                    + " --hidden 4096 --intermediate 16 --concurrency 4.")
     static final class MoeLayer implements Callable<Integer> {
         @Mixin
         BenchModel bench;
@@ -134,21 +138,68 @@ final class BenchCommand {
                     load.runInProcess(warm);
                     MoeForwardLoad.Report local = load.runInProcess(measured);
                     load.runAgainst(stub, warm);
+                    var os = (com.sun.management.OperatingSystemMXBean) java.lang.management.ManagementFactory.getOperatingSystemMXBean();
+                    long cpuBefore = os.getProcessCpuTime();
                     long rowsBefore = cluster.router().stats().rows();
                     long bytesBefore = cluster.router().stats().bytesSent() + cluster.router().stats().bytesReceived();
                     MoeForwardLoad.Report remote = load.runAgainst(stub, measured);
                     long rows = cluster.router().stats().rows() - rowsBefore;
                     long bytes = cluster.router().stats().bytesSent() + cluster.router().stats().bytesReceived() - bytesBefore;
+                    long cpuNanos = os.getProcessCpuTime() - cpuBefore;
+                    double tcp = dev.moecluster.bench.LoopbackTcp.streamBytesPerSecond(java.time.Duration.ofSeconds(2));
+                    // activation payload both ways: each routed row goes out and comes back
+                    double goodput = remote.tokensPerSecond() * cfg.expertsPerToken() * 2.0
+                            * dev.moecluster.core.tensor.RowBatch.wireBytes(wire, 1, cfg.hiddenSize());
                     out.println(ClusterReport.throughput("in-process", local));
                     out.println(ClusterReport.throughput("cluster", remote));
                     out.printf("ratio cluster/in-process throughput: %.2f%n", remote.tokensPerSecond() / local.tokensPerSecond());
                     out.printf("wire bytes per routed token (both directions, payload): %.0f (2 x hidden x %d B = %d)%n",
                             bytes / (double) Math.max(1, rows), wire.byteSize(), 2 * cfg.hiddenSize() * wire.byteSize());
+                    out.printf(Locale.ROOT, "activation goodput: %.0f MB/s = %.1f %% of one raw loopback TCP stream measured now (%.0f MB/s)%n",
+                            goodput / 1e6, 100 * goodput / tcp, tcp / 1e6);
+                    out.printf(Locale.ROOT, "host CPU per routed row (client, router, workers and kernels in this process, %d cores): %.1f us%n",
+                            Runtime.getRuntime().availableProcessors(), cpuNanos / 1e3 / Math.max(1, rows));
+                    out.println("copies per routed row and hop: router packs the row once into the message (gate scale and wire"
+                            + " dtype in one pass) -> gRPC frames it (1 copy) -> worker reads it once out of Netty's buffers,"
+                            + " parsed in place -> kernel widens it -> output written once in the wire dtype -> framed (1 copy)"
+                            + " -> router reads it once, combines from the wire bytes");
                     return 0;
                 } finally {
                     channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
                 }
             }
+        }
+    }
+
+    /** The host half of a cuda worker's round per routed row, without a GPU. */
+    @Command(name = "worker-host", mixinStandardHelpOptions = true,
+            description = "Host CPU time per routed row of a cuda worker's round (parse, checks, staging, outputs, result), measured"
+                    + " without a GPU: plain off-heap memory stands in for pinned buffers and a prefilled buffer for the kernels.")
+    static final class WorkerHost implements Callable<Integer> {
+        @Option(names = "--hidden", defaultValue = "5120", description = "Row width (default: ${DEFAULT-VALUE}, Llama 4 Scout).")
+        int hidden;
+
+        @Option(names = "--rows", defaultValue = "256", description = "Rows per batch (default: ${DEFAULT-VALUE}).")
+        int rows;
+
+        @Option(names = "--experts", defaultValue = "8", description = "Experts per batch (default: ${DEFAULT-VALUE}).")
+        int experts;
+
+        @Option(names = "--batches", defaultValue = "400", description = "Measured batches (default: ${DEFAULT-VALUE}).")
+        int batches;
+
+        @Option(names = "--wire-dtype", defaultValue = "bf16", description = "Activations on the wire (default: ${DEFAULT-VALUE}).")
+        String wireDtype;
+
+        @Override
+        public Integer call() throws Exception {
+            DType wire = DType.parse(wireDtype);
+            var r = dev.moecluster.bench.WorkerHostPath.run(hidden, rows, experts, batches, wire);
+            System.out.printf(Locale.ROOT, "bench worker-host: hidden %d, %d rows in %d experts per batch, %s on the wire, %d batches%n",
+                    hidden, rows, experts, wire.name().toLowerCase(Locale.ROOT), batches);
+            System.out.printf(Locale.ROOT, "host time per routed row: %.2f us (%.1f MB of activations in and out per second)%n",
+                    r.nanosPerRow() / 1e3, 2.0 * dev.moecluster.core.tensor.RowBatch.wireBytes(wire, 1, hidden) / r.nanosPerRow() * 1e3);
+            return 0;
         }
     }
 
@@ -265,7 +316,7 @@ final class BenchCommand {
                             try {
                                 stub.withDeadlineAfter(30, TimeUnit.SECONDS).moeForward(dev.moecluster.proto.MoeForwardRequest
                                         .newBuilder().setLayer(load.layer(i)).setHiddenStates(
-                                                dev.moecluster.core.tensor.WireTensors.encode(x, dtype)).build());
+                                                dev.moecluster.control.wire.WireTensors.encode(x, dtype)).build());
                             } catch (RuntimeException e) {
                                 ok = false;
                             }

@@ -10,7 +10,7 @@ import dev.moecluster.core.moe.ReferenceMoeBlock;
 import dev.moecluster.core.placement.ExpertPlacement;
 import dev.moecluster.core.tensor.DType;
 import dev.moecluster.core.tensor.FloatMatrix;
-import dev.moecluster.core.tensor.WireTensors;
+import dev.moecluster.control.wire.WireTensors;
 import dev.moecluster.proto.ExpertBatch;
 import dev.moecluster.proto.ExpertResult;
 import dev.moecluster.proto.ExpertServiceGrpc;
@@ -193,8 +193,18 @@ class BadInputTest {
             stream.onNext(batch(3, 1, held, 3, act)); // rows do not add up
             stream.onNext(batch(4, 1, held, 2, act.toBuilder().setData(ByteString.copyFrom(new byte[12])).build()));
             stream.onNext(batch(5, 1, held, 2, act)); // valid: the stream must still work
+            stream.onNext(batch(6, 1, held, 2, act.toBuilder().setDtype(dev.moecluster.proto.DType.DTYPE_UNSPECIFIED).build()));
+            Tensor fp8 = WireTensors.encode(x, DType.FP8_E4M3);
+            stream.onNext(batch(7, 1, held, 2, fp8.toBuilder().setScales(ByteString.copyFrom(new byte[4])).build()));
+            // Two slices whose int row counts wrap to the real row count (2^31 - 1 + 2^31 - 1 + 4 = 2 in 32 bits).
+            stream.onNext(ExpertBatch.newBuilder().setId(8).setLayer(1)
+                    .addSlices(ExpertSlice.newBuilder().setExpert(held).setRows(Integer.MAX_VALUE))
+                    .addSlices(ExpertSlice.newBuilder().setExpert(held).setRows(Integer.MAX_VALUE))
+                    .addSlices(ExpertSlice.newBuilder().setExpert(held).setRows(4))
+                    .setActivations(act).build());
+            stream.onNext(batch(9, 1, held, 2, fp8)); // valid fp8: answered in fp8
             List<ExpertResult> got = new java.util.ArrayList<>();
-            for (int i = 0; i < 5; i++) {
+            for (int i = 0; i < 9; i++) {
                 Object o = results.poll(30, TimeUnit.SECONDS);
                 assertThat(o).isInstanceOf(ExpertResult.class);
                 got.add((ExpertResult) o);
@@ -208,6 +218,15 @@ class BadInputTest {
             assertThat(got.get(3).getErrorMessage()).contains("needs 512 bytes of data, got 12");
             assertThat(got.get(4).getErrorCode()).isZero();
             assertThat(got.get(4).getOutputs().getShapeList()).containsExactly(2L, 64L);
+            assertThat(got.get(5).getErrorCode()).isEqualTo(Status.Code.INVALID_ARGUMENT.value());
+            assertThat(got.get(5).getErrorMessage()).contains("dtype is unset or unknown");
+            assertThat(got.get(6).getErrorCode()).isEqualTo(Status.Code.INVALID_ARGUMENT.value());
+            assertThat(got.get(6).getErrorMessage()).contains("FP8_E4M3 needs one f32 scale per row (8 bytes), got 4");
+            assertThat(got.get(7).getErrorCode()).isEqualTo(Status.Code.INVALID_ARGUMENT.value());
+            assertThat(got.get(7).getErrorMessage()).contains("slices add up to 4294967298 rows but activations have 2");
+            assertThat(got.get(8).getErrorCode()).isZero();
+            assertThat(got.get(8).getOutputs().getDtype()).isEqualTo(dev.moecluster.proto.DType.FP8_E4M3);
+            assertThat(got.get(8).getOutputs().getScales().size()).isEqualTo(8);
             stream.onCompleted();
         } finally {
             ch.shutdownNow();

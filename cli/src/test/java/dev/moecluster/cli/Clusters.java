@@ -5,7 +5,7 @@ import dev.moecluster.core.model.ModelConfig;
 import dev.moecluster.core.model.ModelGenerator;
 import dev.moecluster.core.tensor.DType;
 import dev.moecluster.core.tensor.FloatMatrix;
-import dev.moecluster.core.tensor.WireTensors;
+import dev.moecluster.control.wire.WireTensors;
 import dev.moecluster.proto.GenerateRequest;
 import dev.moecluster.proto.MoeForwardRequest;
 import dev.moecluster.proto.MoeForwardResponse;

@@ -1,8 +1,10 @@
 package dev.moecluster.cli;
 
 import dev.moecluster.core.moe.ExpertWeights;
+import dev.moecluster.worker.BackendMemory;
 import dev.moecluster.worker.CpuBackend;
 import dev.moecluster.worker.ExpertBackend;
+import dev.moecluster.worker.Round;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 
@@ -34,7 +36,22 @@ final class GatedBackend implements ExpertBackend {
     }
 
     @Override
-    public void compute(ExpertWeights expert, float[] input, int rows, float[] output) {
+    public void load(ExpertWeights expert) {
+        cpu.load(expert);
+    }
+
+    @Override
+    public void unload(ExpertWeights expert) {
+        cpu.unload(expert);
+    }
+
+    @Override
+    public BackendMemory memory() {
+        return cpu.memory();
+    }
+
+    @Override
+    public PendingRound submit(Round round) {
         if (armed) {
             entered.countDown();
             try {
@@ -43,6 +60,6 @@ final class GatedBackend implements ExpertBackend {
                 Thread.currentThread().interrupt();
             }
         }
-        cpu.compute(expert, input, rows, output);
+        return cpu.submit(round);
     }
 }

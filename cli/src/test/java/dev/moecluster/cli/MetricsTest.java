@@ -49,7 +49,8 @@ class MetricsTest {
                 assertThat(worker.sum("moe_worker_expert_memory_bytes", s -> true)).isPositive();
                 assertThat(worker.sum("moe_worker_experts", s -> true)).isEqualTo(w.expertCount());
                 assertThat(worker.sum("moe_worker_backend_call_rows_sum", s -> true)).isEqualTo(w.rowsComputed());
-                assertThat(worker.sum("moe_worker_compute_seconds_count", s -> true)).isEqualTo(w.backendCalls());
+                assertThat(worker.sum("moe_worker_compute_seconds_count", s -> true)).isEqualTo(w.backendRounds());
+                assertThat(worker.sum("moe_worker_backend_call_rows_count", s -> true)).isEqualTo(w.backendCalls());
                 assertThat(worker.names()).contains("jvm_memory_used_bytes", "moe_worker_queue_depth");
             }
 

@@ -3,6 +3,7 @@ package dev.moecluster.worker;
 import static java.util.Objects.requireNonNull;
 
 import dev.moecluster.core.moe.ExpertWeights;
+import dev.moecluster.core.tensor.RowBatch;
 import io.prometheus.metrics.core.metrics.Histogram;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -20,22 +21,29 @@ import java.util.logging.Level;
 import java.util.logging.Logger;
 
 /**
- * Pools rows for the same (layer, expert) arriving from many routers and batches into one backend
- * call, so an expert's weights are streamed once per pooled batch instead of once per sender.
+ * Pools rows for the same (layer, expert) arriving from many routers and batches into one round of
+ * the backend, so an expert's weights are streamed once per round instead of once per sender.
  *
  * <p>One compute thread takes work as it arrives. Everything queued by the time it is free joins the
- * next round (natural batching: under load, batches grow by themselves); a positive {@code window}
- * additionally waits that long after the first item for more.
+ * next round (natural batching: under load, rounds grow by themselves); a positive {@code window}
+ * additionally waits that long after the first item for more. A backend that enqueues rounds on a
+ * device gets the next round submitted while the previous one computes, and the previous one's
+ * results are delivered as soon as it is done.
  */
 final class BatchCoalescer implements AutoCloseable {
     private static final Logger LOG = Logger.getLogger(BatchCoalescer.class.getName());
 
-    /** Rows of one expert from one batch; exactly one of the callbacks runs. */
-    record Work(int layer, int expert, ExpertWeights weights, float[] input, int rows,
-            Consumer<float[]> onDone, Consumer<Throwable> onError) {}
+    /**
+     * Rows of one expert from one batch, in the wire dtype: {@code input} is a view of the received
+     * message, {@code output} of the result being built; exactly one of the callbacks runs.
+     */
+    record Work(int layer, int expert, ExpertWeights weights, RowBatch input, RowBatch output,
+            Runnable onDone, Consumer<Throwable> onError) {}
+
+    /** A round handed to the backend and the work it answers. */
+    private record Submitted(List<Work> work, ExpertBackend.PendingRound pending, long started) {}
 
     private final ExpertBackend backend;
-    private final int hidden;
     private final long windowNanos;
     private final BlockingQueue<Work> queue = new LinkedBlockingQueue<>();
     private final Thread thread;
@@ -45,21 +53,20 @@ final class BatchCoalescer implements AutoCloseable {
     private final Map<Long, LongAdder> rowsByExpert = new ConcurrentHashMap<>();
     private final Histogram rowsPerCall = Histogram.builder()
             .name("moe_worker_backend_call_rows")
-            .help("Rows per backend call after coalescing")
+            .help("Rows per expert per backend round after coalescing")
             .classicOnly()
             .classicExponentialUpperBounds(1, 2, 14)
             .build();
     private final Histogram computeSeconds = Histogram.builder()
             .name("moe_worker_compute_seconds")
-            .help("Time of one backend call")
+            .help("Time of one backend round, from submit to results")
             .classicOnly()
             .classicUpperBounds(.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1)
             .build();
     private volatile boolean running = true;
 
-    BatchCoalescer(ExpertBackend backend, int hidden, Duration window) {
+    BatchCoalescer(ExpertBackend backend, Duration window) {
         this.backend = requireNonNull(backend, "backend is null");
-        this.hidden = hidden;
         this.windowNanos = window.toNanos();
         this.thread = Thread.ofPlatform().name("moe-expert-compute").daemon().start(this::run);
     }
@@ -72,13 +79,18 @@ final class BatchCoalescer implements AutoCloseable {
         queue.add(work);
     }
 
-    /** Backend calls so far and the rows they computed; rows per call is the coalescing gain. */
+    /** Expert computations so far (one per expert per round) and the rows they computed; rows per call is the coalescing gain. */
     long backendCalls() {
         return calls.get();
     }
 
     long rowsComputed() {
         return rowsComputed.get();
+    }
+
+    /** Rounds the backend completed. */
+    long rounds() {
+        return rounds.get();
     }
 
     /** Rows computed for one expert since start. */
@@ -92,24 +104,30 @@ final class BatchCoalescer implements AutoCloseable {
         return queue.size();
     }
 
-    /** Rows per backend call; unregistered until the worker's metrics register it. */
+    /** Rows per expert per round; unregistered until the worker's metrics register it. */
     Histogram rowsPerCall() {
         return rowsPerCall;
     }
 
-    /** Seconds per backend call; unregistered until the worker's metrics register it. */
+    /** Seconds per backend round; unregistered until the worker's metrics register it. */
     Histogram computeSeconds() {
         return computeSeconds;
     }
 
     private void run() {
-        List<Work> round = new ArrayList<>();
+        Submitted inFlight = null;
         while (running) {
             try {
-                Work first = queue.poll(100, TimeUnit.MILLISECONDS);
+                // With a round on the device, look for more work without waiting: if none, collect the round.
+                Work first = inFlight == null ? queue.poll(100, TimeUnit.MILLISECONDS) : queue.poll();
                 if (first == null) {
+                    if (inFlight != null) {
+                        finish(inFlight);
+                        inFlight = null;
+                    }
                     continue;
                 }
+                List<Work> round = new ArrayList<>();
                 round.add(first);
                 if (windowNanos > 0) {
                     long deadline = System.nanoTime() + windowNanos;
@@ -123,69 +141,69 @@ final class BatchCoalescer implements AutoCloseable {
                     }
                 }
                 queue.drainTo(round);
-                computeRound(round);
+                Submitted next = start(round);
+                if (inFlight != null) {
+                    finish(inFlight);
+                }
+                inFlight = null;
+                if (next != null && next.pending().done()) {
+                    finish(next);
+                } else {
+                    inFlight = next;
+                }
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
-                return;
-            } finally {
-                round.clear();
+                break;
             }
+        }
+        if (inFlight != null) {
+            finish(inFlight);
         }
     }
 
-    private void computeRound(List<Work> round) {
-        rounds.incrementAndGet();
-        Map<Long, List<Work>> byExpert = new LinkedHashMap<>();
-        for (Work w : round) {
-            byExpert.computeIfAbsent((long) w.layer() << 32 | w.expert(), k -> new ArrayList<>()).add(w);
+    /** Hands a round to the backend; null when it failed at once (its work has been failed). */
+    private Submitted start(List<Work> work) {
+        List<Round.Slice> slices = new ArrayList<>(work.size());
+        for (Work w : work) {
+            slices.add(new Round.Slice(w.weights(), w.input(), w.output()));
         }
-        for (List<Work> group : byExpert.values()) {
-            try {
-                computeGroup(group);
-            } catch (RuntimeException | Error e) {
-                LOG.log(Level.WARNING, "expert computation failed", e);
-                for (Work w : group) {
-                    w.onError().accept(e);
-                }
-            }
-        }
-    }
-
-    private void computeGroup(List<Work> group) {
-        int rows = 0;
-        for (Work w : group) {
-            rows += w.rows();
-        }
-        float[] input;
-        if (group.size() == 1) {
-            input = group.getFirst().input();
-        } else {
-            input = new float[rows * hidden];
-            int off = 0;
-            for (Work w : group) {
-                System.arraycopy(w.input(), 0, input, off, w.rows() * hidden);
-                off += w.rows() * hidden;
-            }
-        }
-        float[] output = new float[rows * hidden];
         long started = System.nanoTime();
-        backend.compute(group.getFirst().weights(), input, rows, output);
-        computeSeconds.observe((System.nanoTime() - started) / 1e9);
-        rowsPerCall.observe(rows);
-        calls.incrementAndGet();
-        rowsComputed.addAndGet(rows);
-        Work head = group.getFirst();
-        rowsByExpert.computeIfAbsent((long) head.layer() << 32 | head.expert(), k -> new LongAdder()).add(rows);
-        if (group.size() == 1) {
-            group.getFirst().onDone().accept(output);
+        try {
+            return new Submitted(work, backend.submit(new Round(slices)), started);
+        } catch (RuntimeException | Error e) {
+            fail(work, e);
+            return null;
+        }
+    }
+
+    private void finish(Submitted s) {
+        try {
+            s.pending().await();
+        } catch (RuntimeException | Error e) {
+            fail(s.work(), e);
             return;
         }
-        int off = 0;
-        for (Work w : group) {
-            float[] part = new float[w.rows() * hidden];
-            System.arraycopy(output, off, part, 0, part.length);
-            off += part.length;
-            w.onDone().accept(part);
+        computeSeconds.observe((System.nanoTime() - s.started()) / 1e9);
+        rounds.incrementAndGet();
+        Map<Long, Integer> rowsPerExpert = new LinkedHashMap<>();
+        for (Work w : s.work()) {
+            rowsPerExpert.merge((long) w.layer() << 32 | w.expert(), w.input().rows(), Integer::sum);
+        }
+        rowsPerExpert.forEach((key, rows) -> {
+            rowsPerCall.observe(rows);
+            calls.incrementAndGet();
+            rowsComputed.addAndGet(rows);
+            rowsByExpert.computeIfAbsent(key, k -> new LongAdder()).add(rows);
+        });
+        for (Work w : s.work()) {
+            w.onDone().run();
+        }
+    }
+
+    private static void fail(List<Work> work, Throwable e) {
+        LOG.log(Level.WARNING, "expert computation failed", e);
+        for (Work w : work) {
+            w.onError().accept(e);
         }
     }
 

@@ -3,19 +3,59 @@ package dev.moecluster.worker;
 import dev.moecluster.core.moe.ExpertWeights;
 
 /**
- * Where expert FFNs run: {@code cpu} (the Vector API kernels) or {@code cuda} (JCuda). A backend
- * computes one expert on a batch of rows; the worker coalesces rows before calling it.
+ * Where expert FFNs run: {@code cpu} (core's Vector API kernels) or {@code cuda} (our PTX kernels
+ * through JCuda). A backend owns the experts the worker holds ({@link #load}, {@link #unload}, its
+ * {@link #memory}) and computes whole coalesced {@link Round}s in the activations' wire dtype.
  */
 public interface ExpertBackend extends AutoCloseable {
     /** The name shown in logs and {@code Describe}: {@code cpu}, {@code cuda}. */
     String name();
 
     /**
-     * Computes {@code expert(x)} for {@code rows} rows of {@code input} ({@code rows × H}) into
-     * {@code output} ({@code rows × H}).
+     * Makes {@code expert} ready to compute, before its first round: pages its weights in (cpu) or
+     * uploads them to the device (cuda).
+     *
+     * @throws IllegalStateException when the backend has no room for it
      */
-    void compute(ExpertWeights expert, float[] input, int rows, float[] output);
+    void load(ExpertWeights expert);
+
+    /** Gives back what {@link #load} took; the expert is not computed again until loaded again. */
+    void unload(ExpertWeights expert);
+
+    /** What the backend's experts use and how much it could hold: the worker's capacity. */
+    BackendMemory memory();
+
+    /**
+     * Starts computing a round and returns its completion. A backend that computes on the calling
+     * thread returns a completed one; a device backend returns once the round is enqueued, so the
+     * caller can prepare the next round meanwhile.
+     */
+    PendingRound submit(Round round);
+
+    /** Computes a round and waits for it. */
+    default void compute(Round round) {
+        submit(round).await();
+    }
 
     @Override
     default void close() {}
+
+    /** A submitted round; every slice's output is written once {@link #await} returns. */
+    interface PendingRound {
+        /** Whether {@link #await} would return at once. */
+        boolean done();
+
+        /** Waits for the round; throws what the computation threw. */
+        void await();
+
+        PendingRound COMPLETED = new PendingRound() {
+            @Override
+            public boolean done() {
+                return true;
+            }
+
+            @Override
+            public void await() {}
+        };
+    }
 }

@@ -2,9 +2,8 @@ package dev.moecluster.worker;
 
 import dev.moecluster.core.model.ModelConfig;
 import dev.moecluster.core.moe.ExpertWeights;
-import dev.moecluster.core.tensor.DType;
-import dev.moecluster.core.tensor.FloatMatrix;
-import dev.moecluster.core.tensor.WireTensors;
+import dev.moecluster.control.wire.WireTensors;
+import dev.moecluster.core.tensor.RowBatch;
 import dev.moecluster.proto.DescribeRequest;
 import dev.moecluster.proto.ExpertBatch;
 import dev.moecluster.proto.ExpertResult;
@@ -16,6 +15,7 @@ import io.grpc.Status;
 import io.grpc.stub.ServerCallStreamObserver;
 import io.grpc.stub.StreamObserver;
 import java.util.Set;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.logging.Level;
@@ -24,7 +24,9 @@ import java.util.logging.Logger;
 /**
  * The worker's side of the data plane. Each router holds one long-lived {@code Compute} stream; every
  * {@link ExpertBatch} on it is validated, split into per-expert work for the {@link BatchCoalescer},
- * and answered by one {@link ExpertResult} when all its experts are done. A bad batch gets an error
+ * and answered by one {@link ExpertResult} when all its experts are done. Activations stay in their
+ * wire dtype: each slice's input is a view of the received message's bytes and its output a view of
+ * the result's buffer, which the backend writes and the result message wraps without a copy. A bad batch gets an error
  * result and the stream goes on. The worker reads at most {@code maxBatchesInFlightPerStream}
  * batches of a stream ahead of the results it has sent (inbound flow control).
  */
@@ -135,19 +137,18 @@ final class ExpertComputeService extends ExpertServiceGrpc.ExpertServiceImplBase
         if (batch.getSlicesCount() == 0) {
             throw new StatusException(Status.INVALID_ARGUMENT.withDescription("batch " + batch.getId() + " has no expert slices"));
         }
-        FloatMatrix x;
-        DType dtype;
+        RowBatch x;
         try {
-            x = WireTensors.decode(batch.getActivations(), "activations");
-            dtype = DType.fromProto(batch.getActivations().getDtype());
+            x = WireTensors.rows(batch.getActivations(), "activations");
         } catch (IllegalArgumentException e) {
             throw new StatusException(Status.INVALID_ARGUMENT.withDescription(e.getMessage()));
         }
-        if (x.cols() != config.hiddenSize()) {
-            throw new StatusException(Status.INVALID_ARGUMENT.withDescription("activations have width " + x.cols()
+        if (x.width() != config.hiddenSize()) {
+            throw new StatusException(Status.INVALID_ARGUMENT.withDescription("activations have width " + x.width()
                     + " but the model's hidden_size is " + config.hiddenSize()));
         }
-        int total = 0;
+        // Row counts add up in 64 bits: int slice counts that wrap must not pass as the right total.
+        long total = 0;
         ExpertWeights[] weights = new ExpertWeights[batch.getSlicesCount()];
         for (int i = 0; i < batch.getSlicesCount(); i++) {
             ExpertSlice s = batch.getSlices(i);
@@ -166,76 +167,71 @@ final class ExpertComputeService extends ExpertServiceGrpc.ExpertServiceImplBase
             throw new StatusException(Status.INVALID_ARGUMENT.withDescription("slices add up to " + total
                     + " rows but activations have " + x.rows()));
         }
-        int bad = x.firstNonFinite();
+        long bad = x.firstNonFinite();
         if (bad >= 0) {
             throw new StatusException(Status.INVALID_ARGUMENT.withDescription("activations have a non-finite value at row "
-                    + bad / x.cols() + ", column " + bad % x.cols()));
+                    + bad / x.width() + ", column " + bad % x.width()));
         }
-        return new PendingBatch(batch, x, dtype, weights, sender);
+        return new PendingBatch(batch, x, weights, sender);
     }
 
     /** One batch being computed: its slices go to the coalescer and the result goes out when all return. */
     private final class PendingBatch {
         private final ExpertBatch batch;
-        private final FloatMatrix input;
-        private final DType dtype;
+        private final RowBatch input;
+        private final RowBatch output;
         private final ExpertWeights[] weights;
         private final ResultSender sender;
-        private final float[] output;
         private final AtomicInteger remaining;
-        private volatile boolean failed;
+        private final AtomicBoolean failed = new AtomicBoolean();
 
-        PendingBatch(ExpertBatch batch, FloatMatrix input, DType dtype, ExpertWeights[] weights, ResultSender sender) {
+        PendingBatch(ExpertBatch batch, RowBatch input, ExpertWeights[] weights, ResultSender sender) {
             this.batch = batch;
             this.input = input;
-            this.dtype = dtype;
+            this.output = RowBatch.onHeap(input.dtype(), input.rows(), input.width());
             this.weights = weights;
             this.sender = sender;
-            this.output = new float[input.data().length];
             this.remaining = new AtomicInteger(weights.length);
         }
 
         void submit() {
-            int h = input.cols();
             int row = 0;
             for (int i = 0; i < weights.length; i++) {
                 ExpertSlice s = batch.getSlices(i);
                 int rows = s.getRows();
-                float[] part = new float[rows * h];
-                System.arraycopy(input.data(), row * h, part, 0, part.length);
-                int outOffset = row * h;
-                coalescer.submit(new BatchCoalescer.Work(batch.getLayer(), s.getExpert(), weights[i], part, rows,
-                        result -> {
-                            System.arraycopy(result, 0, output, outOffset, result.length);
-                            finishOne();
-                        },
-                        this::fail));
+                coalescer.submit(new BatchCoalescer.Work(batch.getLayer(), s.getExpert(), weights[i],
+                        input.slice(row, rows), output.slice(row, rows), this::finishOne, this::fail));
                 row += rows;
             }
         }
 
         private void finishOne() {
-            if (remaining.decrementAndGet() == 0 && !failed) {
+            if (remaining.decrementAndGet() == 0 && !failed.get()) {
+                long bad = output.firstNonFinite();
+                if (bad >= 0) {
+                    fail(new ArithmeticException("non-finite output at row " + bad / output.width() + ", column "
+                            + bad % output.width() + " from finite inputs"));
+                    return;
+                }
                 batches.incrementAndGet();
                 sender.send(ExpertResult.newBuilder()
                         .setId(batch.getId())
-                        .setOutputs(WireTensors.encode(output, 0, input.rows(), input.cols(), dtype))
+                        .setOutputs(WireTensors.tensor(output))
                         .build());
             }
         }
 
         private void fail(Throwable t) {
-            if (!failed) {
-                failed = true;
+            if (failed.compareAndSet(false, true)) {
                 if (t instanceof IllegalStateException) {
                     LOG.fine(() -> "batch " + batch.getId() + " dropped: " + t.getMessage());
-                } else {
+                } else if (!(t instanceof ArithmeticException)) {
                     LOG.log(Level.WARNING, "batch " + batch.getId() + " failed", t);
                 }
                 sender.send(ExpertResult.newBuilder()
                         .setId(batch.getId())
                         .setErrorCode(Status.Code.INTERNAL.value())
-                        .setErrorMessage("worker " + workerId + " failed computing layer " + batch.getLayer() + ": " + t)
+                        .setErrorMessage("worker " + workerId + " failed computing layer " + batch.getLayer() + ": " + t.getMessage())
                         .build());
             }
         }

@@ -20,10 +20,10 @@ import java.util.logging.Logger;
 
 /**
  * The experts this worker holds. Opens the checkpoint memory-mapped and touches only the tensors of
- * its experts, so a worker reads a fraction of a large model; each expert is run once at load so its
- * pages are resident before it is used. Experts can be loaded and unloaded while serving (placement
- * changes); an unloaded expert's memory is released only after a delay, so a batch still computing
- * on it finishes safely.
+ * its experts, so a worker reads a fraction of a large model; each expert is handed to the backend's
+ * {@link ExpertBackend#load} (pages in, or uploads to the device) before it is served. Experts can be
+ * loaded and unloaded while serving (placement changes); an unloaded expert is given back to the
+ * backend and its memory released only after a delay, so a round still computing on it finishes.
  */
 public final class ExpertStore implements AutoCloseable {
     private static final Logger LOG = Logger.getLogger(ExpertStore.class.getName());
@@ -35,20 +35,23 @@ public final class ExpertStore implements AutoCloseable {
     private final ModelConfig config;
     private final Checkpoint checkpoint;
     private final CheckpointLayout layout;
+    private final ExpertBackend backend;
     private final Map<Long, Loaded> experts = new ConcurrentHashMap<>();
     private final ScheduledExecutorService releaser = Executors.newSingleThreadScheduledExecutor(
             r -> Thread.ofPlatform().name("moe-expert-release").daemon().unstarted(r));
 
-    private ExpertStore(ModelConfig config, Checkpoint checkpoint) {
+    private ExpertStore(ModelConfig config, Checkpoint checkpoint, ExpertBackend backend) {
         this.config = config;
         this.checkpoint = checkpoint;
+        this.backend = backend;
         this.layout = new CheckpointLayout(config);
     }
 
-    /** Opens the model and loads the assigned experts. */
-    public static ExpertStore load(Path modelDir, ModelConfig config, ExpertAssignment assignment) throws IOException {
+    /** Opens the model and loads the assigned experts into {@code backend}. */
+    public static ExpertStore load(Path modelDir, ModelConfig config, ExpertAssignment assignment, ExpertBackend backend)
+            throws IOException {
         Checkpoint checkpoint = Checkpoint.open(modelDir);
-        ExpertStore store = new ExpertStore(config, checkpoint);
+        ExpertStore store = new ExpertStore(config, checkpoint, backend);
         try {
             store.reconcile(assignment.byLayer());
         } catch (RuntimeException e) {
@@ -74,9 +77,14 @@ public final class ExpertStore implements AutoCloseable {
                 long k = key(e.getKey(), expert);
                 if (!experts.containsKey(k)) {
                     Arena arena = Arena.ofShared();
-                    ExpertWeights w = layout.expert(checkpoint, arena, e.getKey(), expert);
-                    // One row through the expert pages its weights in now rather than on the first request.
-                    w.forward(new float[w.hiddenSize()], 1, new float[w.hiddenSize()]);
+                    ExpertWeights w;
+                    try {
+                        w = layout.expert(checkpoint, arena, e.getKey(), expert);
+                        backend.load(w);
+                    } catch (RuntimeException failed) {
+                        arena.close();
+                        throw failed;
+                    }
                     experts.put(k, new Loaded(w, arena));
                     changes++;
                 }
@@ -87,11 +95,19 @@ public final class ExpertStore implements AutoCloseable {
             int expert = (int) (long) k;
             if (!target.getOrDefault(layer, Set.of()).contains(expert)) {
                 Loaded gone = experts.remove(k);
-                releaser.schedule(gone.arena()::close, RELEASE_DELAY_SECONDS, TimeUnit.SECONDS);
+                releaser.schedule(() -> release(gone), RELEASE_DELAY_SECONDS, TimeUnit.SECONDS);
                 changes++;
             }
         }
         return changes;
+    }
+
+    private void release(Loaded gone) {
+        try {
+            backend.unload(gone.weights());
+        } finally {
+            gone.arena().close();
+        }
     }
 
     public ModelConfig config() {
@@ -120,9 +136,11 @@ public final class ExpertStore implements AutoCloseable {
 
     @Override
     public void close() {
-        releaser.shutdownNow();
+        for (Runnable pending : releaser.shutdownNow()) {
+            pending.run();
+        }
         for (Loaded l : experts.values()) {
-            l.arena().close();
+            release(l);
         }
         experts.clear();
         checkpoint.close();

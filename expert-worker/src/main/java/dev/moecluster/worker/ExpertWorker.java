@@ -5,6 +5,7 @@ import static java.util.Objects.requireNonNull;
 import dev.moecluster.control.ControlClient;
 import dev.moecluster.control.GrpcEndpoint;
 import dev.moecluster.control.MetricsEndpoint;
+import dev.moecluster.control.wire.DataPlaneMarshalling;
 import dev.moecluster.core.kernel.Gemm;
 import dev.moecluster.core.model.ModelConfig;
 import java.io.IOException;
@@ -45,15 +46,15 @@ public final class ExpertWorker implements AutoCloseable {
         this.store = store;
         this.backend = backend;
         ModelConfig model = store.config();
-        this.coalescer = new BatchCoalescer(backend, model.hiddenSize(), config.coalesceWindow());
+        this.coalescer = new BatchCoalescer(backend, config.coalesceWindow());
         this.service = new ExpertComputeService(config.workerId(), backend.name(), store, coalescer,
                 config.maxBatchesInFlightPerStream());
         WorkerMetrics.register(metrics.registry(), coalescer, store, backend.name(), config.perExpertMetrics());
         this.server = GrpcEndpoint.start(config.host(), config.port(), config.maxInboundMessageBytes(),
-                List.of(service.bindService()), config.tls(), config.healthPort());
+                List.of(DataPlaneMarshalling.bind(service)), config.tls(), config.healthPort());
         this.agent = config.controlPlane() == null ? null : new WorkerAgent(
                 ControlClient.connect(config.controlPlane(), "worker-" + config.workerId()), store, config.workerId(),
-                address(), backend.name(), config.memoryBytes(), server::ready);
+                address(), backend.name(), backend.memory().budget(config.memoryBytes()), server::ready);
         if (agent == null) {
             server.ready(true); // a static worker holds its experts from the start
         }
@@ -64,7 +65,7 @@ public final class ExpertWorker implements AutoCloseable {
         requireNonNull(config, "config is null");
         requireNonNull(backend, "backend is null");
         ModelConfig model = ModelConfig.load(config.modelDir());
-        ExpertStore store = ExpertStore.load(config.modelDir(), model, config.assignment());
+        ExpertStore store = ExpertStore.load(config.modelDir(), model, config.assignment(), backend);
         Gemm.warmUp(WARM_UP_MILLIS);
         MetricsEndpoint metrics = null;
         try {
@@ -148,6 +149,11 @@ public final class ExpertWorker implements AutoCloseable {
         return coalescer.rowsComputed();
     }
 
+    /** Rounds the backend computed: each is one call computing every expert it pooled. */
+    public long backendRounds() {
+        return coalescer.rounds();
+    }
+
     /** Experts held now (they change when a coordinator moves them). */
     public int expertCount() {
         return store.assignment().expertCount();
@@ -200,8 +206,8 @@ public final class ExpertWorker implements AutoCloseable {
     /** After {@link #kill()}: frees what a crashed process would have given back to the OS. */
     private void releaseAfterKill() {
         if (killed && released.compareAndSet(false, true)) {
-            backend.close();
             store.close();
+            backend.close();
         }
     }
 
@@ -218,8 +224,8 @@ public final class ExpertWorker implements AutoCloseable {
         server.close();
         coalescer.close();
         released.set(true);
-        backend.close();
         store.close();
+        backend.close();
         metrics.close();
     }
 }

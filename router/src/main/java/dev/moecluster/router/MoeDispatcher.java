@@ -2,11 +2,12 @@ package dev.moecluster.router;
 
 import static java.util.Objects.requireNonNull;
 
+import dev.moecluster.control.wire.WireTensors;
 import dev.moecluster.core.moe.GateResult;
 import dev.moecluster.core.placement.ExpertPlacement;
 import dev.moecluster.core.tensor.DType;
 import dev.moecluster.core.tensor.FloatMatrix;
-import dev.moecluster.core.tensor.WireTensors;
+import dev.moecluster.core.tensor.RowBatch;
 import dev.moecluster.proto.ExpertBatch;
 import dev.moecluster.proto.ExpertResult;
 import dev.moecluster.proto.ExpertSlice;
@@ -29,10 +30,10 @@ import java.util.concurrent.atomic.AtomicLong;
 /**
  * Sends a MoE layer's routed rows to the expert workers and combines what comes back.
  *
- * <p>For one layer call: rows are grouped by expert; each expert goes to one of its replicas (the
- * one with the fewest outstanding rows, counting what this call already assigned); each worker gets
- * one {@link ExpertBatch}; results are scatter-added into the output, weighted by the gate unless the
- * architecture scaled the input instead. A worker that fails or misses its deadline has its experts
+ * <p>For one layer call: a {@link DispatchPlan} says which worker gets which expert's rows; each
+ * worker gets one {@link ExpertBatch} whose activations are written once, in the wire dtype, straight
+ * from the hidden states; the results' rows are scatter-added into the f32 output as they arrive on
+ * the wire, weighted by the gate unless the architecture scaled the input instead. A worker that fails or misses its deadline has its experts
  * resent to other replicas at once (expert compute is pure, so a resend is always safe); only an
  * expert with no replica left fails the call, with UNAVAILABLE naming it.
  */
@@ -88,11 +89,21 @@ final class MoeDispatcher {
         channels.clear();
     }
 
-    /** The rows of one expert in this call: indices into the gate result's (token, slot) pairs. */
-    private record ExpertRows(int expert, int[] slots) {}
-
     /** What went to one worker and is awaited. */
-    private record Sent(int worker, List<ExpertRows> experts, CompletableFuture<ExpertResult> result, long bytesOut) {}
+    private record Sent(DispatchPlan.WorkerShare share, CompletableFuture<ExpertResult> result, long bytesOut) {}
+
+    /** The channels' current load and health, as the plan reads them. */
+    private final DispatchPlan.WorkerView view = new DispatchPlan.WorkerView() {
+        @Override
+        public long outstandingRows(String address) {
+            return channel(address).outstandingRows();
+        }
+
+        @Override
+        public boolean healthy(String address) {
+            return channel(address).healthy();
+        }
+    };
 
     /**
      * Runs the routed experts of {@code layer} for {@code x} and returns their combined output
@@ -102,17 +113,16 @@ final class MoeDispatcher {
      */
     float[] dispatch(int layer, FloatMatrix x, GateResult gate, Runnable overlap) {
         ExpertPlacement placement = this.placement.get();
-        int h = x.cols();
-        float[] out = new float[x.rows() * h];
-        List<ExpertRows> todo = groupByExpert(layer, gate);
+        float[] out = new float[x.rows() * x.cols()];
+        List<DispatchPlan.ExpertRows> todo = DispatchPlan.groupByExpert(gate);
         Set<Integer> failed = new HashSet<>();
         Map<Integer, String> lastError = new LinkedHashMap<>();
         boolean overlapped = false;
         while (!todo.isEmpty()) {
-            Map<Integer, List<ExpertRows>> byWorker = assign(placement, layer, todo, failed, lastError);
-            List<Sent> sent = new ArrayList<>(byWorker.size());
-            for (Map.Entry<Integer, List<ExpertRows>> e : byWorker.entrySet()) {
-                sent.add(send(placement, layer, e.getKey(), e.getValue(), x, gate));
+            DispatchPlan plan = DispatchPlan.of(placement, layer, todo, failed, view, lastError);
+            List<Sent> sent = new ArrayList<>(plan.shares().size());
+            for (DispatchPlan.WorkerShare share : plan.shares()) {
+                sent.add(send(layer, share, x, gate));
             }
             if (!overlapped) {
                 overlapped = true;
@@ -120,117 +130,47 @@ final class MoeDispatcher {
             }
             todo = new ArrayList<>();
             for (Sent s : sent) {
-                String error = awaitAndCombine(s, gate, h, out);
+                String error = awaitAndCombine(s, gate, x.cols(), out);
                 if (error != null) {
-                    failed.add(s.worker());
-                    lastError.put(s.worker(), error);
-                    stats.recordFailover(placement.workers().get(s.worker()));
-                    todo.addAll(s.experts());
+                    failed.add(s.share().worker());
+                    lastError.put(s.share().worker(), error);
+                    stats.recordFailover(s.share().address());
+                    todo.addAll(s.share().experts());
                 }
             }
         }
         return out;
     }
 
-    private static List<ExpertRows> groupByExpert(int layer, GateResult gate) {
-        int[] experts = gate.experts();
-        Map<Integer, List<Integer>> slots = new java.util.TreeMap<>();
-        for (int i = 0; i < experts.length; i++) {
-            slots.computeIfAbsent(experts[i], e -> new ArrayList<>()).add(i);
-        }
-        List<ExpertRows> groups = new ArrayList<>(slots.size());
-        slots.forEach((e, list) -> groups.add(new ExpertRows(e, list.stream().mapToInt(Integer::intValue).toArray())));
-        return groups;
-    }
-
-    /** Picks a replica per expert, avoiding workers that failed in this call. */
-    private Map<Integer, List<ExpertRows>> assign(ExpertPlacement placement, int layer, List<ExpertRows> todo,
-            Set<Integer> failed, Map<Integer, String> lastError) {
-        Map<Integer, List<ExpertRows>> byWorker = new LinkedHashMap<>();
-        long[] planned = new long[placement.workers().size()];
-        for (ExpertRows g : todo) {
-            int best = -1;
-            long bestLoad = Long.MAX_VALUE;
-            boolean bestHealthy = false;
-            int[] replicas = placement.replicas(layer, g.expert());
-            for (int w : replicas) {
-                if (failed.contains(w)) {
-                    continue;
-                }
-                WorkerChannel c = channel(placement.workers().get(w));
-                long load = c.outstandingRows() + planned[w];
-                boolean healthy = c.healthy();
-                if (best < 0 || (healthy && !bestHealthy) || (healthy == bestHealthy && load < bestLoad)) {
-                    best = w;
-                    bestLoad = load;
-                    bestHealthy = healthy;
-                }
-            }
-            if (best < 0) {
-                throw unavailable(placement, layer, g.expert(), replicas, lastError);
-            }
-            planned[best] += g.slots().length;
-            byWorker.computeIfAbsent(best, w -> new ArrayList<>()).add(g);
-        }
-        return byWorker;
-    }
-
-    private static StatusRuntimeException unavailable(ExpertPlacement placement, int layer, int expert, int[] replicas,
-            Map<Integer, String> lastError) {
-        if (replicas.length == 0) {
-            return Status.UNAVAILABLE.withDescription("expert " + expert + " of layer " + layer
-                    + " is not placed on any worker" + (placement.workers().isEmpty()
-                            ? " (no placement yet: waiting for the coordinator)" : "")).asRuntimeException();
-        }
-        StringBuilder why = new StringBuilder();
-        for (int w : replicas) {
-            why.append(why.isEmpty() ? "" : "; ").append(placement.workers().get(w)).append(": ")
-                    .append(lastError.getOrDefault(w, "not tried"));
-        }
-        return Status.UNAVAILABLE.withDescription("expert " + expert + " of layer " + layer + " is unavailable: all "
-                + replicas.length + " replica(s) failed (" + why + ")").asRuntimeException();
-    }
-
-    private Sent send(ExpertPlacement placement, int layer, int worker, List<ExpertRows> experts, FloatMatrix x,
-            GateResult gate) {
+    /**
+     * Packs one worker's rows straight from the hidden states into the message's buffer in the wire
+     * dtype (scaled by the gate first where the architecture scales inputs) and sends it.
+     */
+    private Sent send(int layer, DispatchPlan.WorkerShare share, FloatMatrix x, GateResult gate) {
         int h = x.cols();
         int k = gate.k();
-        int rows = 0;
-        for (ExpertRows g : experts) {
-            rows += g.slots().length;
-        }
-        float[] act = new float[rows * h];
+        int rows = share.rows();
+        RowBatch act = RowBatch.onHeap(wireDtype, rows, h);
         ExpertBatch.Builder batch = ExpertBatch.newBuilder().setId(batchIds.incrementAndGet()).setLayer(layer);
         int r = 0;
-        for (ExpertRows g : experts) {
+        for (DispatchPlan.ExpertRows g : share.experts()) {
             batch.addSlices(ExpertSlice.newBuilder().setExpert(g.expert()).setRows(g.slots().length));
             stats.recordRows(layer, g.expert(), g.slots().length);
             for (int slot : g.slots()) {
-                int t = slot / k;
-                float scale = gate.scalesInput() ? gate.weights()[slot] : 1f;
-                int src = t * h;
-                int dst = r * h;
-                if (scale == 1f) {
-                    System.arraycopy(x.data(), src, act, dst, h);
-                } else {
-                    for (int c = 0; c < h; c++) {
-                        act[dst + c] = x.data()[src + c] * scale;
-                    }
-                }
-                r++;
+                act.putRow(r++, x.data(), (slot / k) * h, gate.scalesInput() ? gate.weights()[slot] : 1f);
             }
         }
-        batch.setActivations(WireTensors.encode(act, 0, rows, h, wireDtype));
-        ExpertBatch message = batch.build();
-        String address = placement.workers().get(worker);
+        ExpertBatch message = batch.setActivations(WireTensors.tensor(act)).build();
         long started = System.nanoTime();
-        CompletableFuture<ExpertResult> result = channel(address).send(message, rows, expertTimeout);
-        result.whenComplete((ignored, error) -> stats.recordWorkerLatency(address, System.nanoTime() - started));
-        long bytesOut = message.getSerializedSize();
-        return new Sent(worker, experts, result, bytesOut);
+        CompletableFuture<ExpertResult> result = channel(share.address()).send(message, rows, expertTimeout);
+        result.whenComplete((ignored, error) -> stats.recordWorkerLatency(share.address(), System.nanoTime() - started));
+        return new Sent(share, result, message.getSerializedSize());
     }
 
-    /** Waits for one worker's result and adds it into {@code out}; returns an error text on failure. */
+    /**
+     * Waits for one worker's result and adds it into {@code out}, reading the wire rows as they are
+     * and weighting them by the gate in f32; returns an error text on failure.
+     */
     private String awaitAndCombine(Sent s, GateResult gate, int h, float[] out) {
         ExpertResult result;
         try {
@@ -242,33 +182,22 @@ final class MoeDispatcher {
         if (result.getErrorCode() != 0) {
             return Status.fromCodeValue(result.getErrorCode()).getCode() + ": " + result.getErrorMessage();
         }
-        FloatMatrix y;
+        RowBatch y;
         try {
-            y = WireTensors.decode(result.getOutputs(), "worker outputs");
+            y = WireTensors.rows(result.getOutputs(), "worker outputs");
         } catch (IllegalArgumentException e) {
             return "malformed result: " + e.getMessage();
         }
-        int expectedRows = 0;
-        for (ExpertRows g : s.experts()) {
-            expectedRows += g.slots().length;
-        }
-        if (y.rows() != expectedRows || y.cols() != h) {
-            return "result has shape " + y.rows() + "x" + y.cols() + ", expected " + expectedRows + "x" + h;
+        int expectedRows = s.share().rows();
+        if (y.rows() != expectedRows || y.width() != h) {
+            return "result has shape " + y.rows() + "x" + y.width() + ", expected " + expectedRows + "x" + h;
         }
         stats.recordBatch(s.bytesOut(), result.getSerializedSize());
         int k = gate.k();
-        float[] yd = y.data();
         int r = 0;
-        for (ExpertRows g : s.experts()) {
+        for (DispatchPlan.ExpertRows g : s.share().experts()) {
             for (int slot : g.slots()) {
-                int t = slot / k;
-                float w = gate.scalesInput() ? 1f : gate.weights()[slot];
-                int dst = t * h;
-                int src = r * h;
-                for (int c = 0; c < h; c++) {
-                    out[dst + c] += w * yd[src + c];
-                }
-                r++;
+                y.addRowTo(r++, gate.scalesInput() ? 1f : gate.weights()[slot], out, (slot / k) * h);
             }
         }
         return null;

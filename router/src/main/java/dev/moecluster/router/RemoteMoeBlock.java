@@ -8,16 +8,18 @@ import dev.moecluster.core.model.ModelConfig;
 import dev.moecluster.core.moe.GateResult;
 import dev.moecluster.core.moe.Gating;
 import dev.moecluster.core.moe.MoeLayerWeights;
+import dev.moecluster.core.runner.MoeLayers;
 import dev.moecluster.core.tensor.FloatMatrix;
 import java.util.HashMap;
 import java.util.Map;
 
 /**
- * The router's sparse-MoE block: the gate and the shared expert run here, the routed experts on the
+ * The router's sparse-MoE layers: the gate and the shared expert run here, the routed experts on the
  * workers through the {@link MoeDispatcher}. The shared expert is computed while the workers are
- * busy. Mirrors {@code ReferenceMoeBlock}, which does the same in one process.
+ * busy. The decoder calls it as its {@link MoeLayers}; {@code MoeForward} calls {@link #route} for the
+ * gate's choices too. Mirrors {@code ReferenceMoeBlock}, which does the same in one process.
  */
-final class RemoteMoeBlock {
+final class RemoteMoeBlock implements MoeLayers {
     private final ModelConfig config;
     private final Gating gating;
     private final Map<Integer, MoeLayerWeights> layers = new HashMap<>();
@@ -36,7 +38,13 @@ final class RemoteMoeBlock {
         }
     }
 
-    Result forward(int layer, FloatMatrix x) {
+    @Override
+    public FloatMatrix forward(int layer, FloatMatrix x) {
+        return route(layer, x).output();
+    }
+
+    /** The block's output for {@code x} and the gate's choices. */
+    Result route(int layer, FloatMatrix x) {
         MoeLayerWeights lw = layers.get(layer);
         if (lw == null) {
             throw new IllegalArgumentException("layer " + layer + " is not a MoE layer");

@@ -74,7 +74,7 @@ public final class RouterServer implements AutoCloseable {
         this.dispatcher = new MoeDispatcher(config.placement(), config.maxInboundMessageBytes(), wireDtype,
                 config.expertTimeout(), stats, TlsConfig.channelCredentials(config.tls()));
         RemoteMoeBlock moe = new RemoteMoeBlock(model, checkpoint, dispatcher);
-        this.decoder = DecoderModel.load(model, checkpoint, (layer, x) -> moe.forward(layer, x).output());
+        this.decoder = DecoderModel.load(model, checkpoint, moe);
         this.tokenizer = Files.exists(config.modelDir().resolve("tokenizer.json")) ? TextTokenizer.load(config.modelDir()) : null;
         this.scheduler = new GenerationScheduler(decoder, tokenizer, config.generation(), model.name(), contextLength(model),
                 eosTokens(config.modelDir(), model));

@@ -3,7 +3,7 @@ package dev.moecluster.router;
 import dev.moecluster.core.model.ModelConfig;
 import dev.moecluster.core.tensor.DType;
 import dev.moecluster.core.tensor.FloatMatrix;
-import dev.moecluster.core.tensor.WireTensors;
+import dev.moecluster.control.wire.WireTensors;
 import dev.moecluster.proto.GenerateRequest;
 import dev.moecluster.proto.GenerateResponse;
 import dev.moecluster.proto.GetModelInfoRequest;
@@ -91,7 +91,7 @@ final class RouterService extends RouterGrpc.RouterImplBase {
                 .setNumExperts(config.numExperts())
                 .setExpertsPerToken(config.expertsPerToken())
                 .addAllMoeLayers(config.moeLayerList())
-                .setDtype(config.dtype().toProto())
+                .setDtype(WireTensors.proto(config.dtype()))
                 .build());
         responses.onCompleted();
     }
@@ -103,8 +103,8 @@ final class RouterService extends RouterGrpc.RouterImplBase {
         }
         try {
             FloatMatrix x = validate(request);
-            RemoteMoeBlock.Result result = moe.forward(request.getLayer(), x);
-            DType dtype = DType.fromProto(request.getHiddenStates().getDtype());
+            RemoteMoeBlock.Result result = moe.route(request.getLayer(), x);
+            DType dtype = WireTensors.dtype(request.getHiddenStates().getDtype());
             responses.onNext(MoeForwardResponse.newBuilder()
                     .setOutput(WireTensors.encode(result.output(), dtype))
                     .addAllSelectedExperts(java.util.Arrays.stream(result.gate().experts()).boxed().toList())

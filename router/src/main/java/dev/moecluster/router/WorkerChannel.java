@@ -2,13 +2,15 @@ package dev.moecluster.router;
 
 import dev.moecluster.proto.ExpertBatch;
 import dev.moecluster.proto.ExpertResult;
-import dev.moecluster.proto.ExpertServiceGrpc;
+import dev.moecluster.control.wire.DataPlaneMarshalling;
+import io.grpc.CallOptions;
 import io.grpc.ChannelCredentials;
 import io.grpc.Context;
 import io.grpc.ManagedChannel;
 import io.grpc.Status;
 import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
 import io.grpc.stub.ClientCallStreamObserver;
+import io.grpc.stub.ClientCalls;
 import io.grpc.stub.ClientResponseObserver;
 import java.time.Duration;
 import java.util.ArrayDeque;
@@ -21,7 +23,8 @@ import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * The router's connection to one expert worker: a channel and one long-lived {@code Compute}
- * stream carrying batches out and results back, matched by id. Sends respect the stream's
+ * stream carrying batches out and results back, matched by id. Results are parsed with
+ * {@link DataPlaneMarshalling}'s aliasing marshaller, so their rows reach the combine without a copy. Sends respect the stream's
  * {@code isReady()} (a backlog holds what the transport cannot take yet). A broken stream fails its
  * in-flight batches at once, so the dispatcher can fail over, and the next send opens a new one.
  */
@@ -31,7 +34,6 @@ final class WorkerChannel implements AutoCloseable {
 
     private final String address;
     private final ManagedChannel channel;
-    private final ExpertServiceGrpc.ExpertServiceStub stub;
     private final Object lock = new Object();
     private final AtomicLong outstandingRows = new AtomicLong();
     private volatile long unhealthyUntil = System.nanoTime();
@@ -44,7 +46,6 @@ final class WorkerChannel implements AutoCloseable {
                 .maxInboundMessageSize(maxInboundMessageBytes)
                 .keepAliveTime(30, TimeUnit.SECONDS)
                 .build();
-        this.stub = ExpertServiceGrpc.newStub(channel);
     }
 
     String address() {
@@ -108,7 +109,8 @@ final class WorkerChannel implements AutoCloseable {
         void open() {
             // The stream outlives the request that opened it: detach it from that call's Context,
             // whose cancellation would otherwise cancel the stream for everyone.
-            Context.ROOT.run(() -> stub.compute(this));
+            Context.ROOT.run(() -> ClientCalls.asyncBidiStreamingCall(
+                    channel.newCall(DataPlaneMarshalling.computeMethod(), CallOptions.DEFAULT), this));
         }
 
         @Override

@@ -3,7 +3,9 @@ package dev.moecluster.core.moe;
 import static java.util.Objects.requireNonNull;
 
 import dev.moecluster.core.kernel.Gemm;
+import dev.moecluster.core.tensor.RowBatch;
 import dev.moecluster.core.tensor.Tensor;
+import java.util.List;
 
 /**
  * One SwiGLU expert in Linear layout: {@code gate} and {@code up} are {@code [I, H]}, {@code down} is
@@ -46,6 +48,42 @@ public record ExpertWeights(Tensor gate, Tensor up, Tensor down) {
             g[i] = silu(g[i]) * u[i];
         }
         Gemm.matmulTransposed(g, rows, inter, down, out);
+    }
+
+    /**
+     * Runs the FFN on the rows of {@code inputs}, taken in order as one batch, into {@code outputs}
+     * (the same row counts, each in its own dtype). Activations arrive and leave in their wire dtype:
+     * the kernel widens them into its packed f32 operand once, and narrows the results as it writes.
+     */
+    public void forward(List<RowBatch> inputs, List<RowBatch> outputs) {
+        if (inputs.size() != outputs.size()) {
+            throw new IllegalArgumentException(inputs.size() + " inputs but " + outputs.size() + " outputs");
+        }
+        int h = hiddenSize();
+        int rows = 0;
+        for (int i = 0; i < inputs.size(); i++) {
+            RowBatch in = inputs.get(i);
+            RowBatch out = outputs.get(i);
+            if (in.width() != h || out.width() != h || in.rows() != out.rows()) {
+                throw new IllegalArgumentException("rows " + in + " -> " + out + " do not fit hidden size " + h);
+            }
+            rows = Math.addExact(rows, in.rows());
+        }
+        float[] x = new float[Math.multiplyExact(rows, h)];
+        int at = 0;
+        for (RowBatch in : inputs) {
+            in.widen(0, in.rows(), x, at * h);
+            at += in.rows();
+        }
+        float[] y = new float[x.length];
+        forward(x, rows, y);
+        at = 0;
+        for (RowBatch out : outputs) {
+            for (int r = 0; r < out.rows(); r++) {
+                out.putRow(r, y, (at + r) * h, 1f);
+            }
+            at += out.rows();
+        }
     }
 
     public static float silu(float v) {

@@ -8,7 +8,7 @@ import java.util.Arrays;
 
 /**
  * Turns router logits into expert choices and weights, exactly as each architecture's transformers
- * code does (see DESIGN.md, "Gating and expert math"):
+ * code does (docs/DESIGN.md, "Gating and expert math"):
  * <ul>
  *   <li>Mixtral: softmax in f32, top-k, divide by their sum; weights stay f32, applied to outputs.
  *   <li>Qwen3-MoE / Qwen2-MoE: softmax in f32, top-k, renormalise if {@code norm_topk_prob}; weights

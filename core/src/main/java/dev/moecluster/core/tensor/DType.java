@@ -46,24 +46,4 @@ public enum DType {
             default -> throw new IllegalArgumentException("unknown dtype '" + name + "' (use f32, bf16, f16 or fp8)");
         };
     }
-
-    public dev.moecluster.proto.DType toProto() {
-        return switch (this) {
-            case F32 -> dev.moecluster.proto.DType.F32;
-            case BF16 -> dev.moecluster.proto.DType.BF16;
-            case F16 -> dev.moecluster.proto.DType.F16;
-            case FP8_E4M3 -> dev.moecluster.proto.DType.FP8_E4M3;
-        };
-    }
-
-    /** Maps the wire enum; unknown or unset values are an {@link IllegalArgumentException}. */
-    public static DType fromProto(dev.moecluster.proto.DType proto) {
-        return switch (proto) {
-            case F32 -> F32;
-            case BF16 -> BF16;
-            case F16 -> F16;
-            case FP8_E4M3 -> FP8_E4M3;
-            case DTYPE_UNSPECIFIED, UNRECOGNIZED -> throw new IllegalArgumentException("tensor dtype is unset or unknown");
-        };
-    }
 }

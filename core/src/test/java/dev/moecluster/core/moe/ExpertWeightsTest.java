@@ -124,4 +124,77 @@ class ExpertWeightsTest {
         assertThat(ExpertWeights.silu(100)).isEqualTo(100f);
         assertThat(ExpertWeights.silu(-1000)).isZero().isNotNaN();
     }
+
+    /**
+     * The kernel's wire-dtype entry: rows arriving in bf16, fp8 or f32 (in several pieces, odd widths,
+     * one row) give the scalar reference's outputs for the same (rounded) inputs, within the output
+     * dtype's rounding.
+     */
+    @ParameterizedTest
+    @EnumSource(value = DType.class)
+    void forwardOnWireRowsMatchesTheScalarReferenceOnEdgeShapes(DType dtype) {
+        SplittableRandom random = new SplittableRandom(11);
+        int[][] shapes = {{13, 7}, {8, 24}, {33, 65}};
+        for (int[] shape : shapes) {
+            int h = shape[0];
+            int inter = shape[1];
+            try (Arena arena = Arena.ofConfined()) {
+                ExpertWeights w = new ExpertWeights(
+                        Tensor.of(arena, DType.BF16, new long[] {inter, h}, gaussian(inter * h, random, 0.3)),
+                        Tensor.of(arena, DType.BF16, new long[] {inter, h}, gaussian(inter * h, random, 0.3)),
+                        Tensor.of(arena, DType.BF16, new long[] {h, inter}, gaussian(h * inter, random, 0.3)));
+                int[] pieces = {1, 4, 2};
+                java.util.List<dev.moecluster.core.tensor.RowBatch> in = new java.util.ArrayList<>();
+                java.util.List<dev.moecluster.core.tensor.RowBatch> out = new java.util.ArrayList<>();
+                for (int rows : pieces) {
+                    dev.moecluster.core.tensor.RowBatch x = dev.moecluster.core.tensor.RowBatch.onHeap(dtype, rows, h);
+                    for (int r = 0; r < rows; r++) {
+                        x.putRow(r, gaussian(h, random, 1.0), 0, 1f);
+                    }
+                    in.add(x);
+                    out.add(dev.moecluster.core.tensor.RowBatch.onHeap(dtype, rows, h));
+                }
+                w.forward(in, out);
+                for (int p = 0; p < pieces.length; p++) {
+                    float[] x = in.get(p).toFloatMatrix().data();
+                    for (int r = 0; r < pieces[p]; r++) {
+                        double[] expected = scalarSwiGlu(w, x, r * h);
+                        double scale = 0;
+                        for (double e : expected) {
+                            scale = Math.max(scale, Math.abs(e));
+                        }
+                        double tol = switch (dtype) {
+                            case F32 -> 1e-4;
+                            case BF16, F16 -> 1e-2;
+                            case FP8_E4M3 -> 7e-2;
+                        } * Math.max(scale, 1e-3);
+                        for (int c = 0; c < h; c++) {
+                            assertThat((double) out.get(p).get(r, c)).as("%s %dx%d piece %d row %d col %d", dtype, h, inter, p, r, c)
+                                    .isCloseTo(expected[c], within(tol));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    @Test
+    void forwardOnWireRowsPropagatesNan() {
+        try (Arena arena = Arena.ofConfined()) {
+            SplittableRandom random = new SplittableRandom(2);
+            ExpertWeights w = new ExpertWeights(
+                    Tensor.of(arena, DType.BF16, new long[] {8, 16}, gaussian(128, random, 0.3)),
+                    Tensor.of(arena, DType.BF16, new long[] {8, 16}, gaussian(128, random, 0.3)),
+                    Tensor.of(arena, DType.BF16, new long[] {16, 8}, gaussian(128, random, 0.3)));
+            dev.moecluster.core.tensor.RowBatch x = dev.moecluster.core.tensor.RowBatch.onHeap(DType.BF16, 2, 16);
+            float[] row = gaussian(16, random, 1.0);
+            x.putRow(0, row, 0, 1f);
+            row[5] = Float.NaN;
+            x.putRow(1, row, 0, 1f);
+            dev.moecluster.core.tensor.RowBatch y = dev.moecluster.core.tensor.RowBatch.onHeap(DType.BF16, 2, 16);
+            w.forward(java.util.List.of(x), java.util.List.of(y));
+            assertThat(y.slice(0, 1).firstNonFinite()).isEqualTo(-1);
+            assertThat(y.slice(1, 1).firstNonFinite()).isGreaterThanOrEqualTo(0);
+        }
+    }
 }

@@ -39,18 +39,4 @@ class DTypeTest {
                 .isInstanceOf(IllegalArgumentException.class)
                 .hasMessageContaining("int8");
     }
-
-    @ParameterizedTest
-    @EnumSource(DType.class)
-    void protoMappingRoundTrips(DType t) {
-        assertThat(DType.fromProto(t.toProto())).isEqualTo(t);
-    }
-
-    @Test
-    void unsetProtoDtypeIsRejected() {
-        assertThatThrownBy(() -> DType.fromProto(dev.moecluster.proto.DType.DTYPE_UNSPECIFIED))
-                .isInstanceOf(IllegalArgumentException.class);
-        assertThatThrownBy(() -> DType.fromProto(dev.moecluster.proto.DType.UNRECOGNIZED))
-                .isInstanceOf(IllegalArgumentException.class);
-    }
 }

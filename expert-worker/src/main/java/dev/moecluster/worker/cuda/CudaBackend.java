@@ -5,19 +5,23 @@ import static jcuda.driver.JCudaDriver.cuCtxSynchronize;
 import static jcuda.driver.JCudaDriver.cuEventCreate;
 import static jcuda.driver.JCudaDriver.cuEventDestroy;
 import static jcuda.driver.JCudaDriver.cuEventElapsedTime;
+import static jcuda.driver.JCudaDriver.cuEventQuery;
 import static jcuda.driver.JCudaDriver.cuEventRecord;
 import static jcuda.driver.JCudaDriver.cuEventSynchronize;
 import static jcuda.driver.JCudaDriver.cuMemcpyDtoHAsync;
 import static jcuda.driver.JCudaDriver.cuMemcpyHtoDAsync;
 import static jcuda.driver.JCudaDriver.cuMemsetD16Async;
-import static jcuda.driver.JCudaDriver.cuMemsetD32Async;
 import static jcuda.driver.JCudaDriver.cuStreamCreate;
 import static jcuda.driver.JCudaDriver.cuStreamDestroy;
 import static jcuda.driver.JCudaDriver.cuStreamSynchronize;
 import static jcuda.driver.JCudaDriver.cuStreamWaitEvent;
 
 import dev.moecluster.core.moe.ExpertWeights;
+import dev.moecluster.core.tensor.DType;
+import dev.moecluster.core.tensor.RowBatch;
+import dev.moecluster.worker.BackendMemory;
 import dev.moecluster.worker.ExpertBackend;
+import dev.moecluster.worker.Round;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
@@ -31,18 +35,21 @@ import java.util.concurrent.BlockingQueue;
 import java.util.logging.Level;
 import java.util.logging.Logger;
 import jcuda.driver.CUevent;
+import jcuda.driver.CUresult;
 import jcuda.driver.CUevent_flags;
 import jcuda.driver.CUstream;
 import jcuda.driver.CUstream_flags;
 
 /**
  * Runs experts on an NVIDIA GPU through JCuda's driver API and this module's own tensor-core kernels
- * ({@code moe_ffn.cu}, no cuBLAS). Expert weights are uploaded once, as bf16, on first use or by
- * {@link #preload}, and stay resident until {@link #unload}. A batch converts its rows to bf16 into a
- * pinned buffer, copies them up on an upload stream, runs the gate/up and down kernels on a compute
- * stream (one grouped launch each for all the batch's experts) and copies the f32 outputs down on a
- * third stream. Two sets of batch buffers alternate, so one batch's upload overlaps the previous
- * batch's compute when batches are {@linkplain #submit submitted} ahead of their results.
+ * ({@code moe_ffn.cu}, no cuBLAS). Expert weights are uploaded as bf16 when the worker
+ * {@linkplain #load loads} an expert and stay resident until {@link #unload} frees them. A round
+ * gathers its rows, grouped by expert, into a pinned buffer (a plain copy for bf16 activations),
+ * copies them up on an upload stream, runs the gate/up and down kernels on a compute stream (one
+ * grouped launch each for all the round's experts) and copies the outputs down on a third stream
+ * into pinned memory, from which {@link PendingBatch#await} writes each slice's output in its wire
+ * dtype. Two sets of buffers alternate, so one round's upload overlaps the previous round's compute
+ * when rounds are {@linkplain #submit(Round) submitted} ahead of their results.
  *
  * <p>Thread-safe. Device work is enqueued under one lock; waiting for results is not.
  */
@@ -53,9 +60,7 @@ public final class CudaBackend implements ExpertBackend {
     static final long STAGING_HALF_BYTES = 16L << 20;
     /** Device memory left free when uploading experts, for batch buffers and the driver. */
     static final long MEMORY_RESERVE_BYTES = 512L << 20;
-    private static final int NAN_BITS = 0x7fc00000;
     private static final short BF16_NAN_BITS = (short) 0xffff;
-    private static final ValueLayout.OfFloat FLOAT_LE = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
     /** An expert's weights on the device: gate/up interleaved {@code [2I, H]} and down {@code [H, I]}, bf16. */
     record DeviceExpert(DeviceBuffer gateUp, DeviceBuffer down, int hidden, int intermediate) {
@@ -126,27 +131,72 @@ public final class CudaBackend implements ExpertBackend {
     }
 
     @Override
-    public void compute(ExpertWeights expert, float[] input, int rows, float[] output) {
-        computeGroup(List.of(expert), input, new int[] {rows}, output);
+    public void load(ExpertWeights expert) {
+        preload(expert);
+    }
+
+    @Override
+    public BackendMemory memory() {
+        DeviceMemory m = deviceMemory();
+        return new BackendMemory(m.expertBytes(), Math.max(0, m.totalBytes() - m.bufferBytes() - MEMORY_RESERVE_BYTES),
+                m.residentExperts());
     }
 
     /**
-     * Computes several experts in one grouped launch: {@code input} holds {@code rows[0]} rows for
-     * {@code experts.get(0)}, then {@code rows[1]} for the next, and so on; {@code output} receives the
-     * results in the same order.
+     * Enqueues a round: its slices grouped by expert into one grouped launch. The inputs are read
+     * before this returns; the outputs are written by the returned batch's {@link PendingBatch#await}.
+     */
+    @Override
+    public PendingBatch submit(Round round) {
+        requireNonNull(round, "round is null");
+        List<List<Round.Slice>> groups = round.byExpert();
+        List<ExpertWeights> experts = new ArrayList<>(groups.size());
+        List<Round.Slice> ordered = new ArrayList<>(round.slices().size());
+        int[] rows = new int[groups.size()];
+        for (int e = 0; e < groups.size(); e++) {
+            experts.add(groups.get(e).getFirst().expert());
+            for (Round.Slice s : groups.get(e)) {
+                rows[e] = Math.addExact(rows[e], s.input().rows());
+                ordered.add(s);
+            }
+        }
+        return submit(experts, rows, ordered.stream().map(Round.Slice::input).toList(),
+                ordered.stream().map(Round.Slice::output).toList());
+    }
+
+    /**
+     * Computes several experts in one grouped launch on f32 rows: {@code input} holds {@code rows[0]}
+     * rows for {@code experts.get(0)}, then {@code rows[1]} for the next, and so on; {@code output}
+     * receives the results in the same order. For the device check, which measures the kernels.
      */
     public void computeGroup(List<ExpertWeights> experts, float[] input, int[] rows, float[] output) {
-        submit(experts, input, rows).await(output);
+        submit(experts, input, rows, output).await();
+    }
+
+    /** Enqueues f32 rows as {@link #computeGroup} takes them; {@code output} is written by the batch's await. */
+    public PendingBatch submit(List<ExpertWeights> experts, float[] input, int[] rows, float[] output) {
+        int hidden = experts.isEmpty() ? 0 : experts.getFirst().hiddenSize();
+        long values = (long) java.util.Arrays.stream(rows).sum() * hidden;
+        if (input.length < values || output.length < values) {
+            throw new IllegalArgumentException("input and output must hold " + values + " values");
+        }
+        int total = (int) (values / Math.max(1, hidden));
+        RowBatch in = new RowBatch(DType.F32, total, hidden, MemorySegment.ofArray(input).asSlice(0, 4 * values),
+                MemorySegment.NULL);
+        RowBatch out = new RowBatch(DType.F32, total, hidden, MemorySegment.ofArray(output).asSlice(0, 4 * values),
+                MemorySegment.NULL);
+        return submit(experts, rows, List.of(in), List.of(out));
     }
 
     /**
-     * Enqueues a batch and returns before it is computed. At most two batches are in flight: a third
-     * submit waits until an earlier batch has been {@linkplain PendingBatch#await awaited}, so a
-     * single thread must await the first before submitting a third.
+     * Enqueues rows for a group of experts and returns before they are computed: {@code inputs},
+     * taken in order, hold {@code rows[0]} rows for {@code experts.get(0)}, then the next expert's;
+     * {@code outputs} (the same row counts) receive the results. At most two batches are in flight:
+     * a third submit waits until an earlier batch has been {@linkplain PendingBatch#await awaited},
+     * so a single thread must await the first before submitting a third.
      */
-    public PendingBatch submit(List<ExpertWeights> experts, float[] input, int[] rows) {
+    PendingBatch submit(List<ExpertWeights> experts, int[] rows, List<RowBatch> inputs, List<RowBatch> outputs) {
         requireNonNull(experts, "experts is null");
-        requireNonNull(input, "input is null");
         checkOpen();
         if (experts.isEmpty() || experts.size() != rows.length) {
             throw new IllegalArgumentException(experts.size() + " experts but " + rows.length + " row counts");
@@ -166,11 +216,15 @@ public final class CudaBackend implements ExpertBackend {
             total += rows[e];
             maxRows = Math.max(maxRows, rows[e]);
         }
-        if (input.length < total * hidden) {
-            throw new IllegalArgumentException("input holds " + input.length + " values, " + total + " rows of " + hidden + " need more");
+        long inputRows = 0;
+        for (RowBatch in : inputs) {
+            inputRows += in.rows();
+        }
+        if (inputRows != total) {
+            throw new IllegalArgumentException("inputs hold " + inputRows + " rows, the experts' row counts add up to " + total);
         }
         if (total == 0) {
-            return new PendingBatch(null, 0);
+            return new PendingBatch(null, List.of(), 0);
         }
         TileConfig tile = forcedTile != null ? forcedTile : TileConfig.forRows(maxRows);
         LaunchPlan gateUp = LaunchPlan.gateUp(tile, rows, hidden, intermediate);
@@ -178,20 +232,29 @@ public final class CudaBackend implements ExpertBackend {
         int totalRows = Math.toIntExact(total);
         long inBytes = total * hidden * 2;
         long actBytes = total * intermediate * 2;
-        long outBytes = total * hidden * 4;
+        long outBytes = total * hidden * 2;
 
         BatchBuffers b = takeBuffers();
         try {
             device.makeCurrent();
             b.ensure(inBytes, actBytes, outBytes, gateUp.slotBytes() + down.slotBytes());
-            Bf16.encode(input, 0, totalRows * hidden, b.hostIn.segment(), 0);
+            RowBatch staged = new RowBatch(DType.BF16, totalRows, hidden, b.hostIn.segment().asSlice(0, inBytes),
+                    MemorySegment.NULL);
+            int at = 0;
+            for (RowBatch in : inputs) {
+                staged.copyFrom(in, at);
+                at += in.rows();
+            }
             synchronized (this) {
                 checkOpen();
                 long[] gateUpAddress = new long[rows.length];
                 long[] downAddress = new long[rows.length];
                 for (int e = 0; e < rows.length; e++) {
                     if (rows[e] > 0) {
-                        DeviceExpert d = residentOrUpload(experts.get(e));
+                        DeviceExpert d = resident.get(experts.get(e));
+                        if (d == null) {
+                            throw new IllegalStateException("expert is not loaded on the device (unloaded while a round was on its way?)");
+                        }
                         gateUpAddress[e] = d.gateUp().address();
                         downAddress[e] = d.down().address();
                     }
@@ -201,7 +264,7 @@ public final class CudaBackend implements ExpertBackend {
                 down.writeSlots(slots.asSlice(gateUp.slotBytes()), downAddress);
                 enqueue(b, gateUp, down, inBytes, outBytes);
             }
-            return new PendingBatch(b, totalRows * hidden);
+            return new PendingBatch(b, outputs, totalRows);
         } catch (RuntimeException | Error e) {
             freeBuffers.add(b);
             throw e;
@@ -215,7 +278,7 @@ public final class CudaBackend implements ExpertBackend {
         CudaFailure.check(cuEventRecord(b.uploaded, uploadStream), "cuEventRecord");
         CudaFailure.check(cuStreamWaitEvent(computeStream, b.uploaded, 0), "cuStreamWaitEvent");
         if (poisonOutputs) {
-            CudaFailure.check(cuMemsetD32Async(b.devOut, NAN_BITS, outBytes / 4, computeStream), "cuMemsetD32Async");
+            CudaFailure.check(cuMemsetD16Async(b.devOut, BF16_NAN_BITS, outBytes / 2, computeStream), "cuMemsetD16Async");
             CudaFailure.check(cuMemsetD16Async(b.devAct, BF16_NAN_BITS, b.devAct.bytes() / 2, computeStream), "cuMemsetD16Async");
         }
         CudaFailure.check(cuEventRecord(b.kernelStart, computeStream), "cuEventRecord");
@@ -247,9 +310,12 @@ public final class CudaBackend implements ExpertBackend {
     }
 
     /** Frees {@code expert}'s device memory once the work already enqueued is done; a later batch uploads it again. */
+    @Override
     public void unload(ExpertWeights expert) {
         synchronized (this) {
-            checkOpen();
+            if (closed) {
+                return;
+            }
             DeviceExpert d = resident.remove(expert);
             if (d == null) {
                 return;
@@ -262,8 +328,8 @@ public final class CudaBackend implements ExpertBackend {
         }
     }
 
-    /** Device memory held and free: the worker's GPU capacity. */
-    public DeviceMemory memory() {
+    /** Device memory held and free, as the driver and this backend count it. */
+    public DeviceMemory deviceMemory() {
         synchronized (this) {
             checkOpen();
             device.makeCurrent();
@@ -416,35 +482,46 @@ public final class CudaBackend implements ExpertBackend {
         }
     }
 
-    /** A submitted batch; its outputs arrive in {@link #await}. */
-    public final class PendingBatch {
+    /** A submitted round; its outputs are written in {@link #await}. */
+    public final class PendingBatch implements PendingRound {
         private final BatchBuffers buffers;
-        private final int values;
+        private final List<RowBatch> outputs;
+        private final int rows;
         private float kernelMillis = Float.NaN;
-        private boolean done;
+        private boolean awaited;
 
-        private PendingBatch(BatchBuffers buffers, int values) {
+        private PendingBatch(BatchBuffers buffers, List<RowBatch> outputs, int rows) {
             this.buffers = buffers;
-            this.values = values;
+            this.outputs = outputs;
+            this.rows = rows;
         }
 
-        /** Waits for the batch and copies its {@code rows × H} f32 outputs into {@code output}. */
-        public void await(float[] output) {
-            if (done) {
+        @Override
+        public boolean done() {
+            return buffers == null || awaited || cuEventQuery(buffers.downloaded) == CUresult.CUDA_SUCCESS;
+        }
+
+        /** Waits for the round and writes each output from the downloaded bf16 rows: a plain copy for bf16 outputs. */
+        @Override
+        public void await() {
+            if (awaited) {
                 throw new IllegalStateException("batch already awaited");
             }
-            done = true;
+            awaited = true;
             if (buffers == null) {
                 return;
-            }
-            if (output.length < values) {
-                freeBuffers.add(buffers);
-                throw new IllegalArgumentException("output holds " + output.length + " values, the batch has " + values);
             }
             try {
                 device.makeCurrent();
                 CudaFailure.check(cuEventSynchronize(buffers.downloaded), "cuEventSynchronize(batch)");
-                MemorySegment.copy(buffers.hostOut.segment(), FLOAT_LE, 0, output, 0, values);
+                int hidden = outputs.getFirst().width();
+                RowBatch downloaded = new RowBatch(DType.BF16, rows, hidden,
+                        buffers.hostOut.segment().asSlice(0, 2L * rows * hidden), MemorySegment.NULL);
+                int at = 0;
+                for (RowBatch out : outputs) {
+                    out.copyFrom(downloaded.slice(at, out.rows()), 0);
+                    at += out.rows();
+                }
                 float[] ms = new float[1];
                 if (cuEventElapsedTime(ms, buffers.kernelStart, buffers.kernelEnd) == 0) {
                     kernelMillis = ms[0];

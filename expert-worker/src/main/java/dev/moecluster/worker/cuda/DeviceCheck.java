@@ -170,7 +170,7 @@ public final class DeviceCheck {
         backend.forceTile(null);
         float[] x = randomInput(rows, expert.hiddenSize(), seed);
         float[] got = poisoned(x.length);
-        backend.compute(expert, x, rows, got);
+        backend.computeGroup(List.of(expert), x, new int[] {rows}, got);
         report("ExpertBackend.compute, one expert, rows " + rows, got, reference(List.of(expert), x, new int[] {rows}));
     }
 
@@ -184,18 +184,18 @@ public final class DeviceCheck {
         float[] xb = randomInput(Arrays.stream(rowsB).sum(), hidden, r.nextLong());
         float[] ya = poisoned(xa.length);
         float[] yb = poisoned(xb.length);
-        CudaBackend.PendingBatch a = backend.submit(experts, xa, rowsA);
-        CudaBackend.PendingBatch b = backend.submit(experts, xb, rowsB); // its upload overlaps a's kernels
-        a.await(ya);
-        b.await(yb);
+        CudaBackend.PendingBatch a = backend.submit(experts, xa, rowsA, ya);
+        CudaBackend.PendingBatch b = backend.submit(experts, xb, rowsB, yb); // its upload overlaps a's kernels
+        a.await();
+        b.await();
         report("two batches in flight (double buffer), first", ya, reference(experts, xa, rowsA));
         report("two batches in flight (double buffer), second", yb, reference(experts, xb, rowsB));
     }
 
     private void memoryAccounting(CudaBackend backend, ExpertWeights extra) {
-        DeviceMemory before = backend.memory();
+        DeviceMemory before = backend.deviceMemory();
         backend.unload(extra);
-        DeviceMemory after = backend.memory();
+        DeviceMemory after = backend.deviceMemory();
         long expected = 3L * extra.hiddenSize() * extra.intermediateSize() * 2;
         boolean ok = before.expertBytes() - after.expertBytes() == expected
                 && after.residentExperts() == before.residentExperts() - 1;
@@ -252,7 +252,7 @@ public final class DeviceCheck {
                 }
                 float[] in = Arrays.copyOfRange(x, row * hidden, (row + rows[e]) * hidden);
                 float[] o = new float[in.length];
-                cpu.compute(experts.get(e), in, rows[e], o);
+                experts.get(e).forward(in, rows[e], o);
                 System.arraycopy(o, 0, out, row * hidden, o.length);
                 row += rows[e];
             }
@@ -338,7 +338,7 @@ public final class DeviceCheck {
             }
             DeviceBuffer x = own(owned, maxRows * h * 2);
             DeviceBuffer act = own(owned, maxRows * inter * 2);
-            DeviceBuffer y = own(owned, maxRows * h * 4);
+            DeviceBuffer y = own(owned, maxRows * h * 2); // bf16 outputs
             DeviceBuffer devSlots = own(owned, 2L * BENCH_EXPERTS * LaunchPlan.SLOT_BYTES);
             slots = PinnedBuffer.allocate(2L * BENCH_EXPERTS * LaunchPlan.SLOT_BYTES);
             k.fillRandomBf16(x.address(), maxRows * h, 3000, 1f, stream);
@@ -416,11 +416,11 @@ public final class DeviceCheck {
     }
 
     private static int countNonFinite(DeviceBuffer y, long values) {
-        float[] host = new float[Math.toIntExact(values)];
-        CudaFailure.check(cuMemcpyDtoH(Pointer.to(host), y, values * 4), "cuMemcpyDtoH(outputs)");
+        short[] host = new short[Math.toIntExact(values)];
+        CudaFailure.check(cuMemcpyDtoH(Pointer.to(host), y, values * 2), "cuMemcpyDtoH(outputs)");
         int bad = 0;
-        for (float v : host) {
-            if (!Float.isFinite(v)) {
+        for (short v : host) {
+            if ((v & 0x7f80) == 0x7f80) { // bf16 exponent all ones: infinity or NaN
                 bad++;
             }
         }
@@ -444,7 +444,7 @@ public final class DeviceCheck {
                 backend.preload(w);
             }
             double uploadS = (System.nanoTime() - start) / 1e9;
-            DeviceMemory mem = backend.memory();
+            DeviceMemory mem = backend.deviceMemory();
             System.out.printf(Locale.ROOT, "uploaded %d experts (%d MiB) in %.2f s; device free %d of %d MiB%n",
                     mem.residentExperts(), mem.expertBytes() >> 20, uploadS, mem.freeBytes() >> 20, mem.totalBytes() >> 20);
             for (int rowsPerExpert : new int[] {256, 2048}) {
@@ -459,19 +459,19 @@ public final class DeviceCheck {
                 double kernelMs = 0;
                 for (int i = 0; i < n; i++) {
                     long t = System.nanoTime();
-                    CudaBackend.PendingBatch p = backend.submit(experts, x, rows);
-                    p.await(y);
+                    CudaBackend.PendingBatch p = backend.submit(experts, x, rows, y);
+                    p.await();
                     serial[i] = (System.nanoTime() - t) / 1e6;
                     kernelMs = p.kernelMillis();
                 }
                 long t = System.nanoTime();
-                CudaBackend.PendingBatch previous = backend.submit(experts, x, rows);
+                CudaBackend.PendingBatch previous = backend.submit(experts, x, rows, y);
                 for (int i = 1; i < n; i++) {
-                    CudaBackend.PendingBatch next = backend.submit(experts, x, rows);
-                    previous.await((i & 1) == 1 ? y : y2);
+                    CudaBackend.PendingBatch next = backend.submit(experts, x, rows, (i & 1) == 1 ? y2 : y);
+                    previous.await();
                     previous = next;
                 }
-                previous.await(y2);
+                previous.await();
                 double pipelinedMs = (System.nanoTime() - t) / 1e6 / n;
                 double flops = ffnFlops(BENCH_EXPERTS, rowsPerExpert, BENCH_HIDDEN, BENCH_INTERMEDIATE);
                 String line = String.format(Locale.ROOT,

@@ -99,7 +99,7 @@ final class FfnKernels implements AutoCloseable {
         launch(gateUp.get(plan.tile()), plan, slots, x, act, stream);
     }
 
-    /** {@code y[rows, H] = act · downᵀ}, f32, for every expert of the plan. */
+    /** {@code y[rows, H] = act · downᵀ}, accumulated in f32 and written as bf16, for every expert of the plan. */
     void launchDown(LaunchPlan plan, long slots, long act, long y, CUstream stream) {
         launch(down.get(plan.tile()), plan, slots, act, y, stream);
     }

@@ -7,7 +7,6 @@ import dev.moecluster.core.moe.ExpertWeights;
 import dev.moecluster.core.tensor.DType;
 import dev.moecluster.core.tensor.Numerics;
 import dev.moecluster.core.tensor.Tensor;
-import dev.moecluster.worker.CpuBackend;
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -32,7 +31,6 @@ import org.junit.jupiter.params.provider.CsvSource;
  * tile, a k extent that is not a multiple of the pipeline's slice, and more slices than stages.
  */
 class CudaKernelEmulationTest {
-    private static final ValueLayout.OfFloat FLOAT_LE = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
     @TempDir
     static Path build;
@@ -79,7 +77,7 @@ class CudaKernelEmulationTest {
             }
             write(dir.resolve("slots_gate_up.bin"), arena, gateUp.slotBytes(), seg -> gateUp.writeSlots(seg, index));
             write(dir.resolve("slots_down.bin"), arena, down.slotBytes(), seg -> down.writeSlots(seg, index));
-            write(dir.resolve("x.bin"), arena, 2L * x.length, seg -> Bf16.encode(x, 0, x.length, seg, 0));
+            write(dir.resolve("x.bin"), arena, 2L * x.length, seg -> bf16(seg, x.length / hidden, hidden).copyFrom(f32(x, x.length / hidden, hidden), 0));
             for (int e = 0; e < rows.length; e++) {
                 ExpertWeights w = experts.get(e);
                 write(dir.resolve("w_gate_up_" + e + ".bin"), arena, 4L * intermediate * hidden,
@@ -102,28 +100,36 @@ class CudaKernelEmulationTest {
             assertThat(rc).as("emulator failed: %s", Files.exists(dir.resolve("log")) ? Files.readString(dir.resolve("log")) : "")
                     .isZero();
 
+            // The kernel writes bf16 outputs, as the wire carries them.
             MemorySegment y = MemorySegment.ofArray(Files.readAllBytes(dir.resolve("y.bin")));
-            float[] got = new float[total * hidden];
-            MemorySegment.copy(y, FLOAT_LE, 0, got, 0, got.length);
+            assertThat(y.byteSize()).isEqualTo(2L * total * hidden);
+            float[] got = bf16(y, total, hidden).toFloatMatrix().data();
 
             float[] expected = new float[total * hidden];
-            try (CpuBackend cpu = new CpuBackend()) {
-                for (int e = 0; e < rows.length; e++) {
-                    if (rows[e] == 0) {
-                        continue;
-                    }
-                    int from = gateUp.rowStart()[e] * hidden;
-                    float[] in = java.util.Arrays.copyOfRange(x, from, from + rows[e] * hidden);
-                    float[] out = new float[rows[e] * hidden];
-                    cpu.compute(experts.get(e), in, rows[e], out);
-                    System.arraycopy(out, 0, expected, from, out.length);
+            for (int e = 0; e < rows.length; e++) {
+                if (rows[e] == 0) {
+                    continue;
                 }
+                int from = gateUp.rowStart()[e] * hidden;
+                float[] in = java.util.Arrays.copyOfRange(x, from, from + rows[e] * hidden);
+                float[] out = new float[rows[e] * hidden];
+                experts.get(e).forward(in, rows[e], out);
+                System.arraycopy(out, 0, expected, from, out.length);
             }
             for (int i = 0; i < got.length; i++) {
                 assertThat(Float.isFinite(got[i])).as("output %d (row %d) was not written", i, i / hidden).isTrue();
             }
             assertThat(relativeError(got, expected)).isLessThan(1e-2);
         }
+    }
+
+    private static dev.moecluster.core.tensor.RowBatch bf16(MemorySegment seg, int rows, int width) {
+        return new dev.moecluster.core.tensor.RowBatch(dev.moecluster.core.tensor.DType.BF16, rows, width, seg, MemorySegment.NULL);
+    }
+
+    private static dev.moecluster.core.tensor.RowBatch f32(float[] x, int rows, int width) {
+        return new dev.moecluster.core.tensor.RowBatch(dev.moecluster.core.tensor.DType.F32, rows, width,
+                MemorySegment.ofArray(x), MemorySegment.NULL);
     }
 
     static double relativeError(float[] got, float[] expected) {

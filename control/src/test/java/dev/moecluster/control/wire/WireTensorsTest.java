@@ -1,10 +1,13 @@
-package dev.moecluster.core.tensor;
+package dev.moecluster.control.wire;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.assertj.core.api.Assertions.within;
 
 import com.google.protobuf.ByteString;
+import dev.moecluster.core.tensor.DType;
+import dev.moecluster.core.tensor.FloatMatrix;
+import dev.moecluster.core.tensor.Numerics;
 import dev.moecluster.proto.Tensor;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -61,7 +64,7 @@ class WireTensorsTest {
         float[] v = gaussian(4 * 9, 7, 3.0);
         Tensor t = WireTensors.encode(v, 0, 4, 9, dtype);
         assertThat(t.getData().size()).isEqualTo(4 * 9 * 2);
-        assertThat(t.getDtype()).isEqualTo(dtype.toProto());
+        assertThat(t.getDtype()).isEqualTo(WireTensors.proto(dtype));
         FloatMatrix m = WireTensors.decode(t, "x");
         for (int i = 0; i < v.length; i++) {
             assertThat(m.data()[i]).isEqualTo(Numerics.roundTo(dtype, v[i]));
@@ -304,5 +307,29 @@ class WireTensorsTest {
         Tensor t = Tensor.newBuilder().setDtype(dev.moecluster.proto.DType.F32).addShape(1).addShape(2)
                 .setData(ByteString.copyFrom(b.array())).build();
         assertThat(WireTensors.decode(t, "x").data()).containsExactly(1.5f, -3f);
+    }
+
+    @ParameterizedTest
+    @EnumSource(DType.class)
+    void protoMappingRoundTrips(DType t) {
+        assertThat(WireTensors.dtype(WireTensors.proto(t))).isEqualTo(t);
+    }
+
+    @Test
+    void unsetProtoDtypeIsRejected() {
+        assertThatThrownBy(() -> WireTensors.dtype(dev.moecluster.proto.DType.DTYPE_UNSPECIFIED))
+                .isInstanceOf(IllegalArgumentException.class);
+        assertThatThrownBy(() -> WireTensors.dtype(dev.moecluster.proto.DType.UNRECOGNIZED))
+                .isInstanceOf(IllegalArgumentException.class);
+    }
+
+    @Test
+    void rowsAreAViewOverTheMessageBytesAndTensorWrapsTheBatchArray() {
+        Tensor t = WireTensors.encode(gaussian(3 * 8, 5, 1.0), 0, 3, 8, DType.BF16);
+        dev.moecluster.core.tensor.RowBatch rows = WireTensors.rows(t, "x");
+        // The same bytes, not a copy: a message parsed with aliasing hands its buffer to the kernel as it is.
+        assertThat(rows.data().asByteBuffer()).isEqualTo(t.getData().asReadOnlyByteBuffer());
+        Tensor again = WireTensors.tensor(rows);
+        assertThat(again).isEqualTo(t);
     }
 }

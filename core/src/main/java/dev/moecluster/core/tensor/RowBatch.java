@@ -1,0 +1,317 @@
+package dev.moecluster.core.tensor;
+
+import static java.util.Objects.requireNonNull;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.SegmentAllocator;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.ShortVector;
+import jdk.incubator.vector.VectorMask;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorShape;
+import jdk.incubator.vector.VectorSpecies;
+
+/**
+ * Rows of activations in flight, in their wire dtype and in one buffer: little-endian f32, bf16 or
+ * f16, or fp8 e4m3 with one f32 scale per row ({@code value = decode(byte) * scale[row]}). This is
+ * the one representation activations have between the router's gate and a worker's kernel and back:
+ * the router writes rows into it once, the worker's backend reads it as it is, and only kernels and
+ * the router's combine widen it to f32.
+ *
+ * @param dtype the element type
+ * @param rows number of rows
+ * @param width values per row
+ * @param data {@code rows × width} elements, row-major
+ * @param scales FP8_E4M3 only: {@code rows} little-endian f32 scales; otherwise an empty segment
+ */
+public record RowBatch(DType dtype, int rows, int width, MemorySegment data, MemorySegment scales) {
+    private static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
+    private static final VectorSpecies<Integer> I = IntVector.SPECIES_PREFERRED;
+    private static final VectorSpecies<Short> S =
+            VectorSpecies.of(short.class, VectorShape.forBitSize(F.vectorBitSize() / 2));
+    private static final VectorSpecies<Short> SW = ShortVector.SPECIES_PREFERRED;
+    private static final int L = F.length();
+    private static final ValueLayout.OfShort SHORT_LE = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final ValueLayout.OfFloat FLOAT_LE = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+
+    public RowBatch {
+        requireNonNull(dtype, "dtype is null");
+        requireNonNull(data, "data is null");
+        requireNonNull(scales, "scales is null");
+        if (rows < 0 || width < 0) {
+            throw new IllegalArgumentException("negative shape " + rows + "x" + width);
+        }
+        if (data.byteSize() != dataBytes(dtype, rows, width)) {
+            throw new IllegalArgumentException(rows + "x" + width + " in " + dtype + " needs "
+                    + dataBytes(dtype, rows, width) + " bytes of data, got " + data.byteSize());
+        }
+        long scaleBytes = dtype == DType.FP8_E4M3 ? 4L * rows : 0;
+        if (scales.byteSize() != scaleBytes) {
+            throw new IllegalArgumentException(rows + " rows in " + dtype + " need " + scaleBytes
+                    + " bytes of scales, got " + scales.byteSize());
+        }
+    }
+
+    /** Bytes of the elements of {@code rows × width} values in {@code dtype}, without scales. */
+    public static long dataBytes(DType dtype, long rows, long width) {
+        return rows * width * dtype.byteSize();
+    }
+
+    /** Bytes {@code rows × width} values take in {@code dtype}, scales included. */
+    public static long wireBytes(DType dtype, long rows, long width) {
+        return dataBytes(dtype, rows, width) + (dtype == DType.FP8_E4M3 ? 4L * rows : 0);
+    }
+
+    /** An uninitialised batch in memory from {@code allocator}, data and scales in one allocation. */
+    public static RowBatch allocate(SegmentAllocator allocator, DType dtype, int rows, int width) {
+        long dataBytes = dataBytes(dtype, rows, width);
+        MemorySegment all = allocator.allocate(wireBytes(dtype, rows, width), 8);
+        return new RowBatch(dtype, rows, width, all.asSlice(0, dataBytes), all.asSlice(dataBytes));
+    }
+
+    /**
+     * A batch over one new heap array (data, then scales), so a message can wrap the array without
+     * a copy: {@code data().heapBase()} is that array.
+     */
+    public static RowBatch onHeap(DType dtype, int rows, int width) {
+        long bytes = wireBytes(dtype, rows, width);
+        if (bytes > Integer.MAX_VALUE - 8) {
+            throw new IllegalArgumentException(rows + "x" + width + " in " + dtype + " is too large for one message");
+        }
+        MemorySegment all = MemorySegment.ofArray(new byte[(int) bytes]);
+        long dataBytes = dataBytes(dtype, rows, width);
+        return new RowBatch(dtype, rows, width, all.asSlice(0, dataBytes), all.asSlice(dataBytes));
+    }
+
+    /** Rows {@code [from, from + count)} as a view over the same memory. */
+    public RowBatch slice(int from, int count) {
+        if (from < 0 || count < 0 || (long) from + count > rows) {
+            throw new IndexOutOfBoundsException("rows [" + from + ", " + ((long) from + count) + ") of " + rows);
+        }
+        long rowBytes = (long) width * dtype.byteSize();
+        MemorySegment sc = dtype == DType.FP8_E4M3 ? scales.asSlice(4L * from, 4L * count) : scales;
+        return new RowBatch(dtype, count, width, data.asSlice(from * rowBytes, count * rowBytes), sc);
+    }
+
+    /** The f32 scale of {@code row} (1 for every dtype but FP8_E4M3). */
+    public float scale(int row) {
+        return dtype == DType.FP8_E4M3 ? scales.get(FLOAT_LE, 4L * row) : 1f;
+    }
+
+    /** Value {@code (row, col)} as f32. */
+    public float get(int row, int col) {
+        long i = (long) row * width + col;
+        return switch (dtype) {
+            case F32 -> data.getAtIndex(FLOAT_LE, i);
+            case BF16 -> Numerics.fromBf16(data.getAtIndex(SHORT_LE, i));
+            case F16 -> Numerics.fromF16(data.getAtIndex(SHORT_LE, i));
+            case FP8_E4M3 -> Numerics.fromFp8(data.get(ValueLayout.JAVA_BYTE, i)) * scale(row);
+        };
+    }
+
+    /** Widens rows {@code [from, from + count)} to f32 into {@code dst} from {@code offset}. */
+    public void widen(int from, int count, float[] dst, int offset) {
+        for (int r = 0; r < count; r++) {
+            widenRow(from + r, 1f, dst, offset + r * width, false);
+        }
+    }
+
+    /** All rows as an f32 matrix (a copy). */
+    public FloatMatrix toFloatMatrix() {
+        float[] out = new float[Math.multiplyExact(rows, width)];
+        widen(0, rows, out, 0);
+        return new FloatMatrix(rows, width, out);
+    }
+
+    /**
+     * {@code dst[offset + c] += weight · row[c]} for every column: the router's combine. A product
+     * and a sum rounded apart, not a fused multiply-add, so two experts' terms add up to the same
+     * value in either order (replicas and plans may deliver them in any order).
+     */
+    public void addRowTo(int row, float weight, float[] dst, int offset) {
+        widenRow(row, weight, dst, offset, true);
+    }
+
+    private void widenRow(int row, float weight, float[] dst, int offset, boolean accumulate) {
+        long base = (long) row * width;
+        int c = 0;
+        switch (dtype) {
+            case BF16 -> {
+                FloatVector w = FloatVector.broadcast(F, weight);
+                for (int upper = F.loopBound(width); c < upper; c += L) {
+                    ShortVector s = ShortVector.fromMemorySegment(S, data, (base + c) * 2, ByteOrder.LITTLE_ENDIAN);
+                    FloatVector v = ((IntVector) s.convertShape(VectorOperators.S2I, I, 0))
+                            .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+                    if (accumulate) {
+                        v.mul(w).add(FloatVector.fromArray(F, dst, offset + c)).intoArray(dst, offset + c);
+                    } else {
+                        v.intoArray(dst, offset + c);
+                    }
+                }
+            }
+            case F32 -> {
+                FloatVector w = FloatVector.broadcast(F, weight);
+                for (int upper = F.loopBound(width); c < upper; c += L) {
+                    FloatVector v = FloatVector.fromMemorySegment(F, data, (base + c) * 4, ByteOrder.LITTLE_ENDIAN);
+                    if (accumulate) {
+                        v.mul(w).add(FloatVector.fromArray(F, dst, offset + c)).intoArray(dst, offset + c);
+                    } else {
+                        v.intoArray(dst, offset + c);
+                    }
+                }
+            }
+            default -> { } // f16 and fp8 take the scalar loop
+        }
+        float rowScale = scale(row);
+        for (; c < width; c++) {
+            float v = switch (dtype) {
+                case F32 -> data.getAtIndex(FLOAT_LE, base + c);
+                case BF16 -> Numerics.fromBf16(data.getAtIndex(SHORT_LE, base + c));
+                case F16 -> Numerics.fromF16(data.getAtIndex(SHORT_LE, base + c));
+                case FP8_E4M3 -> Numerics.fromFp8(data.get(ValueLayout.JAVA_BYTE, base + c)) * rowScale;
+            };
+            if (accumulate) {
+                dst[offset + c] += weight * v;
+            } else {
+                dst[offset + c] = v;
+            }
+        }
+    }
+
+    /**
+     * Writes {@code scale · src[offset + c]} into {@code row}, rounding to nearest even as PyTorch
+     * does; an fp8 row gets the scale that maps its largest magnitude to e4m3's largest value.
+     */
+    public void putRow(int row, float[] src, int offset, float scale) {
+        long base = (long) row * width;
+        int c = 0;
+        switch (dtype) {
+            case BF16 -> {
+                FloatVector s = FloatVector.broadcast(F, scale);
+                for (int upper = F.loopBound(width); c < upper; c += L) {
+                    IntVector bits = FloatVector.fromArray(F, src, offset + c).mul(s).reinterpretAsInts();
+                    IntVector rounded = bits.add(bits.lanewise(VectorOperators.LSHR, 16).and(1)).add(0x7fff)
+                            .lanewise(VectorOperators.LSHR, 16);
+                    VectorMask<Integer> nan = bits.and(0x7fffffff).compare(VectorOperators.GT, 0x7f800000);
+                    IntVector out = rounded.blend(bits.lanewise(VectorOperators.LSHR, 16).or(0x40), nan);
+                    ((ShortVector) out.convertShape(VectorOperators.I2S, S, 0))
+                            .intoMemorySegment(data, (base + c) * 2, ByteOrder.LITTLE_ENDIAN);
+                }
+                for (; c < width; c++) {
+                    data.setAtIndex(SHORT_LE, base + c, Numerics.toBf16(src[offset + c] * scale));
+                }
+            }
+            case F32 -> {
+                for (; c < width; c++) {
+                    data.setAtIndex(FLOAT_LE, base + c, src[offset + c] * scale);
+                }
+            }
+            case F16 -> {
+                for (; c < width; c++) {
+                    data.setAtIndex(SHORT_LE, base + c, Numerics.toF16(src[offset + c] * scale));
+                }
+            }
+            case FP8_E4M3 -> {
+                float amax = 0f;
+                for (int i = 0; i < width; i++) {
+                    amax = Math.max(amax, Math.abs(src[offset + i] * scale));
+                }
+                // A scale below the smallest normal f32 has no finite inverse (or is 0), which would
+                // turn the row into NaN; clamping it costs nothing for rows that small.
+                float rowScale = amax == 0f || !Float.isFinite(amax) ? 1f
+                        : Math.max(amax / Numerics.FP8_E4M3_MAX, Float.MIN_NORMAL);
+                scales.set(FLOAT_LE, 4L * row, rowScale);
+                float inv = 1f / rowScale;
+                for (; c < width; c++) {
+                    data.set(ValueLayout.JAVA_BYTE, base + c, Numerics.toFp8(src[offset + c] * scale * inv));
+                }
+            }
+        }
+    }
+
+    /**
+     * Writes every row of {@code src} (same width) into this batch from row {@code at}: a plain copy
+     * when the dtypes match, else each row widened and narrowed again.
+     */
+    public void copyFrom(RowBatch src, int at) {
+        if (src.width != width || at < 0 || (long) at + src.rows > rows) {
+            throw new IllegalArgumentException("cannot copy " + src + " into rows from " + at + " of " + this);
+        }
+        if (src.dtype == dtype) {
+            long rowBytes = (long) width * dtype.byteSize();
+            MemorySegment.copy(src.data, 0, data, at * rowBytes, src.data.byteSize());
+            if (dtype == DType.FP8_E4M3) {
+                MemorySegment.copy(src.scales, 0, scales, 4L * at, src.scales.byteSize());
+            }
+            return;
+        }
+        float[] row = new float[width];
+        for (int r = 0; r < src.rows; r++) {
+            src.widen(r, 1, row, 0);
+            putRow(at + r, row, 0, 1f);
+        }
+    }
+
+    /**
+     * The flat index of the first NaN or infinite value, or -1 if all are finite: checked on the
+     * stored bits, without widening.
+     */
+    public long firstNonFinite() {
+        long n = (long) rows * width;
+        switch (dtype) {
+            case BF16, F16 -> {
+                short exp = (short) (dtype == DType.BF16 ? 0x7f80 : 0x7c00);
+                long i = 0;
+                for (long upper = n - n % SW.length(); i < upper; i += SW.length()) {
+                    ShortVector v = ShortVector.fromMemorySegment(SW, data, i * 2, ByteOrder.LITTLE_ENDIAN).and(exp);
+                    if (v.compare(VectorOperators.EQ, exp).anyTrue()) {
+                        break; // the scalar loop below finds which
+                    }
+                }
+                for (; i < n; i++) {
+                    if ((data.getAtIndex(SHORT_LE, i) & exp) == exp) {
+                        return i;
+                    }
+                }
+            }
+            case F32 -> {
+                for (long i = 0; i < n; i++) {
+                    if ((Float.floatToRawIntBits(data.getAtIndex(FLOAT_LE, i)) & 0x7f800000) == 0x7f800000) {
+                        return i;
+                    }
+                }
+            }
+            case FP8_E4M3 -> {
+                for (int r = 0; r < rows; r++) {
+                    if (!Float.isFinite(scale(r))) {
+                        return (long) r * width;
+                    }
+                }
+                for (long i = 0; i < n; i++) {
+                    if ((data.get(ValueLayout.JAVA_BYTE, i) & 0x7f) == 0x7f) {
+                        return i;
+                    }
+                }
+            }
+        }
+        return -1;
+    }
+
+    @Override
+    public boolean equals(Object o) {
+        return this == o;
+    }
+
+    @Override
+    public int hashCode() {
+        return System.identityHashCode(this);
+    }
+
+    @Override
+    public String toString() {
+        return "RowBatch[" + dtype + " " + rows + "x" + width + "]";
+    }
+}
