@@ -123,11 +123,13 @@ public final class DeviceCheck {
         try (Arena arena = Arena.ofShared()) {
             SplittableRandom seeds = new SplittableRandom(20261127);
             List<ExpertWeights> small = experts(arena, 6, 512, 1024, seeds.nextLong());
+            small.forEach(backend::load); // weights go up at load, as a worker loads its experts
             int[] mixed = {1, 5, 64, 65, 130, 300};
             for (TileConfig tile : new TileConfig[] {null, TileConfig.SMALL, TileConfig.MEDIUM, TileConfig.LARGE}) {
                 group(backend, "H512 I1024 mixed rows", small, mixed, tile, seeds.nextLong());
             }
             List<ExpertWeights> odd = experts(arena, 3, 136, 200, seeds.nextLong());
+            odd.forEach(backend::load);
             for (TileConfig tile : TileConfig.values()) {
                 group(backend, "H136 I200 partial tiles", odd, new int[] {3, 0, 129}, tile, seeds.nextLong());
             }
@@ -142,6 +144,7 @@ public final class DeviceCheck {
             }
 
             List<ExpertWeights> scout = experts(arena, 2, BENCH_HIDDEN, BENCH_INTERMEDIATE, seeds.nextLong());
+            scout.forEach(backend::load);
             group(backend, "H5120 I8192 (Scout)", scout, new int[] {16, 200}, null, seeds.nextLong());
             group(backend, "H5120 I8192 (Scout)", scout, new int[] {16, 200}, TileConfig.SMALL, seeds.nextLong());
             for (ExpertWeights w : scout) {
