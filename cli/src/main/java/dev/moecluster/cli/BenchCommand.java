@@ -104,23 +104,30 @@ final class BenchCommand {
                 description = "Workers' compute backend: cpu, cuda or auto; the in-process side always runs on the CPU (default: ${DEFAULT-VALUE}).")
         String backend;
 
+        @Option(names = "--channels-per-worker", defaultValue = "1",
+                description = "Router connections to each worker, as moe router --channels-per-worker (default: ${DEFAULT-VALUE}).")
+        int channelsPerWorker;
+
         @Override
         public Integer call() throws Exception {
             PrintStream out = System.out;
             Path dir = bench.resolve();
+            DType wireChoice = wireDtype == null ? null : DType.parse(wireDtype);
             try (LocalCluster cluster = LocalCluster.start(LocalCluster.Options.of(dir, bench.workers, replicas)
-                            .withWireDtype(wireDtype == null ? null : DType.parse(wireDtype))
+                            .withWireDtype(wireChoice)
                             .withBackends(i -> ExpertBackends.create(backend)));
-                    ReferenceMoeBlock reference = ReferenceMoeBlock.open(dir)) {
+                    ReferenceMoeBlock reference = ReferenceMoeBlock.open(dir);
+                    RouterServer router = RouterServer.start(RouterConfig.defaults(dir, cluster.placement())
+                            .withWireDtype(wireChoice).withChannelsPerWorker(channelsPerWorker))) {
                 ModelConfig cfg = cluster.model();
                 DType dtype = cfg.dtype() == DType.F32 ? DType.F32 : DType.BF16;
-                DType wire = cluster.router().wireDtype();
-                out.printf("bench moe-layer: %s, hidden %d, %d experts x %d, top-%d; %d %s workers, %d replica(s), %s on the wire; "
-                                + "%d tokens/call, %d in flight; %d GEMM threads%n",
+                DType wire = router.wireDtype();
+                out.printf("bench moe-layer: %s, hidden %d, %d experts x %d, top-%d; %d %s workers, %d replica(s), %s on the wire, "
+                                + "%d connection(s) per worker; %d tokens/call, %d in flight; %d GEMM threads%n",
                         cfg.architecture().hfName(), cfg.hiddenSize(), cfg.numExperts(), cfg.expertIntermediateSize(),
-                        cfg.expertsPerToken(), bench.workers, backend, replicas, wire.name().toLowerCase(Locale.ROOT), tokens, concurrency,
-                        dev.moecluster.core.kernel.Gemm.parallelism());
-                ManagedChannel channel = NettyChannelBuilder.forTarget(cluster.router().address()).usePlaintext().build();
+                        cfg.expertsPerToken(), bench.workers, backend, replicas, wire.name().toLowerCase(Locale.ROOT), channelsPerWorker,
+                        tokens, concurrency, dev.moecluster.core.kernel.Gemm.parallelism());
+                ManagedChannel channel = NettyChannelBuilder.forTarget(router.address()).usePlaintext().build();
                 try {
                     var stub = RouterGrpc.newBlockingStub(channel);
                     MoeForwardLoad load = new MoeForwardLoad(cfg, reference);
@@ -140,11 +147,11 @@ final class BenchCommand {
                     load.runAgainst(stub, warm);
                     var os = (com.sun.management.OperatingSystemMXBean) java.lang.management.ManagementFactory.getOperatingSystemMXBean();
                     long cpuBefore = os.getProcessCpuTime();
-                    long rowsBefore = cluster.router().stats().rows();
-                    long bytesBefore = cluster.router().stats().bytesSent() + cluster.router().stats().bytesReceived();
+                    long rowsBefore = router.stats().rows();
+                    long bytesBefore = router.stats().bytesSent() + router.stats().bytesReceived();
                     MoeForwardLoad.Report remote = load.runAgainst(stub, measured);
-                    long rows = cluster.router().stats().rows() - rowsBefore;
-                    long bytes = cluster.router().stats().bytesSent() + cluster.router().stats().bytesReceived() - bytesBefore;
+                    long rows = router.stats().rows() - rowsBefore;
+                    long bytes = router.stats().bytesSent() + router.stats().bytesReceived() - bytesBefore;
                     long cpuNanos = os.getProcessCpuTime() - cpuBefore;
                     double tcp = dev.moecluster.bench.LoopbackTcp.streamBytesPerSecond(java.time.Duration.ofSeconds(2));
                     // activation payload both ways: each routed row goes out and comes back

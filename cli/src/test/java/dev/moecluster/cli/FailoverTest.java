@@ -42,6 +42,12 @@ class FailoverTest {
                 FloatMatrix a = call(first.address(), 1, x);
                 FloatMatrix b = call(second.address(), 1, x);
                 FloatMatrix c = call(cluster.router().address(), 1, x);
+                try (RouterServer lanes = RouterServer.start(RouterConfig.defaults(dir, both).withChannelsPerWorker(3))) {
+                    // three connections per worker, used in turn: the same rows, the same results
+                    for (int i = 0; i < 4; i++) {
+                        assertThat(call(lanes.address(), 1, x).data()).containsExactly(a.data());
+                    }
+                }
                 assertThat(b.data()).containsExactly(a.data());
                 assertThat(c.data()).containsExactly(a.data());
                 assertThat(Clusters.relativeError(a, reference.forward(1, x).output())).isLessThan(1e-5);

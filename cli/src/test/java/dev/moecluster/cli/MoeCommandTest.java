@@ -105,4 +105,23 @@ class MoeCommandTest {
             }
         }
     }
+
+    @Test
+    void benchMoeLayerPrintsTheWiresCeilingBesideTheClustersGoodput() {
+        Object[] r = run("bench", "moe-layer", "--model", Clusters.tinyModel(Architecture.MIXTRAL).toString(), "--workers", "2",
+                "--tokens", "8", "--requests", "6", "--warmup", "2", "--concurrency", "2", "--channels-per-worker", "2");
+        assertThat(r[0]).as("stderr: %s", r[2]).isEqualTo(0);
+        String out = (String) r[1];
+        assertThat(out).contains("2 connection(s) per worker", "check: max relative error", "OK",
+                "ratio cluster/in-process throughput: ", "of one raw loopback TCP stream measured now", "host CPU per routed row");
+        assertThat(out).containsPattern("activation goodput: \\d+ MB/s = [0-9.]+ % of one raw loopback TCP stream measured now \\([1-9]\\d* MB/s\\)");
+    }
+
+    @Test
+    void benchWorkerHostTimesTheHostHalfOfARound() {
+        Object[] r = run("bench", "worker-host", "--hidden", "64", "--rows", "16", "--experts", "3", "--batches", "20");
+        assertThat(r[0]).as("stderr: %s", r[2]).isEqualTo(0);
+        assertThat((String) r[1]).contains("hidden 64, 16 rows in 3 experts per batch, bf16 on the wire, 20 batches")
+                .containsPattern("host time per routed row: [0-9.]+ us");
+    }
 }

@@ -48,15 +48,19 @@ final class MoeDispatcher {
     private final DispatchStats stats;
     private final AtomicLong batchIds = new AtomicLong();
     private final ChannelCredentials workerCredentials;
+    private final int channelsPerWorker;
 
     MoeDispatcher(ExpertPlacement placement, int maxInboundMessageBytes, DType wireDtype, Duration expertTimeout,
-            DispatchStats stats, ChannelCredentials workerCredentials) {
+            DispatchStats stats, ChannelCredentials workerCredentials, int channelsPerWorker) {
         this.placement = new AtomicReference<>(requireNonNull(placement, "placement is null"));
         this.maxInboundMessageBytes = maxInboundMessageBytes;
         this.wireDtype = requireNonNull(wireDtype, "wireDtype is null");
         this.expertTimeout = requireNonNull(expertTimeout, "expertTimeout is null");
         this.stats = requireNonNull(stats, "stats is null");
         this.workerCredentials = requireNonNull(workerCredentials, "workerCredentials is null");
+        this.channelsPerWorker = channelsPerWorker;
+        LOG.info(() -> "data plane: " + channelsPerWorker + " connection(s) per worker over "
+                + (io.grpc.netty.shaded.io.netty.channel.epoll.Epoll.isAvailable() ? "epoll" : "NIO (epoll unavailable)"));
     }
 
     /** The placement new calls use. */
@@ -80,7 +84,7 @@ final class MoeDispatcher {
     private WorkerChannel channel(String address) {
         return channels.computeIfAbsent(address, a -> {
             stats.knowWorker(a);
-            return new WorkerChannel(a, maxInboundMessageBytes, workerCredentials);
+            return new WorkerChannel(a, channelsPerWorker, maxInboundMessageBytes, workerCredentials);
         });
     }
 

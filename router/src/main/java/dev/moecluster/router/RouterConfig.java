@@ -33,6 +33,8 @@ import java.time.Duration;
  *     identity, for the channels to the workers; null for plaintext
  * @param healthPort plaintext port serving only gRPC health: 0 picks a free one, -1 serves none
  * @param authToken bearer token {@code moe.v1.Router} calls must carry; null for none
+ * @param channelsPerWorker connections to each worker (1 by default): one HTTP/2 connection is served
+ *     by one event-loop thread at each end, near 1 GB/s, so a worker that one connection cannot feed gets more
  */
 public record RouterConfig(
         String host,
@@ -48,7 +50,8 @@ public record RouterConfig(
         int metricsPort,
         TlsConfig tls,
         int healthPort,
-        BearerToken authToken) {
+        BearerToken authToken,
+        int channelsPerWorker) {
 
     public static final int DEFAULT_MAX_INBOUND_BYTES = 64 * 1024 * 1024;
     /** {@code moe router --metrics-port} default. */
@@ -77,6 +80,9 @@ public record RouterConfig(
         }
         MetricsEndpoint.requirePort(metricsPort);
         GrpcEndpoint.requireHealthPort(healthPort);
+        if (channelsPerWorker < 1 || channelsPerWorker > 64) {
+            throw new IllegalArgumentException("channels per worker must be 1..64, got " + channelsPerWorker);
+        }
     }
 
     /** Plaintext, no health-only port, no token. */
@@ -84,7 +90,7 @@ public record RouterConfig(
             Duration expertTimeout, int maxInboundMessageBytes, int maxTokensPerRequest, GenerationConfig generation,
             ControlPlaneConfig controlPlane, int metricsPort) {
         this(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes, maxTokensPerRequest,
-                generation, controlPlane, metricsPort, null, GrpcEndpoint.NO_HEALTH_PORT, null);
+                generation, controlPlane, metricsPort, null, GrpcEndpoint.NO_HEALTH_PORT, null, 1);
     }
 
     /**
@@ -98,64 +104,70 @@ public record RouterConfig(
 
     public RouterConfig withPort(int newPort) {
         return new RouterConfig(host, newPort, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, channelsPerWorker);
     }
 
     public RouterConfig withHost(String newHost) {
         return new RouterConfig(newHost, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, channelsPerWorker);
     }
 
     public RouterConfig withWireDtype(DType dtype) {
         return new RouterConfig(host, port, modelDir, placement, dtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, channelsPerWorker);
     }
 
     public RouterConfig withExpertTimeout(Duration timeout) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, timeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, channelsPerWorker);
     }
 
     public RouterConfig withMaxInboundMessageBytes(int bytes) {
-        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, bytes, maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken);
+        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, bytes, maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, channelsPerWorker);
     }
 
     /** Follows the coordinators' placement, starting from none. */
     public RouterConfig withControlPlane(ControlPlaneConfig control) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, control, metricsPort, tls, healthPort, authToken);
+                maxTokensPerRequest, generation, control, metricsPort, tls, healthPort, authToken, channelsPerWorker);
     }
 
     public RouterConfig withGeneration(GenerationConfig g) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, g, controlPlane, metricsPort, tls, healthPort, authToken);
+                maxTokensPerRequest, g, controlPlane, metricsPort, tls, healthPort, authToken, channelsPerWorker);
     }
 
     public RouterConfig withMaxTokensPerRequest(int tokens) {
-        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes, tokens, generation, controlPlane, metricsPort, tls, healthPort, authToken);
+        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes, tokens, generation, controlPlane, metricsPort, tls, healthPort, authToken, channelsPerWorker);
     }
 
     /** Serves {@code /metrics} on {@code port}: 0 picks a free one, -1 serves none. */
     public RouterConfig withMetricsPort(int port) {
         return new RouterConfig(host, this.port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, port, tls, healthPort, authToken);
+                maxTokensPerRequest, generation, controlPlane, port, tls, healthPort, authToken, channelsPerWorker);
     }
 
     /** Serves the public port over TLS and dials workers with it; null for plaintext. */
     public RouterConfig withTls(TlsConfig newTls) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, newTls, healthPort, authToken);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, newTls, healthPort, authToken, channelsPerWorker);
     }
 
     /** Serves gRPC health alone on a plaintext {@code port}: 0 picks a free one, -1 serves none. */
     public RouterConfig withHealthPort(int port) {
         return new RouterConfig(host, this.port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, port, authToken);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, port, authToken, channelsPerWorker);
+    }
+
+    /** Opens {@code n} connections to each worker. */
+    public RouterConfig withChannelsPerWorker(int n) {
+        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, n);
     }
 
     /** Requires {@code token} on {@code moe.v1.Router} calls; null for none. */
     public RouterConfig withAuthToken(BearerToken token) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, token);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, token, channelsPerWorker);
     }
 }

@@ -22,30 +22,41 @@ import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicLong;
 
 /**
- * The router's connection to one expert worker: a channel and one long-lived {@code Compute}
- * stream carrying batches out and results back, matched by id. Results are parsed with
- * {@link DataPlaneMarshalling}'s aliasing marshaller, so their rows reach the combine without a copy. Sends respect the stream's
- * {@code isReady()} (a backlog holds what the transport cannot take yet). A broken stream fails its
- * in-flight batches at once, so the dispatcher can fail over, and the next send opens a new one.
+ * The router's connection to one expert worker: one or more connections ({@code lanes}, each a
+ * channel with one long-lived {@code Compute} stream) carrying batches out and results back, matched
+ * by id. One HTTP/2 connection is served by one event-loop thread at each end, so a hot worker gets
+ * several, used in turn. Results are parsed with {@link DataPlaneMarshalling}'s aliasing marshaller,
+ * so their rows reach the combine without a copy. Sends respect the stream's {@code isReady()} (a
+ * backlog holds what the transport cannot take yet). A broken stream fails its in-flight batches at
+ * once, so the dispatcher can fail over, and the next send on that lane opens a new one.
  */
 final class WorkerChannel implements AutoCloseable {
     /** How long a worker whose stream broke is passed over when a healthy replica exists. */
     private static final long UNHEALTHY_NANOS = TimeUnit.SECONDS.toNanos(2);
 
     private final String address;
-    private final ManagedChannel channel;
+    private final ManagedChannel[] channels;
     private final Object lock = new Object();
     private final AtomicLong outstandingRows = new AtomicLong();
     private volatile long unhealthyUntil = System.nanoTime();
-    private StreamState stream; // guarded by lock
+    private final StreamState[] streams; // guarded by lock
+    private int nextLane; // guarded by lock
 
-    /** {@code credentials}: TLS as the router's identity, or plaintext. */
-    WorkerChannel(String address, int maxInboundMessageBytes, ChannelCredentials credentials) {
+    /** {@code credentials}: TLS as the router's identity, or plaintext; {@code lanes}: connections to open. */
+    WorkerChannel(String address, int lanes, int maxInboundMessageBytes, ChannelCredentials credentials) {
+        if (lanes < 1) {
+            throw new IllegalArgumentException("a worker needs at least one connection, got " + lanes);
+        }
         this.address = address;
-        this.channel = NettyChannelBuilder.forTarget(address, credentials)
-                .maxInboundMessageSize(maxInboundMessageBytes)
-                .keepAliveTime(30, TimeUnit.SECONDS)
-                .build();
+        this.channels = new ManagedChannel[lanes];
+        this.streams = new StreamState[lanes];
+        for (int i = 0; i < lanes; i++) {
+            // Separate channels are separate connections (one channel shares one connection among its streams).
+            channels[i] = NettyChannelBuilder.forTarget(address, credentials)
+                    .maxInboundMessageSize(maxInboundMessageBytes)
+                    .keepAliveTime(30, TimeUnit.SECONDS)
+                    .build();
+        }
     }
 
     String address() {
@@ -70,11 +81,13 @@ final class WorkerChannel implements AutoCloseable {
         outstandingRows.addAndGet(rows);
         StreamState s;
         synchronized (lock) {
-            if (stream == null || stream.broken) {
-                stream = new StreamState();
-                stream.open();
+            int lane = nextLane;
+            nextLane = (nextLane + 1) % streams.length;
+            if (streams[lane] == null || streams[lane].broken) {
+                streams[lane] = new StreamState(channels[lane]);
+                streams[lane].open();
             }
-            s = stream;
+            s = streams[lane];
             s.pending.put(batch.getId(), result);
             s.backlog.add(batch);
             s.flush();
@@ -103,8 +116,13 @@ final class WorkerChannel implements AutoCloseable {
     private final class StreamState implements ClientResponseObserver<ExpertBatch, ExpertResult> {
         final Map<Long, CompletableFuture<ExpertResult>> pending = new ConcurrentHashMap<>();
         final ArrayDeque<ExpertBatch> backlog = new ArrayDeque<>(); // guarded by WorkerChannel.lock
+        final ManagedChannel channel;
         ClientCallStreamObserver<ExpertBatch> requests;
         volatile boolean broken;
+
+        StreamState(ManagedChannel channel) {
+            this.channel = channel;
+        }
 
         void open() {
             // The stream outlives the request that opened it: detach it from that call's Context,
@@ -167,18 +185,26 @@ final class WorkerChannel implements AutoCloseable {
     @Override
     public void close() {
         synchronized (lock) {
-            if (stream != null && !stream.broken) {
-                stream.requests.onCompleted();
+            for (StreamState stream : streams) {
+                if (stream != null && !stream.broken) {
+                    stream.requests.onCompleted();
+                }
             }
         }
-        channel.shutdown();
+        for (ManagedChannel channel : channels) {
+            channel.shutdown();
+        }
         try {
-            if (!channel.awaitTermination(2, TimeUnit.SECONDS)) {
-                channel.shutdownNow();
+            for (ManagedChannel channel : channels) {
+                if (!channel.awaitTermination(2, TimeUnit.SECONDS)) {
+                    channel.shutdownNow();
+                }
             }
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
-            channel.shutdownNow();
+            for (ManagedChannel channel : channels) {
+                channel.shutdownNow();
+            }
         }
     }
 }
