@@ -199,8 +199,9 @@ public final class GenerationScheduler implements AutoCloseable {
                     + " tokens (leave room for at least one generated token)");
         }
         int maxTokens = p.hasMaxTokens() ? p.getMaxTokens() : Sampler.DEFAULT_MAX_TOKENS;
-        int capacity = Math.min(context, prompt.length + maxTokens);
-        long bytes = capacity * model.kvBytesPerToken();
+        // in 64 bits: max_tokens may be anything up to 2^31-1, and prompt + max_tokens in int wraps negative
+        int capacity = (int) Math.min(context, (long) prompt.length + maxTokens);
+        long bytes = Math.multiplyExact((long) capacity, model.kvBytesPerToken());
         if (bytes > config.kvCacheBudgetBytes()) {
             throw Status.RESOURCE_EXHAUSTED.withDescription("prompt + max_tokens need " + capacity + " tokens of KV cache ("
                     + bytes / (1024 * 1024) + " MiB), more than the router's whole budget of "
@@ -294,8 +295,16 @@ public final class GenerationScheduler implements AutoCloseable {
         if (!active.isEmpty() && s.bytes + reservedBytes.get() > config.kvCacheBudgetBytes()) {
             return false;
         }
+        try {
+            s.cache = model.newCache(s.capacity);
+        } catch (RuntimeException | OutOfMemoryError e) {
+            // this sequence alone fails; the running batch and the reservations stay as they were
+            LOG.log(Level.WARNING, "cannot allocate a KV cache of " + s.capacity + " tokens", e);
+            failAll(List.of(s), Status.RESOURCE_EXHAUSTED.withDescription("cannot allocate a KV cache of " + s.capacity
+                    + " tokens: " + e.getMessage()).asRuntimeException());
+            return true;
+        }
         reservedBytes.addAndGet(s.bytes);
-        s.cache = model.newCache(s.capacity);
         active.add(s);
         activeCount = active.size();
         return true;

@@ -1,0 +1,115 @@
+package dev.moecluster.cli;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import dev.moecluster.core.model.Architecture;
+import dev.moecluster.proto.FinishReason;
+import dev.moecluster.proto.GenerateRequest;
+import dev.moecluster.proto.GenerateResponse;
+import dev.moecluster.proto.RouterGrpc;
+import dev.moecluster.router.RouterConfig;
+import dev.moecluster.router.RouterServer;
+import dev.moecluster.router.generate.GenerationConfig;
+import dev.moecluster.router.generate.GenerationScheduler;
+import io.grpc.Context;
+import io.grpc.ManagedChannel;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import java.nio.file.Path;
+import java.util.Iterator;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+/**
+ * One request cannot take others down: requests at the edges of every size limit get a clear status
+ * or are clamped, while a victim request running beside them finishes with the tokens it gets alone.
+ * The model is a tiny Mixtral (context 4096 tokens).
+ */
+class RequestBoundsTest {
+    private static Path dir;
+    private static LocalCluster cluster;
+    private static ManagedChannel channel;
+
+    @BeforeAll
+    static void start() throws Exception {
+        dir = Clusters.tinyModel(Architecture.MIXTRAL);
+        cluster = LocalCluster.start(LocalCluster.Options.of(dir, 2, 1));
+        channel = Clusters.channel(cluster.router().address());
+    }
+
+    @AfterAll
+    static void stop() {
+        channel.shutdownNow();
+        cluster.close();
+    }
+
+    private static GenerateRequest greedy(int[] prompt, int maxTokens) {
+        GenerateRequest r = GenerateClusterTest.greedy(prompt, maxTokens);
+        return r.toBuilder().setSampling(r.getSampling().toBuilder().setIgnoreEos(true)).build();
+    }
+
+    /** Waits until the scheduler has no sequence and no KV reservation left. */
+    private static void awaitIdle(GenerationScheduler scheduler) throws InterruptedException {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+        while ((scheduler.requestsInFlight() > 0 || scheduler.kvCacheReservedBytes() != 0) && System.nanoTime() < deadline) {
+            Thread.sleep(20);
+        }
+        assertThat(scheduler.requestsInFlight()).isZero();
+        assertThat(scheduler.kvCacheReservedBytes()).isZero();
+    }
+
+    @Test
+    void maxTokensOfIntMaxIsClampedToTheContextWhileAVictimStreamFinishes() throws Exception {
+        GenerationScheduler scheduler = cluster.router().scheduler();
+        int[] victimPrompt = {5, 6, 7};
+        List<Integer> alone = GenerateClusterTest.collect(Clusters.stub(channel).generate(greedy(victimPrompt, 40))).ids();
+        awaitIdle(scheduler);
+
+        Iterator<GenerateResponse> victim = Clusters.stub(channel).generate(greedy(victimPrompt, 40));
+        List<Integer> victimIds = new java.util.ArrayList<>(victim.next().getTokenIdsList());
+        Context.CancellableContext ctx = Context.current().withCancellation();
+        Iterator<GenerateResponse> huge = ctx.call(() -> Clusters.stub(channel).generate(greedy(new int[] {1, 2, 3}, Integer.MAX_VALUE)));
+        for (int i = 0; i < 3; i++) {
+            assertThat(huge.next().getTokenIdsCount()).isEqualTo(1);
+        }
+        // reserved for prompt + max_tokens clamped to the context, never a wrapped (negative) size; the
+        // victim (3 + 40 tokens) may have finished already
+        long perToken = cluster.router().decoder().kvBytesPerToken();
+        assertThat(scheduler.kvCacheReservedBytes()).isIn((4096 + 43) * perToken, 4096 * perToken);
+        GenerateClusterTest.Generated rest = GenerateClusterTest.collect(victim);
+        victimIds.addAll(rest.ids());
+        assertThat(victimIds).isEqualTo(alone);
+        assertThat(rest.last().getFinishReason()).isEqualTo(FinishReason.FINISH_REASON_LENGTH);
+        ctx.cancel(null);
+        awaitIdle(scheduler);
+    }
+
+    @Test
+    void maxTokensOfIntMaxBeyondTheKvBudgetIsRefusedAndTheBudgetStaysBalanced() throws Exception {
+        long perToken = cluster.router().decoder().kvBytesPerToken();
+        var config = RouterConfig.defaults(dir, cluster.placement())
+                .withGeneration(GenerationConfig.defaults().withKvCacheBudgetBytes(1000 * perToken));
+        try (RouterServer router = RouterServer.start(config)) {
+            ManagedChannel ch = Clusters.channel(router.address());
+            try {
+                Iterator<GenerateResponse> victim = Clusters.stub(ch).generate(greedy(new int[] {5, 6, 7}, 30));
+                victim.next();
+                assertThatThrownBy(() -> GenerateClusterTest.collect(Clusters.stub(ch).generate(greedy(new int[] {1, 2}, Integer.MAX_VALUE))))
+                        .isInstanceOfSatisfying(StatusRuntimeException.class, e -> {
+                            assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.RESOURCE_EXHAUSTED);
+                            assertThat(e.getStatus().getDescription()).contains("prompt + max_tokens need 4096 tokens of KV cache");
+                        });
+                GenerateClusterTest.Generated rest = GenerateClusterTest.collect(victim);
+                assertThat(rest.last().getUsage().getCompletionTokens()).isEqualTo(30);
+                awaitIdle(router.scheduler());
+            } finally {
+                ch.shutdownNow();
+            }
+        }
+    }
+}
