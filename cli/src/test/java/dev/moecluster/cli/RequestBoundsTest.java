@@ -12,6 +12,8 @@ import dev.moecluster.router.RouterConfig;
 import dev.moecluster.router.RouterServer;
 import dev.moecluster.router.generate.GenerationConfig;
 import dev.moecluster.router.generate.GenerationScheduler;
+import dev.moecluster.router.generate.TextTokenizer;
+import dev.moecluster.proto.SamplingParams;
 import io.grpc.Context;
 import io.grpc.ManagedChannel;
 import io.grpc.Status;
@@ -111,5 +113,42 @@ class RequestBoundsTest {
                 ch.shutdownNow();
             }
         }
+    }
+
+    @Test
+    void aTextPromptOf1200TokensKeepsAllItsTokens() throws Exception {
+        String text = "The router gathers every token's hidden state and sends it to the workers; ".repeat(60);
+        int expected;
+        try (TextTokenizer tokenizer = TextTokenizer.load(dir)) {
+            expected = tokenizer.encode(text).length;
+        }
+        assertThat(expected).isGreaterThan(1200);
+        GenerateRequest req = GenerateRequest.newBuilder().setText(text)
+                .setSampling(SamplingParams.newBuilder().setMaxTokens(2).setTemperature(0f).setIgnoreEos(true)).build();
+        GenerateClusterTest.Generated g = GenerateClusterTest.collect(Clusters.stub(channel).generate(req));
+        assertThat(g.last().getUsage().getPromptTokens()).isEqualTo(expected);
+        assertThat(g.ids()).hasSize(2);
+    }
+
+    @Test
+    void aFortyMegabyteTextPromptIsRefusedBeforeTokenizing() {
+        long limit = cluster.router().scheduler().maxPromptTextBytes();
+        assertThat(limit).isEqualTo(16L * 4096);
+        GenerateRequest req = GenerateRequest.newBuilder().setText("a".repeat(40 << 20))
+                .setSampling(SamplingParams.newBuilder().setMaxTokens(2)).build();
+        assertThatThrownBy(() -> GenerateClusterTest.collect(Clusters.stub(channel).generate(req)))
+                .isInstanceOfSatisfying(StatusRuntimeException.class, e -> {
+                    assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.INVALID_ARGUMENT);
+                    assertThat(e.getStatus().getDescription()).isEqualTo("prompt text is " + (40 << 20)
+                            + " bytes; this router takes at most 65536 bytes of text (16 bytes per token of the model's 4096-token context)");
+                });
+        // a text of exactly the limit is tokenized; then its tokens are checked against the context
+        GenerateRequest atLimit = req.toBuilder().setText("ab ".repeat((int) limit / 3) + "a".repeat((int) limit % 3)).build();
+        assertThat(atLimit.getTextBytes().size()).isEqualTo(limit);
+        assertThatThrownBy(() -> GenerateClusterTest.collect(Clusters.stub(channel).generate(atLimit)))
+                .isInstanceOfSatisfying(StatusRuntimeException.class, e -> {
+                    assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.INVALID_ARGUMENT);
+                    assertThat(e.getStatus().getDescription()).contains("tokens but the model's context is 4096 tokens");
+                });
     }
 }

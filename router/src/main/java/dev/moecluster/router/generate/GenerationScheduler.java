@@ -44,6 +44,8 @@ import java.util.logging.Logger;
  */
 public final class GenerationScheduler implements AutoCloseable {
     private static final Logger LOG = Logger.getLogger(GenerationScheduler.class.getName());
+    /** Text prompts longer than this many UTF-8 bytes per token of context are refused before tokenizing. */
+    public static final int MAX_PROMPT_BYTES_PER_TOKEN = 16;
 
     private final DecoderModel model;
     private final TextTokenizer tokenizer;
@@ -180,6 +182,13 @@ public final class GenerationScheduler implements AutoCloseable {
                     throw Status.FAILED_PRECONDITION.withDescription("this model has no tokenizer.json; send token_ids")
                             .asRuntimeException();
                 }
+                // bounded before tokenizing, whose time and native memory grow with the text
+                long bytes = request.getTextBytes().size();
+                if (bytes > maxPromptTextBytes()) {
+                    throw invalid("prompt text is " + bytes + " bytes; this router takes at most " + maxPromptTextBytes()
+                            + " bytes of text (" + MAX_PROMPT_BYTES_PER_TOKEN + " bytes per token of the model's " + context
+                            + "-token context)");
+                }
                 yield tokenizer.encode(request.getText());
             }
             case TOKEN_IDS -> request.getTokenIds().getIdsList().stream().mapToInt(Integer::intValue).toArray();
@@ -209,6 +218,11 @@ public final class GenerationScheduler implements AutoCloseable {
         }
         return new Sequence(prompt, maxTokens, capacity, bytes, Sampler.of(p), new TextStream(tokenizer, p.getStopList()),
                 responses, p.getIgnoreEos());
+    }
+
+    /** Longest text prompt accepted, in UTF-8 bytes; no tokenizer averages more bytes per token on real text. */
+    public long maxPromptTextBytes() {
+        return (long) MAX_PROMPT_BYTES_PER_TOKEN * context;
     }
 
     private static StatusRuntimeException invalid(String message) {
