@@ -2,6 +2,7 @@ package dev.moecluster.router.generate;
 
 import static java.util.Objects.requireNonNull;
 
+import dev.moecluster.control.ErrorText;
 import dev.moecluster.core.runner.DecoderModel;
 import dev.moecluster.core.runner.KvCache;
 import dev.moecluster.core.runner.SequenceChunk;
@@ -165,7 +166,7 @@ public final class GenerationScheduler implements AutoCloseable {
 
     private Sequence admit(GenerateRequest request, StreamObserver<GenerateResponse> responses) {
         if (!request.getModel().isEmpty() && !request.getModel().equals(modelName)) {
-            throw Status.NOT_FOUND.withDescription("model '" + request.getModel() + "' is not served here (this router serves '"
+            throw Status.NOT_FOUND.withDescription("model '" + ErrorText.excerpt(request.getModel()) + "' is not served here (this router serves '"
                     + modelName + "')").asRuntimeException();
         }
         SamplingParams p = request.getSampling();
