@@ -151,4 +151,40 @@ class RequestBoundsTest {
                     assertThat(e.getStatus().getDescription()).contains("tokens but the model's context is 4096 tokens");
                 });
     }
+
+    @Test
+    void aCancelledRequestLeavesTheQueueAtOnce() throws Exception {
+        var config = RouterConfig.defaults(dir, cluster.placement())
+                .withGeneration(GenerationConfig.defaults().withMaxActiveSequences(1));
+        try (RouterServer router = RouterServer.start(config)) {
+            ManagedChannel ch = Clusters.channel(router.address());
+            GenerationScheduler scheduler = router.scheduler();
+            Context.CancellableContext running = Context.current().withCancellation();
+            Context.CancellableContext waiting = Context.current().withCancellation();
+            try {
+                Iterator<GenerateResponse> a = running.call(() -> Clusters.stub(ch).generate(greedy(new int[] {1, 2}, 4000)));
+                a.next();
+                Iterator<GenerateResponse> b = waiting.call(() -> Clusters.stub(ch).generate(greedy(new int[] {3, 4}, 10)));
+                long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+                while (scheduler.queuedRequests() == 0 && System.nanoTime() < deadline) {
+                    Thread.sleep(5);
+                }
+                assertThat(scheduler.queuedRequests()).isEqualTo(1);
+                waiting.cancel(null);
+                assertThatThrownBy(b::hasNext).isInstanceOf(StatusRuntimeException.class);
+                while (scheduler.requestsInFlight() > 1 && System.nanoTime() < deadline) {
+                    Thread.sleep(5);
+                }
+                // gone while the one sequence slot is still taken by the 4,000-token stream
+                assertThat(scheduler.queuedRequests()).isZero();
+                assertThat(scheduler.requestsInFlight()).isEqualTo(1);
+                assertThat(scheduler.activeSequences()).isEqualTo(1);
+                running.cancel(null);
+                awaitIdle(scheduler);
+            } finally {
+                running.cancel(null);
+                ch.shutdownNow();
+            }
+        }
+    }
 }

@@ -160,7 +160,12 @@ public final class GenerationScheduler implements AutoCloseable {
         }
         promptTokens.addAndGet(seq.prompt.length);
         if (responses instanceof ServerCallStreamObserver<GenerateResponse> server) {
-            server.setOnCancelHandler(() -> seq.cancelled = true);
+            server.setOnCancelHandler(() -> {
+                seq.cancelled = true;
+                if (queue.remove(seq)) {
+                    leave(seq); // still waiting: gone from the queue at once (a decoding one leaves at the next step)
+                }
+            });
         }
     }
 
