@@ -95,8 +95,10 @@ final class RouterMetrics {
 
     /** DEADLINE_EXCEEDED for a call whose deadline passed, CANCELLED for one the client cancelled. */
     private static Status.Code abandoned(Context context) {
-        return context.cancellationCause() instanceof TimeoutException
-                || Status.fromThrowable(context.cancellationCause()).getCode() == Status.Code.DEADLINE_EXCEEDED
+        // null when the listener hears of the cancellation before the context does
+        Throwable cause = context.cancellationCause();
+        return cause instanceof TimeoutException
+                || cause != null && Status.fromThrowable(cause).getCode() == Status.Code.DEADLINE_EXCEEDED
                 ? Status.Code.DEADLINE_EXCEEDED : Status.Code.CANCELLED;
     }
 
