@@ -25,8 +25,9 @@ import java.util.logging.Logger;
 /**
  * The public {@code moe.v1.Router} API. Validates every request before it touches shared state and
  * maps each failure to a status a client can act on. MoeForward is admitted by the tokens in flight
- * across calls, checked from the request's shape before its data is decoded. Once {@link #stopAccepting()} was called, new
- * {@code MoeForward} and {@code Generate} calls get UNAVAILABLE while those already taken go on.
+ * across calls, counted from the request's shape before its data is decoded. Once
+ * {@link #stopAccepting()} was called, new {@code MoeForward} and {@code Generate} calls get
+ * UNAVAILABLE while those already taken go on.
  */
 final class RouterService extends RouterGrpc.RouterImplBase {
     private static final Logger LOG = Logger.getLogger(RouterService.class.getName());
@@ -46,11 +47,6 @@ final class RouterService extends RouterGrpc.RouterImplBase {
         this.maxTokens = maxTokens;
         this.maxTokensInFlight = maxTokensInFlight;
         this.scheduler = scheduler;
-    }
-
-    /** MoeForward tokens admitted and not answered yet. */
-    long tokensInFlight() {
-        return tokensInFlight.get();
     }
 
     /** New MoeForward and Generate calls get UNAVAILABLE from now on. */

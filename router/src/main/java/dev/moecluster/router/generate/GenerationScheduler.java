@@ -171,8 +171,8 @@ public final class GenerationScheduler implements AutoCloseable {
 
     private Sequence admit(GenerateRequest request, StreamObserver<GenerateResponse> responses) {
         if (!request.getModel().isEmpty() && !request.getModel().equals(modelName)) {
-            throw Status.NOT_FOUND.withDescription("model '" + ErrorText.excerpt(request.getModel()) + "' is not served here (this router serves '"
-                    + modelName + "')").asRuntimeException();
+            throw Status.NOT_FOUND.withDescription("model '" + ErrorText.excerpt(request.getModel())
+                    + "' is not served here (this router serves '" + modelName + "')").asRuntimeException();
         }
         SamplingParams p = request.getSampling();
         String problem = Sampler.validate(p);
