@@ -23,7 +23,7 @@ import java.util.SplittableRandom;
  * buffers and a prefilled "downloaded" buffer standing in for the kernels. Per batch: parse the
  * received message (one copy out of the transport's buffers, activations aliased), check shapes and
  * finiteness on the wire bytes, gather the rows into the staging buffer, write each slice's output
- * from the downloaded f32 rows in the wire dtype, check it, and serialize the result.
+ * from the downloaded rows in the wire dtype, and serialize the result.
  */
 public final class WorkerHostPath {
     /** What one run measured. */
@@ -53,7 +53,7 @@ public final class WorkerHostPath {
 
         try (Arena arena = Arena.ofConfined()) {
             RowBatch staging = RowBatch.allocate(arena, DType.BF16, rowsPerBatch, hidden);
-            RowBatch downloaded = RowBatch.allocate(arena, DType.F32, rowsPerBatch, hidden);
+            RowBatch downloaded = RowBatch.allocate(arena, DType.BF16, rowsPerBatch, hidden); // the down kernel writes bf16
             for (int r = 0; r < rowsPerBatch; r++) {
                 downloaded.putRow(r, row, 0, 0.5f);
             }
@@ -96,10 +96,7 @@ public final class WorkerHostPath {
                     o.copyFrom(downloaded.slice(at, o.rows()), 0);
                     at += o.rows();
                 }
-                // worker: outputs checked, result wrapped without a copy and serialized
-                if (out.firstNonFinite() >= 0) {
-                    throw new IllegalStateException("non-finite output");
-                }
+                // worker: the result wraps the outputs without a copy and is serialized
                 ExpertResult result = ExpertResult.newBuilder().setId(batch.getId()).setOutputs(WireTensors.tensor(out)).build();
                 // what gRPC's framer does with the stream: drain it into the transport's buffers
                 checksum += ((Drainable) DataPlaneMarshalling.computeMethod().streamResponse(result)).drainTo(sink);

@@ -84,6 +84,10 @@ final class RouterCommand implements Callable<Integer> {
     @Option(names = "--max-tokens", defaultValue = "8192", description = "Most tokens in one MoeForward call (default: ${DEFAULT-VALUE}).")
     int maxTokens;
 
+    @Option(names = "--max-inflight-tokens", paramLabel = "N",
+            description = "Most MoeForward tokens computed at once across calls; a call beyond it gets RESOURCE_EXHAUSTED at once instead of queueing (default: 4 x --max-tokens).")
+    Integer maxInflightTokens;
+
     @Option(names = "--max-message-mb", defaultValue = "64", description = "Largest request or worker result, MiB (default: ${DEFAULT-VALUE}).")
     int maxMessageMb;
 
@@ -123,6 +127,9 @@ final class RouterCommand implements Callable<Integer> {
                 metricsPort).withTls(tls.resolve()).withHealthPort(healthPort)
                 .withAuthToken(authTokenFile == null ? null : BearerToken.readFrom(authTokenFile))
                 .withChannelsPerWorker(channelsPerWorker);
+        if (maxInflightTokens != null) {
+            rc = rc.withMaxTokensInFlight(maxInflightTokens);
+        }
         if (shutdownGraceSeconds < 0) {
             throw new IllegalArgumentException("--shutdown-grace-s must be >= 0, got " + shutdownGraceSeconds);
         }

@@ -22,7 +22,8 @@ import java.util.concurrent.atomic.AtomicBoolean;
  * started. {@link #close()} drains in-flight calls for up to 5 s; {@link #kill()} drops them, as a
  * crash would. Either may be called more than once. Optionally the port speaks TLS, and a second,
  * plaintext port serves only gRPC health with the same statuses (for probes when the main port
- * requires client certificates).
+ * requires client certificates). Requests are parsed with malformed ones refused as INVALID_ARGUMENT, every
+ * status sent is {@link ErrorText#bounded bounded}, and clients may send keepalive pings every 10 s.
  */
 public final class GrpcEndpoint implements AutoCloseable {
     /** Health service name of readiness: may this component take traffic now. */
@@ -30,6 +31,11 @@ public final class GrpcEndpoint implements AutoCloseable {
     /** Health service name of liveness: the process runs and need not be restarted. */
     public static final String LIVENESS = "liveness";
     private static final long DRAIN_SECONDS = 5;
+    /**
+     * Clients may ping this often (the router's worker channels ping every 30 s, Netty clients at most
+     * every 10 s); gRPC's default of 5 min sends such clients away with GOAWAY too_many_pings.
+     */
+    static final long PERMIT_KEEPALIVE_SECONDS = 10;
     /** {@code --health-port} value for no separate health port. */
     public static final int NO_HEALTH_PORT = -1;
 
@@ -42,9 +48,11 @@ public final class GrpcEndpoint implements AutoCloseable {
             TlsConfig tls, int healthPort) throws IOException {
         NettyServerBuilder builder = NettyServerBuilder.forAddress(new InetSocketAddress(host, port), credentials(tls))
                 .maxInboundMessageSize(maxInboundMessageBytes)
-                .addService(health.getHealthService())
-                .addService(ProtoReflectionServiceV1.newInstance());
-        services.forEach(builder::addService);
+                .permitKeepAliveTime(PERMIT_KEEPALIVE_SECONDS, TimeUnit.SECONDS)
+                .permitKeepAliveWithoutCalls(true)
+                .addService(MalformedRequests.guard(health.getHealthService().bindService()))
+                .addService(MalformedRequests.guard(ProtoReflectionServiceV1.newInstance().bindService()));
+        services.forEach(s -> builder.addService(MalformedRequests.guard(s)));
         this.server = builder.build().start();
         this.healthServer = startHealthServer(host, healthPort);
         reportStarted();

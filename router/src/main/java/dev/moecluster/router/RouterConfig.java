@@ -33,6 +33,8 @@ import java.time.Duration;
  *     identity, for the channels to the workers; null for plaintext
  * @param healthPort plaintext port serving only gRPC health: 0 picks a free one, -1 serves none
  * @param authToken bearer token {@code moe.v1.Router} calls must carry; null for none
+ * @param maxTokensInFlight MoeForward tokens admitted at once across calls; a call beyond it gets
+ *     RESOURCE_EXHAUSTED at once; at least {@code maxTokensPerRequest}
  * @param channelsPerWorker connections to each worker (1 by default): one HTTP/2 connection is served
  *     by one event-loop thread at each end, near 1 GB/s, so a worker that one connection cannot feed gets more
  */
@@ -51,9 +53,12 @@ public record RouterConfig(
         TlsConfig tls,
         int healthPort,
         BearerToken authToken,
+        int maxTokensInFlight,
         int channelsPerWorker) {
 
     public static final int DEFAULT_MAX_INBOUND_BYTES = 64 * 1024 * 1024;
+    /** Default MoeForward tokens in flight, in calls of the largest size. */
+    public static final int IN_FLIGHT_CALLS = 4;
     /** {@code moe router --metrics-port} default. */
     public static final int DEFAULT_METRICS_PORT = 9400;
 
@@ -78,6 +83,10 @@ public record RouterConfig(
         if (maxTokensPerRequest < 1) {
             throw new IllegalArgumentException("max tokens per request must be at least 1");
         }
+        if (maxTokensInFlight < maxTokensPerRequest) {
+            throw new IllegalArgumentException("MoeForward tokens in flight (" + maxTokensInFlight
+                    + ") must be at least the tokens of one call (" + maxTokensPerRequest + ")");
+        }
         MetricsEndpoint.requirePort(metricsPort);
         GrpcEndpoint.requireHealthPort(healthPort);
         if (channelsPerWorker < 1 || channelsPerWorker > 64) {
@@ -85,12 +94,13 @@ public record RouterConfig(
         }
     }
 
-    /** Plaintext, no health-only port, no token. */
+    /** Plaintext, no health-only port, no token, 4 × {@code maxTokensPerRequest} MoeForward tokens in flight. */
     public RouterConfig(String host, int port, Path modelDir, ExpertPlacement placement, DType wireDtype,
             Duration expertTimeout, int maxInboundMessageBytes, int maxTokensPerRequest, GenerationConfig generation,
             ControlPlaneConfig controlPlane, int metricsPort) {
         this(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes, maxTokensPerRequest,
-                generation, controlPlane, metricsPort, null, GrpcEndpoint.NO_HEALTH_PORT, null, 1);
+                generation, controlPlane, metricsPort, null, GrpcEndpoint.NO_HEALTH_PORT, null,
+                Math.multiplyExact(IN_FLIGHT_CALLS, maxTokensPerRequest), 1);
     }
 
     /**
@@ -104,70 +114,77 @@ public record RouterConfig(
 
     public RouterConfig withPort(int newPort) {
         return new RouterConfig(host, newPort, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, channelsPerWorker);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker);
     }
 
     public RouterConfig withHost(String newHost) {
         return new RouterConfig(newHost, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, channelsPerWorker);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker);
     }
 
     public RouterConfig withWireDtype(DType dtype) {
         return new RouterConfig(host, port, modelDir, placement, dtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, channelsPerWorker);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker);
     }
 
     public RouterConfig withExpertTimeout(Duration timeout) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, timeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, channelsPerWorker);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker);
     }
 
     public RouterConfig withMaxInboundMessageBytes(int bytes) {
-        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, bytes, maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, channelsPerWorker);
+        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, bytes, maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker);
     }
 
     /** Follows the coordinators' placement, starting from none. */
     public RouterConfig withControlPlane(ControlPlaneConfig control) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, control, metricsPort, tls, healthPort, authToken, channelsPerWorker);
+                maxTokensPerRequest, generation, control, metricsPort, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker);
     }
 
     public RouterConfig withGeneration(GenerationConfig g) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, g, controlPlane, metricsPort, tls, healthPort, authToken, channelsPerWorker);
+                maxTokensPerRequest, g, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker);
     }
 
+    /** Raises the MoeForward tokens in flight to {@code tokens} where they were fewer. */
     public RouterConfig withMaxTokensPerRequest(int tokens) {
-        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes, tokens, generation, controlPlane, metricsPort, tls, healthPort, authToken, channelsPerWorker);
+        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes, tokens, generation, controlPlane, metricsPort, tls, healthPort, authToken, Math.max(tokens, maxTokensInFlight), channelsPerWorker);
+    }
+
+    /** Admits at most {@code tokens} MoeForward tokens at once across calls. */
+    public RouterConfig withMaxTokensInFlight(int tokens) {
+        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, tokens, channelsPerWorker);
     }
 
     /** Serves {@code /metrics} on {@code port}: 0 picks a free one, -1 serves none. */
     public RouterConfig withMetricsPort(int port) {
         return new RouterConfig(host, this.port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, port, tls, healthPort, authToken, channelsPerWorker);
+                maxTokensPerRequest, generation, controlPlane, port, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker);
     }
 
     /** Serves the public port over TLS and dials workers with it; null for plaintext. */
     public RouterConfig withTls(TlsConfig newTls) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, newTls, healthPort, authToken, channelsPerWorker);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, newTls, healthPort, authToken, maxTokensInFlight, channelsPerWorker);
     }
 
     /** Serves gRPC health alone on a plaintext {@code port}: 0 picks a free one, -1 serves none. */
     public RouterConfig withHealthPort(int port) {
         return new RouterConfig(host, this.port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, port, authToken, channelsPerWorker);
-    }
-
-    /** Opens {@code n} connections to each worker. */
-    public RouterConfig withChannelsPerWorker(int n) {
-        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, n);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, port, authToken, maxTokensInFlight, channelsPerWorker);
     }
 
     /** Requires {@code token} on {@code moe.v1.Router} calls; null for none. */
     public RouterConfig withAuthToken(BearerToken token) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, token, channelsPerWorker);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, token, maxTokensInFlight, channelsPerWorker);
+    }
+
+    /** Opens {@code n} connections to each worker. */
+    public RouterConfig withChannelsPerWorker(int n) {
+        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight, n);
     }
 }

@@ -79,7 +79,7 @@ public final class RouterServer implements AutoCloseable {
         this.scheduler = new GenerationScheduler(decoder, tokenizer, config.generation(), model.name(), contextLength(model),
                 eosTokens(config.modelDir(), model));
         var countRequests = RouterMetrics.register(metrics.registry(), stats, scheduler, () -> dispatcher.placement().epoch());
-        this.service = new RouterService(model, moe, config.maxTokensPerRequest(), scheduler);
+        this.service = new RouterService(model, moe, config.maxTokensPerRequest(), config.maxTokensInFlight(), scheduler);
         this.server = GrpcEndpoint.start(config.host(), config.port(), config.maxInboundMessageBytes(), List.of(
                 publicApi(service, countRequests, config.authToken())), config.tls(), config.healthPort());
         this.follower = config.controlPlane() == null ? null : new PlacementFollower(

@@ -12,17 +12,22 @@ import dev.moecluster.proto.MoeForwardRequest;
 import dev.moecluster.proto.MoeForwardResponse;
 import dev.moecluster.proto.RouterGrpc;
 import dev.moecluster.router.generate.GenerationScheduler;
+import dev.moecluster.control.ErrorText;
+import io.grpc.Context;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.grpc.stub.StreamObserver;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.logging.Level;
 import java.util.logging.Logger;
 
 /**
  * The public {@code moe.v1.Router} API. Validates every request before it touches shared state and
- * maps each failure to a status a client can act on. Once {@link #stopAccepting()} was called, new
- * {@code MoeForward} and {@code Generate} calls get UNAVAILABLE while those already taken go on.
+ * maps each failure to a status a client can act on. MoeForward is admitted by the tokens in flight
+ * across calls, counted from the request's shape before its data is decoded. Once
+ * {@link #stopAccepting()} was called, new {@code MoeForward} and {@code Generate} calls get
+ * UNAVAILABLE while those already taken go on.
  */
 final class RouterService extends RouterGrpc.RouterImplBase {
     private static final Logger LOG = Logger.getLogger(RouterService.class.getName());
@@ -30,14 +35,17 @@ final class RouterService extends RouterGrpc.RouterImplBase {
     private final ModelConfig config;
     private final RemoteMoeBlock moe;
     private final int maxTokens;
+    private final long maxTokensInFlight;
     private final GenerationScheduler scheduler;
     private final AtomicInteger inHandler = new AtomicInteger();
+    private final AtomicLong tokensInFlight = new AtomicLong();
     private volatile boolean stopping;
 
-    RouterService(ModelConfig config, RemoteMoeBlock moe, int maxTokens, GenerationScheduler scheduler) {
+    RouterService(ModelConfig config, RemoteMoeBlock moe, int maxTokens, int maxTokensInFlight, GenerationScheduler scheduler) {
         this.config = config;
         this.moe = moe;
         this.maxTokens = maxTokens;
+        this.maxTokensInFlight = maxTokensInFlight;
         this.scheduler = scheduler;
     }
 
@@ -101,9 +109,24 @@ final class RouterService extends RouterGrpc.RouterImplBase {
         if (!enter(responses)) {
             return;
         }
+        long admitted = 0;
         try {
+            long tokens = validateShape(request);
+            admit(tokens);
+            admitted = tokens;
             FloatMatrix x = validate(request);
+            if (Context.current().isCancelled()) {
+                // the client is gone: nothing to compute for (and whatever would be sent goes nowhere)
+                responses.onError(Status.CANCELLED.withDescription("the call was cancelled before dispatch").asRuntimeException());
+                return;
+            }
             RemoteMoeBlock.Result result = moe.route(request.getLayer(), x);
+            int bad = result.output().firstNonFinite();
+            if (bad >= 0) {
+                throw Status.INTERNAL.withDescription("MoeForward produced a non-finite value (NaN or infinity) at token "
+                        + bad / result.output().cols() + ", column " + bad % result.output().cols()
+                        + " from finite hidden_states (values too large for the model's weights?)").asRuntimeException();
+            }
             DType dtype = WireTensors.dtype(request.getHiddenStates().getDtype());
             responses.onNext(MoeForwardResponse.newBuilder()
                     .setOutput(WireTensors.encode(result.output(), dtype))
@@ -116,15 +139,56 @@ final class RouterService extends RouterGrpc.RouterImplBase {
             LOG.log(Level.WARNING, "MoeForward failed", e);
             responses.onError(Status.INTERNAL.withDescription("MoeForward failed: " + e).asRuntimeException());
         } finally {
+            tokensInFlight.addAndGet(-admitted);
             inHandler.decrementAndGet();
         }
     }
 
-    private FloatMatrix validate(MoeForwardRequest request) {
-        if (!request.getModel().isEmpty() && !request.getModel().equals(config.name())) {
-            throw Status.NOT_FOUND.withDescription("model '" + request.getModel() + "' is not served here (this router serves '"
-                    + config.name() + "')").asRuntimeException();
+    /**
+     * Admits {@code tokens} more MoeForward tokens, or refuses at once: a storm of large calls must not
+     * pile up decoded activations until the router runs out of memory.
+     */
+    private void admit(long tokens) {
+        long now = tokensInFlight.addAndGet(tokens);
+        if (now > maxTokensInFlight) {
+            tokensInFlight.addAndGet(-tokens);
+            throw Status.RESOURCE_EXHAUSTED.withDescription("the router is busy: " + (now - tokens) + " MoeForward tokens in flight, "
+                    + tokens + " more would pass its limit of " + maxTokensInFlight + " (--max-inflight-tokens); retry later")
+                    .asRuntimeException();
         }
+    }
+
+    /**
+     * The checks the request's shape alone answers, made before its data is decoded; returns its tokens.
+     * A shape that is not {@code [tokens, hidden]} is left for the decoder to name.
+     */
+    private long validateShape(MoeForwardRequest request) {
+        if (!request.getModel().isEmpty() && !request.getModel().equals(config.name())) {
+            throw Status.NOT_FOUND.withDescription("model '" + ErrorText.excerpt(request.getModel())
+                    + "' is not served here (this router serves '" + config.name() + "')").asRuntimeException();
+        }
+        java.util.List<Long> shape = request.getHiddenStates().getShapeList();
+        if (shape.size() != 2) {
+            return 0;
+        }
+        long tokens = shape.get(0);
+        if (shape.get(1) != config.hiddenSize()) {
+            throw invalid("hidden_states has width " + shape.get(1) + " but the model's hidden_size is " + config.hiddenSize());
+        }
+        if (tokens == 0) {
+            throw invalid("hidden_states is empty: send at least one token");
+        }
+        if (tokens < 0) {
+            throw invalid("hidden_states has a negative token count " + tokens);
+        }
+        if (tokens > maxTokens) {
+            throw Status.RESOURCE_EXHAUSTED.withDescription("hidden_states has " + tokens
+                    + " tokens; this router accepts at most " + maxTokens + " per call").asRuntimeException();
+        }
+        return tokens;
+    }
+
+    private FloatMatrix validate(MoeForwardRequest request) {
         int layer = request.getLayer();
         if (layer < 0 || layer >= config.numLayers()) {
             throw invalid("layer " + layer + " is out of range: the model has " + config.numLayers() + " layers (0.."
@@ -145,16 +209,6 @@ final class RouterService extends RouterGrpc.RouterImplBase {
             x = WireTensors.decode(request.getHiddenStates(), "hidden_states");
         } catch (IllegalArgumentException e) {
             throw invalid(e.getMessage());
-        }
-        if (x.cols() != config.hiddenSize()) {
-            throw invalid("hidden_states has width " + x.cols() + " but the model's hidden_size is " + config.hiddenSize());
-        }
-        if (x.rows() == 0) {
-            throw invalid("hidden_states is empty: send at least one token");
-        }
-        if (x.rows() > maxTokens) {
-            throw Status.RESOURCE_EXHAUSTED.withDescription("hidden_states has " + x.rows()
-                    + " tokens; this router accepts at most " + maxTokens + " per call").asRuntimeException();
         }
         int bad = x.firstNonFinite();
         if (bad >= 0) {

@@ -2,6 +2,7 @@ package dev.moecluster.router.generate;
 
 import static java.util.Objects.requireNonNull;
 
+import dev.moecluster.control.ErrorText;
 import dev.moecluster.core.runner.DecoderModel;
 import dev.moecluster.core.runner.KvCache;
 import dev.moecluster.core.runner.SequenceChunk;
@@ -44,6 +45,8 @@ import java.util.logging.Logger;
  */
 public final class GenerationScheduler implements AutoCloseable {
     private static final Logger LOG = Logger.getLogger(GenerationScheduler.class.getName());
+    /** Text prompts longer than this many UTF-8 bytes per token of context are refused before tokenizing. */
+    public static final int MAX_PROMPT_BYTES_PER_TOKEN = 16;
 
     private final DecoderModel model;
     private final TextTokenizer tokenizer;
@@ -157,14 +160,19 @@ public final class GenerationScheduler implements AutoCloseable {
         }
         promptTokens.addAndGet(seq.prompt.length);
         if (responses instanceof ServerCallStreamObserver<GenerateResponse> server) {
-            server.setOnCancelHandler(() -> seq.cancelled = true);
+            server.setOnCancelHandler(() -> {
+                seq.cancelled = true;
+                if (queue.remove(seq)) {
+                    leave(seq); // still waiting: gone from the queue at once (a decoding one leaves at the next step)
+                }
+            });
         }
     }
 
     private Sequence admit(GenerateRequest request, StreamObserver<GenerateResponse> responses) {
         if (!request.getModel().isEmpty() && !request.getModel().equals(modelName)) {
-            throw Status.NOT_FOUND.withDescription("model '" + request.getModel() + "' is not served here (this router serves '"
-                    + modelName + "')").asRuntimeException();
+            throw Status.NOT_FOUND.withDescription("model '" + ErrorText.excerpt(request.getModel())
+                    + "' is not served here (this router serves '" + modelName + "')").asRuntimeException();
         }
         SamplingParams p = request.getSampling();
         String problem = Sampler.validate(p);
@@ -179,6 +187,13 @@ public final class GenerationScheduler implements AutoCloseable {
                 if (tokenizer == null) {
                     throw Status.FAILED_PRECONDITION.withDescription("this model has no tokenizer.json; send token_ids")
                             .asRuntimeException();
+                }
+                // bounded before tokenizing, whose time and native memory grow with the text
+                long bytes = request.getTextBytes().size();
+                if (bytes > maxPromptTextBytes()) {
+                    throw invalid("prompt text is " + bytes + " bytes; this router takes at most " + maxPromptTextBytes()
+                            + " bytes of text (" + MAX_PROMPT_BYTES_PER_TOKEN + " bytes per token of the model's " + context
+                            + "-token context)");
                 }
                 yield tokenizer.encode(request.getText());
             }
@@ -199,8 +214,9 @@ public final class GenerationScheduler implements AutoCloseable {
                     + " tokens (leave room for at least one generated token)");
         }
         int maxTokens = p.hasMaxTokens() ? p.getMaxTokens() : Sampler.DEFAULT_MAX_TOKENS;
-        int capacity = Math.min(context, prompt.length + maxTokens);
-        long bytes = capacity * model.kvBytesPerToken();
+        // in 64 bits: max_tokens may be anything up to 2^31-1, and prompt + max_tokens in int wraps negative
+        int capacity = (int) Math.min(context, (long) prompt.length + maxTokens);
+        long bytes = Math.multiplyExact((long) capacity, model.kvBytesPerToken());
         if (bytes > config.kvCacheBudgetBytes()) {
             throw Status.RESOURCE_EXHAUSTED.withDescription("prompt + max_tokens need " + capacity + " tokens of KV cache ("
                     + bytes / (1024 * 1024) + " MiB), more than the router's whole budget of "
@@ -208,6 +224,11 @@ public final class GenerationScheduler implements AutoCloseable {
         }
         return new Sequence(prompt, maxTokens, capacity, bytes, Sampler.of(p), new TextStream(tokenizer, p.getStopList()),
                 responses, p.getIgnoreEos());
+    }
+
+    /** Longest text prompt accepted, in UTF-8 bytes; no tokenizer averages more bytes per token on real text. */
+    public long maxPromptTextBytes() {
+        return (long) MAX_PROMPT_BYTES_PER_TOKEN * context;
     }
 
     private static StatusRuntimeException invalid(String message) {
@@ -294,8 +315,16 @@ public final class GenerationScheduler implements AutoCloseable {
         if (!active.isEmpty() && s.bytes + reservedBytes.get() > config.kvCacheBudgetBytes()) {
             return false;
         }
+        try {
+            s.cache = model.newCache(s.capacity);
+        } catch (RuntimeException | OutOfMemoryError e) {
+            // this sequence alone fails; the running batch and the reservations stay as they were
+            LOG.log(Level.WARNING, "cannot allocate a KV cache of " + s.capacity + " tokens", e);
+            failAll(List.of(s), Status.RESOURCE_EXHAUSTED.withDescription("cannot allocate a KV cache of " + s.capacity
+                    + " tokens: " + e.getMessage()).asRuntimeException());
+            return true;
+        }
         reservedBytes.addAndGet(s.bytes);
-        s.cache = model.newCache(s.capacity);
         active.add(s);
         activeCount = active.size();
         return true;

@@ -9,7 +9,7 @@ import java.util.Map;
 /**
  * The model's Hugging Face {@code tokenizer.json}, through the tokenizers library's native code.
  * Encoding adds the special tokens the tokenizer's post-processor defines (BOS for Llama and
- * Mixtral, none for Qwen).
+ * Mixtral, none for Qwen). Nothing is truncated: a text encodes to all its tokens.
  */
 public final class TextTokenizer implements AutoCloseable {
     static {
@@ -35,7 +35,8 @@ public final class TextTokenizer implements AutoCloseable {
         if (!Files.exists(file)) {
             throw new IOException("no tokenizer.json in " + modelDir + "; send token ids instead of text");
         }
-        return new TextTokenizer(HuggingFaceTokenizer.newInstance(file, Map.of("addSpecialTokens", "true")));
+        // DJL truncates to 512 tokens unless told otherwise; the scheduler checks the length against the context
+        return new TextTokenizer(HuggingFaceTokenizer.newInstance(file, Map.of("addSpecialTokens", "true", "truncation", "false")));
     }
 
     public int[] encode(String text) {

@@ -1,0 +1,32 @@
+package dev.moecluster.router;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import dev.moecluster.core.placement.ExpertPlacement;
+import java.nio.file.Path;
+import org.junit.jupiter.api.Test;
+
+class RouterConfigTest {
+    private static final RouterConfig DEFAULTS = RouterConfig.defaults(Path.of("model"), ExpertPlacement.none());
+
+    @Test
+    void admitsFourFullSizeMoeForwardCallsInFlightByDefault() {
+        assertThat(DEFAULTS.maxTokensPerRequest()).isEqualTo(8192);
+        assertThat(DEFAULTS.maxTokensInFlight()).isEqualTo(4 * 8192);
+        assertThat(DEFAULTS.withMaxTokensInFlight(10_000).maxTokensInFlight()).isEqualTo(10_000);
+        // every with… copy keeps it
+        assertThat(DEFAULTS.withMaxTokensInFlight(10_000).withPort(5).withMetricsPort(0).withHealthPort(0).maxTokensInFlight())
+                .isEqualTo(10_000);
+    }
+
+    @Test
+    void tokensInFlightAreNeverFewerThanOneCallTakes() {
+        assertThatThrownBy(() -> DEFAULTS.withMaxTokensInFlight(8191))
+                .isInstanceOf(IllegalArgumentException.class)
+                .hasMessage("MoeForward tokens in flight (8191) must be at least the tokens of one call (8192)");
+        // raising the per-call limit raises the tokens in flight with it where they would be fewer
+        assertThat(DEFAULTS.withMaxTokensPerRequest(100_000).maxTokensInFlight()).isEqualTo(100_000);
+        assertThat(DEFAULTS.withMaxTokensPerRequest(16).maxTokensInFlight()).isEqualTo(4 * 8192);
+    }
+}
