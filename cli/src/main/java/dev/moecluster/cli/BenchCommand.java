@@ -204,8 +204,9 @@ final class BenchCommand {
             var r = dev.moecluster.bench.WorkerHostPath.run(hidden, rows, experts, batches, wire);
             System.out.printf(Locale.ROOT, "bench worker-host: hidden %d, %d rows in %d experts per batch, %s on the wire, %d batches%n",
                     hidden, rows, experts, wire.name().toLowerCase(Locale.ROOT), batches);
-            System.out.printf(Locale.ROOT, "host time per routed row: %.2f us (%.1f MB of activations in and out per second)%n",
-                    r.nanosPerRow() / 1e3, 2.0 * dev.moecluster.core.tensor.RowBatch.wireBytes(wire, 1, hidden) / r.nanosPerRow() * 1e3);
+            System.out.printf(Locale.ROOT, "host time per routed row: %.2f us CPU (%.2f us wall; %.0f MB of activations in and out"
+                            + " per CPU second)%n", r.cpuNanosPerRow() / 1e3, r.nanosPerRow() / 1e3,
+                    2.0 * dev.moecluster.core.tensor.RowBatch.wireBytes(wire, 1, hidden) / r.cpuNanosPerRow() * 1e3);
             return 0;
         }
     }

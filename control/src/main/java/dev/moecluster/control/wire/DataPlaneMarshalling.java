@@ -4,6 +4,7 @@ import com.google.protobuf.CodedInputStream;
 import com.google.protobuf.InvalidProtocolBufferException;
 import com.google.protobuf.Message;
 import com.google.protobuf.Parser;
+import com.google.protobuf.UnsafeByteOperations;
 import dev.moecluster.proto.ExpertBatch;
 import dev.moecluster.proto.ExpertResult;
 import dev.moecluster.proto.ExpertServiceGrpc;
@@ -97,7 +98,9 @@ public final class DataPlaneMarshalling {
         public T parse(InputStream stream) {
             try {
                 byte[] bytes = readAll(stream);
-                CodedInputStream in = CodedInputStream.newInstance(bytes);
+                // Aliasing takes effect only on input protobuf knows to be immutable: the array is ours
+                // alone from here on, and a wrapped ByteString's coded input says so.
+                CodedInputStream in = UnsafeByteOperations.unsafeWrap(bytes).newCodedInput();
                 in.enableAliasing(true);
                 in.setSizeLimit(Integer.MAX_VALUE);
                 T message = parser.parseFrom(in);
@@ -111,7 +114,8 @@ public final class DataPlaneMarshalling {
             }
         }
 
-        private static byte[] readAll(InputStream stream) throws IOException {
+        /** The whole message in one new array: {@code parse} aliases it, so it must not be shared. */
+        static byte[] readAll(InputStream stream) throws IOException {
             if (!(stream instanceof KnownLength)) {
                 return stream.readAllBytes();
             }

@@ -60,6 +60,28 @@ class DataPlaneMarshallingTest {
         assertThat(parsed.toByteArray()).isEqualTo(message.toByteArray());
     }
 
+    /**
+     * The parsed activations are a view of the array the message was read into, not a copy: protobuf
+     * hands out a bounded view of its input only when it aliases (a copy is a literal ByteString), so
+     * the class says which; and the view's bytes are the message's.
+     */
+    @Test
+    void parsedActivationsAliasTheReceivedBytes() throws Exception {
+        ExpertBatch message = batch(DType.BF16, 4, 32, 3);
+        ExpertBatch parsed = DataPlaneMarshalling.computeMethod().parseRequest(new KnownLengthStream(message.toByteArray()));
+        assertThat(parsed.getActivations().getData().getClass().getSimpleName()).isEqualTo("BoundedByteString");
+        ExpertBatch copied = ExpertBatch.parseFrom(message.toByteArray());
+        assertThat(copied.getActivations().getData().getClass().getSimpleName()).isEqualTo("LiteralByteString");
+        assertThat(parsed.getActivations().getData()).isEqualTo(message.getActivations().getData());
+    }
+
+    /** A stream that knows its length, as gRPC's transport streams do. */
+    private static final class KnownLengthStream extends ByteArrayInputStream implements io.grpc.KnownLength {
+        KnownLengthStream(byte[] bytes) {
+            super(bytes);
+        }
+    }
+
     @Test
     void malformedBytesAreInvalidArgument() {
         byte[] bytes = batch(DType.BF16, 2, 8, 1).toByteArray();
