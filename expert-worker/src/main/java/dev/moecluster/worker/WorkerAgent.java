@@ -44,6 +44,8 @@ final class WorkerAgent implements AutoCloseable {
     private volatile boolean synced;
     /** The registry says DRAINING or DRAINED, or {@link #drain} was called. */
     private volatile boolean draining;
+    /** {@link #drain} was called: this process is stopping, whatever an operator does next. */
+    private volatile boolean stopping;
 
     /** @param readiness told whether the worker may take traffic, whenever that may have changed */
     WorkerAgent(ControlClient client, ExpertStore store, String id, String address, String backend, long memoryBytes,
@@ -114,10 +116,13 @@ final class WorkerAgent implements AutoCloseable {
         followState(written);
     }
 
-    /** Draining as the registry says (an operator's {@code moe admin drain} counts too), then readiness. */
+    /**
+     * Draining as the registry says (an operator's {@code moe admin drain} counts too, and {@code moe admin
+     * undrain} ends it unless this process is stopping), then readiness.
+     */
     private synchronized void followState(WorkerRecord written) {
-        if (written != null && (written.state() == WorkerState.DRAINING || written.state() == WorkerState.DRAINED)) {
-            draining = true;
+        if (written != null) {
+            draining = stopping || written.state() == WorkerState.DRAINING || written.state() == WorkerState.DRAINED;
         }
         readiness.accept(synced && !draining);
     }
@@ -132,6 +137,7 @@ final class WorkerAgent implements AutoCloseable {
      */
     boolean drain(Duration timeout) {
         synchronized (this) {
+            stopping = true;
             draining = true;
             readiness.accept(false);
         }
