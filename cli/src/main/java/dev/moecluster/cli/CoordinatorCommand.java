@@ -2,6 +2,7 @@ package dev.moecluster.cli;
 
 import dev.moecluster.control.BearerToken;
 import dev.moecluster.control.ControlPlaneConfig;
+import dev.moecluster.control.RecordSigning;
 import dev.moecluster.control.ScopedTokens;
 import dev.moecluster.coordinator.CoordinatorConfig;
 import dev.moecluster.coordinator.CoordinatorServer;
@@ -66,6 +67,10 @@ final class CoordinatorCommand implements Callable<Integer> {
             description = "Tokens in FILE may call only the views (read scope: status, workers, placement, load); a write call with one gets PERMISSION_DENIED. Needs --admin-token-file.")
     Path adminReadTokenFile;
 
+    @Option(names = "--signing-key", paramLabel = "FILE",
+            description = "Ed25519 private key (PEM PKCS#8, openssl genpkey -algorithm ed25519): the leader signs the placement, rollout and assignment records with it and replaces placement records it did not sign; give routers and workers the public key (--placement-public-key).")
+    Path signingKey;
+
     @Option(names = "--expected-workers", defaultValue = "1", description = "The first placement waits for this many workers, or --initial-wait-s (default: ${DEFAULT-VALUE}).")
     int expectedWorkers;
 
@@ -110,7 +115,8 @@ final class CoordinatorCommand implements Callable<Integer> {
         var config = new CoordinatorConfig(clusterName, host, port, adminPort, all, serviceDns, model.resolve(), policy,
                 expectedWorkers, Duration.ofSeconds(initialWaitSeconds), Duration.ofMillis(heartbeatTimeoutMs),
                 Duration.ofMillis(drainGraceMs), Duration.ofSeconds(rebalanceIntervalSeconds), rebalanceBelow, metricsPort)
-                .withTls(tls.resolve()).withHealthPort(healthPort).withAdminTokens(adminTokens());
+                .withTls(tls.resolve()).withHealthPort(healthPort).withAdminTokens(adminTokens())
+                .withSigningKey(signingKey == null ? null : RecordSigning.signingKey(signingKey));
         CoordinatorServer server = CoordinatorServer.start(config);
         Sigterm sigterm = Sigterm.handle("coordinator", server::close, server::close);
         System.out.printf("coordinator %s:%d in cluster '%s' (members %s), admin API on %s%n", host, port, clusterName,

@@ -2,6 +2,7 @@ package dev.moecluster.cli;
 
 import dev.moecluster.control.BearerToken;
 import dev.moecluster.control.ControlPlaneConfig;
+import dev.moecluster.control.RecordSigning;
 import dev.moecluster.core.model.ModelConfig;
 import dev.moecluster.core.placement.ExpertPlacement;
 import dev.moecluster.core.tensor.DType;
@@ -66,6 +67,10 @@ final class RouterCommand implements Callable<Integer> {
             description = "With --coordinators: the cluster to join (default: ${DEFAULT-VALUE}).")
     String clusterName;
 
+    @Option(names = "--placement-public-key", paramLabel = "FILE",
+            description = "With --coordinators: the leader's Ed25519 public key (PEM, openssl pkey -pubout of the coordinators' --signing-key); placement records without its valid signature are ignored, with a warning and moe_router_placements_rejected_total.")
+    Path placementPublicKey;
+
     @Option(names = "--replicas", defaultValue = "1", description = "With --workers: workers per expert (default: ${DEFAULT-VALUE}).")
     int replicas;
 
@@ -108,7 +113,8 @@ final class RouterCommand implements Callable<Integer> {
         Path dir = model.resolve();
         ModelConfig config = ModelConfig.load(dir);
         ControlPlaneConfig control = placement.coordinators == null ? null
-                : ControlPlaneConfig.of(clusterName, List.of(placement.coordinators));
+                : ControlPlaneConfig.of(clusterName, List.of(placement.coordinators))
+                        .withPlacementKey(placementPublicKey == null ? null : RecordSigning.publicKey(placementPublicKey));
         ExpertPlacement p = placement.file != null ? ExpertPlacement.read(placement.file)
                 : placement.workers != null ? ExpertPlacement.roundRobin(List.copyOf(Arrays.asList(placement.workers)), config, replicas)
                 : ExpertPlacement.none();

@@ -1,6 +1,7 @@
 package dev.moecluster.cli;
 
 import dev.moecluster.control.ControlPlaneConfig;
+import dev.moecluster.control.RecordSigning;
 import dev.moecluster.coordinator.MemorySize;
 import dev.moecluster.core.model.ModelConfig;
 import dev.moecluster.core.placement.ExpertAssignment;
@@ -78,6 +79,10 @@ final class WorkerCommand implements Callable<Integer> {
             description = "With --coordinators: the cluster to join (default: ${DEFAULT-VALUE}).")
     String clusterName;
 
+    @Option(names = "--placement-public-key", paramLabel = "FILE",
+            description = "With --coordinators: the leader's Ed25519 public key (PEM, openssl pkey -pubout of the coordinators' --signing-key); assignment records without its valid signature for this worker are ignored, with a warning.")
+    Path placementPublicKey;
+
     @Option(names = "--memory-budget", defaultValue = "8GiB", paramLabel = "SIZE",
             description = "Memory for expert weights the coordinator may fill, e.g. 80GiB (default: ${DEFAULT-VALUE}).")
     String memoryBudget;
@@ -109,7 +114,8 @@ final class WorkerCommand implements Callable<Integer> {
         ExpertAssignment held;
         ControlPlaneConfig control = null;
         if (assignment.coordinators != null) {
-            control = ControlPlaneConfig.of(clusterName, List.of(assignment.coordinators));
+            control = ControlPlaneConfig.of(clusterName, List.of(assignment.coordinators))
+                    .withPlacementKey(placementPublicKey == null ? null : RecordSigning.publicKey(placementPublicKey));
             held = new ExpertAssignment(java.util.Map.of());
         } else if (assignment.experts != null) {
             held = ExpertAssignment.parse(assignment.experts, config);

@@ -45,8 +45,7 @@ final class AdminService extends AdminGrpc.AdminImplBase {
     }
 
     private ExpertPlacement current() {
-        String json = hz.<String, String>getMap(ControlMaps.PLACEMENT).get(ControlMaps.CURRENT);
-        return json == null ? null : ExpertPlacement.fromJson(json);
+        return reconciler.currentPlacement();
     }
 
     @Override
@@ -64,8 +63,7 @@ final class AdminService extends AdminGrpc.AdminImplBase {
         ExpertPlacement p = current();
         b.setPlacementEpoch(p == null ? 0 : p.epoch());
         String rollout = hz.<String, String>getMap(ControlMaps.PLACEMENT).get(ControlMaps.PENDING);
-        b.setRollout(rollout == null ? "idle" : Rollout.fromJson(rollout).phase() + " epoch "
-                + ExpertPlacement.fromJson(Rollout.fromJson(rollout).placementJson()).epoch());
+        b.setRollout(rollout == null ? "idle" : describe(rollout));
         b.setBalancedness(p == null ? 0 : PlacementPlanner.balancedness(p, reconciler.load()));
         b.setMinReplicas(p == null ? 0 : minReplicas(p));
         Map<String, Integer> byState = new TreeMap<>();
@@ -74,6 +72,16 @@ final class AdminService extends AdminGrpc.AdminImplBase {
         b.setModel(config.modelDir().getFileName() == null ? "" : config.modelDir().getFileName().toString());
         responses.onNext(b.build());
         responses.onCompleted();
+    }
+
+    /** "loading epoch 4"; a record that does not parse (a rogue client's) is reported, not thrown. */
+    private static String describe(String rolloutJson) {
+        try {
+            Rollout r = Rollout.fromJson(rolloutJson);
+            return r.phase() + " epoch " + ExpertPlacement.fromJson(r.placementJson()).epoch();
+        } catch (RuntimeException e) {
+            return "unreadable rollout record (the leader drops it)";
+        }
     }
 
     private static int minReplicas(ExpertPlacement p) {

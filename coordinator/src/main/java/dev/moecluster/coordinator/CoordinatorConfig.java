@@ -5,6 +5,7 @@ import static java.util.Objects.requireNonNull;
 import dev.moecluster.control.ControlPlaneConfig;
 import dev.moecluster.control.GrpcEndpoint;
 import dev.moecluster.control.MetricsEndpoint;
+import dev.moecluster.control.RecordSigning;
 import dev.moecluster.control.ScopedTokens;
 import dev.moecluster.control.TlsConfig;
 import java.nio.file.Path;
@@ -32,6 +33,8 @@ import java.util.List;
  * @param healthPort plaintext port serving only gRPC health: 0 picks a free one, -1 serves none
  * @param adminTokens bearer tokens the Admin API requires (write: everything; read: the views); null
  *     leaves it open (only TLS, if any, protects it)
+ * @param signingKey the leader's Ed25519 key: it signs the placement, rollout and assignment records it
+ *     writes and ignores (and repairs) ones it did not sign; null writes unsigned records
  */
 public record CoordinatorConfig(
         String clusterName,
@@ -51,7 +54,8 @@ public record CoordinatorConfig(
         int metricsPort,
         TlsConfig tls,
         int healthPort,
-        ScopedTokens adminTokens) {
+        ScopedTokens adminTokens,
+        RecordSigning signingKey) {
 
     /** {@code moe coordinator --metrics-port} default. */
     public static final int DEFAULT_METRICS_PORT = 9402;
@@ -84,7 +88,7 @@ public record CoordinatorConfig(
             Duration heartbeatTimeout, Duration drainGrace, Duration rebalanceInterval, double rebalanceBelow, int metricsPort) {
         this(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
                 initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, null,
-                GrpcEndpoint.NO_HEALTH_PORT, null);
+                GrpcEndpoint.NO_HEALTH_PORT, null, null);
     }
 
     /**
@@ -99,52 +103,61 @@ public record CoordinatorConfig(
 
     public CoordinatorConfig withMembers(List<String> all, int port) {
         return new CoordinatorConfig(clusterName, host, port, adminPort, all, kubernetesServiceDns, modelDir, policy, expectedWorkers,
-                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort, adminTokens);
+                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort, adminTokens, signingKey);
     }
 
     public CoordinatorConfig withAdminPort(int port) {
         return new CoordinatorConfig(clusterName, host, hazelcastPort, port, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
-                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort, adminTokens);
+                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort, adminTokens, signingKey);
     }
 
     public CoordinatorConfig withInitialWait(Duration d) {
         return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
-                d, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort, adminTokens);
+                d, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort, adminTokens, signingKey);
     }
 
     public CoordinatorConfig withHeartbeatTimeout(Duration d) {
         return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
-                initialWait, d, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort, adminTokens);
+                initialWait, d, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort, adminTokens, signingKey);
     }
 
     /** How often the leader checks balancedness and looks for workers without experts on its own. */
     public CoordinatorConfig withRebalanceInterval(Duration d) {
         return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
-                initialWait, heartbeatTimeout, drainGrace, d, rebalanceBelow, metricsPort, tls, healthPort, adminTokens);
+                initialWait, heartbeatTimeout, drainGrace, d, rebalanceBelow, metricsPort, tls, healthPort, adminTokens, signingKey);
     }
 
     /** Serves {@code /metrics} on {@code port}: 0 picks a free one, -1 serves none. */
     public CoordinatorConfig withMetricsPort(int port) {
         return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
-                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, port, tls, healthPort, adminTokens);
+                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, port, tls, healthPort, adminTokens, signingKey);
     }
 
     /** Serves the Admin API over TLS; null for plaintext. */
     public CoordinatorConfig withTls(TlsConfig newTls) {
         return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
-                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, newTls, healthPort, adminTokens);
+                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, newTls, healthPort, adminTokens, signingKey);
     }
 
     /** Serves gRPC health alone on a plaintext {@code port}: 0 picks a free one, -1 serves none. */
     public CoordinatorConfig withHealthPort(int port) {
         return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
-                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, port, adminTokens);
+                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, port, adminTokens, signingKey);
     }
 
     /** Requires these bearer tokens on the Admin API; null leaves it open. */
     public CoordinatorConfig withAdminTokens(ScopedTokens tokens) {
         return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
-                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort, tokens);
+                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort, tokens, signingKey);
+    }
+
+    /** Signs the records routers and workers act on with this Ed25519 private key; null leaves them unsigned. */
+    public CoordinatorConfig withSigningKey(RecordSigning key) {
+        if (key != null && !key.canSign()) {
+            throw new IllegalArgumentException("the coordinator needs the private signing key, not the public key");
+        }
+        return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
+                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort, adminTokens, key);
     }
 
     /** The settings workers and routers use to reach these coordinators. */

@@ -83,7 +83,8 @@ public final class RouterServer implements AutoCloseable {
         this.server = GrpcEndpoint.start(config.host(), config.port(), config.maxInboundMessageBytes(), List.of(
                 publicApi(service, countRequests, config.authToken())), config.tls(), config.healthPort());
         this.follower = config.controlPlane() == null ? null : new PlacementFollower(
-                ControlClient.connect(config.controlPlane(), "router"), dispatcher, stats, model, address(), this::placementKnown);
+                ControlClient.connect(config.controlPlane(), "router"), dispatcher, stats, model, address(), this::placementKnown,
+                metrics.registry());
         if (follower == null) {
             placementKnown(); // a static placement, checked to cover the model above
         }
