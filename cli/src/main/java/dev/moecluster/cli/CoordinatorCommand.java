@@ -26,7 +26,7 @@ final class CoordinatorCommand implements Callable<Integer> {
     @Option(names = "--cluster-name", defaultValue = ControlPlaneConfig.DEFAULT_CLUSTER_NAME, description = "Cluster name (default: ${DEFAULT-VALUE}).")
     String clusterName;
 
-    @Option(names = "--host", defaultValue = "127.0.0.1", description = "Address to bind; keep it on the cluster network (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--host", defaultValue = "127.0.0.1", description = "Address to bind: the Hazelcast member and the Admin API listen on this interface only; keep it on the cluster network (default: ${DEFAULT-VALUE}).")
     String host;
 
     @Option(names = "--metrics-port", defaultValue = "9402",

@@ -94,6 +94,8 @@ public final class CoordinatorServer implements AutoCloseable {
         NetworkConfig network = config.getNetworkConfig();
         network.setPort(c.hazelcastPort()).setPortAutoIncrement(false);
         network.getInterfaces().setEnabled(true).addInterface(c.host());
+        // without this the member picks the interface above only for its address and still listens on all of them
+        config.setProperty("hazelcast.socket.bind.any", "false");
         network.setPublicAddress(c.host() + ":" + c.hazelcastPort());
         JoinConfig join = network.getJoin();
         join.getMulticastConfig().setEnabled(false);
