@@ -2,6 +2,7 @@ package dev.moecluster.cli;
 
 import dev.moecluster.control.BearerToken;
 import dev.moecluster.control.ControlPlaneConfig;
+import dev.moecluster.control.DataPlaneAccess;
 import dev.moecluster.control.RecordSigning;
 import dev.moecluster.core.model.ModelConfig;
 import dev.moecluster.core.placement.ExpertPlacement;
@@ -13,6 +14,7 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Arrays;
 import java.util.List;
+import java.util.Set;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.ArgGroup;
 import picocli.CommandLine.Command;
@@ -71,6 +73,10 @@ final class RouterCommand implements Callable<Integer> {
             description = "With --coordinators: the leader's Ed25519 public key (PEM, openssl pkey -pubout of the coordinators' --signing-key); placement records without its valid signature are ignored, with a warning and moe_router_placements_rejected_total.")
     Path placementPublicKey;
 
+    @Option(names = "--data-plane-token-file", paramLabel = "FILE",
+            description = "Send workers the internal token in FILE (its first line) on every ExpertService call, for workers started with the same --data-plane-token-file.")
+    Path dataPlaneTokenFile;
+
     @Option(names = "--replicas", defaultValue = "1", description = "With --workers: workers per expert (default: ${DEFAULT-VALUE}).")
     int replicas;
 
@@ -122,7 +128,8 @@ final class RouterCommand implements Callable<Integer> {
                 Duration.ofMillis(expertTimeoutMs), Math.multiplyExact(maxMessageMb, 1024 * 1024), maxTokens,
                 new GenerationConfig(maxSequences, maxQueued, (long) kvCacheMb * 1024 * 1024, prefillChunk, overlap), control,
                 metricsPort).withTls(tls.resolve()).withHealthPort(healthPort)
-                .withAuthToken(authTokenFile == null ? null : BearerToken.readFrom(authTokenFile));
+                .withAuthToken(authTokenFile == null ? null : BearerToken.readFrom(authTokenFile))
+                .withDataPlane(new DataPlaneAccess(dataPlaneTokenFile == null ? null : BearerToken.readFrom(dataPlaneTokenFile), Set.of()));
         if (shutdownGraceSeconds < 0) {
             throw new IllegalArgumentException("--shutdown-grace-s must be >= 0, got " + shutdownGraceSeconds);
         }

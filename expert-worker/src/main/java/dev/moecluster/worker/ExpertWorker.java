@@ -3,10 +3,13 @@ package dev.moecluster.worker;
 import static java.util.Objects.requireNonNull;
 
 import dev.moecluster.control.ControlClient;
+import dev.moecluster.control.DataPlaneAccess;
 import dev.moecluster.control.GrpcEndpoint;
 import dev.moecluster.control.MetricsEndpoint;
 import dev.moecluster.core.kernel.Gemm;
 import dev.moecluster.core.model.ModelConfig;
+import io.grpc.ServerInterceptors;
+import io.grpc.ServerServiceDefinition;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.net.InetAddress;
@@ -23,6 +26,11 @@ import java.util.logging.Logger;
  */
 public final class ExpertWorker implements AutoCloseable {
     private static final Logger LOG = Logger.getLogger(ExpertWorker.class.getName());
+    /** The ExpertService behind the routers-only check when one is configured; health and reflection stay open. */
+    private static ServerServiceDefinition dataPlane(ServerServiceDefinition service, DataPlaneAccess access) {
+        return access.open() ? service : ServerInterceptors.intercept(service, access.serverInterceptor());
+    }
+
     /** Time allowed for compiling the kernels before the worker reports ready. */
     private static final long WARM_UP_MILLIS = 3000;
 
@@ -50,7 +58,7 @@ public final class ExpertWorker implements AutoCloseable {
                 config.maxBatchesInFlightPerStream());
         WorkerMetrics.register(metrics.registry(), coalescer, store, backend.name(), config.perExpertMetrics());
         this.server = GrpcEndpoint.start(config.host(), config.port(), config.maxInboundMessageBytes(),
-                List.of(service.bindService()), config.tls(), config.healthPort());
+                List.of(dataPlane(service.bindService(), config.dataPlane())), config.tls(), config.healthPort());
         this.agent = config.controlPlane() == null ? null : new WorkerAgent(
                 ControlClient.connect(config.controlPlane(), "worker-" + config.workerId()), store, config.workerId(),
                 address(), backend.name(), config.memoryBytes(), server::ready);

@@ -4,6 +4,7 @@ import static java.util.Objects.requireNonNull;
 
 import dev.moecluster.control.BearerToken;
 import dev.moecluster.control.ControlPlaneConfig;
+import dev.moecluster.control.DataPlaneAccess;
 import dev.moecluster.control.GrpcEndpoint;
 import dev.moecluster.control.MetricsEndpoint;
 import dev.moecluster.control.TlsConfig;
@@ -33,6 +34,7 @@ import java.time.Duration;
  *     identity, for the channels to the workers; null for plaintext
  * @param healthPort plaintext port serving only gRPC health: 0 picks a free one, -1 serves none
  * @param authToken bearer token {@code moe.v1.Router} calls must carry; null for none
+ * @param dataPlane the internal token the router sends workers ({@link DataPlaneAccess#OPEN}, or null, for none)
  */
 public record RouterConfig(
         String host,
@@ -48,7 +50,8 @@ public record RouterConfig(
         int metricsPort,
         TlsConfig tls,
         int healthPort,
-        BearerToken authToken) {
+        BearerToken authToken,
+        DataPlaneAccess dataPlane) {
 
     public static final int DEFAULT_MAX_INBOUND_BYTES = 64 * 1024 * 1024;
     /** {@code moe router --metrics-port} default. */
@@ -77,6 +80,15 @@ public record RouterConfig(
         }
         MetricsEndpoint.requirePort(metricsPort);
         GrpcEndpoint.requireHealthPort(healthPort);
+        dataPlane = dataPlane == null ? DataPlaneAccess.OPEN : dataPlane;
+    }
+
+    /** Sends workers no internal token. */
+    public RouterConfig(String host, int port, Path modelDir, ExpertPlacement placement, DType wireDtype,
+            Duration expertTimeout, int maxInboundMessageBytes, int maxTokensPerRequest, GenerationConfig generation,
+            ControlPlaneConfig controlPlane, int metricsPort, TlsConfig tls, int healthPort, BearerToken authToken) {
+        this(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes, maxTokensPerRequest,
+                generation, controlPlane, metricsPort, tls, healthPort, authToken, DataPlaneAccess.OPEN);
     }
 
     /** Plaintext, no health-only port, no token. */
@@ -98,64 +110,70 @@ public record RouterConfig(
 
     public RouterConfig withPort(int newPort) {
         return new RouterConfig(host, newPort, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, dataPlane);
     }
 
     public RouterConfig withHost(String newHost) {
         return new RouterConfig(newHost, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, dataPlane);
     }
 
     public RouterConfig withWireDtype(DType dtype) {
         return new RouterConfig(host, port, modelDir, placement, dtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, dataPlane);
     }
 
     public RouterConfig withExpertTimeout(Duration timeout) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, timeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, dataPlane);
     }
 
     public RouterConfig withMaxInboundMessageBytes(int bytes) {
-        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, bytes, maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken);
+        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, bytes, maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, dataPlane);
     }
 
     /** Follows the coordinators' placement, starting from none. */
     public RouterConfig withControlPlane(ControlPlaneConfig control) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, control, metricsPort, tls, healthPort, authToken);
+                maxTokensPerRequest, generation, control, metricsPort, tls, healthPort, authToken, dataPlane);
     }
 
     public RouterConfig withGeneration(GenerationConfig g) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, g, controlPlane, metricsPort, tls, healthPort, authToken);
+                maxTokensPerRequest, g, controlPlane, metricsPort, tls, healthPort, authToken, dataPlane);
     }
 
     public RouterConfig withMaxTokensPerRequest(int tokens) {
-        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes, tokens, generation, controlPlane, metricsPort, tls, healthPort, authToken);
+        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes, tokens, generation, controlPlane, metricsPort, tls, healthPort, authToken, dataPlane);
     }
 
     /** Serves {@code /metrics} on {@code port}: 0 picks a free one, -1 serves none. */
     public RouterConfig withMetricsPort(int port) {
         return new RouterConfig(host, this.port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, port, tls, healthPort, authToken);
+                maxTokensPerRequest, generation, controlPlane, port, tls, healthPort, authToken, dataPlane);
     }
 
     /** Serves the public port over TLS and dials workers with it; null for plaintext. */
     public RouterConfig withTls(TlsConfig newTls) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, newTls, healthPort, authToken);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, newTls, healthPort, authToken, dataPlane);
     }
 
     /** Serves gRPC health alone on a plaintext {@code port}: 0 picks a free one, -1 serves none. */
     public RouterConfig withHealthPort(int port) {
         return new RouterConfig(host, this.port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, port, authToken);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, port, authToken, dataPlane);
     }
 
     /** Requires {@code token} on {@code moe.v1.Router} calls; null for none. */
     public RouterConfig withAuthToken(BearerToken token) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, token);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, token, dataPlane);
+    }
+
+    /** Sends workers the routers' internal token ({@code --data-plane-token-file}) on every call. */
+    public RouterConfig withDataPlane(DataPlaneAccess access) {
+        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, access);
     }
 }

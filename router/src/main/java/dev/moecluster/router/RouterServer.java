@@ -72,7 +72,7 @@ public final class RouterServer implements AutoCloseable {
         }
         this.wireDtype = config.wireDtype() != null ? config.wireDtype() : model.dtype();
         this.dispatcher = new MoeDispatcher(config.placement(), config.maxInboundMessageBytes(), wireDtype,
-                config.expertTimeout(), stats, TlsConfig.channelCredentials(config.tls()));
+                config.expertTimeout(), stats, config.dataPlane().channelCredentials(TlsConfig.channelCredentials(config.tls())));
         RemoteMoeBlock moe = new RemoteMoeBlock(model, checkpoint, dispatcher);
         this.decoder = DecoderModel.load(model, checkpoint, (layer, x) -> moe.forward(layer, x).output());
         this.tokenizer = Files.exists(config.modelDir().resolve("tokenizer.json")) ? TextTokenizer.load(config.modelDir()) : null;
