@@ -7,6 +7,7 @@ import com.hazelcast.client.HazelcastClient;
 import com.hazelcast.client.config.ClientConfig;
 import com.hazelcast.core.HazelcastInstance;
 import com.hazelcast.map.IMap;
+import dev.moecluster.control.Assignment;
 import dev.moecluster.control.ControlMaps;
 import dev.moecluster.control.ControlPlaneConfig;
 import dev.moecluster.control.RecordSigning;
@@ -64,7 +65,7 @@ class SignedPlacementTest {
         try (CoordinatorServer coordinator = CoordinatorServer.start(cc)) {
             for (int i = 0; i < 2; i++) {
                 workers.add(ExpertWorker.start(WorkerConfig.defaults("worker-" + i, dir, new ExpertAssignment(Map.of()))
-                        .withControlPlane(cp, WorkerConfig.DEFAULT_MEMORY_BYTES)));
+                        .withControlPlane(cp, WorkerConfig.DEFAULT_MEMORY_BYTES).withMetrics(0, true)));
             }
             try (RouterServer router = RouterServer.start(RouterConfig.defaults(dir, ExpertPlacement.none())
                     .withControlPlane(cp).withMetricsPort(0))) {
@@ -101,6 +102,18 @@ class SignedPlacementTest {
                         () -> signedFirst.equals(placement.get(ControlMaps.CURRENT)));
                 assertThat(router.placement().epoch()).isEqualTo(1);
 
+                // workers ignore assignments the leader did not sign: an absurd epoch, then a plausible unsigned one
+                ExpertWorker kept = workers.get(1);
+                int held = kept.expertCount();
+                IMap<String, String> rogueAssignments = rogue.getMap(ControlMaps.ASSIGNMENTS);
+                rogueAssignments.set(kept.address(), new Assignment(Long.MAX_VALUE, Map.of()).toJson());
+                await("the worker refused the absurd assignment", Duration.ofSeconds(30), () -> rejectedAssignments(kept) > 0);
+                rogueAssignments.set(kept.address(), new Assignment(3, Map.of()).toJson());
+                double before = rejectedAssignments(kept);
+                await("the worker refused the unsigned assignment", Duration.ofSeconds(30),
+                        () -> rejectedAssignments(kept) >= before + 2);
+                assertThat(kept.expertCount()).isEqualTo(held);
+
                 // the leader was not broken: a drain publishes a properly signed epoch 2, which the router takes
                 ManagedChannel admin = Clusters.channel(coordinator.adminAddress());
                 try {
@@ -133,6 +146,14 @@ class SignedPlacementTest {
     private static double rejected(RouterServer router, String reason) {
         try {
             return Exposition.scrape(router.metricsPort()).sum("moe_router_placements_rejected_total", m -> m.is("reason", reason));
+        } catch (Exception e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    private static double rejectedAssignments(ExpertWorker worker) {
+        try {
+            return Exposition.scrape(worker.metricsPort()).sum("moe_worker_assignments_rejected_total", m -> true);
         } catch (Exception e) {
             throw new IllegalStateException(e);
         }

@@ -10,6 +10,7 @@ import dev.moecluster.core.kernel.Gemm;
 import dev.moecluster.core.model.ModelConfig;
 import io.grpc.ServerInterceptors;
 import io.grpc.ServerServiceDefinition;
+import io.prometheus.metrics.core.metrics.CounterWithCallback;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.net.InetAddress;
@@ -26,11 +27,6 @@ import java.util.logging.Logger;
  */
 public final class ExpertWorker implements AutoCloseable {
     private static final Logger LOG = Logger.getLogger(ExpertWorker.class.getName());
-    /** The ExpertService behind the routers-only check when one is configured; health and reflection stay open. */
-    private static ServerServiceDefinition dataPlane(ServerServiceDefinition service, DataPlaneAccess access) {
-        return access.open() ? service : ServerInterceptors.intercept(service, access.serverInterceptor());
-    }
-
     /** Time allowed for compiling the kernels before the worker reports ready. */
     private static final long WARM_UP_MILLIS = 3000;
 
@@ -64,6 +60,10 @@ public final class ExpertWorker implements AutoCloseable {
                 address(), backend.name(), config.memoryBytes(), server::ready);
         if (agent == null) {
             server.ready(true); // a static worker holds its experts from the start
+        } else {
+            CounterWithCallback.builder().name("moe_worker_assignments_rejected_total")
+                    .help("Assignment records ignored as malformed, with an absurd epoch, or without the leader's signature")
+                    .callback(cb -> cb.call(agent.rejectedAssignments())).register(metrics.registry());
         }
     }
 
@@ -116,6 +116,11 @@ public final class ExpertWorker implements AutoCloseable {
     /** Port of {@code /metrics}, or -1 when none is served. */
     public int metricsPort() {
         return metrics.port();
+    }
+
+    /** The ExpertService behind the routers-only check when one is configured; health and reflection stay open. */
+    private static ServerServiceDefinition dataPlane(ServerServiceDefinition service, DataPlaneAccess access) {
+        return access.open() ? service : ServerInterceptors.intercept(service, access.serverInterceptor());
     }
 
     /** {@code host:port} routers connect to: the advertised host, else the bound one, else (bound to every interface) this machine's address. */

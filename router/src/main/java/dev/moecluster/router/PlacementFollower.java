@@ -52,6 +52,9 @@ final class PlacementFollower implements AutoCloseable {
         this.rejected = Counter.builder().name("moe_router_placements_rejected_total")
                 .help("Placement records read from the control plane and not acted on: forged, unsigned, replayed or not matching the model")
                 .labelNames("reason").register(registry);
+        for (PlacementGate.Rejection r : PlacementGate.Rejection.values()) {
+            rejected.labelValues(r.label); // every reason exported from the start, at 0, so rates and alerts see it
+        }
         client.watch(ControlMaps.PLACEMENT, ControlMaps.CURRENT, this::consider);
         client.onConnected(() -> client.get(ControlMaps.PLACEMENT, ControlMaps.CURRENT).ifPresent(this::consider));
         client.every(client.config().heartbeatInterval().toMillis(), this::report);
@@ -63,7 +66,9 @@ final class PlacementFollower implements AutoCloseable {
                 address -> client.get(ControlMaps.WORKERS, address).map(WorkerRecord::fromJson).orElse(null));
         if (verdict.accepted()) {
             follow(verdict.placement());
-        } else if (verdict.rejection() != null) {
+        } else if (verdict.rejection() == null) {
+            placementKnown.run(); // the placement in use, read again: still known
+        } else {
             rejected.labelValues(verdict.rejection().label).inc();
             if (!json.equals(lastRejected)) { // the heartbeat reads it again: warn once per record
                 lastRejected = json;
