@@ -43,7 +43,7 @@ import org.junit.jupiter.api.io.TempDir;
 /**
  * A rogue Hazelcast client (anyone who reaches the port and knows the cluster name) writes the placement
  * record straight into the map: routers ignore it, the leader restores its own and goes on publishing
- * signed epochs that routers accept.
+ * (signed) epochs that routers accept.
  */
 class SignedPlacementTest {
     private final Path dir = Clusters.tinyModel(Architecture.MIXTRAL);
@@ -134,6 +134,54 @@ class SignedPlacementTest {
                 await("the leader restores epoch 2", Duration.ofSeconds(30),
                         () -> ExpertPlacement.fromJson(placement.get(ControlMaps.CURRENT)).epoch() == 2);
                 assertThat(router.placement()).isEqualTo(second);
+            }
+        } finally {
+            if (rogue != null) {
+                rogue.shutdown();
+            }
+            workers.forEach(ExpertWorker::close);
+        }
+    }
+
+    /** The attack on a cluster without keys: before, every router followed it and the leader's epoch overflowed. */
+    @Test
+    void withoutKeysAForgedMaxEpochIsIgnoredAndTheLeaderDoesNotOverflow() throws Exception {
+        CoordinatorConfig cc = CoordinatorConfig.local("moe-unsigned-" + UUID.randomUUID(), LocalCluster.freePort(), dir, 2, 1);
+        List<ExpertWorker> workers = new ArrayList<>();
+        HazelcastInstance rogue = null;
+        try (CoordinatorServer coordinator = CoordinatorServer.start(cc)) {
+            for (int i = 0; i < 2; i++) {
+                workers.add(ExpertWorker.start(WorkerConfig.defaults("worker-" + i, dir, new ExpertAssignment(Map.of()))
+                        .withControlPlane(cc.controlPlane(), WorkerConfig.DEFAULT_MEMORY_BYTES)));
+            }
+            try (RouterServer router = RouterServer.start(RouterConfig.defaults(dir, ExpertPlacement.none())
+                    .withControlPlane(cc.controlPlane()).withMetricsPort(0))) {
+                ModelConfig cfg = router.model();
+                ExpertPlacement first = LocalCluster.awaitPlacement(router, cfg, Duration.ofSeconds(60));
+                IMap<String, String> placement = coordinator.hazelcast().getMap(ControlMaps.PLACEMENT);
+                await("rollout done", Duration.ofSeconds(30), () -> placement.get(ControlMaps.PENDING) == null);
+                String published = placement.get(ControlMaps.CURRENT);
+
+                rogue = rogueClient(cc.clusterName(), cc);
+                rogue.<String, String>getMap(ControlMaps.WORKERS).set("6.6.6.6:50061", new WorkerRecord("evil", "6.6.6.6:50061",
+                        "cpu", 1L << 40, WorkerState.ACTIVE, Map.of(), 0, System.currentTimeMillis()).toJson());
+                ExpertPlacement evil = ExpertPlacement.roundRobin(List.of("6.6.6.6:50061"), cfg, 1);
+                rogue.<String, String>getMap(ControlMaps.PLACEMENT).set(ControlMaps.CURRENT,
+                        new ExpertPlacement(Long.MAX_VALUE, evil.workers(), evil.layers()).toJson());
+                await("the leader restores its placement", Duration.ofSeconds(30),
+                        () -> published.equals(placement.get(ControlMaps.CURRENT)));
+                await("the router counted the forged record", Duration.ofSeconds(30), () -> rejected(router, "absurd_epoch") > 0);
+                assertThat(router.placement()).isEqualTo(first);
+
+                ManagedChannel admin = Clusters.channel(coordinator.adminAddress());
+                try {
+                    AdminGrpc.newBlockingStub(admin).withDeadlineAfter(15, TimeUnit.SECONDS)
+                            .drain(DrainRequest.newBuilder().setWorker("worker-0").build());
+                } finally {
+                    admin.shutdownNow();
+                }
+                await("the next epoch, 2, not an overflow", Duration.ofSeconds(60), () -> router.placement().epoch() == 2);
+                assertThat(router.placement().workers()).doesNotContain("6.6.6.6:50061");
             }
         } finally {
             if (rogue != null) {
