@@ -100,6 +100,12 @@ Checks across values that would otherwise render a broken cluster; each failure 
 {{- if le (int .Values.workers.terminationGracePeriodSeconds) (int .Values.workers.drainTimeoutSeconds) -}}
 {{- fail "workers.terminationGracePeriodSeconds must exceed workers.drainTimeoutSeconds, or Kubernetes kills a worker before it has drained" -}}
 {{- end -}}
+{{- if and .Values.security.adminReadToken (not .Values.security.adminTokenSecret) -}}
+{{- fail "security.adminReadToken needs security.adminTokenSecret: a read-only token without a write token would leave no one able to drain or rebalance" -}}
+{{- end -}}
+{{- if and .Values.security.allowedClients (not .Values.tls.enabled) -}}
+{{- fail "security.allowedClients needs tls.enabled: without client certificates workers would refuse every router" -}}
+{{- end -}}
 {{- if le (int .Values.router.terminationGracePeriodSeconds) (int .Values.router.shutdownGraceSeconds) -}}
 {{- fail "router.terminationGracePeriodSeconds must exceed router.shutdownGraceSeconds, or Kubernetes kills a router with calls in flight" -}}
 {{- end -}}
@@ -222,4 +228,99 @@ imagePullSecrets:
 {{ end -}}
 securityContext:
   {{- toYaml .Values.podSecurityContext | nindent 2 }}
+{{- end -}}
+
+{{/*
+Flags for the security Secrets (values "security"), by component: the signing key (coordinators) or its
+public half (routers, workers), the Admin API tokens (coordinators), the data-plane token (routers,
+workers) and the data-plane allow-list (workers). Call with (dict "ctx" $ "component" NAME).
+*/}}
+{{- define "moe-cluster.securityArgs" -}}
+{{- $s := .ctx.Values.security -}}
+{{- if $s.placementSigningSecret }}
+{{- if eq .component "coordinator" }}
+- --signing-key
+- /etc/moe/signing/signing.pem
+{{- else }}
+- --placement-public-key
+- /etc/moe/signing/public.pem
+{{- end }}
+{{- end }}
+{{- if and $s.adminTokenSecret (eq .component "coordinator") }}
+- --admin-token-file
+- /etc/moe/admin/write
+{{- if $s.adminReadToken }}
+- --admin-read-token-file
+- /etc/moe/admin/read
+{{- end }}
+{{- end }}
+{{- if and $s.dataPlaneTokenSecret (ne .component "coordinator") }}
+- --data-plane-token-file
+- /etc/moe/data-plane/token
+{{- end }}
+{{- if and $s.allowedClients (eq .component "worker") }}
+- --allowed-clients
+- {{ join "," $s.allowedClients | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* The mounts behind moe-cluster.securityArgs. */}}
+{{- define "moe-cluster.securityMounts" -}}
+{{- $s := .ctx.Values.security -}}
+{{- if $s.placementSigningSecret }}
+- name: signing
+  mountPath: /etc/moe/signing
+  readOnly: true
+{{- end }}
+{{- if and $s.adminTokenSecret (eq .component "coordinator") }}
+- name: admin-tokens
+  mountPath: /etc/moe/admin
+  readOnly: true
+{{- end }}
+{{- if and $s.dataPlaneTokenSecret (ne .component "coordinator") }}
+- name: data-plane-token
+  mountPath: /etc/moe/data-plane
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{/* The volumes behind moe-cluster.securityMounts: only the coordinators get the private signing key. */}}
+{{- define "moe-cluster.securityVolumes" -}}
+{{- $s := .ctx.Values.security -}}
+{{- if $s.placementSigningSecret }}
+- name: signing
+  secret:
+    secretName: {{ $s.placementSigningSecret }}
+    defaultMode: 0440
+    items:
+      {{- if eq .component "coordinator" }}
+      - key: signing.pem
+        path: signing.pem
+      {{- else }}
+      - key: public.pem
+        path: public.pem
+      {{- end }}
+{{- end }}
+{{- if and $s.adminTokenSecret (eq .component "coordinator") }}
+- name: admin-tokens
+  secret:
+    secretName: {{ $s.adminTokenSecret }}
+    defaultMode: 0440
+    items:
+      - key: write
+        path: write
+      {{- if $s.adminReadToken }}
+      - key: read
+        path: read
+      {{- end }}
+{{- end }}
+{{- if and $s.dataPlaneTokenSecret (ne .component "coordinator") }}
+- name: data-plane-token
+  secret:
+    secretName: {{ $s.dataPlaneTokenSecret }}
+    defaultMode: 0440
+    items:
+      - key: token
+        path: token
+{{- end }}
 {{- end -}}

@@ -2,6 +2,7 @@ package dev.moecluster.cli;
 
 import com.google.protobuf.MessageOrBuilder;
 import com.google.protobuf.util.JsonFormat;
+import dev.moecluster.control.BearerToken;
 import dev.moecluster.core.placement.ExpertPlacement;
 import dev.moecluster.proto.AdminGrpc;
 import dev.moecluster.proto.AdminStatusRequest;
@@ -14,10 +15,12 @@ import dev.moecluster.proto.LoadInfo;
 import dev.moecluster.proto.ListWorkersRequest;
 import dev.moecluster.proto.PlacementInfo;
 import dev.moecluster.proto.RebalanceRequest;
+import dev.moecluster.proto.UndrainRequest;
 import dev.moecluster.proto.WorkerInfo;
 import dev.moecluster.proto.WorkerList;
 import io.grpc.ManagedChannel;
 import java.io.PrintStream;
+import java.nio.file.Path;
 import java.util.concurrent.Callable;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Function;
@@ -28,9 +31,9 @@ import picocli.CommandLine.Parameters;
 
 /** {@code moe admin}: operator views and actions against a coordinator's Admin API. */
 @Command(name = "admin", mixinStandardHelpOptions = true,
-        description = "Operate a cluster through a coordinator: status, workers, placement, load, drain, rebalance.",
+        description = "Operate a cluster through a coordinator: status, workers, placement, load, drain, undrain, rebalance.",
         subcommands = {AdminCommand.StatusCmd.class, AdminCommand.WorkersCmd.class, AdminCommand.PlacementCmd.class,
-            AdminCommand.LoadCmd.class, AdminCommand.DrainCmd.class, AdminCommand.RebalanceCmd.class})
+            AdminCommand.LoadCmd.class, AdminCommand.DrainCmd.class, AdminCommand.UndrainCmd.class, AdminCommand.RebalanceCmd.class})
 final class AdminCommand {
     private AdminCommand() {}
 
@@ -45,12 +48,20 @@ final class AdminCommand {
         @Mixin
         ClientTlsOptions tls;
 
+        @Option(names = "--token-file", paramLabel = "FILE",
+                description = "Send the bearer token in FILE (its first line), for a coordinator started with --admin-token-file: a write token for drain, undrain and rebalance, a read or write token for the views.")
+        Path tokenFile;
+
         final PrintStream out = System.out;
 
         <T> T call(Function<AdminGrpc.AdminBlockingStub, T> rpc) throws InterruptedException {
             ManagedChannel channel = tls.channel(target);
             try {
-                return rpc.apply(AdminGrpc.newBlockingStub(channel).withDeadlineAfter(15, TimeUnit.SECONDS));
+                AdminGrpc.AdminBlockingStub stub = AdminGrpc.newBlockingStub(channel).withDeadlineAfter(15, TimeUnit.SECONDS);
+                if (tokenFile != null) {
+                    stub = stub.withCallCredentials(BearerToken.readFrom(tokenFile).callCredentials());
+                }
+                return rpc.apply(stub);
             } finally {
                 channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
             }
@@ -163,6 +174,19 @@ final class AdminCommand {
         @Override
         public Integer call() throws Exception {
             out.println(call(stub -> stub.drain(DrainRequest.newBuilder().setWorker(worker).build())).getMessage());
+            return 0;
+        }
+    }
+
+    @Command(name = "undrain", mixinStandardHelpOptions = true,
+            description = "Take a DRAINING or DRAINED worker back: ACTIVE again, it gets experts at the next rebalance (requested at once).")
+    static final class UndrainCmd extends Base {
+        @Parameters(paramLabel = "WORKER", description = "Worker id or address (see moe admin workers).")
+        String worker;
+
+        @Override
+        public Integer call() throws Exception {
+            out.println(call(stub -> stub.undrain(UndrainRequest.newBuilder().setWorker(worker).build())).getMessage());
             return 0;
         }
     }

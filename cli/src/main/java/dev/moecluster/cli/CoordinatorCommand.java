@@ -1,9 +1,13 @@
 package dev.moecluster.cli;
 
+import dev.moecluster.control.BearerToken;
 import dev.moecluster.control.ControlPlaneConfig;
+import dev.moecluster.control.RecordSigning;
+import dev.moecluster.control.ScopedTokens;
 import dev.moecluster.coordinator.CoordinatorConfig;
 import dev.moecluster.coordinator.CoordinatorServer;
 import dev.moecluster.coordinator.PlacementPolicy;
+import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
 import java.util.concurrent.Callable;
@@ -22,7 +26,7 @@ final class CoordinatorCommand implements Callable<Integer> {
     @Option(names = "--cluster-name", defaultValue = ControlPlaneConfig.DEFAULT_CLUSTER_NAME, description = "Cluster name (default: ${DEFAULT-VALUE}).")
     String clusterName;
 
-    @Option(names = "--host", defaultValue = "127.0.0.1", description = "Address to bind; keep it on the cluster network (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--host", defaultValue = "127.0.0.1", description = "Address to bind: the Hazelcast member and the Admin API listen on this interface only; keep it on the cluster network (default: ${DEFAULT-VALUE}).")
     String host;
 
     @Option(names = "--metrics-port", defaultValue = "9402",
@@ -55,6 +59,18 @@ final class CoordinatorCommand implements Callable<Integer> {
     @Mixin
     ServerTlsOptions tls;
 
+    @Option(names = "--admin-token-file", paramLabel = "FILE",
+            description = "Require a bearer token on the Admin API: the tokens in FILE (one per line, read again within 10 s of a change) may call everything (write scope: drain, undrain, rebalance, and every view); missing or wrong gets UNAUTHENTICATED. Health and reflection stay open.")
+    Path adminTokenFile;
+
+    @Option(names = "--admin-read-token-file", paramLabel = "FILE",
+            description = "Tokens in FILE may call only the views (read scope: status, workers, placement, load); a write call with one gets PERMISSION_DENIED. Needs --admin-token-file.")
+    Path adminReadTokenFile;
+
+    @Option(names = "--signing-key", paramLabel = "FILE",
+            description = "Ed25519 private key (PEM PKCS#8, openssl genpkey -algorithm ed25519): the leader signs the placement, rollout and assignment records with it and replaces placement records it did not sign; give routers and workers the public key (--placement-public-key).")
+    Path signingKey;
+
     @Option(names = "--expected-workers", defaultValue = "1", description = "The first placement waits for this many workers, or --initial-wait-s (default: ${DEFAULT-VALUE}).")
     int expectedWorkers;
 
@@ -79,6 +95,17 @@ final class CoordinatorCommand implements Callable<Integer> {
     @Option(names = "--rebalance-below", defaultValue = "0.8", description = "Rebalance automatically when mean/max worker load falls below this (default: ${DEFAULT-VALUE}).")
     double rebalanceBelow;
 
+    private ScopedTokens adminTokens() {
+        if (adminTokenFile == null) {
+            if (adminReadTokenFile != null) {
+                throw new IllegalArgumentException("--admin-read-token-file needs --admin-token-file (else no one could drain or rebalance)");
+            }
+            return null;
+        }
+        return new ScopedTokens(BearerToken.readFrom(adminTokenFile),
+                adminReadTokenFile == null ? null : BearerToken.readFrom(adminReadTokenFile));
+    }
+
     @Override
     public Integer call() throws Exception {
         List<String> members = discovery == null ? null : discovery.members;
@@ -88,7 +115,8 @@ final class CoordinatorCommand implements Callable<Integer> {
         var config = new CoordinatorConfig(clusterName, host, port, adminPort, all, serviceDns, model.resolve(), policy,
                 expectedWorkers, Duration.ofSeconds(initialWaitSeconds), Duration.ofMillis(heartbeatTimeoutMs),
                 Duration.ofMillis(drainGraceMs), Duration.ofSeconds(rebalanceIntervalSeconds), rebalanceBelow, metricsPort)
-                .withTls(tls.resolve()).withHealthPort(healthPort);
+                .withTls(tls.resolve()).withHealthPort(healthPort).withAdminTokens(adminTokens())
+                .withSigningKey(signingKey == null ? null : RecordSigning.signingKey(signingKey));
         CoordinatorServer server = CoordinatorServer.start(config);
         Sigterm sigterm = Sigterm.handle("coordinator", server::close, server::close);
         System.out.printf("coordinator %s:%d in cluster '%s' (members %s), admin API on %s%n", host, port, clusterName,

@@ -2,6 +2,8 @@ package dev.moecluster.cli;
 
 import dev.moecluster.control.BearerToken;
 import dev.moecluster.control.ControlPlaneConfig;
+import dev.moecluster.control.DataPlaneAccess;
+import dev.moecluster.control.RecordSigning;
 import dev.moecluster.core.model.ModelConfig;
 import dev.moecluster.core.placement.ExpertPlacement;
 import dev.moecluster.core.tensor.DType;
@@ -12,6 +14,7 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Arrays;
 import java.util.List;
+import java.util.Set;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.ArgGroup;
 import picocli.CommandLine.Command;
@@ -66,6 +69,14 @@ final class RouterCommand implements Callable<Integer> {
             description = "With --coordinators: the cluster to join (default: ${DEFAULT-VALUE}).")
     String clusterName;
 
+    @Option(names = "--placement-public-key", paramLabel = "FILE",
+            description = "With --coordinators: the leader's Ed25519 public key (PEM, openssl pkey -pubout of the coordinators' --signing-key); placement records without its valid signature are ignored, with a warning and moe_router_placements_rejected_total.")
+    Path placementPublicKey;
+
+    @Option(names = "--data-plane-token-file", paramLabel = "FILE",
+            description = "Send workers the internal token in FILE (its first line) on every ExpertService call, for workers started with the same --data-plane-token-file.")
+    Path dataPlaneTokenFile;
+
     @Option(names = "--replicas", defaultValue = "1", description = "With --workers: workers per expert (default: ${DEFAULT-VALUE}).")
     int replicas;
 
@@ -117,7 +128,8 @@ final class RouterCommand implements Callable<Integer> {
         Path dir = model.resolve();
         ModelConfig config = ModelConfig.load(dir);
         ControlPlaneConfig control = placement.coordinators == null ? null
-                : ControlPlaneConfig.of(clusterName, List.of(placement.coordinators));
+                : ControlPlaneConfig.of(clusterName, List.of(placement.coordinators))
+                        .withPlacementKey(placementPublicKey == null ? null : RecordSigning.publicKey(placementPublicKey));
         ExpertPlacement p = placement.file != null ? ExpertPlacement.read(placement.file)
                 : placement.workers != null ? ExpertPlacement.roundRobin(List.copyOf(Arrays.asList(placement.workers)), config, replicas)
                 : ExpertPlacement.none();
@@ -126,7 +138,8 @@ final class RouterCommand implements Callable<Integer> {
                 new GenerationConfig(maxSequences, maxQueued, (long) kvCacheMb * 1024 * 1024, prefillChunk, overlap), control,
                 metricsPort).withTls(tls.resolve()).withHealthPort(healthPort)
                 .withAuthToken(authTokenFile == null ? null : BearerToken.readFrom(authTokenFile))
-                .withChannelsPerWorker(channelsPerWorker);
+                .withChannelsPerWorker(channelsPerWorker)
+                .withDataPlane(new DataPlaneAccess(dataPlaneTokenFile == null ? null : BearerToken.readFrom(dataPlaneTokenFile), Set.of()));
         if (maxInflightTokens != null) {
             rc = rc.withMaxTokensInFlight(maxInflightTokens);
         }

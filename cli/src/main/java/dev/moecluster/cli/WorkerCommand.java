@@ -1,6 +1,9 @@
 package dev.moecluster.cli;
 
+import dev.moecluster.control.BearerToken;
 import dev.moecluster.control.ControlPlaneConfig;
+import dev.moecluster.control.DataPlaneAccess;
+import dev.moecluster.control.RecordSigning;
 import dev.moecluster.coordinator.MemorySize;
 import dev.moecluster.core.model.ModelConfig;
 import dev.moecluster.core.placement.ExpertAssignment;
@@ -11,6 +14,7 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Set;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.ArgGroup;
 import picocli.CommandLine.Command;
@@ -78,6 +82,18 @@ final class WorkerCommand implements Callable<Integer> {
             description = "With --coordinators: the cluster to join (default: ${DEFAULT-VALUE}).")
     String clusterName;
 
+    @Option(names = "--placement-public-key", paramLabel = "FILE",
+            description = "With --coordinators: the leader's Ed25519 public key (PEM, openssl pkey -pubout of the coordinators' --signing-key); assignment records without its valid signature for this worker are ignored, with a warning.")
+    Path placementPublicKey;
+
+    @Option(names = "--data-plane-token-file", paramLabel = "FILE",
+            description = "Require the routers' internal token (same file on routers, one per line, read again within 10 s of a change) on ExpertService calls; missing or wrong gets UNAUTHENTICATED. For clusters without mutual TLS.")
+    Path dataPlaneTokenFile;
+
+    @Option(names = "--allowed-clients", split = ",", paramLabel = "NAME,...",
+            description = "Under mutual TLS: accept ExpertService calls only from client certificates with one of these names (subject DN as RFC 2253 prints it, its CN, or a subject alternative name), e.g. the routers' certificate; others get PERMISSION_DENIED.")
+    List<String> allowedClients;
+
     @Option(names = "--memory-budget", defaultValue = "8GiB", paramLabel = "SIZE",
             description = "Memory for expert weights the coordinator may fill, e.g. 80GiB (default: ${DEFAULT-VALUE}).")
     String memoryBudget;
@@ -109,7 +125,8 @@ final class WorkerCommand implements Callable<Integer> {
         ExpertAssignment held;
         ControlPlaneConfig control = null;
         if (assignment.coordinators != null) {
-            control = ControlPlaneConfig.of(clusterName, List.of(assignment.coordinators));
+            control = ControlPlaneConfig.of(clusterName, List.of(assignment.coordinators))
+                    .withPlacementKey(placementPublicKey == null ? null : RecordSigning.publicKey(placementPublicKey));
             held = new ExpertAssignment(java.util.Map.of());
         } else if (assignment.experts != null) {
             held = ExpertAssignment.parse(assignment.experts, config);
@@ -122,7 +139,9 @@ final class WorkerCommand implements Callable<Integer> {
         }
         var wc = new WorkerConfig(workerId, host, port, dir, held, backend, Duration.ofNanos(coalesceMicros * 1000),
                 Math.multiplyExact(maxMessageMb, 1024 * 1024), 64, control, MemorySize.parse(memoryBudget).bytes(), metricsPort,
-                perExpertMetrics).withTls(tls.resolve()).withHealthPort(healthPort).withAdvertiseHost(advertise);
+                perExpertMetrics).withTls(tls.resolve()).withHealthPort(healthPort).withAdvertiseHost(advertise)
+                .withDataPlane(new DataPlaneAccess(dataPlaneTokenFile == null ? null : BearerToken.readFrom(dataPlaneTokenFile),
+                        allowedClients == null ? Set.of() : Set.copyOf(allowedClients)));
         if (drainTimeoutSeconds < 0) {
             throw new IllegalArgumentException("--drain-timeout-s must be >= 0, got " + drainTimeoutSeconds);
         }

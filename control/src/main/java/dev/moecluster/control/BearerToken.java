@@ -169,16 +169,28 @@ public final class BearerToken {
             @Override
             public <Q, R> ServerCall.Listener<Q> interceptCall(ServerCall<Q, R> call, Metadata headers,
                     ServerCallHandler<Q, R> next) {
-                String value = headers.get(AUTHORIZATION);
-                if (value != null && value.regionMatches(true, 0, SCHEME, 0, SCHEME.length())
-                        && matches(value.substring(SCHEME.length()).strip())) {
+                if (matches(presented(headers))) {
                     return next.startCall(call, headers);
                 }
-                String refusal = value == null ? "missing bearer token" : "invalid bearer token";
-                call.close(Status.UNAUTHENTICATED.withDescription(refusal), new Metadata());
-                return new ServerCall.Listener<>() {};
+                return refuse(call, Status.UNAUTHENTICATED.withDescription(
+                        headers.containsKey(AUTHORIZATION) ? "invalid bearer token" : "missing bearer token"));
             }
         };
+    }
+
+    /** The token a call presents as {@code authorization: Bearer <token>}, or null when it presents none. */
+    static String presented(Metadata headers) {
+        String value = headers.get(AUTHORIZATION);
+        if (value == null || !value.regionMatches(true, 0, SCHEME, 0, SCHEME.length())) {
+            return null;
+        }
+        return value.substring(SCHEME.length()).strip();
+    }
+
+    /** Closes {@code call} with {@code status} before the service sees it. */
+    static <Q, R> ServerCall.Listener<Q> refuse(ServerCall<Q, R> call, Status status) {
+        call.close(status, new Metadata());
+        return new ServerCall.Listener<>() {};
     }
 
     /** Sends the (first) token with every call. */

@@ -216,7 +216,7 @@ public record TlsConfig(Path certChain, Path privateKey, Path ca) {
     }
 
     /** PEM blocks as (label, base64 body). */
-    private static List<String[]> blocks(String text) {
+    static List<String[]> blocks(String text) {
         List<String[]> blocks = new ArrayList<>();
         Matcher m = PEM_BLOCK.matcher(text);
         while (m.find()) {

@@ -18,15 +18,22 @@ import dev.moecluster.proto.ListWorkersRequest;
 import dev.moecluster.proto.LoadInfo;
 import dev.moecluster.proto.PlacementInfo;
 import dev.moecluster.proto.RebalanceRequest;
+import dev.moecluster.proto.UndrainRequest;
 import dev.moecluster.proto.WorkerInfo;
 import dev.moecluster.proto.WorkerList;
 import io.grpc.Status;
 import io.grpc.stub.StreamObserver;
 import java.util.Map;
+import java.util.Set;
 import java.util.TreeMap;
 
 /** The gRPC {@code Admin} API; any coordinator answers, reading and writing the shared maps. */
 final class AdminService extends AdminGrpc.AdminImplBase {
+    /** The methods a read-only admin token may call: views that change nothing. */
+    static final Set<String> READ_ONLY_METHODS = Set.of(AdminGrpc.getStatusMethod().getFullMethodName(),
+            AdminGrpc.getListWorkersMethod().getFullMethodName(), AdminGrpc.getGetPlacementMethod().getFullMethodName(),
+            AdminGrpc.getGetLoadMethod().getFullMethodName());
+
     private final HazelcastInstance hz;
     private final Reconciler reconciler;
     private final CoordinatorConfig config;
@@ -38,8 +45,7 @@ final class AdminService extends AdminGrpc.AdminImplBase {
     }
 
     private ExpertPlacement current() {
-        String json = hz.<String, String>getMap(ControlMaps.PLACEMENT).get(ControlMaps.CURRENT);
-        return json == null ? null : ExpertPlacement.fromJson(json);
+        return reconciler.currentPlacement();
     }
 
     @Override
@@ -57,8 +63,7 @@ final class AdminService extends AdminGrpc.AdminImplBase {
         ExpertPlacement p = current();
         b.setPlacementEpoch(p == null ? 0 : p.epoch());
         String rollout = hz.<String, String>getMap(ControlMaps.PLACEMENT).get(ControlMaps.PENDING);
-        b.setRollout(rollout == null ? "idle" : Rollout.fromJson(rollout).phase() + " epoch "
-                + ExpertPlacement.fromJson(Rollout.fromJson(rollout).placementJson()).epoch());
+        b.setRollout(rollout == null ? "idle" : describe(rollout));
         b.setBalancedness(p == null ? 0 : PlacementPlanner.balancedness(p, reconciler.load()));
         b.setMinReplicas(p == null ? 0 : minReplicas(p));
         Map<String, Integer> byState = new TreeMap<>();
@@ -67,6 +72,16 @@ final class AdminService extends AdminGrpc.AdminImplBase {
         b.setModel(config.modelDir().getFileName() == null ? "" : config.modelDir().getFileName().toString());
         responses.onNext(b.build());
         responses.onCompleted();
+    }
+
+    /** "loading epoch 4"; a record that does not parse (a rogue client's) is reported, not thrown. */
+    private static String describe(String rolloutJson) {
+        try {
+            Rollout r = Rollout.fromJson(rolloutJson);
+            return r.phase() + " epoch " + ExpertPlacement.fromJson(r.placementJson()).epoch();
+        } catch (RuntimeException e) {
+            return "unreadable rollout record (the leader drops it)";
+        }
     }
 
     private static int minReplicas(ExpertPlacement p) {
@@ -128,18 +143,27 @@ final class AdminService extends AdminGrpc.AdminImplBase {
         responses.onCompleted();
     }
 
-    @Override
-    public void drain(DrainRequest request, StreamObserver<AdminResponse> responses) {
-        var workers = hz.<String, String>getMap(ControlMaps.WORKERS);
+    /** The registry key (address) of the worker named by id or address, or null. */
+    private String workerKey(String name) {
         String key = null;
         for (var e : reconciler.workers().entrySet()) {
-            if (e.getKey().equals(request.getWorker()) || e.getValue().id().equals(request.getWorker())) {
+            if (e.getKey().equals(name) || e.getValue().id().equals(name)) {
                 key = e.getKey();
             }
         }
+        return key;
+    }
+
+    private static Status noSuchWorker(String name) {
+        return Status.NOT_FOUND.withDescription("no worker named " + name + " (see moe admin workers)");
+    }
+
+    @Override
+    public void drain(DrainRequest request, StreamObserver<AdminResponse> responses) {
+        var workers = hz.<String, String>getMap(ControlMaps.WORKERS);
+        String key = workerKey(request.getWorker());
         if (key == null) {
-            responses.onError(Status.NOT_FOUND.withDescription("no worker named " + request.getWorker()
-                    + " (see moe admin workers)").asRuntimeException());
+            responses.onError(noSuchWorker(request.getWorker()).asRuntimeException());
             return;
         }
         WorkerRecord w = WorkerRecord.fromJson(workers.get(key));
@@ -155,8 +179,41 @@ final class AdminService extends AdminGrpc.AdminImplBase {
     }
 
     @Override
-    public void rebalance(RebalanceRequest request, StreamObserver<AdminResponse> responses) {
+    public void undrain(UndrainRequest request, StreamObserver<AdminResponse> responses) {
+        var workers = hz.<String, String>getMap(ControlMaps.WORKERS);
+        String key = workerKey(request.getWorker());
+        if (key == null) {
+            responses.onError(noSuchWorker(request.getWorker()).asRuntimeException());
+            return;
+        }
+        // compare-and-set: the worker's own heartbeat rewrites its record concurrently
+        for (int attempt = 0; attempt < 10; attempt++) {
+            String old = workers.get(key);
+            WorkerRecord w = WorkerRecord.fromJson(old);
+            if (w.state() != WorkerState.DRAINING && w.state() != WorkerState.DRAINED) {
+                responses.onError(Status.FAILED_PRECONDITION.withDescription("worker " + request.getWorker() + " is "
+                        + w.state() + "; only a DRAINING or DRAINED worker can be undrained").asRuntimeException());
+                return;
+            }
+            if (workers.replace(key, old, w.withState(WorkerState.ACTIVE).toJson())) {
+                requestRebalance();
+                responses.onNext(AdminResponse.newBuilder().setMessage("undrained " + w.id() + " (" + key + ", was "
+                        + w.state() + "): ACTIVE again; a rebalance is requested to give it experts").build());
+                responses.onCompleted();
+                return;
+            }
+        }
+        responses.onError(Status.ABORTED.withDescription("worker " + request.getWorker()
+                + " changed concurrently ten times; try again").asRuntimeException());
+    }
+
+    private void requestRebalance() {
         hz.<String, String>getMap(ControlMaps.REQUESTS).set(ControlMaps.REBALANCE, String.valueOf(System.currentTimeMillis()));
+    }
+
+    @Override
+    public void rebalance(RebalanceRequest request, StreamObserver<AdminResponse> responses) {
+        requestRebalance();
         responses.onNext(AdminResponse.newBuilder().setMessage("rebalance requested: the leader plans from the current load "
                 + "and rolls out a new placement if it improves balancedness by more than "
                 + config.policy().migrationThreshold()).build());

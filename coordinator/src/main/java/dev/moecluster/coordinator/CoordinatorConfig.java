@@ -5,6 +5,8 @@ import static java.util.Objects.requireNonNull;
 import dev.moecluster.control.ControlPlaneConfig;
 import dev.moecluster.control.GrpcEndpoint;
 import dev.moecluster.control.MetricsEndpoint;
+import dev.moecluster.control.RecordSigning;
+import dev.moecluster.control.ScopedTokens;
 import dev.moecluster.control.TlsConfig;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -29,6 +31,10 @@ import java.util.List;
  * @param tls TLS for the Admin API port (client certificates required when it has a CA); null for
  *     plaintext. Hazelcast's port has no TLS in the open-source edition
  * @param healthPort plaintext port serving only gRPC health: 0 picks a free one, -1 serves none
+ * @param adminTokens bearer tokens the Admin API requires (write: everything; read: the views); null
+ *     leaves it open (only TLS, if any, protects it)
+ * @param signingKey the leader's Ed25519 key: it signs the placement, rollout and assignment records it
+ *     writes and ignores (and repairs) ones it did not sign; null writes unsigned records
  */
 public record CoordinatorConfig(
         String clusterName,
@@ -47,7 +53,9 @@ public record CoordinatorConfig(
         double rebalanceBelow,
         int metricsPort,
         TlsConfig tls,
-        int healthPort) {
+        int healthPort,
+        ScopedTokens adminTokens,
+        RecordSigning signingKey) {
 
     /** {@code moe coordinator --metrics-port} default. */
     public static final int DEFAULT_METRICS_PORT = 9402;
@@ -80,7 +88,7 @@ public record CoordinatorConfig(
             Duration heartbeatTimeout, Duration drainGrace, Duration rebalanceInterval, double rebalanceBelow, int metricsPort) {
         this(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
                 initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, null,
-                GrpcEndpoint.NO_HEALTH_PORT);
+                GrpcEndpoint.NO_HEALTH_PORT, null, null);
     }
 
     /**
@@ -95,46 +103,61 @@ public record CoordinatorConfig(
 
     public CoordinatorConfig withMembers(List<String> all, int port) {
         return new CoordinatorConfig(clusterName, host, port, adminPort, all, kubernetesServiceDns, modelDir, policy, expectedWorkers,
-                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort);
+                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort, adminTokens, signingKey);
     }
 
     public CoordinatorConfig withAdminPort(int port) {
         return new CoordinatorConfig(clusterName, host, hazelcastPort, port, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
-                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort);
+                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort, adminTokens, signingKey);
     }
 
     public CoordinatorConfig withInitialWait(Duration d) {
         return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
-                d, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort);
+                d, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort, adminTokens, signingKey);
     }
 
     public CoordinatorConfig withHeartbeatTimeout(Duration d) {
         return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
-                initialWait, d, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort);
+                initialWait, d, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort, adminTokens, signingKey);
     }
 
     /** How often the leader checks balancedness and looks for workers without experts on its own. */
     public CoordinatorConfig withRebalanceInterval(Duration d) {
         return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
-                initialWait, heartbeatTimeout, drainGrace, d, rebalanceBelow, metricsPort, tls, healthPort);
+                initialWait, heartbeatTimeout, drainGrace, d, rebalanceBelow, metricsPort, tls, healthPort, adminTokens, signingKey);
     }
 
     /** Serves {@code /metrics} on {@code port}: 0 picks a free one, -1 serves none. */
     public CoordinatorConfig withMetricsPort(int port) {
         return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
-                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, port, tls, healthPort);
+                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, port, tls, healthPort, adminTokens, signingKey);
     }
 
     /** Serves the Admin API over TLS; null for plaintext. */
     public CoordinatorConfig withTls(TlsConfig newTls) {
         return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
-                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, newTls, healthPort);
+                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, newTls, healthPort, adminTokens, signingKey);
     }
 
     /** Serves gRPC health alone on a plaintext {@code port}: 0 picks a free one, -1 serves none. */
     public CoordinatorConfig withHealthPort(int port) {
         return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
-                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, port);
+                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, port, adminTokens, signingKey);
+    }
+
+    /** Requires these bearer tokens on the Admin API; null leaves it open. */
+    public CoordinatorConfig withAdminTokens(ScopedTokens tokens) {
+        return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
+                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort, tokens, signingKey);
+    }
+
+    /** Signs the records routers and workers act on with this Ed25519 private key; null leaves them unsigned. */
+    public CoordinatorConfig withSigningKey(RecordSigning key) {
+        if (key != null && !key.canSign()) {
+            throw new IllegalArgumentException("the coordinator needs the private signing key, not the public key");
+        }
+        return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
+                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort, adminTokens, key);
     }
 
     /** The settings workers and routers use to reach these coordinators. */

@@ -1,5 +1,6 @@
 package dev.moecluster.coordinator;
 
+import dev.moecluster.control.RecordSigning;
 import dev.moecluster.control.WorkerRecord;
 import dev.moecluster.control.WorkerState;
 import dev.moecluster.core.placement.ExpertPlacement;
@@ -66,6 +67,12 @@ final class CoordinatorMetrics {
                 .help("Expert copies unloaded from workers by rollouts (moved experts' old copies), by rollout kind")
                 .labelNames("kind")
                 .callback(cb -> ROLLOUT_KINDS.forEach(kind -> cb.call(reconciler.expertUnloads(kind), kind)))
+                .register(registry);
+        CounterWithCallback.builder().name("moe_coordinator_records_rejected_total")
+                .help("Records in the shared maps the leader had not written (forged, replayed, malformed, unsigned) and replaced or dropped, by kind")
+                .labelNames("kind")
+                .callback(cb -> List.of(RecordSigning.PLACEMENT, RecordSigning.ROLLOUT)
+                        .forEach(kind -> cb.call(reconciler.recordsRejected(kind), kind)))
                 .register(registry);
     }
 

@@ -11,6 +11,8 @@ import com.hazelcast.core.HazelcastInstance;
 import dev.moecluster.control.MetricsEndpoint;
 import dev.moecluster.control.GrpcEndpoint;
 import dev.moecluster.core.model.ModelConfig;
+import io.grpc.ServerInterceptors;
+import io.grpc.ServerServiceDefinition;
 import java.util.List;
 import java.io.IOException;
 import java.util.concurrent.Executors;
@@ -43,9 +45,15 @@ public final class CoordinatorServer implements AutoCloseable {
         CoordinatorMetrics.register(metrics.registry(), reconciler);
         this.loop = Executors.newSingleThreadScheduledExecutor(r -> Thread.ofPlatform().name("moe-coordinator").daemon().unstarted(r));
         this.admin = GrpcEndpoint.start(config.host(), config.adminPort(), 4 * 1024 * 1024,
-                List.of(new AdminService(hz, reconciler, config).bindService()), config.tls(), config.healthPort());
+                List.of(adminApi(new AdminService(hz, reconciler, config).bindService(), config)), config.tls(), config.healthPort());
         loop.scheduleWithFixedDelay(reconciler::tick, 200, 250, TimeUnit.MILLISECONDS);
         admin.ready(true); // the Hazelcast member has joined: newHazelcastInstance returns only then
+    }
+
+    /** The Admin service behind its bearer tokens when the config has some; health and reflection stay open. */
+    private static ServerServiceDefinition adminApi(ServerServiceDefinition service, CoordinatorConfig config) {
+        return config.adminTokens() == null ? service
+                : ServerInterceptors.intercept(service, config.adminTokens().serverInterceptor(AdminService.READ_ONLY_METHODS));
     }
 
     public static CoordinatorServer start(CoordinatorConfig config) throws IOException {
@@ -60,6 +68,8 @@ public final class CoordinatorServer implements AutoCloseable {
                     + config.clusterName() + "' (" + hz.getCluster().getMembers().size() + " member(s)), admin API on "
                     + server.adminAddress()
                     + (config.tls() == null ? "" : config.tls().requiresClientCertificates() ? " (mutual TLS)" : " (TLS)")
+                    + (config.adminTokens() == null ? "" : config.adminTokens().read() == null ? ", write token required"
+                            : ", read or write token required")
                     + (server.healthPort() == GrpcEndpoint.NO_HEALTH_PORT ? "" : ", health on port " + server.healthPort())
                     + (server.metricsPort() == MetricsEndpoint.OFF ? "" : ", metrics on port " + server.metricsPort()));
             return server;
@@ -84,6 +94,8 @@ public final class CoordinatorServer implements AutoCloseable {
         NetworkConfig network = config.getNetworkConfig();
         network.setPort(c.hazelcastPort()).setPortAutoIncrement(false);
         network.getInterfaces().setEnabled(true).addInterface(c.host());
+        // without this the member picks the interface above only for its address and still listens on all of them
+        config.setProperty("hazelcast.socket.bind.any", "false");
         network.setPublicAddress(c.host() + ":" + c.hazelcastPort());
         JoinConfig join = network.getJoin();
         join.getMulticastConfig().setEnabled(false);

@@ -49,7 +49,7 @@ public final class PlacementPlanner {
     public PlacementPlan plan(ModelShape shape, List<WorkerCapacity> workers, ExpertLoad load,
             ExpertPlacement current) {
         requireNonNull(current, "current is null (use plan(shape, workers, load) for a first placement)");
-        return plan(new PlanningProblem(shape, workers, load, current, policy.minReplicas()), current.epoch() + 1);
+        return plan(new PlanningProblem(shape, workers, load, current, policy.minReplicas()), Math.addExact(current.epoch(), 1));
     }
 
     /** Mean / max load over the workers of {@code placement}, each expert's load split over its copies; 1 with no load. */

@@ -5,6 +5,8 @@ import com.hazelcast.map.IMap;
 import dev.moecluster.control.Assignment;
 import dev.moecluster.control.ControlMaps;
 import dev.moecluster.control.LoadReport;
+import dev.moecluster.control.PlacementGate;
+import dev.moecluster.control.RecordSigning;
 import dev.moecluster.control.RouterRecord;
 import dev.moecluster.control.WorkerRecord;
 import dev.moecluster.control.WorkerState;
@@ -52,12 +54,21 @@ final class Reconciler {
     private final Map<String, LongAdder> rolloutsStarted = new ConcurrentHashMap<>();
     private final Map<String, LongAdder> expertLoads = new ConcurrentHashMap<>();
     private final Map<String, LongAdder> expertUnloads = new ConcurrentHashMap<>();
+    private final Map<String, LongAdder> recordsRejected = new ConcurrentHashMap<>();
+    /** Signs what the leader writes; null writes unsigned records. */
+    private final RecordSigning signer;
+    /** Epoch bounds and the model's shape; the leader checks signatures itself (by signing again). */
+    private final PlacementGate gate;
+    /** The placement record this member published or adopted while leading: what {@code current} must hold. */
+    private String published;
 
     Reconciler(HazelcastInstance hz, CoordinatorConfig config, ModelShape shape) {
         this.hz = hz;
         this.config = config;
         this.shape = shape;
         this.planner = new PlacementPlanner(config.policy());
+        this.signer = config.signingKey();
+        this.gate = new PlacementGate(null, shape.moeLayers(), shape.numExperts());
     }
 
     boolean isLeader() {
@@ -78,10 +89,23 @@ final class Reconciler {
         return out;
     }
 
-    /** The current placement, or null before the first one. */
+    /** The current placement, or null before the first one (or when the record does not parse). */
     ExpertPlacement currentPlacement() {
         String json = map(ControlMaps.PLACEMENT).get(ControlMaps.CURRENT);
-        return json == null ? null : ExpertPlacement.fromJson(json);
+        try {
+            return json == null ? null : ExpertPlacement.fromJson(json);
+        } catch (RuntimeException e) {
+            return null;
+        }
+    }
+
+    /**
+     * Records in the shared maps this member found it had not written while leading (forged, replayed,
+     * malformed), by kind: {@code placement}, {@code rollout}.
+     */
+    long recordsRejected(String kind) {
+        LongAdder n = recordsRejected.get(kind);
+        return n == null ? 0 : n.sum();
     }
 
     /** Rollouts this member started while leading, by kind: {@code initial}, {@code repair}, {@code rebalance}. */
@@ -124,14 +148,13 @@ final class Reconciler {
             }
             Map<String, WorkerRecord> workers = workers();
             markDead(workers, now);
-            String rolloutJson = map(ControlMaps.PLACEMENT).get(ControlMaps.PENDING);
-            ExpertPlacement current = map(ControlMaps.PLACEMENT).containsKey(ControlMaps.CURRENT)
-                    ? ExpertPlacement.fromJson(map(ControlMaps.PLACEMENT).get(ControlMaps.CURRENT)) : null;
+            Rollout rollout = readRollout();
+            ExpertPlacement current = readCurrent();
             if (current != null) {
                 balancedness = PlacementPlanner.balancedness(current, load);
             }
-            if (rolloutJson != null) {
-                advance(Rollout.fromJson(rolloutJson), current, workers, now);
+            if (rollout != null) {
+                advance(rollout, current, workers, now);
                 return;
             }
             markDrained(workers, current);
@@ -140,7 +163,7 @@ final class Reconciler {
             if (current == null) {
                 boolean waitedEnough = now - startedMillis > config.initialWait().toMillis();
                 if (active >= config.expectedWorkers() || (waitedEnough && active >= config.policy().minReplicas())) {
-                    start(planner.plan(shape, capacities, load), null, "initial placement", "initial");
+                    start(renumbered(planner.plan(shape, capacities, load), firstEpoch()), null, "initial placement", "initial");
                 }
                 return;
             }
@@ -170,6 +193,125 @@ final class Reconciler {
         } catch (RuntimeException e) {
             LOG.log(Level.WARNING, "reconcile failed (will retry)", e);
         }
+    }
+
+    /**
+     * The published placement, checked: a record this member did not write (a rogue Hazelcast client's,
+     * a replayed old one, a malformed one) is counted, logged and replaced by the one it published; a new
+     * leader adopts a record that passes the checks (epoch bounds, shape, the signature when it signs).
+     */
+    private ExpertPlacement readCurrent() {
+        String json = map(ControlMaps.PLACEMENT).get(ControlMaps.CURRENT);
+        if (json != null && json.equals(published)) {
+            return ExpertPlacement.fromJson(json);
+        }
+        if (json == null && published == null) {
+            return null;
+        }
+        String problem = json == null ? "it was removed" : placementProblem(json);
+        if (problem == null) {
+            published = json; // e.g. a new leader taking over its predecessor's placement
+            return ExpertPlacement.fromJson(json);
+        }
+        recordsRejected.computeIfAbsent(RecordSigning.PLACEMENT, k -> new LongAdder()).increment();
+        if (published == null) {
+            LOG.warning("the placement record in the shared map is not one the leader wrote (" + problem
+                    + "); planning afresh above every router's epoch");
+            return null;
+        }
+        LOG.warning("the placement record in the shared map is not the one this leader published (" + problem
+                + "); restored epoch " + ExpertPlacement.fromJson(published).epoch());
+        map(ControlMaps.PLACEMENT).set(ControlMaps.CURRENT, published);
+        return ExpertPlacement.fromJson(published);
+    }
+
+    /** Why {@code json} cannot be the leader's placement record, or null when it can. */
+    private String placementProblem(String json) {
+        ExpertPlacement p;
+        try {
+            p = ExpertPlacement.fromJson(json);
+        } catch (RuntimeException e) {
+            return "it does not parse";
+        }
+        if (p.epoch() < 1 || p.epoch() > PlacementGate.MAX_EPOCH) {
+            return "epoch " + p.epoch() + " is outside 1.." + PlacementGate.MAX_EPOCH;
+        }
+        String shapeProblem = gate.shapeProblem(p);
+        if (shapeProblem != null) {
+            return shapeProblem;
+        }
+        if (published != null && p.epoch() < ExpertPlacement.fromJson(published).epoch()) {
+            return "epoch " + p.epoch() + " is older than the published one";
+        }
+        if (signer != null && !signer.verifies(RecordSigning.PLACEMENT, ControlMaps.CURRENT, p.toJson(),
+                RecordSigning.signatureIn(json))) {
+            return "epoch " + p.epoch() + " does not carry the leader's signature";
+        }
+        return null;
+    }
+
+    /** The rollout under way, or null; one the leader did not sign (when it signs) is dropped. */
+    private Rollout readRollout() {
+        String json = map(ControlMaps.PLACEMENT).get(ControlMaps.PENDING);
+        if (json == null) {
+            return null;
+        }
+        Rollout r;
+        try {
+            r = Rollout.fromJson(json);
+            ExpertPlacement next = ExpertPlacement.fromJson(r.placementJson());
+            if (next.epoch() < 1 || next.epoch() > PlacementGate.MAX_EPOCH || gate.shapeProblem(next) != null) {
+                throw new IllegalArgumentException("epoch or shape out of bounds");
+            }
+        } catch (RuntimeException e) {
+            r = null;
+        }
+        if (r == null || (signer != null && !signer.verifies(RecordSigning.ROLLOUT, ControlMaps.PENDING, r.toJson(),
+                RecordSigning.signatureIn(json)))) {
+            recordsRejected.computeIfAbsent(RecordSigning.ROLLOUT, k -> new LongAdder()).increment();
+            LOG.warning("dropped a rollout record the leader did not write (malformed, out of bounds or unsigned)");
+            map(ControlMaps.PLACEMENT).remove(ControlMaps.PENDING, json);
+            return null;
+        }
+        return r;
+    }
+
+    /**
+     * The epoch of a placement planned without a current one: above every epoch routers report (a new
+     * leader that found the record forged must publish something routers take as newer).
+     */
+    private long firstEpoch() {
+        long highest = 0;
+        for (String json : map(ControlMaps.ROUTERS).values()) {
+            try {
+                long epoch = RouterRecord.fromJson(json).epoch();
+                if (epoch <= PlacementGate.MAX_EPOCH) { // a forged report cannot push the leader past the bound
+                    highest = Math.max(highest, epoch);
+                }
+            } catch (RuntimeException malformed) {
+                // a record the leader cannot read says nothing about routers
+            }
+        }
+        return Math.min(PlacementGate.MAX_EPOCH, Math.addExact(highest, 1));
+    }
+
+    private static PlacementPlan renumbered(PlacementPlan plan, long epoch) {
+        ExpertPlacement p = plan.placement();
+        return new PlacementPlan(new ExpertPlacement(epoch, p.workers(), p.layers()), plan.decision(), plan.loads(),
+                plan.unloads(), plan.balancednessBefore(), plan.balancednessAfter());
+    }
+
+    /** {@code canonical} with the leader's signature under {@code key}, or as is when it does not sign. */
+    private String sign(String kind, String key, String canonical) {
+        return signer == null ? canonical : signer.signed(kind, key, canonical);
+    }
+
+    private void writeRollout(Rollout r) {
+        map(ControlMaps.PLACEMENT).set(ControlMaps.PENDING, sign(RecordSigning.ROLLOUT, ControlMaps.PENDING, r.toJson()));
+    }
+
+    private void writeAssignment(String address, Assignment a) {
+        map(ControlMaps.ASSIGNMENTS).set(address, sign(RecordSigning.ASSIGNMENT, address, a.toJson()));
     }
 
     /** An active (not draining) worker that the current placement gives no expert. */
@@ -253,16 +395,16 @@ final class Reconciler {
                 + " loads, " + plan.unloads().size() + " unloads, balancedness " + String.format("%.3f -> %.3f",
                         plan.balancednessBefore(), plan.balancednessAfter()));
         Rollout r = new Rollout(next.toJson(), Rollout.LOADING, System.currentTimeMillis(), 0, reason);
-        map(ControlMaps.PLACEMENT).set(ControlMaps.PENDING, r.toJson());
+        writeRollout(r);
         assign(union(current, next), loadingEpoch(next));
     }
 
     private static long loadingEpoch(ExpertPlacement p) {
-        return p.epoch() * 2 - 1;
+        return Math.subtractExact(Math.multiplyExact(p.epoch(), 2), 1);
     }
 
     private static long finalEpoch(ExpertPlacement p) {
-        return p.epoch() * 2;
+        return Math.multiplyExact(p.epoch(), 2);
     }
 
     private void advance(Rollout r, ExpertPlacement current, Map<String, WorkerRecord> workers, long now) {
@@ -291,8 +433,10 @@ final class Reconciler {
                 }
                 return;
             }
-            map(ControlMaps.PLACEMENT).set(ControlMaps.CURRENT, next.toJson());
-            map(ControlMaps.PLACEMENT).set(ControlMaps.PENDING, r.withPhase(Rollout.PUBLISHED, now).toJson());
+            String record = sign(RecordSigning.PLACEMENT, ControlMaps.CURRENT, next.toJson());
+            map(ControlMaps.PLACEMENT).set(ControlMaps.CURRENT, record);
+            published = record;
+            writeRollout(r.withPhase(Rollout.PUBLISHED, now));
             LOG.info("published placement epoch " + next.epoch());
             return;
         }
@@ -307,7 +451,7 @@ final class Reconciler {
                 }
             }
             if (switched || now - r.sinceMillis() > ROUTER_SWITCH_TIMEOUT_MILLIS) {
-                map(ControlMaps.PLACEMENT).set(ControlMaps.PENDING, r.withRoutersSwitched(now).toJson());
+                writeRollout(r.withRoutersSwitched(now));
             }
             return;
         }
@@ -318,7 +462,7 @@ final class Reconciler {
         // workers that fell out of the placement hold nothing now
         for (String address : workers.keySet()) {
             if (!next.workers().contains(address) && workers.get(address).state() != WorkerState.DEAD) {
-                map(ControlMaps.ASSIGNMENTS).set(address, new Assignment(finalEpoch(next), Map.of()).toJson());
+                writeAssignment(address, new Assignment(finalEpoch(next), Map.of()));
             }
         }
         map(ControlMaps.PLACEMENT).remove(ControlMaps.PENDING);
@@ -350,8 +494,7 @@ final class Reconciler {
     }
 
     private void assign(Map<String, Map<Integer, Set<Integer>>> byWorker, long epoch) {
-        byWorker.forEach((address, experts) ->
-                map(ControlMaps.ASSIGNMENTS).set(address, new Assignment(epoch, experts).toJson()));
+        byWorker.forEach((address, experts) -> writeAssignment(address, new Assignment(epoch, experts)));
     }
 
     /** Sums the routers' per-expert token counts over the last minute from their cumulative reports. */

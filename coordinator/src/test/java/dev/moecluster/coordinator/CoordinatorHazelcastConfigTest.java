@@ -7,7 +7,10 @@ import com.hazelcast.config.JoinConfig;
 import com.hazelcast.core.Hazelcast;
 import com.hazelcast.core.HazelcastInstance;
 import java.io.IOException;
+import java.net.ConnectException;
+import java.net.InetSocketAddress;
 import java.net.ServerSocket;
+import java.net.Socket;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
@@ -69,6 +72,33 @@ class CoordinatorHazelcastConfigTest {
         try {
             assertThat(member.getCluster().getMembers()).singleElement()
                     .satisfies(m -> assertThat(m.getAddress().getPort()).isEqualTo(port));
+        } finally {
+            member.shutdown();
+        }
+    }
+
+    @Test
+    void theMemberListensOnlyOnItsHost() throws IOException {
+        int port;
+        try (ServerSocket socket = new ServerSocket(0)) {
+            port = socket.getLocalPort();
+        }
+        var config = new CoordinatorConfig("bind-" + UUID.randomUUID(), "127.0.0.1", port, 0, List.of("127.0.0.1:" + port),
+                null, Path.of("model"), PlacementPolicy.defaults(), 1, Duration.ofSeconds(1), Duration.ofSeconds(5),
+                Duration.ofSeconds(1), Duration.ofSeconds(60), 0.8, -1);
+        assertThat(CoordinatorServer.hazelcastConfig(config).getProperty("hazelcast.socket.bind.any")).isEqualTo("false");
+        HazelcastInstance member = Hazelcast.newHazelcastInstance(CoordinatorServer.hazelcastConfig(config));
+        try {
+            try (Socket ok = new Socket()) {
+                ok.connect(new InetSocketAddress("127.0.0.1", port), 5000);
+                assertThat(ok.isConnected()).isTrue();
+            }
+            // Linux routes all of 127/8 to loopback: a socket bound to every interface would accept this one
+            assertThatThrownBy(() -> {
+                try (Socket other = new Socket()) {
+                    other.connect(new InetSocketAddress("127.0.0.2", port), 5000);
+                }
+            }).isInstanceOf(ConnectException.class);
         } finally {
             member.shutdown();
         }

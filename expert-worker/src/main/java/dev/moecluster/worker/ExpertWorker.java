@@ -3,11 +3,15 @@ package dev.moecluster.worker;
 import static java.util.Objects.requireNonNull;
 
 import dev.moecluster.control.ControlClient;
+import dev.moecluster.control.DataPlaneAccess;
 import dev.moecluster.control.GrpcEndpoint;
 import dev.moecluster.control.MetricsEndpoint;
 import dev.moecluster.control.wire.DataPlaneMarshalling;
 import dev.moecluster.core.kernel.Gemm;
 import dev.moecluster.core.model.ModelConfig;
+import io.grpc.ServerInterceptors;
+import io.grpc.ServerServiceDefinition;
+import io.prometheus.metrics.core.metrics.CounterWithCallback;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.net.InetAddress;
@@ -51,12 +55,16 @@ public final class ExpertWorker implements AutoCloseable {
                 config.maxBatchesInFlightPerStream());
         WorkerMetrics.register(metrics.registry(), coalescer, store, backend.name(), config.perExpertMetrics());
         this.server = GrpcEndpoint.start(config.host(), config.port(), config.maxInboundMessageBytes(),
-                List.of(DataPlaneMarshalling.bind(service)), config.tls(), config.healthPort());
+                List.of(dataPlane(DataPlaneMarshalling.bind(service), config.dataPlane())), config.tls(), config.healthPort());
         this.agent = config.controlPlane() == null ? null : new WorkerAgent(
                 ControlClient.connect(config.controlPlane(), "worker-" + config.workerId()), store, config.workerId(),
                 address(), backend.name(), backend.memory().budget(config.memoryBytes()), server::ready);
         if (agent == null) {
             server.ready(true); // a static worker holds its experts from the start
+        } else {
+            CounterWithCallback.builder().name("moe_worker_assignments_rejected_total")
+                    .help("Assignment records ignored as malformed, with an absurd epoch, or without the leader's signature")
+                    .callback(cb -> cb.call(agent.rejectedAssignments())).register(metrics.registry());
         }
     }
 
@@ -109,6 +117,11 @@ public final class ExpertWorker implements AutoCloseable {
     /** Port of {@code /metrics}, or -1 when none is served. */
     public int metricsPort() {
         return metrics.port();
+    }
+
+    /** The ExpertService behind the routers-only check when one is configured; health and reflection stay open. */
+    private static ServerServiceDefinition dataPlane(ServerServiceDefinition service, DataPlaneAccess access) {
+        return access.open() ? service : ServerInterceptors.intercept(service, access.serverInterceptor());
     }
 
     /** {@code host:port} routers connect to: the advertised host, else the bound one, else (bound to every interface) this machine's address. */

@@ -4,6 +4,8 @@ import com.hazelcast.map.IMap;
 import dev.moecluster.control.Assignment;
 import dev.moecluster.control.ControlClient;
 import dev.moecluster.control.ControlMaps;
+import dev.moecluster.control.PlacementGate;
+import dev.moecluster.control.RecordSigning;
 import dev.moecluster.control.WorkerRecord;
 import dev.moecluster.control.WorkerState;
 import java.time.Duration;
@@ -44,6 +46,10 @@ final class WorkerAgent implements AutoCloseable {
     private volatile boolean synced;
     /** The registry says DRAINING or DRAINED, or {@link #drain} was called. */
     private volatile boolean draining;
+    /** {@link #drain} was called: this process is stopping, whatever an operator does next. */
+    private volatile boolean stopping;
+    private long rejectedAssignments;
+    private String lastRefused;
 
     /** @param readiness told whether the worker may take traffic, whenever that may have changed */
     WorkerAgent(ControlClient client, ExpertStore store, String id, String address, String backend, long memoryBytes,
@@ -55,7 +61,7 @@ final class WorkerAgent implements AutoCloseable {
         this.address = address;
         this.backend = backend;
         this.memoryBytes = memoryBytes;
-        client.watch(ControlMaps.ASSIGNMENTS, address, json -> apply(Assignment.fromJson(json)));
+        client.watch(ControlMaps.ASSIGNMENTS, address, this::consider);
         client.onConnected(this::sync);
         client.every(client.config().heartbeatInterval().toMillis(), this::sync);
     }
@@ -67,7 +73,7 @@ final class WorkerAgent implements AutoCloseable {
             try {
                 String json = client.map(ControlMaps.ASSIGNMENTS).get(address);
                 if (json != null) {
-                    apply(Assignment.fromJson(json)); // an epoch already applied changes nothing
+                    consider(json); // an epoch already applied changes nothing
                 }
                 synced = true;
             } catch (RuntimeException e) {
@@ -75,6 +81,44 @@ final class WorkerAgent implements AutoCloseable {
             }
         }
         followState(null);
+    }
+
+    /**
+     * Applies an assignment record unless it is malformed, its epoch is absurd (a forged huge one would
+     * make every real assignment look old) or, with the leader's public key configured, it lacks the
+     * leader's signature for this worker's address.
+     */
+    private void consider(String json) {
+        Assignment a;
+        try {
+            a = Assignment.fromJson(json);
+        } catch (RuntimeException e) {
+            refuse(json, "it does not parse");
+            return;
+        }
+        if (a.epoch() < 0 || a.epoch() > 2 * PlacementGate.MAX_EPOCH) {
+            refuse(json, "epoch " + a.epoch() + " is outside 0.." + 2 * PlacementGate.MAX_EPOCH);
+            return;
+        }
+        RecordSigning key = client.config().placementKey();
+        if (key != null && !key.verifies(RecordSigning.ASSIGNMENT, address, a.toJson(), RecordSigning.signatureIn(json))) {
+            refuse(json, "it does not carry the leader's signature");
+            return;
+        }
+        apply(a);
+    }
+
+    private synchronized void refuse(String json, String why) {
+        rejectedAssignments++;
+        if (!json.equals(lastRefused)) { // the heartbeat reads it again: warn once per record
+            lastRefused = json;
+            LOG.warning("worker " + id + " ignored an assignment record: " + why);
+        }
+    }
+
+    /** Assignment records ignored as forged, malformed or unsigned. */
+    synchronized long rejectedAssignments() {
+        return rejectedAssignments;
     }
 
     private synchronized void apply(Assignment a) {
@@ -114,10 +158,13 @@ final class WorkerAgent implements AutoCloseable {
         followState(written);
     }
 
-    /** Draining as the registry says (an operator's {@code moe admin drain} counts too), then readiness. */
+    /**
+     * Draining as the registry says (an operator's {@code moe admin drain} counts too, and {@code moe admin
+     * undrain} ends it unless this process is stopping), then readiness.
+     */
     private synchronized void followState(WorkerRecord written) {
-        if (written != null && (written.state() == WorkerState.DRAINING || written.state() == WorkerState.DRAINED)) {
-            draining = true;
+        if (written != null) {
+            draining = stopping || written.state() == WorkerState.DRAINING || written.state() == WorkerState.DRAINED;
         }
         readiness.accept(synced && !draining);
     }
@@ -132,6 +179,7 @@ final class WorkerAgent implements AutoCloseable {
      */
     boolean drain(Duration timeout) {
         synchronized (this) {
+            stopping = true;
             draining = true;
             readiness.accept(false);
         }

@@ -3,6 +3,7 @@ package dev.moecluster.worker;
 import static java.util.Objects.requireNonNull;
 
 import dev.moecluster.control.ControlPlaneConfig;
+import dev.moecluster.control.DataPlaneAccess;
 import dev.moecluster.control.GrpcEndpoint;
 import dev.moecluster.control.MetricsEndpoint;
 import dev.moecluster.control.TlsConfig;
@@ -35,6 +36,8 @@ import java.time.Duration;
  * @param advertiseHost the host routers and coordinators are told to reach this worker at (its key in
  *     the worker registry; in Kubernetes the pod's stable DNS name); null = {@code host}, or this
  *     machine's address when {@code host} binds every interface
+ * @param dataPlane who may call the ExpertService: the routers' internal token and/or certificate names;
+ *     {@link DataPlaneAccess#OPEN} (null) for anyone who reaches the port
  */
 public record WorkerConfig(
         String workerId,
@@ -52,7 +55,8 @@ public record WorkerConfig(
         boolean perExpertMetrics,
         TlsConfig tls,
         int healthPort,
-        String advertiseHost) {
+        String advertiseHost,
+        DataPlaneAccess dataPlane) {
 
     public static final int DEFAULT_MAX_INBOUND_BYTES = 256 * 1024 * 1024;
     public static final long DEFAULT_MEMORY_BYTES = 8L << 30;
@@ -87,10 +91,21 @@ public record WorkerConfig(
         }
         MetricsEndpoint.requirePort(metricsPort);
         GrpcEndpoint.requireHealthPort(healthPort);
+        dataPlane = dataPlane == null ? DataPlaneAccess.OPEN : dataPlane;
         if (advertiseHost != null && (advertiseHost.isBlank() || advertiseHost.contains(":"))) {
             throw new IllegalArgumentException("advertised host must be a host name or IPv4 address without a port, got '"
                     + advertiseHost + "'");
         }
+    }
+
+    /** Anyone who reaches the port may call the ExpertService. */
+    public WorkerConfig(String workerId, String host, int port, Path modelDir, ExpertAssignment assignment, String backend,
+            Duration coalesceWindow, int maxInboundMessageBytes, int maxBatchesInFlightPerStream,
+            ControlPlaneConfig controlPlane, long memoryBytes, int metricsPort, boolean perExpertMetrics, TlsConfig tls,
+            int healthPort, String advertiseHost) {
+        this(workerId, host, port, modelDir, assignment, backend, coalesceWindow, maxInboundMessageBytes,
+                maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics, tls, healthPort,
+                advertiseHost, DataPlaneAccess.OPEN);
     }
 
     /** Plaintext, no health-only port. */
@@ -110,53 +125,60 @@ public record WorkerConfig(
 
     public WorkerConfig withPort(int newPort) {
         return new WorkerConfig(workerId, host, newPort, modelDir, assignment, backend, coalesceWindow,
-                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics, tls, healthPort, advertiseHost);
+                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics, tls, healthPort, advertiseHost, dataPlane);
     }
 
     public WorkerConfig withHost(String newHost) {
         return new WorkerConfig(workerId, newHost, port, modelDir, assignment, backend, coalesceWindow,
-                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics, tls, healthPort, advertiseHost);
+                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics, tls, healthPort, advertiseHost, dataPlane);
     }
 
     /** The same worker, registering with {@code control} and holding what the coordinator assigns. */
     public WorkerConfig withControlPlane(ControlPlaneConfig control, long budgetBytes) {
         return new WorkerConfig(workerId, host, port, modelDir, assignment, backend, coalesceWindow, maxInboundMessageBytes,
-                maxBatchesInFlightPerStream, control, budgetBytes, metricsPort, perExpertMetrics, tls, healthPort, advertiseHost);
+                maxBatchesInFlightPerStream, control, budgetBytes, metricsPort, perExpertMetrics, tls, healthPort, advertiseHost, dataPlane);
     }
 
     public WorkerConfig withCoalesceWindow(Duration window) {
         return new WorkerConfig(workerId, host, port, modelDir, assignment, backend, window,
-                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics, tls, healthPort, advertiseHost);
+                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics, tls, healthPort, advertiseHost, dataPlane);
     }
 
     public WorkerConfig withMaxInboundMessageBytes(int bytes) {
         return new WorkerConfig(workerId, host, port, modelDir, assignment, backend, coalesceWindow, bytes,
-                maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics, tls, healthPort, advertiseHost);
+                maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics, tls, healthPort, advertiseHost, dataPlane);
     }
 
     /** Serves {@code /metrics} on {@code port} (0 picks a free one, -1 none), per expert or summed. */
     public WorkerConfig withMetrics(int port, boolean perExpert) {
         return new WorkerConfig(workerId, host, this.port, modelDir, assignment, backend, coalesceWindow,
-                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, port, perExpert, tls, healthPort, advertiseHost);
+                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, port, perExpert, tls, healthPort, advertiseHost, dataPlane);
     }
 
     /** Serves the worker's port over TLS; null for plaintext. */
     public WorkerConfig withTls(TlsConfig newTls) {
         return new WorkerConfig(workerId, host, port, modelDir, assignment, backend, coalesceWindow, maxInboundMessageBytes,
-                maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics, newTls, healthPort, advertiseHost);
+                maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics, newTls, healthPort, advertiseHost, dataPlane);
     }
 
     /** Serves gRPC health alone on a plaintext {@code port}: 0 picks a free one, -1 serves none. */
     public WorkerConfig withHealthPort(int port) {
         return new WorkerConfig(workerId, host, this.port, modelDir, assignment, backend, coalesceWindow,
                 maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics,
-                tls, port, advertiseHost);
+                tls, port, advertiseHost, dataPlane);
     }
 
     /** Registers as {@code host:port} for routers to dial; null = the bound host (see the record's docs). */
     public WorkerConfig withAdvertiseHost(String host) {
         return new WorkerConfig(workerId, this.host, port, modelDir, assignment, backend, coalesceWindow,
                 maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics,
-                tls, healthPort, host);
+                tls, healthPort, host, dataPlane);
+    }
+
+    /** Only callers with the routers' internal token and/or an allowed certificate may call the ExpertService. */
+    public WorkerConfig withDataPlane(DataPlaneAccess access) {
+        return new WorkerConfig(workerId, host, port, modelDir, assignment, backend, coalesceWindow, maxInboundMessageBytes,
+                maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics, tls, healthPort,
+                advertiseHost, access);
     }
 }

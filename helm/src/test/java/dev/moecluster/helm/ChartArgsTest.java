@@ -39,6 +39,14 @@ class ChartArgsTest {
     }
 
     @Test
+    void securityValuesArgsParse() {
+        checkAll(RenderedObjects.parse(chart.template(null, Map.of("tls.enabled", true, "tls.secretName", "my-tls",
+                "security.placementSigningSecret", "moe-signing", "security.adminTokenSecret", "moe-admin",
+                "security.adminReadToken", true, "security.dataPlaneTokenSecret", "moe-data-plane",
+                "security.allowedClients[0]", "router"))));
+    }
+
+    @Test
     void aFlagTheCliDoesNotKnowIsCaught() {
         assertThatCode(() -> parse(List.of("worker", "--coordinators", "c:5701", "--no-such-flag", "1")))
                 .hasMessageContaining("--no-such-flag");

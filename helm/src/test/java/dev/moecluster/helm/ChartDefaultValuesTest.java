@@ -277,10 +277,23 @@ class ChartDefaultValuesTest {
         for (String workload : WORKLOADS) {
             assertThat(objects.podTemplate(workload).getMetadata().getLabels()).containsAllEntriesOf(RELEASE_PODS);
         }
-        // the other rule opens admin, health and metrics, never 5701
-        assertThat(policy.getSpec().getIngress()).filteredOn(r -> !hazelcastRules.contains(r)).singleElement()
-                .satisfies(r -> assertThat(r.getPorts()).extracting(p -> p.getPort().getIntVal())
-                        .containsExactlyInAnyOrder(50071, 50072, 9402));
+        // the Admin API drains and rebalances: only the coordinators themselves reach it (moe admin via kubectl exec)
+        List<NetworkPolicyIngressRule> adminRules = policy.getSpec().getIngress().stream()
+                .filter(r -> r.getPorts().stream().anyMatch(p -> p.getPort().getIntVal() == 50071)).toList();
+        assertThat(adminRules).singleElement().satisfies(rule -> {
+            assertThat(rule.getPorts()).extracting(p -> p.getPort().getIntVal()).containsExactly(50071);
+            assertThat(rule.getFrom()).singleElement().satisfies(peer -> {
+                assertThat(peer.getPodSelector().getMatchLabels())
+                        .isEqualTo(objects.get(StatefulSet.class, COORDINATOR).getSpec().getSelector().getMatchLabels());
+                assertThat(peer.getNamespaceSelector()).as("same namespace only").isNull();
+            });
+        });
+        // the last rule opens health (kubelet probes) and metrics to the cluster, never 5701 or the Admin API
+        assertThat(policy.getSpec().getIngress()).filteredOn(r -> !hazelcastRules.contains(r) && !adminRules.contains(r))
+                .singleElement().satisfies(r -> {
+                    assertThat(r.getFrom()).isNullOrEmpty();
+                    assertThat(r.getPorts()).extracting(p -> p.getPort().getIntVal()).containsExactlyInAnyOrder(50072, 9402);
+                });
     }
 
     @Test

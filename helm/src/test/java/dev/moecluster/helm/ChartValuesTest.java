@@ -137,6 +137,73 @@ class ChartValuesTest {
     }
 
     @Test
+    void securitySecretsAreMountedOnlyWhereTheyAreNeeded() {
+        var objects = render(Map.of("tls.enabled", true, "tls.secretName", "my-tls",
+                "security.placementSigningSecret", "moe-signing", "security.adminTokenSecret", "moe-admin",
+                "security.adminReadToken", true, "security.dataPlaneTokenSecret", "moe-data-plane",
+                "security.allowedClients[0]", "router", "security.allowedClients[1]", "CN=router-2"));
+        var coordinator = objects.container(COORDINATOR);
+        assertThat(flag(coordinator, "--signing-key")).isEqualTo("/etc/moe/signing/signing.pem");
+        assertThat(flag(coordinator, "--admin-token-file")).isEqualTo("/etc/moe/admin/write");
+        assertThat(flag(coordinator, "--admin-read-token-file")).isEqualTo("/etc/moe/admin/read");
+        assertThat(coordinator.getArgs()).doesNotContain("--placement-public-key", "--data-plane-token-file");
+        assertThat(secretItems(objects, COORDINATOR, "signing")).as("only the leader side holds the private key")
+                .isEqualTo(Map.of("moe-signing", java.util.List.of("signing.pem")));
+        assertThat(secretItems(objects, COORDINATOR, "admin-tokens")).isEqualTo(Map.of("moe-admin", java.util.List.of("write", "read")));
+        assertThat(secretItems(objects, COORDINATOR, "data-plane-token")).isEmpty();
+        for (String workload : new String[] {WORKER, ROUTER}) {
+            var c = objects.container(workload);
+            assertThat(flag(c, "--placement-public-key")).isEqualTo("/etc/moe/signing/public.pem");
+            assertThat(flag(c, "--data-plane-token-file")).isEqualTo("/etc/moe/data-plane/token");
+            assertThat(c.getArgs()).doesNotContain("--signing-key", "--admin-token-file");
+            assertThat(secretItems(objects, workload, "signing")).isEqualTo(Map.of("moe-signing", java.util.List.of("public.pem")));
+            assertThat(secretItems(objects, workload, "data-plane-token")).isEqualTo(Map.of("moe-data-plane", java.util.List.of("token")));
+            assertThat(secretItems(objects, workload, "admin-tokens")).isEmpty();
+            assertThat(c.getVolumeMounts()).filteredOn(m -> m.getName().equals("signing")).singleElement()
+                    .satisfies(m -> assertThat(m.getMountPath()).isEqualTo("/etc/moe/signing"));
+        }
+        assertThat(flag(objects.container(WORKER), "--allowed-clients")).isEqualTo("router,CN=router-2");
+        assertThat(objects.container(ROUTER).getArgs()).doesNotContain("--allowed-clients");
+    }
+
+    /** Secret name → item keys of the pod volume {@code volume} of {@code workload}; empty when it has none. */
+    private static Map<String, java.util.List<String>> secretItems(RenderedObjects objects, String workload, String volume) {
+        return objects.podTemplate(workload).getSpec().getVolumes().stream().filter(v -> v.getName().equals(volume))
+                .collect(java.util.stream.Collectors.toMap(v -> v.getSecret().getSecretName(),
+                        v -> v.getSecret().getItems().stream().map(i -> i.getKey()).toList()));
+    }
+
+    @Test
+    void withoutSecurityValuesNoSecurityFlagsOrMounts() {
+        var objects = render(Map.of());
+        for (String workload : WORKLOADS) {
+            assertThat(objects.container(workload).getArgs()).doesNotContain("--signing-key", "--placement-public-key",
+                    "--admin-token-file", "--data-plane-token-file", "--allowed-clients");
+            assertThat(objects.podTemplate(workload).getSpec().getVolumes()).extracting(Volume::getName)
+                    .doesNotContain("signing", "admin-tokens", "data-plane-token");
+        }
+    }
+
+    @Test
+    void moreAdminClientsCanBeLetIn() {
+        var objects = render(Map.of("networkPolicy.adminFrom[0].namespaceSelector.matchLabels.team", "ops"));
+        NetworkPolicy policy = objects.get(NetworkPolicy.class, COORDINATOR);
+        assertThat(policy.getSpec().getIngress()).filteredOn(r -> r.getPorts().stream().anyMatch(p -> p.getPort().getIntVal() == 50071))
+                .singleElement().satisfies(rule -> {
+                    assertThat(rule.getFrom()).hasSize(2);
+                    assertThat(rule.getFrom().get(1).getNamespaceSelector().getMatchLabels()).isEqualTo(Map.of("team", "ops"));
+                });
+    }
+
+    @Test
+    void aReadTokenWithoutAWriteTokenOrAnAllowListWithoutTlsFailsRendering() {
+        assertThatThrownBy(() -> chart.template(null, Map.of("security.adminReadToken", true)))
+                .hasMessageContaining("security.adminReadToken needs security.adminTokenSecret");
+        assertThatThrownBy(() -> chart.template(null, Map.of("security.allowedClients[0]", "router")))
+                .hasMessageContaining("security.allowedClients needs tls.enabled");
+    }
+
+    @Test
     void aGracePeriodShorterThanTheDrainFailsRendering() {
         assertThatThrownBy(() -> chart.template(null, Map.of("workers.terminationGracePeriodSeconds", 60)))
                 .hasMessageContaining("workers.terminationGracePeriodSeconds must exceed workers.drainTimeoutSeconds");

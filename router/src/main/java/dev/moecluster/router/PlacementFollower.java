@@ -3,21 +3,28 @@ package dev.moecluster.router;
 import dev.moecluster.control.ControlClient;
 import dev.moecluster.control.ControlMaps;
 import dev.moecluster.control.LoadReport;
+import dev.moecluster.control.PlacementGate;
 import dev.moecluster.control.RouterRecord;
+import dev.moecluster.control.WorkerRecord;
 import dev.moecluster.core.model.ModelConfig;
 import dev.moecluster.core.placement.ExpertPlacement;
+import io.prometheus.metrics.core.metrics.Counter;
+import io.prometheus.metrics.model.registry.PrometheusRegistry;
 import java.util.Map;
 import java.util.TreeMap;
 import java.util.UUID;
+import java.util.logging.Logger;
 
 /**
  * A router's part in the control plane: follows the published placement (the dispatcher switches
  * between calls), reports its epoch with a heartbeat so the coordinator knows when old expert copies
  * may go, and reports tokens routed per expert for load balancing. Without a coordinator the router
  * keeps routing with the last placement it had. Tells the router each time it got a placement (its
- * readiness).
+ * readiness). Acts only on placements {@link PlacementGate} accepts (newer epoch within bounds, the
+ * model's shape, registered workers, the leader's signature when a key is configured).
  */
 final class PlacementFollower implements AutoCloseable {
+    private static final Logger LOG = Logger.getLogger(PlacementFollower.class.getName());
     private final ControlClient client;
     private final MoeDispatcher dispatcher;
     private final DispatchStats stats;
@@ -25,19 +32,49 @@ final class PlacementFollower implements AutoCloseable {
     private final String id = "router-" + UUID.randomUUID();
     private final String address;
     private final Runnable placementKnown;
+    private final PlacementGate gate;
+    private final Counter rejected;
+    private String lastRejected;
 
-    /** @param placementKnown run after every placement handed to the dispatcher */
+    /**
+     * @param placementKnown run after every placement handed to the dispatcher
+     * @param registry where {@code moe_router_placements_rejected_total} is registered
+     */
     PlacementFollower(ControlClient client, MoeDispatcher dispatcher, DispatchStats stats, ModelConfig model, String address,
-            Runnable placementKnown) {
+            Runnable placementKnown, PrometheusRegistry registry) {
         this.client = client;
         this.dispatcher = dispatcher;
         this.stats = stats;
         this.model = model;
         this.address = address;
         this.placementKnown = placementKnown;
-        client.watch(ControlMaps.PLACEMENT, ControlMaps.CURRENT, json -> follow(ExpertPlacement.fromJson(json)));
-        client.onConnected(() -> client.currentPlacement().ifPresent(this::follow));
+        this.gate = new PlacementGate(client.config().placementKey(), model.moeLayerList(), model.numExperts());
+        this.rejected = Counter.builder().name("moe_router_placements_rejected_total")
+                .help("Placement records read from the control plane and not acted on: forged, unsigned, replayed or not matching the model")
+                .labelNames("reason").register(registry);
+        for (PlacementGate.Rejection r : PlacementGate.Rejection.values()) {
+            rejected.labelValues(r.label); // every reason exported from the start, at 0, so rates and alerts see it
+        }
+        client.watch(ControlMaps.PLACEMENT, ControlMaps.CURRENT, this::consider);
+        client.onConnected(() -> client.get(ControlMaps.PLACEMENT, ControlMaps.CURRENT).ifPresent(this::consider));
         client.every(client.config().heartbeatInterval().toMillis(), this::report);
+    }
+
+    /** Acts on a published placement record only when the gate accepts it; anyone who reaches Hazelcast can write one. */
+    private synchronized void consider(String json) {
+        PlacementGate.Verdict verdict = gate.check(json, dispatcher.placement().epoch(),
+                address -> client.get(ControlMaps.WORKERS, address).map(WorkerRecord::fromJson).orElse(null));
+        if (verdict.accepted()) {
+            follow(verdict.placement());
+        } else if (verdict.rejection() == null) {
+            placementKnown.run(); // the placement in use, read again: still known
+        } else {
+            rejected.labelValues(verdict.rejection().label).inc();
+            if (!json.equals(lastRejected)) { // the heartbeat reads it again: warn once per record
+                lastRejected = json;
+                LOG.warning("ignored a placement record: " + verdict.message());
+            }
+        }
     }
 
     private void follow(ExpertPlacement published) {
@@ -46,7 +83,7 @@ final class PlacementFollower implements AutoCloseable {
     }
 
     private void report() {
-        client.currentPlacement().ifPresent(this::follow);
+        client.get(ControlMaps.PLACEMENT, ControlMaps.CURRENT).ifPresent(this::consider);
         long now = System.currentTimeMillis();
         client.put(ControlMaps.ROUTERS, id, new RouterRecord(id, address, dispatcher.placement().epoch(), now).toJson());
         Map<Integer, long[]> tokens = new TreeMap<>();

@@ -4,6 +4,7 @@ import static java.util.Objects.requireNonNull;
 
 import dev.moecluster.control.BearerToken;
 import dev.moecluster.control.ControlPlaneConfig;
+import dev.moecluster.control.DataPlaneAccess;
 import dev.moecluster.control.GrpcEndpoint;
 import dev.moecluster.control.MetricsEndpoint;
 import dev.moecluster.control.TlsConfig;
@@ -37,6 +38,7 @@ import java.time.Duration;
  *     RESOURCE_EXHAUSTED at once; at least {@code maxTokensPerRequest}
  * @param channelsPerWorker connections to each worker (1 by default): one HTTP/2 connection is served
  *     by one event-loop thread at each end, near 1 GB/s, so a worker that one connection cannot feed gets more
+ * @param dataPlane the internal token the router sends workers ({@link DataPlaneAccess#OPEN}, or null, for none)
  */
 public record RouterConfig(
         String host,
@@ -54,7 +56,8 @@ public record RouterConfig(
         int healthPort,
         BearerToken authToken,
         int maxTokensInFlight,
-        int channelsPerWorker) {
+        int channelsPerWorker,
+        DataPlaneAccess dataPlane) {
 
     public static final int DEFAULT_MAX_INBOUND_BYTES = 64 * 1024 * 1024;
     /** Default MoeForward tokens in flight, in calls of the largest size. */
@@ -92,6 +95,7 @@ public record RouterConfig(
         if (channelsPerWorker < 1 || channelsPerWorker > 64) {
             throw new IllegalArgumentException("channels per worker must be 1..64, got " + channelsPerWorker);
         }
+        dataPlane = dataPlane == null ? DataPlaneAccess.OPEN : dataPlane;
     }
 
     /** Plaintext, no health-only port, no token, 4 × {@code maxTokensPerRequest} MoeForward tokens in flight. */
@@ -100,7 +104,7 @@ public record RouterConfig(
             ControlPlaneConfig controlPlane, int metricsPort) {
         this(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes, maxTokensPerRequest,
                 generation, controlPlane, metricsPort, null, GrpcEndpoint.NO_HEALTH_PORT, null,
-                Math.multiplyExact(IN_FLIGHT_CALLS, maxTokensPerRequest), 1);
+                Math.multiplyExact(IN_FLIGHT_CALLS, maxTokensPerRequest), 1, DataPlaneAccess.OPEN);
     }
 
     /**
@@ -114,77 +118,84 @@ public record RouterConfig(
 
     public RouterConfig withPort(int newPort) {
         return new RouterConfig(host, newPort, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker, dataPlane);
     }
 
     public RouterConfig withHost(String newHost) {
         return new RouterConfig(newHost, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker, dataPlane);
     }
 
     public RouterConfig withWireDtype(DType dtype) {
         return new RouterConfig(host, port, modelDir, placement, dtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker, dataPlane);
     }
 
     public RouterConfig withExpertTimeout(Duration timeout) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, timeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker, dataPlane);
     }
 
     public RouterConfig withMaxInboundMessageBytes(int bytes) {
-        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, bytes, maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker);
+        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, bytes, maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker, dataPlane);
     }
 
     /** Follows the coordinators' placement, starting from none. */
     public RouterConfig withControlPlane(ControlPlaneConfig control) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, control, metricsPort, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker);
+                maxTokensPerRequest, generation, control, metricsPort, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker, dataPlane);
     }
 
     public RouterConfig withGeneration(GenerationConfig g) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, g, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker);
+                maxTokensPerRequest, g, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker, dataPlane);
     }
 
     /** Raises the MoeForward tokens in flight to {@code tokens} where they were fewer. */
     public RouterConfig withMaxTokensPerRequest(int tokens) {
-        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes, tokens, generation, controlPlane, metricsPort, tls, healthPort, authToken, Math.max(tokens, maxTokensInFlight), channelsPerWorker);
+        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes, tokens, generation, controlPlane, metricsPort, tls, healthPort, authToken, Math.max(tokens, maxTokensInFlight), channelsPerWorker, dataPlane);
     }
 
     /** Admits at most {@code tokens} MoeForward tokens at once across calls. */
     public RouterConfig withMaxTokensInFlight(int tokens) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, tokens, channelsPerWorker);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, tokens, channelsPerWorker, dataPlane);
     }
 
     /** Serves {@code /metrics} on {@code port}: 0 picks a free one, -1 serves none. */
     public RouterConfig withMetricsPort(int port) {
         return new RouterConfig(host, this.port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, port, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker);
+                maxTokensPerRequest, generation, controlPlane, port, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker, dataPlane);
     }
 
     /** Serves the public port over TLS and dials workers with it; null for plaintext. */
     public RouterConfig withTls(TlsConfig newTls) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, newTls, healthPort, authToken, maxTokensInFlight, channelsPerWorker);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, newTls, healthPort, authToken, maxTokensInFlight, channelsPerWorker, dataPlane);
     }
 
     /** Serves gRPC health alone on a plaintext {@code port}: 0 picks a free one, -1 serves none. */
     public RouterConfig withHealthPort(int port) {
         return new RouterConfig(host, this.port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, port, authToken, maxTokensInFlight, channelsPerWorker);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, port, authToken, maxTokensInFlight, channelsPerWorker, dataPlane);
     }
 
     /** Requires {@code token} on {@code moe.v1.Router} calls; null for none. */
     public RouterConfig withAuthToken(BearerToken token) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, token, maxTokensInFlight, channelsPerWorker);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, token, maxTokensInFlight, channelsPerWorker, dataPlane);
     }
 
     /** Opens {@code n} connections to each worker. */
     public RouterConfig withChannelsPerWorker(int n) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight, n);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight, n, dataPlane);
+    }
+
+    /** Sends workers the routers' internal token ({@code --data-plane-token-file}) on every call. */
+    public RouterConfig withDataPlane(DataPlaneAccess access) {
+        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight,
+                channelsPerWorker, access);
     }
 }

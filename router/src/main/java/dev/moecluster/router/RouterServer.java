@@ -72,7 +72,8 @@ public final class RouterServer implements AutoCloseable {
         }
         this.wireDtype = config.wireDtype() != null ? config.wireDtype() : model.dtype();
         this.dispatcher = new MoeDispatcher(config.placement(), config.maxInboundMessageBytes(), wireDtype,
-                config.expertTimeout(), stats, TlsConfig.channelCredentials(config.tls()), config.channelsPerWorker());
+                config.expertTimeout(), stats, config.dataPlane().channelCredentials(TlsConfig.channelCredentials(config.tls())),
+                config.channelsPerWorker());
         RemoteMoeBlock moe = new RemoteMoeBlock(model, checkpoint, dispatcher);
         this.decoder = DecoderModel.load(model, checkpoint, moe);
         this.tokenizer = Files.exists(config.modelDir().resolve("tokenizer.json")) ? TextTokenizer.load(config.modelDir()) : null;
@@ -83,7 +84,8 @@ public final class RouterServer implements AutoCloseable {
         this.server = GrpcEndpoint.start(config.host(), config.port(), config.maxInboundMessageBytes(), List.of(
                 publicApi(service, countRequests, config.authToken())), config.tls(), config.healthPort());
         this.follower = config.controlPlane() == null ? null : new PlacementFollower(
-                ControlClient.connect(config.controlPlane(), "router"), dispatcher, stats, model, address(), this::placementKnown);
+                ControlClient.connect(config.controlPlane(), "router"), dispatcher, stats, model, address(), this::placementKnown,
+                metrics.registry());
         if (follower == null) {
             placementKnown(); // a static placement, checked to cover the model above
         }
