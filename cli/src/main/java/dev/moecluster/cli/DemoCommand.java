@@ -49,6 +49,10 @@ final class DemoCommand implements Callable<Integer> {
     @Option(names = "--backend", defaultValue = "cpu", description = "Workers' compute backend: cpu, cuda or auto (default: ${DEFAULT-VALUE}).")
     String backend;
 
+    @Option(names = "--http-port", defaultValue = "0",
+            description = "Router's OpenAI-compatible HTTP API port; 0 picks a free one, -1 serves none (default: ${DEFAULT-VALUE}).")
+    int httpPort;
+
     @Option(names = "--prompt", defaultValue = "Once upon a time", description = "Prompt for the generation part (default: ${DEFAULT-VALUE}).")
     String prompt;
 
@@ -59,7 +63,8 @@ final class DemoCommand implements Callable<Integer> {
         out.println("moe-cluster demo");
         try (LocalCluster cluster = LocalCluster.start(LocalCluster.Options.of(dir, workers, replicas)
                         .withBackends(i -> ExpertBackends.create(backend))
-                .withCoordinator(true));
+                .withCoordinator(true)
+                .withRouterSettings(rc -> rc.withHttpPort(httpPort)));
                 ReferenceMoeBlock reference = ReferenceMoeBlock.open(dir)) {
             ModelConfig cfg = cluster.model();
             DType dtype = cfg.dtype();
@@ -70,6 +75,9 @@ final class DemoCommand implements Callable<Integer> {
             out.printf("  cluster  %d workers, %d replica(s) per expert, router on %s, %s activations on the wire%n",
                     cluster.workers().size(), replicas, cluster.router().address(),
                     cluster.router().wireDtype().name().toLowerCase(Locale.ROOT));
+            if (cluster.router().httpUrl() != null) {
+                out.printf("  http     OpenAI-compatible API on %s (model \"%s\")%n", cluster.router().httpUrl(), cfg.name());
+            }
             ManagedChannel channel = NettyChannelBuilder.forTarget(cluster.router().address()).usePlaintext().build();
             try {
                 RouterGrpc.RouterBlockingStub stub = RouterGrpc.newBlockingStub(channel);

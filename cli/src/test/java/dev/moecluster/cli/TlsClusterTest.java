@@ -166,7 +166,7 @@ class TlsClusterTest {
             assertThat(authorized(ch).getModelInfo(GetModelInfoRequest.getDefaultInstance()).getNumExperts()).isEqualTo(8);
             // refusals are counted: the token check runs inside the request counter
             assertThat(scrape(router.metricsPort())).containsPattern(
-                    "moe_router_requests_total\\{code=\"UNAUTHENTICATED\",method=\"GetModelInfo\"\\} [1-9]");
+                    "moe_router_requests_total\\{api=\"grpc\",code=\"UNAUTHENTICATED\",method=\"GetModelInfo\"\\} [1-9]");
             assertThat(HealthGrpc.newBlockingStub(ch).withDeadlineAfter(10, TimeUnit.SECONDS)
                     .check(HealthCheckRequest.newBuilder().setService("moe.v1.Router").build()).getStatus())
                     .isEqualTo(ServingStatus.SERVING);

@@ -33,6 +33,8 @@ import java.time.Duration;
  *     identity, for the channels to the workers; null for plaintext
  * @param healthPort plaintext port serving only gRPC health: 0 picks a free one, -1 serves none
  * @param authToken bearer token {@code moe.v1.Router} calls must carry; null for none
+ * @param httpPort OpenAI-compatible HTTP API port (same host, TLS and token as the gRPC port): 0 picks a
+ *     free one, -1 serves none; the command line defaults to {@value #DEFAULT_HTTP_PORT}, {@link #defaults} to -1
  */
 public record RouterConfig(
         String host,
@@ -48,11 +50,16 @@ public record RouterConfig(
         int metricsPort,
         TlsConfig tls,
         int healthPort,
-        BearerToken authToken) {
+        BearerToken authToken,
+        int httpPort) {
 
     public static final int DEFAULT_MAX_INBOUND_BYTES = 64 * 1024 * 1024;
     /** {@code moe router --metrics-port} default. */
     public static final int DEFAULT_METRICS_PORT = 9400;
+    /** {@code moe router --http-port} default (vLLM's and SGLang's OpenAI port). */
+    public static final int DEFAULT_HTTP_PORT = 8000;
+    /** The {@code --http-port} value that serves no HTTP API. */
+    public static final int NO_HTTP_PORT = -1;
 
     public RouterConfig {
         requireNonNull(host, "host is null");
@@ -77,6 +84,9 @@ public record RouterConfig(
         }
         MetricsEndpoint.requirePort(metricsPort);
         GrpcEndpoint.requireHealthPort(healthPort);
+        if (httpPort < NO_HTTP_PORT || httpPort > 65535) {
+            throw new IllegalArgumentException("HTTP port must be -1 (none), 0 (free port) or 1..65535, got " + httpPort);
+        }
     }
 
     /** Plaintext, no health-only port, no token. */
@@ -84,7 +94,7 @@ public record RouterConfig(
             Duration expertTimeout, int maxInboundMessageBytes, int maxTokensPerRequest, GenerationConfig generation,
             ControlPlaneConfig controlPlane, int metricsPort) {
         this(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes, maxTokensPerRequest,
-                generation, controlPlane, metricsPort, null, GrpcEndpoint.NO_HEALTH_PORT, null);
+                generation, controlPlane, metricsPort, null, GrpcEndpoint.NO_HEALTH_PORT, null, NO_HTTP_PORT);
     }
 
     /**
@@ -98,64 +108,70 @@ public record RouterConfig(
 
     public RouterConfig withPort(int newPort) {
         return new RouterConfig(host, newPort, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, httpPort);
     }
 
     public RouterConfig withHost(String newHost) {
         return new RouterConfig(newHost, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, httpPort);
     }
 
     public RouterConfig withWireDtype(DType dtype) {
         return new RouterConfig(host, port, modelDir, placement, dtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, httpPort);
     }
 
     public RouterConfig withExpertTimeout(Duration timeout) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, timeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, httpPort);
     }
 
     public RouterConfig withMaxInboundMessageBytes(int bytes) {
-        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, bytes, maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken);
+        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, bytes, maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, httpPort);
     }
 
     /** Follows the coordinators' placement, starting from none. */
     public RouterConfig withControlPlane(ControlPlaneConfig control) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, control, metricsPort, tls, healthPort, authToken);
+                maxTokensPerRequest, generation, control, metricsPort, tls, healthPort, authToken, httpPort);
     }
 
     public RouterConfig withGeneration(GenerationConfig g) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, g, controlPlane, metricsPort, tls, healthPort, authToken);
+                maxTokensPerRequest, g, controlPlane, metricsPort, tls, healthPort, authToken, httpPort);
     }
 
     public RouterConfig withMaxTokensPerRequest(int tokens) {
-        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes, tokens, generation, controlPlane, metricsPort, tls, healthPort, authToken);
+        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes, tokens, generation, controlPlane, metricsPort, tls, healthPort, authToken, httpPort);
     }
 
     /** Serves {@code /metrics} on {@code port}: 0 picks a free one, -1 serves none. */
     public RouterConfig withMetricsPort(int port) {
         return new RouterConfig(host, this.port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, port, tls, healthPort, authToken);
+                maxTokensPerRequest, generation, controlPlane, port, tls, healthPort, authToken, httpPort);
     }
 
     /** Serves the public port over TLS and dials workers with it; null for plaintext. */
     public RouterConfig withTls(TlsConfig newTls) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, newTls, healthPort, authToken);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, newTls, healthPort, authToken, httpPort);
     }
 
     /** Serves gRPC health alone on a plaintext {@code port}: 0 picks a free one, -1 serves none. */
     public RouterConfig withHealthPort(int port) {
         return new RouterConfig(host, this.port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, port, authToken);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, port, authToken, httpPort);
     }
 
     /** Requires {@code token} on {@code moe.v1.Router} calls; null for none. */
     public RouterConfig withAuthToken(BearerToken token) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, token);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, token, httpPort);
+    }
+
+    /** Serves the OpenAI-compatible HTTP API on {@code port}: 0 picks a free one, -1 serves none. */
+    public RouterConfig withHttpPort(int port) {
+        return new RouterConfig(host, this.port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, port);
     }
 }

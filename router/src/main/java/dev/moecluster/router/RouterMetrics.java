@@ -21,13 +21,48 @@ import java.util.function.ToDoubleFunction;
 final class RouterMetrics {
     private RouterMetrics() {}
 
-    /** Registers the router's series; returns the interceptor that counts public API calls. */
-    static ServerInterceptor register(PrometheusRegistry registry, DispatchStats stats, GenerationScheduler scheduler,
+    /**
+     * Public API calls finished, counted once for both APIs: {@code api} is {@code grpc} or {@code openai},
+     * {@code code} the gRPC status code name (an HTTP answer counts as the code it maps from), so one error
+     * rate covers both.
+     */
+    static final class Requests {
+        private final Counter counter;
+
+        private Requests(Counter counter) {
+            this.counter = counter;
+        }
+
+        void count(String api, String method, String code) {
+            counter.labelValues(api, method, code).inc();
+        }
+
+        /** The interceptor that counts {@code moe.v1.Router} calls. */
+        ServerInterceptor grpcInterceptor() {
+            return new ServerInterceptor() {
+                @Override
+                public <Q, R> ServerCall.Listener<Q> interceptCall(ServerCall<Q, R> call, Metadata headers,
+                        ServerCallHandler<Q, R> next) {
+                    String method = call.getMethodDescriptor().getBareMethodName();
+                    return next.startCall(new ForwardingServerCall.SimpleForwardingServerCall<>(call) {
+                        @Override
+                        public void close(Status status, Metadata trailers) {
+                            count("grpc", method, status.getCode().name());
+                            super.close(status, trailers);
+                        }
+                    }, headers);
+                }
+            };
+        }
+    }
+
+    /** Registers the router's series; returns the counter of public API calls. */
+    static Requests register(PrometheusRegistry registry, DispatchStats stats, GenerationScheduler scheduler,
             LongSupplier placementEpoch) {
         Counter requests = Counter.builder()
                 .name("moe_router_requests_total")
-                .help("Public API calls finished, by method and gRPC status code")
-                .labelNames("method", "code")
+                .help("Public API calls finished, by API (grpc, openai), method and gRPC status code")
+                .labelNames("api", "method", "code")
                 .register(registry);
         counter(registry, "moe_router_prompt_tokens_total", "Prompt tokens of admitted Generate requests", scheduler,
                 GenerationScheduler::promptTokens);
@@ -54,20 +89,7 @@ final class RouterMetrics {
         registry.register(stats.workerLatency());
         gauge(registry, "moe_router_placement_epoch", "Epoch of the placement new calls are routed with", placementEpoch,
                 LongSupplier::getAsLong);
-        return new ServerInterceptor() {
-            @Override
-            public <Q, R> ServerCall.Listener<Q> interceptCall(ServerCall<Q, R> call, Metadata headers,
-                    ServerCallHandler<Q, R> next) {
-                String method = call.getMethodDescriptor().getBareMethodName();
-                return next.startCall(new ForwardingServerCall.SimpleForwardingServerCall<>(call) {
-                    @Override
-                    public void close(Status status, Metadata trailers) {
-                        requests.labelValues(method, status.getCode().name()).inc();
-                        super.close(status, trailers);
-                    }
-                }, headers);
-            }
-        };
+        return new Requests(requests);
     }
 
     private static <T> void counter(PrometheusRegistry registry, String name, String help, T source,
