@@ -9,19 +9,30 @@ import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
 import dev.moecluster.control.BearerToken;
 import dev.moecluster.core.model.Architecture;
+import dev.moecluster.core.model.ModelGenerator;
+import dev.moecluster.proto.FinishReason;
 import dev.moecluster.proto.GenerateRequest;
 import dev.moecluster.proto.SamplingParams;
+import dev.moecluster.proto.TokenIds;
+import dev.moecluster.router.openai.ChatTemplate;
 import dev.moecluster.router.generate.TextTokenizer;
 import io.grpc.ManagedChannel;
 import java.io.IOException;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
 /**
  * The official OpenAI Python client ({@code openai} package) against a local cluster's HTTP API: the
@@ -48,7 +59,7 @@ class OpenAiClusterTest {
             assertThat(strings(out.getAsJsonArray("models"))).containsExactly(model);
 
             // the same greedy request through gRPC Generate
-            GenerateClusterTest.Generated grpc = grpcGreedy(cluster, 12);
+            GenerateClusterTest.Generated grpc = grpcGreedy(cluster, GenerateRequest.newBuilder().setText(PROMPT), 12, true);
             assertThat(grpc.ids()).hasSize(12);
 
             JsonObject greedy = out.getAsJsonObject("greedy");
@@ -84,9 +95,24 @@ class OpenAiClusterTest {
             assertThat(stopped.get("text").getAsString()).isEqualTo(grpc.text().substring(0, grpc.text().indexOf(stops.get(1))));
             assertThat(stopped.get("finish_reason").getAsString()).isEqualTo("stop");
 
-            JsonObject chat = out.getAsJsonObject("chat_refusal");
-            assertThat(chat.get("status").getAsInt()).isEqualTo(400);
-            assertThat(chat.get("message").getAsString()).contains("has no chat template");
+            // chat: the model's template renders the messages; the same prompt ids through gRPC give the same text
+            assertThat(out.getAsJsonObject("chat_refusal").get("status").getAsInt()).isEqualTo(200);
+            JsonObject chat = out.getAsJsonObject("chat");
+            List<Map<String, Object>> messages = List.of(Map.of("role", "system", "content", "You are terse."),
+                    Map.of("role", "user", "content", PROMPT));
+            int[] chatPrompt = tokenizer.encode(ChatTemplate.load(dir).render(messages, true), false);
+            GenerateClusterTest.Generated grpcChat = grpcGreedy(cluster, GenerateRequest.newBuilder()
+                    .setTokenIds(TokenIds.newBuilder().addAllIds(Arrays.stream(chatPrompt).boxed().toList())), 8, false);
+            assertThat(chat.get("object").getAsString()).isEqualTo("chat.completion");
+            assertThat(chat.get("role").getAsString()).isEqualTo("assistant");
+            assertThat(chat.get("content").getAsString()).isEqualTo(grpcChat.text());
+            assertThat(chat.get("finish_reason").getAsString())
+                    .isEqualTo(grpcChat.last().getFinishReason() == FinishReason.FINISH_REASON_LENGTH ? "length" : "stop");
+            assertThat(chat.getAsJsonObject("usage").get("prompt_tokens").getAsInt()).isEqualTo(chatPrompt.length);
+            JsonObject chatStreamed = out.getAsJsonObject("chat_streamed");
+            assertThat(chatStreamed.get("content").getAsString()).isEqualTo(chat.get("content").getAsString());
+            assertThat(chatStreamed.get("role").getAsString()).isEqualTo("assistant");
+            assertThat(chatStreamed.get("finish_reason").getAsString()).isEqualTo(chat.get("finish_reason").getAsString());
 
             JsonObject wrongToken = out.getAsJsonObject("wrong_token");
             assertThat(wrongToken.get("status").getAsInt()).isEqualTo(401);
@@ -106,15 +132,80 @@ class OpenAiClusterTest {
             assertThat(metrics.sum("moe_router_requests_total",
                     s -> s.is("api", "openai") && s.is("code", "UNAUTHENTICATED"))).isEqualTo(1);
             assertThat(metrics.sum("moe_router_requests_total",
-                    s -> s.is("api", "grpc") && s.is("method", "Generate") && s.is("code", "OK"))).isEqualTo(1);
+                    s -> s.is("api", "grpc") && s.is("method", "Generate") && s.is("code", "OK"))).isEqualTo(2);
+            assertThat(metrics.sum("moe_router_requests_total",
+                    s -> s.is("api", "openai") && s.is("method", "chat.completions") && s.is("code", "OK"))).isEqualTo(2);
         }
     }
 
-    private static GenerateClusterTest.Generated grpcGreedy(LocalCluster cluster, int maxTokens) {
+    /** Without the Python client: the wire format itself, and the refusals of a model that has no chat template. */
+    @Test
+    void rawHttpStreamsServerSentEventsAndRefusesChatWithoutATemplate(@TempDir Path tmp) throws Exception {
+        Path dir = tmp.resolve("no-template");
+        ModelGenerator.generate(ModelGenerator.Spec.tiny(Architecture.MIXTRAL), dir);
+        Files.delete(dir.resolve("tokenizer_config.json"));
+        try (LocalCluster cluster = LocalCluster.start(LocalCluster.Options.of(dir, 2, 1)
+                .withRouterSettings(rc -> rc.withHttpPort(0)))) {
+            String url = cluster.router().httpUrl();
+            String model = cluster.model().name();
+            HttpClient http = HttpClient.newHttpClient();
+
+            HttpResponse<String> chat = post(http, url + "/chat/completions",
+                    "{\"model\": \"" + model + "\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}");
+            assertThat(chat.statusCode()).isEqualTo(400);
+            JsonObject error = JsonParser.parseString(chat.body()).getAsJsonObject().getAsJsonObject("error");
+            assertThat(error.get("message").getAsString()).contains("has no chat template");
+            assertThat(error.get("type").getAsString()).isEqualTo("invalid_request_error");
+            assertThat(error.get("param").getAsString()).isEqualTo("messages");
+
+            HttpResponse<String> stream = post(http, url + "/completions", "{\"model\": \"" + model
+                    + "\", \"prompt\": [5, 6, 7], \"max_tokens\": 4, \"temperature\": 0, \"ignore_eos\": true,"
+                    + " \"stream\": true, \"return_token_ids\": true}");
+            assertThat(stream.statusCode()).isEqualTo(200);
+            assertThat(stream.headers().firstValue("Content-Type")).hasValueSatisfying(v -> assertThat(v).startsWith("text/event-stream"));
+            List<String> events = stream.body().lines().filter(l -> !l.isEmpty()).toList();
+            assertThat(events).allSatisfy(l -> assertThat(l).startsWith("data: "));
+            assertThat(events.getLast()).isEqualTo("data: [DONE]");
+            List<Integer> streamedIds = new ArrayList<>();
+            for (String event : events.subList(0, events.size() - 1)) {
+                JsonObject chunk = JsonParser.parseString(event.substring("data: ".length())).getAsJsonObject();
+                assertThat(chunk.get("object").getAsString()).isEqualTo("text_completion");
+                chunk.getAsJsonArray("choices").get(0).getAsJsonObject().getAsJsonArray("token_ids")
+                        .forEach(id -> streamedIds.add(id.getAsInt()));
+            }
+            assertThat(streamedIds).isEqualTo(grpcGreedy(cluster, GenerateRequest.newBuilder()
+                    .setTokenIds(TokenIds.newBuilder().addAllIds(List.of(5, 6, 7))), 4, true).ids());
+
+            assertThat(post(http, url + "/completions", "{not json").statusCode()).isEqualTo(400);
+            assertThat(post(http, url + "/completions", "{\"prompt\": [999999], \"max_tokens\": 2}").body())
+                    .contains("outside the vocabulary");
+            assertThat(post(http, url + "/embeddings", "{}").statusCode()).isEqualTo(404);
+            HttpResponse<String> get = http.send(HttpRequest.newBuilder(URI.create(url + "/completions")).GET().build(),
+                    HttpResponse.BodyHandlers.ofString());
+            assertThat(get.statusCode()).isEqualTo(405);
+            HttpResponse<String> one = http.send(HttpRequest.newBuilder(URI.create(url + "/models/" + model)).GET().build(),
+                    HttpResponse.BodyHandlers.ofString());
+            assertThat(JsonParser.parseString(one.body()).getAsJsonObject().get("id").getAsString()).isEqualTo(model);
+            // the server keeps serving after every refusal
+            HttpResponse<String> after = post(http, url + "/completions",
+                    "{\"prompt\": [5, 6, 7], \"max_tokens\": 2, \"temperature\": 0}");
+            assertThat(after.statusCode()).isEqualTo(200);
+            assertThat(JsonParser.parseString(after.body()).getAsJsonObject().getAsJsonObject("usage")
+                    .get("prompt_tokens").getAsInt()).isEqualTo(3);
+        }
+    }
+
+    private static HttpResponse<String> post(HttpClient http, String url, String body) throws Exception {
+        return http.send(HttpRequest.newBuilder(URI.create(url)).header("Content-Type", "application/json")
+                .POST(HttpRequest.BodyPublishers.ofString(body)).build(), HttpResponse.BodyHandlers.ofString());
+    }
+
+    private static GenerateClusterTest.Generated grpcGreedy(LocalCluster cluster, GenerateRequest.Builder prompt, int maxTokens,
+            boolean ignoreEos) {
         ManagedChannel channel = Clusters.channel(cluster.router().address());
         try {
-            GenerateRequest request = GenerateRequest.newBuilder().setText(PROMPT)
-                    .setSampling(SamplingParams.newBuilder().setMaxTokens(maxTokens).setTemperature(0f).setIgnoreEos(true))
+            GenerateRequest request = prompt
+                    .setSampling(SamplingParams.newBuilder().setMaxTokens(maxTokens).setTemperature(0f).setIgnoreEos(ignoreEos))
                     .build();
             return GenerateClusterTest.collect(Clusters.stub(channel)
                     .withCallCredentials(BearerToken.of(TOKEN).callCredentials()).generate(request));

@@ -13,6 +13,7 @@ import dev.moecluster.core.runner.DecoderModel;
 import dev.moecluster.core.tensor.DType;
 import dev.moecluster.router.generate.GenerationScheduler;
 import dev.moecluster.router.generate.TextTokenizer;
+import dev.moecluster.router.openai.ChatTemplate;
 import dev.moecluster.router.openai.OpenAiServer;
 import com.google.gson.JsonElement;
 import com.google.gson.JsonParser;
@@ -88,7 +89,8 @@ public final class RouterServer implements AutoCloseable {
         try {
             this.http = config.httpPort() == RouterConfig.NO_HTTP_PORT ? null : OpenAiServer.start(config.host(),
                     config.httpPort(), config.tls(), config.authToken(), scheduler,
-                    new OpenAiServer.ServedModel(model.name(), contextLength(model), tokenizer, null),
+                    new OpenAiServer.ServedModel(model.name(), contextLength(model), tokenizer,
+                            ChatTemplate.load(config.modelDir())),
                     config.maxInboundMessageBytes(), (method, code) -> requests.count("openai", method, code));
         } catch (IOException | RuntimeException e) {
             server.close();

@@ -24,9 +24,11 @@ import java.util.Map;
  * @param stream answer as server-sent events
  * @param includeUsage with {@code stream}: a last chunk carrying usage ({@code stream_options.include_usage})
  * @param returnTokenIds add each choice's generated token ids ({@code return_token_ids}, as vLLM's extension)
+ * @param templateVariables extra chat-template variables ({@code chat_template_kwargs}, as vLLM's extension,
+ *     e.g. Qwen3's {@code enable_thinking})
  */
 record OpenAiRequest(String model, List<Prompt> prompts, List<Map<String, Object>> messages, SamplingParams sampling,
-        int n, boolean stream, boolean includeUsage, boolean returnTokenIds) {
+        int n, boolean stream, boolean includeUsage, boolean returnTokenIds, Map<String, Object> templateVariables) {
 
     /** Most choices per prompt: each is a sequence in the shared batch. */
     static final int MAX_N = 128;
@@ -100,7 +102,38 @@ record OpenAiRequest(String model, List<Prompt> prompts, List<Map<String, Object
             includeUsage = present(options, "include_usage") && bool(options, "include_usage");
         }
         boolean returnTokenIds = present(body, "return_token_ids") && bool(body, "return_token_ids");
-        return new OpenAiRequest(model, prompts, messages, s.build(), n, stream, includeUsage, returnTokenIds);
+        Map<String, Object> templateVariables = new LinkedHashMap<>();
+        if (chat && present(body, "chat_template_kwargs")) {
+            object(body, "chat_template_kwargs").entrySet().forEach(e -> templateVariables.put(e.getKey(), plain(e.getValue())));
+        }
+        return new OpenAiRequest(model, prompts, messages, s.build(), n, stream, includeUsage, returnTokenIds,
+                templateVariables);
+    }
+
+    /** A JSON value as the template engine sees Python's: strings, booleans, numbers, lists, maps, null. */
+    private static Object plain(JsonElement e) {
+        if (e == null || e.isJsonNull()) {
+            return null;
+        }
+        if (e.isJsonPrimitive()) {
+            JsonPrimitive p = e.getAsJsonPrimitive();
+            if (p.isBoolean()) {
+                return p.getAsBoolean();
+            }
+            if (p.isNumber()) {
+                double d = p.getAsDouble();
+                return d == Math.rint(d) && Math.abs(d) < 1e15 ? (Object) p.getAsLong() : (Object) d;
+            }
+            return p.getAsString();
+        }
+        if (e.isJsonArray()) {
+            List<Object> list = new ArrayList<>();
+            e.getAsJsonArray().forEach(x -> list.add(plain(x)));
+            return list;
+        }
+        Map<String, Object> map = new LinkedHashMap<>();
+        e.getAsJsonObject().entrySet().forEach(x -> map.put(x.getKey(), plain(x.getValue())));
+        return map;
     }
 
     private static void refuseUnsupported(JsonObject body, boolean chat) {

@@ -39,7 +39,6 @@ import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
-import java.util.function.Function;
 import java.util.logging.Level;
 import java.util.logging.Logger;
 import javax.net.ssl.SSLContext;
@@ -61,8 +60,7 @@ public final class OpenAiServer implements AutoCloseable {
     private static final int STOP_DELAY_SECONDS = 1;
 
     /** What the API serves: the model's name (its id in {@code /v1/models}), context and text tools. */
-    public record ServedModel(String name, int contextLength, TextTokenizer tokenizer,
-            Function<List<Map<String, Object>>, String> chatTemplate) {
+    public record ServedModel(String name, int contextLength, TextTokenizer tokenizer, ChatTemplate chatTemplate) {
         public ServedModel {
             requireNonNull(name, "name is null");
         }
@@ -302,7 +300,12 @@ public final class OpenAiServer implements AutoCloseable {
             if (model.tokenizer() == null) {
                 throw OpenAiError.badRequest("messages", "model '" + model.name() + "' has no tokenizer.json: chat needs one");
             }
-            String rendered = model.chatTemplate().apply(request.messages());
+            String rendered;
+            try {
+                rendered = model.chatTemplate().render(request.messages(), true, request.templateVariables());
+            } catch (IllegalArgumentException e) {
+                throw OpenAiError.badRequest("messages", e.getMessage());
+            }
             // the template writes the special tokens (BOS and the like) itself, so none are added again
             int[] ids = model.tokenizer().encode(rendered, false);
             out.add(GenerateRequest.newBuilder().setTokenIds(ids(ids)));
