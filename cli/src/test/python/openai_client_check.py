@@ -77,6 +77,17 @@ def main():
     out["stop"] = {"stops": stops, **completion_dict(client.completions.create(
         model=model, prompt=prompt, max_tokens=12, temperature=0, stop=stops, extra_body={"ignore_eos": True}))}
 
+    lp = client.completions.create(model=model, prompt=prompt, max_tokens=6, temperature=0, logprobs=2,
+                                   extra_body={"return_token_ids": True, "ignore_eos": True})
+    out["logprobs"] = {"token_ids": (lp.choices[0].model_extra or {}).get("token_ids"),
+                       "logprobs": lp.choices[0].logprobs.model_dump()}
+
+    penalized = client.completions.create(model=model, prompt=prompt, max_tokens=12, temperature=0,
+                                          presence_penalty=1.5, frequency_penalty=1.0,
+                                          extra_body={"repetition_penalty": 1.3, "return_token_ids": True,
+                                                      "ignore_eos": True})
+    out["penalized"] = completion_dict(penalized)
+
     chat_messages = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": prompt}]
 
     def chat():
@@ -94,6 +105,10 @@ def main():
                 content += ch.delta.content or ""
                 finish = ch.finish_reason or finish
         out["chat_streamed"] = {"content": content, "role": role, "finish_reason": finish}
+        r = client.chat.completions.create(model=model, messages=chat_messages, max_completion_tokens=4, temperature=0,
+                                           logprobs=True, top_logprobs=2)
+        out["chat_logprobs"] = {"content": [c.model_dump() for c in r.choices[0].logprobs.content],
+                                "completion_tokens": r.usage.completion_tokens}
 
     wrong = OpenAI(base_url=base_url, api_key="not-the-token", max_retries=0)
     out["wrong_token"] = refusal(lambda: wrong.models.list())

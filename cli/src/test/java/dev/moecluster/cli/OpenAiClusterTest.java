@@ -2,6 +2,7 @@ package dev.moecluster.cli;
 
 import static java.nio.charset.StandardCharsets.UTF_8;
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.within;
 
 import com.google.gson.JsonArray;
 import com.google.gson.JsonElement;
@@ -114,6 +115,36 @@ class OpenAiClusterTest {
             assertThat(chatStreamed.get("role").getAsString()).isEqualTo("assistant");
             assertThat(chatStreamed.get("finish_reason").getAsString()).isEqualTo(chat.get("finish_reason").getAsString());
 
+            // logprobs: the model's log-softmax, the same through gRPC; greedy tokens are the most likely ones
+            JsonObject lp = out.getAsJsonObject("logprobs");
+            List<Integer> lpIds = ints(lp.getAsJsonArray("token_ids"));
+            GenerateClusterTest.Generated grpcLp = collectWithLogprobs(cluster, SamplingParams.newBuilder().setMaxTokens(6)
+                    .setTemperature(0f).setIgnoreEos(true).setLogprobs(true).setTopLogprobs(2));
+            assertThat(lpIds).isEqualTo(grpcLp.ids()).isEqualTo(grpc.ids().subList(0, 6));
+            JsonArray tokenLogprobs = lp.getAsJsonObject("logprobs").getAsJsonArray("token_logprobs");
+            JsonArray topLogprobs = lp.getAsJsonObject("logprobs").getAsJsonArray("top_logprobs");
+            assertThat(tokenLogprobs).hasSize(6);
+            for (int i = 0; i < 6; i++) {
+                double value = tokenLogprobs.get(i).getAsDouble();
+                assertThat(value).isLessThanOrEqualTo(0).isCloseTo(grpcLogprobs.get(i), within(1e-5));
+                JsonObject top = topLogprobs.get(i).getAsJsonObject();
+                assertThat(top.size()).isBetween(1, 2);
+                double best = top.entrySet().stream().mapToDouble(e -> e.getValue().getAsDouble()).max().orElseThrow();
+                assertThat(value).isCloseTo(best, within(1e-6));
+            }
+            // penalties: the same tokens as gRPC Generate with the same penalties
+            JsonObject penalized = out.getAsJsonObject("penalized").getAsJsonArray("choices").get(0).getAsJsonObject();
+            assertThat(ints(penalized.getAsJsonArray("token_ids"))).isEqualTo(collectWithLogprobs(cluster, SamplingParams.newBuilder()
+                    .setMaxTokens(12).setTemperature(0f).setIgnoreEos(true).setPresencePenalty(1.5f).setFrequencyPenalty(1f)
+                    .setRepetitionPenalty(1.3f)).ids());
+            JsonObject chatLogprobs = out.getAsJsonObject("chat_logprobs");
+            JsonArray chatContent = chatLogprobs.getAsJsonArray("content");
+            assertThat(chatContent).hasSize(chatLogprobs.get("completion_tokens").getAsInt());
+            chatContent.forEach(e -> {
+                assertThat(e.getAsJsonObject().get("logprob").getAsDouble()).isLessThanOrEqualTo(0);
+                assertThat(e.getAsJsonObject().getAsJsonArray("top_logprobs")).hasSize(2);
+            });
+
             JsonObject wrongToken = out.getAsJsonObject("wrong_token");
             assertThat(wrongToken.get("status").getAsInt()).isEqualTo(401);
             assertThat(wrongToken.get("error_class").getAsString()).isEqualTo("AuthenticationError");
@@ -128,13 +159,13 @@ class OpenAiClusterTest {
             Exposition metrics = Exposition.scrape(cluster.router().metricsPort());
             // greedy, streamed, n=2 and stop: four completions, counted under the OpenAI API
             assertThat(metrics.sum("moe_router_requests_total",
-                    s -> s.is("api", "openai") && s.is("method", "completions") && s.is("code", "OK"))).isEqualTo(4);
+                    s -> s.is("api", "openai") && s.is("method", "completions") && s.is("code", "OK"))).isEqualTo(6);
             assertThat(metrics.sum("moe_router_requests_total",
                     s -> s.is("api", "openai") && s.is("code", "UNAUTHENTICATED"))).isEqualTo(1);
             assertThat(metrics.sum("moe_router_requests_total",
-                    s -> s.is("api", "grpc") && s.is("method", "Generate") && s.is("code", "OK"))).isEqualTo(2);
+                    s -> s.is("api", "grpc") && s.is("method", "Generate") && s.is("code", "OK"))).isEqualTo(4);
             assertThat(metrics.sum("moe_router_requests_total",
-                    s -> s.is("api", "openai") && s.is("method", "chat.completions") && s.is("code", "OK"))).isEqualTo(2);
+                    s -> s.is("api", "openai") && s.is("method", "chat.completions") && s.is("code", "OK"))).isEqualTo(3);
         }
     }
 
@@ -198,6 +229,32 @@ class OpenAiClusterTest {
     private static HttpResponse<String> post(HttpClient http, String url, String body) throws Exception {
         return http.send(HttpRequest.newBuilder(URI.create(url)).header("Content-Type", "application/json")
                 .POST(HttpRequest.BodyPublishers.ofString(body)).build(), HttpResponse.BodyHandlers.ofString());
+    }
+
+    /** The log-probabilities the last {@link #collectWithLogprobs} stream carried, per token. */
+    private final List<Double> grpcLogprobs = new ArrayList<>();
+
+    /** A Generate stream of {@link #PROMPT} with {@code sampling}, its log-probabilities kept in {@link #grpcLogprobs}. */
+    private GenerateClusterTest.Generated collectWithLogprobs(LocalCluster cluster, SamplingParams.Builder sampling) {
+        ManagedChannel channel = Clusters.channel(cluster.router().address());
+        try {
+            var stream = Clusters.stub(channel).withCallCredentials(BearerToken.of(TOKEN).callCredentials())
+                    .generate(GenerateRequest.newBuilder().setText(PROMPT).setSampling(sampling).build());
+            List<Integer> ids = new ArrayList<>();
+            grpcLogprobs.clear();
+            dev.moecluster.proto.GenerateResponse last = null;
+            while (stream.hasNext()) {
+                last = stream.next();
+                ids.addAll(last.getTokenIdsList());
+                last.getLogprobsList().forEach(l -> grpcLogprobs.add((double) l.getLogprob()));
+            }
+            if (sampling.getLogprobs()) {
+                assertThat(grpcLogprobs).hasSameSizeAs(ids);
+            }
+            return new GenerateClusterTest.Generated(ids, last, "");
+        } finally {
+            channel.shutdownNow();
+        }
     }
 
     private static GenerateClusterTest.Generated grpcGreedy(LocalCluster cluster, GenerateRequest.Builder prompt, int maxTokens,

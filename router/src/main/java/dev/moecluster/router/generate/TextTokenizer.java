@@ -64,6 +64,11 @@ public final class TextTokenizer implements AutoCloseable {
         return tokenizer.decode(l, true);
     }
 
+    /** One token's text, special tokens included (for log-probability listings). */
+    public String tokenText(int id) {
+        return tokenizer.decode(new long[] {id}, false);
+    }
+
     @Override
     public void close() {
         tokenizer.close();

@@ -85,6 +85,17 @@ record OpenAiRequest(String model, List<Prompt> prompts, List<Map<String, Object
             s.setIgnoreEos(bool(body, "ignore_eos"));
         }
         s.addAllStop(stops(body));
+        for (String penalty : new String[] {"presence_penalty", "frequency_penalty", "repetition_penalty"}) {
+            if (present(body, penalty)) {
+                float v = (float) number(body, penalty);
+                switch (penalty) {
+                    case "presence_penalty" -> s.setPresencePenalty(v);
+                    case "frequency_penalty" -> s.setFrequencyPenalty(v);
+                    default -> s.setRepetitionPenalty(v);
+                }
+            }
+        }
+        logprobs(body, chat, s);
         int n = present(body, "n") ? integer(body, "n") : 1;
         if (n < 1 || n > MAX_N) {
             throw OpenAiError.badRequest("n", "n must be between 1 and " + MAX_N + ", got " + n);
@@ -137,20 +148,6 @@ record OpenAiRequest(String model, List<Prompt> prompts, List<Map<String, Object
     }
 
     private static void refuseUnsupported(JsonObject body, boolean chat) {
-        if (present(body, "logprobs") && !isFalseOrZero(body.get("logprobs"))) {
-            throw OpenAiError.unsupported("logprobs", "logprobs");
-        }
-        if (present(body, "top_logprobs") && !isFalseOrZero(body.get("top_logprobs"))) {
-            throw OpenAiError.unsupported("top_logprobs", "top_logprobs");
-        }
-        for (String penalty : new String[] {"presence_penalty", "frequency_penalty"}) {
-            if (present(body, penalty) && number(body, penalty) != 0) {
-                throw OpenAiError.unsupported(penalty, penalty);
-            }
-        }
-        if (present(body, "repetition_penalty") && number(body, "repetition_penalty") != 1) {
-            throw OpenAiError.unsupported("repetition_penalty", "repetition_penalty");
-        }
         if (present(body, "logit_bias") && !(body.get("logit_bias").isJsonObject() && body.getAsJsonObject("logit_bias").isEmpty())) {
             throw OpenAiError.unsupported("logit_bias", "logit_bias");
         }
@@ -172,12 +169,23 @@ record OpenAiRequest(String model, List<Prompt> prompts, List<Map<String, Object
         }
     }
 
-    private static boolean isFalseOrZero(JsonElement e) {
-        if (!e.isJsonPrimitive()) {
-            return false;
+    /**
+     * Completions: {@code logprobs} is how many alternatives to list (0 for the sampled token's only).
+     * Chat: {@code logprobs} true, with {@code top_logprobs} alternatives.
+     */
+    private static void logprobs(JsonObject body, boolean chat, SamplingParams.Builder s) {
+        if (chat) {
+            boolean on = present(body, "logprobs") && bool(body, "logprobs");
+            if (present(body, "top_logprobs")) {
+                if (!on) {
+                    throw OpenAiError.badRequest("top_logprobs", "top_logprobs needs logprobs: true");
+                }
+                s.setTopLogprobs(integer(body, "top_logprobs"));
+            }
+            s.setLogprobs(on);
+        } else if (present(body, "logprobs")) {
+            s.setLogprobs(true).setTopLogprobs(integer(body, "logprobs"));
         }
-        JsonPrimitive p = e.getAsJsonPrimitive();
-        return p.isBoolean() ? !p.getAsBoolean() : p.isNumber() && p.getAsDouble() == 0;
     }
 
     private static List<Prompt> prompts(JsonObject body) {

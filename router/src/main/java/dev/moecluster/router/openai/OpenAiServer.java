@@ -23,6 +23,7 @@ import dev.moecluster.proto.GenerateRequest;
 import dev.moecluster.proto.GenerateResponse;
 import dev.moecluster.proto.SamplingParams;
 import dev.moecluster.proto.TokenIds;
+import dev.moecluster.proto.TokenLogprob;
 import dev.moecluster.router.generate.GenerationScheduler;
 import dev.moecluster.router.generate.TextTokenizer;
 import io.grpc.Status;
@@ -326,6 +327,7 @@ public final class OpenAiServer implements AutoCloseable {
     private static final class Choice {
         final StringBuilder text = new StringBuilder();
         final List<Integer> tokenIds = new ArrayList<>();
+        final List<TokenLogprob> logprobs = new ArrayList<>();
         FinishReason finish;
         int promptTokens;
         int completionTokens;
@@ -378,6 +380,7 @@ public final class OpenAiServer implements AutoCloseable {
     private static void record(Choice c, GenerateResponse r) {
         c.text.append(r.getText());
         c.tokenIds.addAll(r.getTokenIdsList());
+        c.logprobs.addAll(r.getLogprobsList());
         if (r.getFinishReasonValue() != 0) {
             c.finish = r.getFinishReason();
             c.promptTokens = r.getUsage().getPromptTokens();
@@ -421,7 +424,7 @@ public final class OpenAiServer implements AutoCloseable {
             } else {
                 choice.addProperty("text", c.text.toString());
             }
-            choice.add("logprobs", JsonNull.INSTANCE);
+            choice.add("logprobs", request.sampling().getLogprobs() ? logprobs(c.logprobs, chat) : JsonNull.INSTANCE);
             choice.addProperty("finish_reason", finishReason(c.finish));
             if (request.returnTokenIds()) {
                 choice.add("token_ids", GSON.toJsonTree(c.tokenIds));
@@ -472,7 +475,8 @@ public final class OpenAiServer implements AutoCloseable {
                 if (ends) {
                     open--;
                 }
-                if (r.getText().isEmpty() && !ends && !(request.returnTokenIds() && r.getTokenIdsCount() > 0)) {
+                boolean tokensToReport = (request.returnTokenIds() || request.sampling().getLogprobs()) && r.getTokenIdsCount() > 0;
+                if (r.getText().isEmpty() && !ends && !tokensToReport) {
                     continue; // text held back (a partial character or a possible stop string): nothing to say yet
                 }
                 JsonElement piece;
@@ -485,8 +489,12 @@ public final class OpenAiServer implements AutoCloseable {
                 } else {
                     piece = new com.google.gson.JsonPrimitive(r.getText());
                 }
-                send(out, chunk(id, object, createdAt, request, choiceChunk(e.index(), piece,
-                        ends ? finishReason(r.getFinishReason()) : null, chat, r.getTokenIdsList(), request)));
+                JsonObject choiceChunk = choiceChunk(e.index(), piece, ends ? finishReason(r.getFinishReason()) : null, chat,
+                        r.getTokenIdsList(), request);
+                if (request.sampling().getLogprobs()) {
+                    choiceChunk.add("logprobs", logprobs(r.getLogprobsList(), chat));
+                }
+                send(out, chunk(id, object, createdAt, request, choiceChunk));
             }
             if (open == 0 && request.includeUsage()) {
                 JsonObject last = envelope(id, object, createdAt);
@@ -500,6 +508,64 @@ public final class OpenAiServer implements AutoCloseable {
             events.abandon(); // the client went away: its sequences stop at their next token
             throw e;
         }
+    }
+
+    /**
+     * Log-probabilities in OpenAI's shape: chat {@code {"content": [{token, logprob, bytes, top_logprobs}]}},
+     * completions {@code {tokens, token_logprobs, top_logprobs, text_offset}}. Token text is each id decoded
+     * alone (a piece of a multi-byte character shows as U+FFFD; {@code bytes} are its UTF-8).
+     */
+    private JsonObject logprobs(List<TokenLogprob> logprobs, boolean chat) {
+        JsonObject out = new JsonObject();
+        if (chat) {
+            JsonArray content = new JsonArray();
+            for (TokenLogprob lp : logprobs) {
+                JsonObject entry = tokenEntry(lp.getTokenId(), lp.getLogprob());
+                JsonArray top = new JsonArray();
+                lp.getTopList().forEach(t -> top.add(tokenEntry(t.getTokenId(), t.getLogprob())));
+                entry.add("top_logprobs", top);
+                content.add(entry);
+            }
+            out.add("content", content);
+            return out;
+        }
+        JsonArray tokens = new JsonArray();
+        JsonArray values = new JsonArray();
+        JsonArray tops = new JsonArray();
+        JsonArray offsets = new JsonArray();
+        int offset = 0;
+        for (TokenLogprob lp : logprobs) {
+            String text = tokenText(lp.getTokenId());
+            tokens.add(text);
+            values.add(lp.getLogprob());
+            JsonObject top = new JsonObject();
+            lp.getTopList().forEach(t -> top.addProperty(tokenText(t.getTokenId()), t.getLogprob()));
+            tops.add(top);
+            offsets.add(offset);
+            offset += text.length();
+        }
+        out.add("tokens", tokens);
+        out.add("token_logprobs", values);
+        out.add("top_logprobs", tops);
+        out.add("text_offset", offsets);
+        return out;
+    }
+
+    private JsonObject tokenEntry(int tokenId, float logprob) {
+        String text = tokenText(tokenId);
+        JsonObject entry = new JsonObject();
+        entry.addProperty("token", text);
+        entry.addProperty("logprob", logprob);
+        JsonArray bytes = new JsonArray();
+        for (byte b : text.getBytes(UTF_8)) {
+            bytes.add(b & 0xff);
+        }
+        entry.add("bytes", bytes);
+        return entry;
+    }
+
+    private String tokenText(int tokenId) {
+        return model.tokenizer() == null ? "token_id:" + tokenId : model.tokenizer().tokenText(tokenId);
     }
 
     private static JsonObject choiceChunk(int index, JsonElement piece, String finish, boolean chat, List<Integer> tokenIds,

@@ -61,8 +61,8 @@ class OpenAiRequestTest {
 
     @Test
     void refusesWhatItCannotHonourNamingTheParameter() {
-        assertRefused("{\"prompt\": \"a\", \"logprobs\": 2}", "logprobs", "not supported");
-        assertRefused("{\"prompt\": \"a\", \"frequency_penalty\": 0.5}", "frequency_penalty", "not supported");
+        assertRefused("{\"prompt\": \"a\", \"logit_bias\": {\"5\": 1}}", "logit_bias", "not supported");
+        assertRefused("{\"prompt\": \"a\", \"frequency_penalty\": \"lots\"}", "frequency_penalty", "must be a number");
         assertRefused("{\"prompt\": \"a\", \"echo\": true}", "echo", "not supported");
         assertRefused("{\"prompt\": \"a\", \"temperature\": \"hot\"}", "temperature", "must be a number");
         assertRefused("{\"prompt\": \"a\", \"max_tokens\": 0}", "max_tokens", "must be positive");
@@ -78,6 +78,26 @@ class OpenAiRequestTest {
                         .get("param").getAsString()).isEqualTo("messages"));
         assertThatThrownBy(() -> OpenAiRequest.chat(json("{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"tools\": [{}]}")))
                 .hasMessageContaining("tools");
+    }
+
+    @Test
+    void logprobsAndPenaltiesMapOntoGenerate() {
+        OpenAiRequest completion = OpenAiRequest.completion(json("""
+                {"prompt": "a", "logprobs": 3, "presence_penalty": 0.5, "frequency_penalty": -1, "repetition_penalty": 1.2}"""));
+        assertThat(completion.sampling().getLogprobs()).isTrue();
+        assertThat(completion.sampling().getTopLogprobs()).isEqualTo(3);
+        assertThat(completion.sampling().getPresencePenalty()).isEqualTo(0.5f);
+        assertThat(completion.sampling().getFrequencyPenalty()).isEqualTo(-1f);
+        assertThat(completion.sampling().getRepetitionPenalty()).isEqualTo(1.2f);
+        OpenAiRequest chat = OpenAiRequest.chat(json("""
+                {"messages": [{"role": "user", "content": "a"}], "logprobs": true, "top_logprobs": 2}"""));
+        assertThat(chat.sampling().getLogprobs()).isTrue();
+        assertThat(chat.sampling().getTopLogprobs()).isEqualTo(2);
+        assertThat(OpenAiRequest.chat(json("{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"logprobs\": false}"))
+                .sampling().getLogprobs()).isFalse();
+        assertThatThrownBy(() -> OpenAiRequest.chat(json("""
+                {"messages": [{"role": "user", "content": "a"}], "top_logprobs": 2}""")))
+                .hasMessageContaining("top_logprobs needs logprobs: true");
     }
 
     @Test
