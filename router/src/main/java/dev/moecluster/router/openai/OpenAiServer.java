@@ -184,11 +184,11 @@ public final class OpenAiServer implements AutoCloseable {
                 case "models" -> models(exchange, path);
                 case "completions" -> {
                     requirePost(exchange, path);
-                    generate(exchange, OpenAiRequest.completion(body(exchange)), false, handOver);
+                    code = generate(exchange, OpenAiRequest.completion(body(exchange)), false, handOver);
                 }
                 case "chat.completions" -> {
                     requirePost(exchange, path);
-                    generate(exchange, OpenAiRequest.chat(body(exchange)), true, handOver);
+                    code = generate(exchange, OpenAiRequest.chat(body(exchange)), true, handOver);
                 }
                 default -> throw OpenAiError.notFound("no such endpoint: " + exchange.getRequestMethod() + " " + path
                         + " (this server has GET /v1/models, POST /v1/completions, POST /v1/chat/completions)");
@@ -333,7 +333,9 @@ public final class OpenAiServer implements AutoCloseable {
         int completionTokens;
     }
 
-    private void generate(HttpExchange exchange, OpenAiRequest request, boolean chat, Runnable handOver) throws IOException {
+    /** Answers a generation request; returns the status a stream ended with (its failure is in the stream). */
+    private Status.Code generate(HttpExchange exchange, OpenAiRequest request, boolean chat, Runnable handOver)
+            throws IOException {
         if (!request.model().isEmpty() && !request.model().equals(model.name())) {
             throw unknownModel(request.model());
         }
@@ -371,10 +373,10 @@ public final class OpenAiServer implements AutoCloseable {
         String id = (chat ? "chatcmpl-" : "cmpl-") + UUID.randomUUID().toString().replace("-", "");
         long createdAt = System.currentTimeMillis() / 1000;
         if (request.stream()) {
-            stream(exchange, request, chat, choices, events, early, id, createdAt);
-        } else {
-            whole(exchange, request, chat, choices, events, early, id, createdAt);
+            return stream(exchange, request, chat, choices, events, early, id, createdAt);
         }
+        whole(exchange, request, chat, choices, events, early, id, createdAt);
+        return Status.Code.OK;
     }
 
     private static void record(Choice c, GenerateResponse r) {
@@ -436,8 +438,9 @@ public final class OpenAiServer implements AutoCloseable {
         sendJson(exchange, 200, body);
     }
 
-    private void stream(HttpExchange exchange, OpenAiRequest request, boolean chat, Choice[] choices, ChoiceEvents events,
+    private Status.Code stream(HttpExchange exchange, OpenAiRequest request, boolean chat, Choice[] choices, ChoiceEvents events,
             List<ChoiceEvents.Event> early, String id, long createdAt) throws IOException {
+        Status.Code outcome = Status.Code.OK;
         exchange.getResponseHeaders().set("Content-Type", "text/event-stream; charset=utf-8");
         exchange.getResponseHeaders().set("Cache-Control", "no-cache");
         exchange.sendResponseHeaders(200, 0); // chunked: the length is not known yet
@@ -466,7 +469,9 @@ public final class OpenAiServer implements AutoCloseable {
                 if (e.error() != null) {
                     // headers are out: the failure goes in the stream, as vLLM sends it
                     events.abandon();
-                    send(out, OpenAiError.of(e.error()).toJson());
+                    OpenAiError failure = OpenAiError.of(e.error());
+                    outcome = failure.grpcCode();
+                    send(out, failure.toJson());
                     break;
                 }
                 GenerateResponse r = e.response();
@@ -504,6 +509,7 @@ public final class OpenAiServer implements AutoCloseable {
             }
             out.write("data: [DONE]\n\n".getBytes(UTF_8));
             out.flush();
+            return outcome;
         } catch (IOException e) {
             events.abandon(); // the client went away: its sequences stop at their next token
             throw e;
