@@ -14,7 +14,7 @@ import java.nio.file.Path;
  */
 final class DefaultModels {
     /** Bump when the generated content changes so stale caches are not reused. */
-    private static final int VERSION = 1;
+    private static final int VERSION = 2;
 
     private DefaultModels() {}
 

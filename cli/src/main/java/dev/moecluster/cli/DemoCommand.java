@@ -49,6 +49,10 @@ final class DemoCommand implements Callable<Integer> {
     @Option(names = "--backend", defaultValue = "cpu", description = "Workers' compute backend: cpu, cuda or auto (default: ${DEFAULT-VALUE}).")
     String backend;
 
+    @Option(names = "--http-port", defaultValue = "0",
+            description = "Router's OpenAI-compatible HTTP API port; 0 picks a free one, -1 serves none (default: ${DEFAULT-VALUE}).")
+    int httpPort;
+
     @Option(names = "--prompt", defaultValue = "Once upon a time", description = "Prompt for the generation part (default: ${DEFAULT-VALUE}).")
     String prompt;
 
@@ -59,7 +63,8 @@ final class DemoCommand implements Callable<Integer> {
         out.println("moe-cluster demo");
         try (LocalCluster cluster = LocalCluster.start(LocalCluster.Options.of(dir, workers, replicas)
                         .withBackends(i -> ExpertBackends.create(backend))
-                .withCoordinator(true));
+                .withCoordinator(true)
+                .withRouterSettings(rc -> rc.withHttpPort(httpPort)));
                 ReferenceMoeBlock reference = ReferenceMoeBlock.open(dir)) {
             ModelConfig cfg = cluster.model();
             DType dtype = cfg.dtype();
@@ -70,6 +75,9 @@ final class DemoCommand implements Callable<Integer> {
             out.printf("  cluster  %d workers, %d replica(s) per expert, router on %s, %s activations on the wire%n",
                     cluster.workers().size(), replicas, cluster.router().address(),
                     cluster.router().wireDtype().name().toLowerCase(Locale.ROOT));
+            if (cluster.router().httpUrl() != null) {
+                out.printf("  http     OpenAI-compatible API on %s (model \"%s\")%n", cluster.router().httpUrl(), cfg.name());
+            }
             ManagedChannel channel = NettyChannelBuilder.forTarget(cluster.router().address()).usePlaintext().build();
             try {
                 RouterGrpc.RouterBlockingStub stub = RouterGrpc.newBlockingStub(channel);
@@ -93,12 +101,45 @@ final class DemoCommand implements Callable<Integer> {
                 out.println();
                 generateText(out, channel, cfg.name());
                 out.println();
-                out.println(ok ? "demo OK: every checked result matched the reference" : "demo FAILED: results differ from the reference");
-                return ok ? 0 : 1;
+                boolean httpOk = cluster.router().httpUrl() == null || chatOverHttp(out, cluster.router().httpUrl(), cfg.name());
+                out.println();
+                out.println(!ok ? "demo FAILED: results differ from the reference"
+                        : !httpOk ? "demo FAILED: the OpenAI-compatible API did not answer"
+                        : "demo OK: every checked result matched the reference");
+                return ok && httpOk ? 0 : 1;
             } finally {
                 channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
             }
         }
+    }
+
+    /** One chat completion through the OpenAI-compatible API, as any OpenAI client would send it; false unless it answers 200. */
+    private boolean chatOverHttp(PrintStream out, String url, String model) throws Exception {
+        com.google.gson.JsonObject message = new com.google.gson.JsonObject();
+        message.addProperty("role", "user");
+        message.addProperty("content", prompt);
+        com.google.gson.JsonArray messages = new com.google.gson.JsonArray();
+        messages.add(message);
+        com.google.gson.JsonObject body = new com.google.gson.JsonObject();
+        body.addProperty("model", model);
+        body.add("messages", messages);
+        body.addProperty("max_tokens", 16);
+        body.addProperty("temperature", 0);
+        java.net.http.HttpResponse<String> response = java.net.http.HttpClient.newHttpClient().send(
+                java.net.http.HttpRequest.newBuilder(java.net.URI.create(url + "/chat/completions"))
+                        .header("Content-Type", "application/json")
+                        .POST(java.net.http.HttpRequest.BodyPublishers.ofString(body.toString())).build(),
+                java.net.http.HttpResponse.BodyHandlers.ofString());
+        out.println("OpenAI-compatible API (POST " + url + "/chat/completions):");
+        if (response.statusCode() != 200) {
+            out.printf("  HTTP %d: %s%n", response.statusCode(), response.body());
+            return false;
+        }
+        com.google.gson.JsonObject answer = com.google.gson.JsonParser.parseString(response.body()).getAsJsonObject();
+        com.google.gson.JsonObject choice = answer.getAsJsonArray("choices").get(0).getAsJsonObject();
+        out.printf("  reply    %s%n", printable(choice.getAsJsonObject("message").get("content").getAsString()));
+        out.printf("  finish   %s, usage %s%n", choice.get("finish_reason").getAsString(), answer.getAsJsonObject("usage"));
+        return true;
     }
 
     /** The text with control characters and undecodable bytes shown as a middle dot. */

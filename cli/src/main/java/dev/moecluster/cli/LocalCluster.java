@@ -25,6 +25,7 @@ import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
 import java.util.function.IntFunction;
+import java.util.function.UnaryOperator;
 
 /**
  * N expert workers and a router in one process, each a real gRPC server on its own loopback port,
@@ -54,10 +55,11 @@ public final class LocalCluster implements AutoCloseable {
      * load what they are assigned); otherwise placement is static round-robin.
      */
     public record Options(Path modelDir, int workers, int replicas, int routerPort, DType wireDtype,
-            IntFunction<ExpertBackend> backends, boolean coordinated) {
+            IntFunction<ExpertBackend> backends, boolean coordinated, UnaryOperator<RouterConfig> routerSettings) {
         public Options {
             requireNonNull(modelDir, "modelDir is null");
             requireNonNull(backends, "backends is null");
+            requireNonNull(routerSettings, "routerSettings is null");
             if (workers < 1) {
                 throw new IllegalArgumentException("--workers must be at least 1");
             }
@@ -67,23 +69,29 @@ public final class LocalCluster implements AutoCloseable {
         }
 
         public static Options of(Path modelDir, int workers, int replicas) {
-            return new Options(modelDir, workers, replicas, 0, null, i -> new CpuBackend(), false);
+            return new Options(modelDir, workers, replicas, 0, null, i -> new CpuBackend(), false, UnaryOperator.identity());
         }
 
         public Options withCoordinator(boolean on) {
-            return new Options(modelDir, workers, replicas, routerPort, wireDtype, backends, on);
+            return new Options(modelDir, workers, replicas, routerPort, wireDtype, backends, on, routerSettings);
         }
 
         public Options withWireDtype(DType dtype) {
-            return new Options(modelDir, workers, replicas, routerPort, dtype, backends, coordinated);
+            return new Options(modelDir, workers, replicas, routerPort, dtype, backends, coordinated, routerSettings);
         }
 
         public Options withRouterPort(int port) {
-            return new Options(modelDir, workers, replicas, port, wireDtype, backends, coordinated);
+            return new Options(modelDir, workers, replicas, port, wireDtype, backends, coordinated, routerSettings);
+        }
+
+        /** Further router settings (HTTP port, bearer token, ...) applied on top of the local defaults. */
+        public Options withRouterSettings(UnaryOperator<RouterConfig> settings) {
+            return new Options(modelDir, workers, replicas, routerPort, wireDtype, backends, coordinated,
+                    routerSettings.andThen(settings)::apply);
         }
 
         public Options withBackends(IntFunction<ExpertBackend> b) {
-            return new Options(modelDir, workers, replicas, routerPort, wireDtype, b, coordinated);
+            return new Options(modelDir, workers, replicas, routerPort, wireDtype, b, coordinated, routerSettings);
         }
     }
 
@@ -106,6 +114,7 @@ public final class LocalCluster implements AutoCloseable {
             }
             RouterConfig rc = RouterConfig.defaults(o.modelDir(), ExpertPlacement.none()).withPort(o.routerPort())
                     .withWireDtype(o.wireDtype()).withControlPlane(cc.controlPlane()).withMetricsPort(0);
+            rc = o.routerSettings().apply(rc);
             router = RouterServer.start(rc);
             ExpertPlacement placement = awaitPlacement(router, model, Duration.ofSeconds(60));
             return new LocalCluster(model, workers, placement, router, coordinator);
@@ -162,8 +171,8 @@ public final class LocalCluster implements AutoCloseable {
             }
             ExpertPlacement placement = ExpertPlacement.roundRobin(workers.stream().map(ExpertWorker::address).toList(),
                     model, o.replicas());
-            RouterConfig rc = RouterConfig.defaults(o.modelDir(), placement).withPort(o.routerPort()).withWireDtype(o.wireDtype())
-                    .withMetricsPort(0);
+            RouterConfig rc = o.routerSettings().apply(RouterConfig.defaults(o.modelDir(), placement).withPort(o.routerPort())
+                    .withWireDtype(o.wireDtype()).withMetricsPort(0));
             RouterServer router = RouterServer.start(rc);
             return new LocalCluster(model, workers, placement, router, null);
         } catch (IOException | RuntimeException e) {

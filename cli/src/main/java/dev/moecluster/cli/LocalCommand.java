@@ -25,6 +25,10 @@ final class LocalCommand implements Callable<Integer> {
     @Option(names = "--port", defaultValue = "50051", description = "Router port; 0 picks a free one (default: ${DEFAULT-VALUE}).")
     int port;
 
+    @Option(names = "--http-port", defaultValue = "8000",
+            description = "Router's OpenAI-compatible HTTP API port; 0 picks a free one, -1 serves none (default: ${DEFAULT-VALUE}).")
+    int httpPort;
+
     @Option(names = "--wire-dtype", paramLabel = "DTYPE", description = "Activations on the wire: f32, bf16 or fp8. Default: the checkpoint's dtype.")
     String wireDtype;
 
@@ -37,6 +41,7 @@ final class LocalCommand implements Callable<Integer> {
                 .withBackends(i -> ExpertBackends.create(backend))
                 .withCoordinator(true)
                 .withRouterPort(port)
+                .withRouterSettings(rc -> rc.withHttpPort(httpPort))
                 .withWireDtype(wireDtype == null ? null : DType.parse(wireDtype));
         LocalCluster cluster = LocalCluster.start(options);
         CountDownLatch stopped = new CountDownLatch(1);
@@ -51,6 +56,9 @@ final class LocalCommand implements Callable<Integer> {
         }
         System.out.printf("router  listening on %s (moe.v1.Router, health, reflection), metrics on http://127.0.0.1:%d/metrics%n",
                 cluster.router().address(), cluster.router().metricsPort());
+        if (cluster.router().httpUrl() != null) {
+            System.out.printf("router  OpenAI-compatible API on %s (model \"%s\")%n", cluster.router().httpUrl(), cluster.model().name());
+        }
         System.out.printf("coordinator admin API on %s (moe admin status --target %s), placement epoch %d, metrics on http://127.0.0.1:%d/metrics%n",
                 cluster.coordinator().adminAddress(), cluster.coordinator().adminAddress(), cluster.placement().epoch(),
                 cluster.coordinator().metricsPort());

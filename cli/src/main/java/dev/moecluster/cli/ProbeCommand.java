@@ -1,6 +1,7 @@
 package dev.moecluster.cli;
 
 import dev.moecluster.bench.MoeForwardLoad;
+import dev.moecluster.core.model.ModelLocation;
 import dev.moecluster.core.moe.ReferenceMoeBlock;
 import dev.moecluster.core.tensor.DType;
 import dev.moecluster.proto.GetModelInfoRequest;
@@ -30,8 +31,9 @@ final class ProbeCommand implements Callable<Integer> {
     @Mixin
     ClientTlsOptions tls;
 
-    @Option(names = "--model", paramLabel = "DIR", description = "The router's model directory, to verify results against the reference.")
-    Path model;
+    @Option(names = "--model", paramLabel = "DIR|ORG/NAME[@REV]",
+            description = "The router's model (a directory, or a hub id in the local Hugging Face cache), to verify results against the reference.")
+    String model;
 
     @Option(names = "--requests", defaultValue = "20", description = "Calls to send (default: ${DEFAULT-VALUE}).")
     int requests;
@@ -56,7 +58,7 @@ final class ProbeCommand implements Callable<Integer> {
                     info.getName(), info.getArchitecture(), info.getHiddenSize(), info.getMoeLayersList(),
                     info.getNumExperts(), info.getExpertsPerToken(), info.getDtype().name().toLowerCase(Locale.ROOT));
             DType dtype = info.getDtype() == dev.moecluster.proto.DType.F32 ? DType.F32 : DType.BF16;
-            ReferenceMoeBlock reference = model == null ? null : ReferenceMoeBlock.open(model);
+            ReferenceMoeBlock reference = model == null ? null : ReferenceMoeBlock.open(ModelLocation.resolve(model));
             try {
                 var load = new MoeForwardLoad(info.getName(), info.getHiddenSize(), info.getMoeLayersList(), reference);
                 MoeForwardLoad.Report r = load.runAgainst(stub,

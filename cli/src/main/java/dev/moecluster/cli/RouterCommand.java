@@ -38,6 +38,10 @@ final class RouterCommand implements Callable<Integer> {
     @Option(names = "--port", defaultValue = "50051", description = "Public API port (default: ${DEFAULT-VALUE}).")
     int port;
 
+    @Option(names = "--http-port", defaultValue = "8000",
+            description = "OpenAI-compatible HTTP API port (/v1/models, /v1/completions, /v1/chat/completions) on the same --host, with the same TLS files and --auth-token-file as the gRPC port; 0 picks a free one, -1 serves none (default: ${DEFAULT-VALUE}).")
+    int httpPort;
+
     @Option(names = "--health-port", defaultValue = "-1",
             description = "Extra plaintext port serving only gRPC health, for probes when the gRPC port requires mutual TLS; 0 picks a free one, -1 serves none (default: ${DEFAULT-VALUE}).")
     int healthPort;
@@ -136,7 +140,7 @@ final class RouterCommand implements Callable<Integer> {
         var rc = new RouterConfig(host, port, dir, p, wireDtype == null ? null : DType.parse(wireDtype),
                 Duration.ofMillis(expertTimeoutMs), Math.multiplyExact(maxMessageMb, 1024 * 1024), maxTokens,
                 new GenerationConfig(maxSequences, maxQueued, (long) kvCacheMb * 1024 * 1024, prefillChunk, overlap), control,
-                metricsPort).withTls(tls.resolve()).withHealthPort(healthPort)
+                metricsPort).withTls(tls.resolve()).withHealthPort(healthPort).withHttpPort(httpPort)
                 .withAuthToken(authTokenFile == null ? null : BearerToken.readFrom(authTokenFile))
                 .withChannelsPerWorker(channelsPerWorker)
                 .withDataPlane(new DataPlaneAccess(dataPlaneTokenFile == null ? null : BearerToken.readFrom(dataPlaneTokenFile), Set.of()));
@@ -150,6 +154,9 @@ final class RouterCommand implements Callable<Integer> {
         Sigterm sigterm = Sigterm.handle("router", () -> router.shutdown(Duration.ofSeconds(shutdownGraceSeconds)), router::close);
         System.out.printf("router serving %s (%s) on %s, %s%n", config.name(), config.architecture().hfName(),
                 router.address(), control == null ? p.workers().size() + " workers" : "placement from " + control.coordinators());
+        if (router.httpUrl() != null) {
+            System.out.printf("OpenAI-compatible API on %s%n", router.httpUrl());
+        }
         router.awaitTermination();
         sigterm.awaitGracefulStop();
         return 0;

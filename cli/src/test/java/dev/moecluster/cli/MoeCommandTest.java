@@ -95,8 +95,8 @@ class MoeCommandTest {
             String out = (String) r[1];
             assertThat(r[0]).as(out + r[2]).isEqualTo(0);
             assertThat(out).contains("MixtralForCausalLM", "verify   4 calls", "OK", "Expert load", "Workers:", "worker-2",
-                    "bytes per routed token", "demo OK");
-            assertThat(Files.exists(tmp.resolve("cache").resolve("tiny-mixtral-v1").resolve("config.json"))).isTrue();
+                    "bytes per routed token", "demo OK", "OpenAI-compatible API on http://127.0.0.1:", "reply    ", "usage {\"prompt_tokens\"");
+            assertThat(Files.exists(tmp.resolve("cache").resolve("tiny-mixtral-v2").resolve("config.json"))).isTrue();
         } finally {
             if (old == null) {
                 System.clearProperty("moe.cache.dir");

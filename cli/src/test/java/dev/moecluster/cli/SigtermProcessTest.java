@@ -109,7 +109,7 @@ class SigtermProcessTest {
             // the stream waits for the gate: a long expert deadline, so it neither fails over nor times out
             router = ProcessFaultTest.moe(logs.resolve("sigterm-router.log"), "router", "--model", dir.toString(),
                     "--workers", worker.address(), "--port", String.valueOf(port), "--metrics-port", "0",
-                    "--expert-timeout-ms", "300000", "--shutdown-grace-s", "120");
+                    "--http-port", "0", "--expert-timeout-ms", "300000", "--shutdown-grace-s", "120");
             CoordinatorClusterTest.await("the router process is ready", Duration.ofSeconds(120), () -> {
                 try {
                     return LifecycleTest.ready(address);

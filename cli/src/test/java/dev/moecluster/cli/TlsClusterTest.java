@@ -91,7 +91,7 @@ class TlsClusterTest {
         }
         ExpertPlacement placement = ExpertPlacement.roundRobin(workers.stream().map(ExpertWorker::address).toList(), cfg, 1);
         router = RouterServer.start(RouterConfig.defaults(model, placement).withTls(ca.tls(ca.issue("router")))
-                .withHealthPort(0).withAuthToken(BearerToken.readFrom(tokenFile)).withMetricsPort(0));
+                .withHealthPort(0).withAuthToken(BearerToken.readFrom(tokenFile)).withMetricsPort(0).withHttpPort(0));
     }
 
     @AfterAll
@@ -121,6 +121,38 @@ class TlsClusterTest {
         }
         // both workers computed: the router reached them over mutual TLS (they refuse anything else)
         assertThat(workers).allSatisfy(w -> assertThat(w.batchesServed()).isPositive());
+    }
+
+    /** The OpenAI HTTP API shares the gRPC port's TLS files and tokens: HTTPS with client certificates, bearer token. */
+    @Test
+    void openAiHttpApiRequiresTheSameCertificatesAndToken() throws Exception {
+        assertThat(router.httpUrl()).startsWith("https://127.0.0.1:");
+        java.net.URI models = java.net.URI.create(router.httpUrl() + "/models");
+        // the client's certificate and key, and the cluster CA, in a context the JDK's client can use
+        java.net.http.HttpClient withCertificate = java.net.http.HttpClient.newBuilder()
+                .sslContext(ca.tls(client).serverSslContext()).build();
+        var ok = withCertificate.send(java.net.http.HttpRequest.newBuilder(models).header("Authorization", "Bearer " + TOKEN)
+                .build(), java.net.http.HttpResponse.BodyHandlers.ofString());
+        assertThat(ok.statusCode()).isEqualTo(200);
+        assertThat(ok.body()).contains("\"id\":\"" + router.model().name() + "\"");
+        var noToken = withCertificate.send(java.net.http.HttpRequest.newBuilder(models).build(),
+                java.net.http.HttpResponse.BodyHandlers.ofString());
+        assertThat(noToken.statusCode()).isEqualTo(401);
+        assertThat(noToken.body()).contains("missing bearer token");
+        // trusting the CA but presenting no certificate: the handshake fails
+        java.security.KeyStore trust = java.security.KeyStore.getInstance("PKCS12");
+        trust.load(null, null);
+        try (var in = Files.newInputStream(ca.caFile())) {
+            trust.setCertificateEntry("ca", java.security.cert.CertificateFactory.getInstance("X.509").generateCertificate(in));
+        }
+        javax.net.ssl.TrustManagerFactory tmf = javax.net.ssl.TrustManagerFactory.getInstance("PKIX");
+        tmf.init(trust);
+        javax.net.ssl.SSLContext trustOnly = javax.net.ssl.SSLContext.getInstance("TLS");
+        trustOnly.init(null, tmf.getTrustManagers(), null);
+        java.net.http.HttpClient noCertificate = java.net.http.HttpClient.newBuilder().sslContext(trustOnly).build();
+        assertThatThrownBy(() -> noCertificate.send(java.net.http.HttpRequest.newBuilder(models)
+                .header("Authorization", "Bearer " + TOKEN).build(), java.net.http.HttpResponse.BodyHandlers.ofString()))
+                .isInstanceOf(java.io.IOException.class);
     }
 
     @Test
@@ -166,7 +198,7 @@ class TlsClusterTest {
             assertThat(authorized(ch).getModelInfo(GetModelInfoRequest.getDefaultInstance()).getNumExperts()).isEqualTo(8);
             // refusals are counted: the token check runs inside the request counter
             assertThat(scrape(router.metricsPort())).containsPattern(
-                    "moe_router_requests_total\\{code=\"UNAUTHENTICATED\",method=\"GetModelInfo\"\\} [1-9]");
+                    "moe_router_requests_total\\{api=\"grpc\",code=\"UNAUTHENTICATED\",method=\"GetModelInfo\"\\} [1-9]");
             assertThat(HealthGrpc.newBlockingStub(ch).withDeadlineAfter(10, TimeUnit.SECONDS)
                     .check(HealthCheckRequest.newBuilder().setService("moe.v1.Router").build()).getStatus())
                     .isEqualTo(ServingStatus.SERVING);
@@ -278,15 +310,21 @@ class TlsClusterTest {
         assertThat(rc.tls()).isNull();
         assertThat(rc.healthPort()).isEqualTo(-1);
         assertThat(rc.authToken()).isNull();
+        assertThat(rc.httpPort()).isEqualTo(RouterConfig.NO_HTTP_PORT);
         TlsConfig tls = ca.tls(client);
         BearerToken token = BearerToken.of(TOKEN);
-        RouterConfig secured = rc.withTls(tls).withHealthPort(50052).withAuthToken(token).withPort(7).withMetricsPort(0);
+        RouterConfig secured = rc.withHttpPort(8000).withTls(tls).withHealthPort(50052).withAuthToken(token).withPort(7)
+                .withMetricsPort(0).withHost("0.0.0.0").withGeneration(rc.generation()).withMaxTokensPerRequest(9)
+                .withMaxInboundMessageBytes(4096).withExpertTimeout(java.time.Duration.ofSeconds(3)).withWireDtype(null)
+                .withControlPlane(null);
+        assertThat(secured.httpPort()).isEqualTo(8000);
         assertThat(secured.tls()).isEqualTo(tls);
         assertThat(secured.healthPort()).isEqualTo(50052);
         assertThat(secured.authToken()).isSameAs(token);
         assertThat(secured.port()).isEqualTo(7);
         assertThat(secured.toString()).doesNotContain(TOKEN);
         assertThatThrownBy(() -> rc.withHealthPort(-2)).hasMessageContaining("health port must be -1 (none), 0 (free port) or 1..65535");
+        assertThatThrownBy(() -> rc.withHttpPort(65536)).hasMessageContaining("HTTP port must be -1 (none), 0 (free port) or 1..65535");
 
         WorkerConfig wc = WorkerConfig.defaults("w", model, new ExpertAssignment(Map.of()));
         assertThat(wc.tls()).isNull();

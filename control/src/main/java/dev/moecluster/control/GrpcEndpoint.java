@@ -53,7 +53,13 @@ public final class GrpcEndpoint implements AutoCloseable {
                 .addService(MalformedRequests.guard(health.getHealthService().bindService()))
                 .addService(MalformedRequests.guard(ProtoReflectionServiceV1.newInstance().bindService()));
         services.forEach(s -> builder.addService(MalformedRequests.guard(s)));
-        this.server = builder.build().start();
+        try {
+            this.server = builder.build().start();
+        } catch (IOException e) {
+            // grpc's own message names the address but not what to do, and its cause says only "Address already in use"
+            throw new IOException("cannot serve gRPC on " + host + ":" + port + ": " + rootMessage(e)
+                    + " (another process has the port? choose another --port, or 0 for a free one)", e);
+        }
         this.healthServer = startHealthServer(host, healthPort);
         reportStarted();
         for (ServerServiceDefinition s : services) {
@@ -76,6 +82,14 @@ public final class GrpcEndpoint implements AutoCloseable {
             TlsConfig tls, int healthPort) throws IOException {
         requireHealthPort(healthPort);
         return new GrpcEndpoint(host, port, maxInboundMessageBytes, services, tls, healthPort);
+    }
+
+    private static String rootMessage(Throwable e) {
+        Throwable t = e;
+        while (t.getCause() != null) {
+            t = t.getCause();
+        }
+        return t.getMessage() != null ? t.getMessage() : t.toString();
     }
 
     /** Fails unless {@code port} is a valid {@code --health-port}: -1 (none), 0 (free port) or 1..65535. */

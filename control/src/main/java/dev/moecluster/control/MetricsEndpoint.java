@@ -39,8 +39,14 @@ public final class MetricsEndpoint implements AutoCloseable {
         Info.builder().name("moe_build_info").help("The moe-cluster version this component runs")
                 .labelNames("component", "version").register(registry)
                 .addLabelValues(component, BuildInfo.version());
-        HTTPServer server = port == OFF ? null
-                : HTTPServer.builder().hostname(host).port(port).registry(registry).buildAndStart();
+        HTTPServer server;
+        try {
+            server = port == OFF ? null : HTTPServer.builder().hostname(host).port(port).registry(registry).buildAndStart();
+        } catch (java.net.BindException e) {
+            // the JDK says only "Address already in use"; say which address, and what to do
+            throw new IOException("cannot serve " + component + " metrics on " + host + ":" + port + ": " + e.getMessage()
+                    + " (choose another --metrics-port, 0 for a free one, or -1 for none)", e);
+        }
         return new MetricsEndpoint(registry, server);
     }
 

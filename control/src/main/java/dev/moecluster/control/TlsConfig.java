@@ -7,6 +7,7 @@ import io.grpc.TlsChannelCredentials;
 import io.grpc.TlsServerCredentials;
 import java.time.Duration;
 import javax.net.ssl.KeyManager;
+import javax.net.ssl.SSLContext;
 import javax.net.ssl.TrustManager;
 import java.io.ByteArrayInputStream;
 import java.io.IOException;
@@ -96,6 +97,26 @@ public record TlsConfig(Path certChain, Path privateKey, Path ca) {
             b.trustManager(trustManager(reloadCheck)).clientAuth(TlsServerCredentials.ClientAuth.REQUIRE);
         }
         return b.build();
+    }
+
+    /**
+     * A server TLS context over the same rotating files as {@link #serverCredentials()}, for a port that is
+     * not gRPC (the router's OpenAI-compatible HTTP API). With a CA the caller must also require client
+     * certificates on each connection ({@code SSLParameters.setNeedClientAuth}); see {@link #requiresClientCertificates()}.
+     */
+    public SSLContext serverSslContext() {
+        if (certChain == null) {
+            throw new IllegalArgumentException("a TLS server needs --tls-cert and --tls-key (only --tls-ca was given)");
+        }
+        Duration reloadCheck = Duration.ofSeconds(RELOAD_CHECK_SECONDS);
+        try {
+            SSLContext context = SSLContext.getInstance("TLS");
+            context.init(new KeyManager[] {keyManager(reloadCheck)},
+                    ca == null ? null : new TrustManager[] {trustManager(reloadCheck)}, null);
+            return context;
+        } catch (GeneralSecurityException e) {
+            throw new IllegalStateException("the JDK cannot build a TLS context: " + e.getMessage(), e);
+        }
     }
 
     /**

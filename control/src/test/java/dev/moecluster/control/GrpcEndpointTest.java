@@ -101,4 +101,20 @@ class GrpcEndpointTest {
     private static ServerServiceDefinition reflectionProbe() {
         return ServerServiceDefinition.builder("test.Probe").build();
     }
+
+    @Test
+    void aTakenPortIsReportedWithItsAddressAndTheFlagToChange() throws Exception {
+        try (java.net.ServerSocket taken = new java.net.ServerSocket(0, 1, java.net.InetAddress.getByName("127.0.0.1"))) {
+            int port = taken.getLocalPort();
+            assertThatThrownBy(() -> GrpcEndpoint.start("127.0.0.1", port, 1 << 20, List.of()))
+                    .isInstanceOf(java.io.IOException.class)
+                    .hasMessageContaining("cannot serve gRPC on 127.0.0.1:" + port)
+                    .hasMessageContaining("Address already in use")
+                    .hasMessageContaining("--port");
+            assertThatThrownBy(() -> MetricsEndpoint.start("router", "127.0.0.1", port))
+                    .isInstanceOf(java.io.IOException.class)
+                    .hasMessageContaining("cannot serve router metrics on 127.0.0.1:" + port)
+                    .hasMessageContaining("--metrics-port");
+        }
+    }
 }

@@ -39,6 +39,8 @@ import java.time.Duration;
  * @param channelsPerWorker connections to each worker (1 by default): one HTTP/2 connection is served
  *     by one event-loop thread at each end, near 1 GB/s, so a worker that one connection cannot feed gets more
  * @param dataPlane the internal token the router sends workers ({@link DataPlaneAccess#OPEN}, or null, for none)
+ * @param httpPort OpenAI-compatible HTTP API port (same host, TLS and token as the gRPC port): 0 picks a
+ *     free one, -1 serves none; the command line defaults to {@value #DEFAULT_HTTP_PORT}, {@link #defaults} to -1
  */
 public record RouterConfig(
         String host,
@@ -57,13 +59,18 @@ public record RouterConfig(
         BearerToken authToken,
         int maxTokensInFlight,
         int channelsPerWorker,
-        DataPlaneAccess dataPlane) {
+        DataPlaneAccess dataPlane,
+        int httpPort) {
 
     public static final int DEFAULT_MAX_INBOUND_BYTES = 64 * 1024 * 1024;
     /** Default MoeForward tokens in flight, in calls of the largest size. */
     public static final int IN_FLIGHT_CALLS = 4;
     /** {@code moe router --metrics-port} default. */
     public static final int DEFAULT_METRICS_PORT = 9400;
+    /** {@code moe router --http-port} default (vLLM's and SGLang's OpenAI port). */
+    public static final int DEFAULT_HTTP_PORT = 8000;
+    /** The {@code --http-port} value that serves no HTTP API. */
+    public static final int NO_HTTP_PORT = -1;
 
     public RouterConfig {
         requireNonNull(host, "host is null");
@@ -96,6 +103,9 @@ public record RouterConfig(
             throw new IllegalArgumentException("channels per worker must be 1..64, got " + channelsPerWorker);
         }
         dataPlane = dataPlane == null ? DataPlaneAccess.OPEN : dataPlane;
+        if (httpPort < NO_HTTP_PORT || httpPort > 65535) {
+            throw new IllegalArgumentException("HTTP port must be -1 (none), 0 (free port) or 1..65535, got " + httpPort);
+        }
     }
 
     /** Plaintext, no health-only port, no token, 4 × {@code maxTokensPerRequest} MoeForward tokens in flight. */
@@ -104,7 +114,7 @@ public record RouterConfig(
             ControlPlaneConfig controlPlane, int metricsPort) {
         this(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes, maxTokensPerRequest,
                 generation, controlPlane, metricsPort, null, GrpcEndpoint.NO_HEALTH_PORT, null,
-                Math.multiplyExact(IN_FLIGHT_CALLS, maxTokensPerRequest), 1, DataPlaneAccess.OPEN);
+                Math.multiplyExact(IN_FLIGHT_CALLS, maxTokensPerRequest), 1, DataPlaneAccess.OPEN, NO_HTTP_PORT);
     }
 
     /**
@@ -118,84 +128,91 @@ public record RouterConfig(
 
     public RouterConfig withPort(int newPort) {
         return new RouterConfig(host, newPort, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker, dataPlane);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker, dataPlane, httpPort);
     }
 
     public RouterConfig withHost(String newHost) {
         return new RouterConfig(newHost, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker, dataPlane);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker, dataPlane, httpPort);
     }
 
     public RouterConfig withWireDtype(DType dtype) {
         return new RouterConfig(host, port, modelDir, placement, dtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker, dataPlane);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker, dataPlane, httpPort);
     }
 
     public RouterConfig withExpertTimeout(Duration timeout) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, timeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker, dataPlane);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker, dataPlane, httpPort);
     }
 
     public RouterConfig withMaxInboundMessageBytes(int bytes) {
-        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, bytes, maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker, dataPlane);
+        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, bytes, maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker, dataPlane, httpPort);
     }
 
     /** Follows the coordinators' placement, starting from none. */
     public RouterConfig withControlPlane(ControlPlaneConfig control) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, control, metricsPort, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker, dataPlane);
+                maxTokensPerRequest, generation, control, metricsPort, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker, dataPlane, httpPort);
     }
 
     public RouterConfig withGeneration(GenerationConfig g) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, g, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker, dataPlane);
+                maxTokensPerRequest, g, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker, dataPlane, httpPort);
     }
 
     /** Raises the MoeForward tokens in flight to {@code tokens} where they were fewer. */
     public RouterConfig withMaxTokensPerRequest(int tokens) {
-        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes, tokens, generation, controlPlane, metricsPort, tls, healthPort, authToken, Math.max(tokens, maxTokensInFlight), channelsPerWorker, dataPlane);
+        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes, tokens, generation, controlPlane, metricsPort, tls, healthPort, authToken, Math.max(tokens, maxTokensInFlight), channelsPerWorker, dataPlane, httpPort);
     }
 
     /** Admits at most {@code tokens} MoeForward tokens at once across calls. */
     public RouterConfig withMaxTokensInFlight(int tokens) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, tokens, channelsPerWorker, dataPlane);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, tokens, channelsPerWorker, dataPlane, httpPort);
     }
 
     /** Serves {@code /metrics} on {@code port}: 0 picks a free one, -1 serves none. */
     public RouterConfig withMetricsPort(int port) {
         return new RouterConfig(host, this.port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, port, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker, dataPlane);
+                maxTokensPerRequest, generation, controlPlane, port, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker, dataPlane, httpPort);
     }
 
     /** Serves the public port over TLS and dials workers with it; null for plaintext. */
     public RouterConfig withTls(TlsConfig newTls) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, newTls, healthPort, authToken, maxTokensInFlight, channelsPerWorker, dataPlane);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, newTls, healthPort, authToken, maxTokensInFlight, channelsPerWorker, dataPlane, httpPort);
     }
 
     /** Serves gRPC health alone on a plaintext {@code port}: 0 picks a free one, -1 serves none. */
     public RouterConfig withHealthPort(int port) {
         return new RouterConfig(host, this.port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, port, authToken, maxTokensInFlight, channelsPerWorker, dataPlane);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, port, authToken, maxTokensInFlight, channelsPerWorker, dataPlane, httpPort);
     }
 
     /** Requires {@code token} on {@code moe.v1.Router} calls; null for none. */
     public RouterConfig withAuthToken(BearerToken token) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, token, maxTokensInFlight, channelsPerWorker, dataPlane);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, token, maxTokensInFlight, channelsPerWorker, dataPlane, httpPort);
     }
 
     /** Opens {@code n} connections to each worker. */
     public RouterConfig withChannelsPerWorker(int n) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight, n, dataPlane);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight, n, dataPlane, httpPort);
     }
 
     /** Sends workers the routers' internal token ({@code --data-plane-token-file}) on every call. */
     public RouterConfig withDataPlane(DataPlaneAccess access) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
                 maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight,
-                channelsPerWorker, access);
+                channelsPerWorker, access, httpPort);
+    }
+
+    /** Serves the OpenAI-compatible HTTP API on {@code port}: 0 picks a free one, -1 serves none. */
+    public RouterConfig withHttpPort(int port) {
+        return new RouterConfig(host, this.port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight,
+                channelsPerWorker, dataPlane, port);
     }
 }

@@ -1,9 +1,9 @@
 package dev.moecluster.router;
 
 import dev.moecluster.router.generate.GenerationScheduler;
-import io.grpc.Context;
 import io.grpc.ForwardingServerCall;
 import io.grpc.ForwardingServerCallListener;
+import io.grpc.Context;
 import io.grpc.Metadata;
 import io.grpc.ServerCall;
 import io.grpc.ServerCallHandler;
@@ -20,19 +20,71 @@ import java.util.function.ToDoubleFunction;
 
 /**
  * The router's Prometheus series. Most read the counters the router keeps anyway ({@link DispatchStats},
- * {@link GenerationScheduler}) when scraped; requests are counted by an interceptor on the public API,
- * those the client abandoned as CANCELLED or DEADLINE_EXCEEDED.
+ * {@link GenerationScheduler}) when scraped; requests are counted by an interceptor on the public API.
  */
 final class RouterMetrics {
     private RouterMetrics() {}
 
-    /** Registers the router's series; returns the interceptor that counts public API calls. */
-    static ServerInterceptor register(PrometheusRegistry registry, DispatchStats stats, GenerationScheduler scheduler,
+    /**
+     * Public API calls finished, counted once for both APIs: {@code api} is {@code grpc} or {@code openai},
+     * {@code code} the gRPC status code name (an HTTP answer counts as the code it maps from), so one error
+     * rate covers both.
+     */
+    static final class Requests {
+        private final Counter counter;
+
+        private Requests(Counter counter) {
+            this.counter = counter;
+        }
+
+        void count(String api, String method, String code) {
+            counter.labelValues(api, method, code).inc();
+        }
+
+        /** The interceptor that counts {@code moe.v1.Router} calls. */
+        ServerInterceptor grpcInterceptor() {
+            return new ServerInterceptor() {
+                @Override
+                public <Q, R> ServerCall.Listener<Q> interceptCall(ServerCall<Q, R> call, Metadata headers,
+                        ServerCallHandler<Q, R> next) {
+                    String method = call.getMethodDescriptor().getBareMethodName();
+                    // the call's own context, cancelled at once when the client goes (the call's
+                    // isCancelled() only once the handler has returned)
+                    Context context = Context.current();
+                    AtomicBoolean counted = new AtomicBoolean();
+                    ServerCall.Listener<Q> listener = next.startCall(new ForwardingServerCall.SimpleForwardingServerCall<>(call) {
+                        @Override
+                        public void close(Status status, Metadata trailers) {
+                            // a call whose client gave up is counted as such, whatever the handler answered
+                            Status.Code code = context.isCancelled() ? abandoned(context) : status.getCode();
+                            if (counted.compareAndSet(false, true)) {
+                                count("grpc", method, code.name());
+                            }
+                            super.close(status, trailers);
+                        }
+                    }, headers);
+                    return new ForwardingServerCallListener.SimpleForwardingServerCallListener<>(listener) {
+                        @Override
+                        public void onCancel() {
+                            // a Generate stream the client cancelled is never closed by the scheduler
+                            if (counted.compareAndSet(false, true)) {
+                                count("grpc", method, abandoned(context).name());
+                            }
+                            super.onCancel();
+                        }
+                    };
+                }
+            };
+        }
+    }
+
+    /** Registers the router's series; returns the counter of public API calls. */
+    static Requests register(PrometheusRegistry registry, DispatchStats stats, GenerationScheduler scheduler,
             LongSupplier placementEpoch) {
         Counter requests = Counter.builder()
                 .name("moe_router_requests_total")
-                .help("Public API calls finished, by method and gRPC status code")
-                .labelNames("method", "code")
+                .help("Public API calls finished, by API (grpc, openai), method and gRPC status code")
+                .labelNames("api", "method", "code")
                 .register(registry);
         counter(registry, "moe_router_prompt_tokens_total", "Prompt tokens of admitted Generate requests", scheduler,
                 GenerationScheduler::promptTokens);
@@ -59,38 +111,7 @@ final class RouterMetrics {
         registry.register(stats.workerLatency());
         gauge(registry, "moe_router_placement_epoch", "Epoch of the placement new calls are routed with", placementEpoch,
                 LongSupplier::getAsLong);
-        return new ServerInterceptor() {
-            @Override
-            public <Q, R> ServerCall.Listener<Q> interceptCall(ServerCall<Q, R> call, Metadata headers,
-                    ServerCallHandler<Q, R> next) {
-                String method = call.getMethodDescriptor().getBareMethodName();
-                // the call's own context, cancelled at once when the client goes (the call's
-                // isCancelled() only once the handler has returned)
-                Context context = Context.current();
-                AtomicBoolean counted = new AtomicBoolean();
-                ServerCall.Listener<Q> listener = next.startCall(new ForwardingServerCall.SimpleForwardingServerCall<>(call) {
-                    @Override
-                    public void close(Status status, Metadata trailers) {
-                        // a call whose client gave up is counted as such, whatever the handler answered
-                        Status.Code code = context.isCancelled() ? abandoned(context) : status.getCode();
-                        if (counted.compareAndSet(false, true)) {
-                            requests.labelValues(method, code.name()).inc();
-                        }
-                        super.close(status, trailers);
-                    }
-                }, headers);
-                return new ForwardingServerCallListener.SimpleForwardingServerCallListener<>(listener) {
-                    @Override
-                    public void onCancel() {
-                        // a Generate stream the client cancelled is never closed by the scheduler
-                        if (counted.compareAndSet(false, true)) {
-                            requests.labelValues(method, abandoned(context).name()).inc();
-                        }
-                        super.onCancel();
-                    }
-                };
-            }
-        };
+        return new Requests(requests);
     }
 
     /** DEADLINE_EXCEEDED for a call whose deadline passed, CANCELLED for one the client cancelled. */

@@ -13,6 +13,8 @@ import dev.moecluster.core.runner.DecoderModel;
 import dev.moecluster.core.tensor.DType;
 import dev.moecluster.router.generate.GenerationScheduler;
 import dev.moecluster.router.generate.TextTokenizer;
+import dev.moecluster.router.openai.ChatTemplate;
+import dev.moecluster.router.openai.OpenAiServer;
 import com.google.gson.JsonElement;
 import com.google.gson.JsonParser;
 import java.nio.file.Files;
@@ -56,6 +58,8 @@ public final class RouterServer implements AutoCloseable {
     private final RouterService service;
     private final GrpcEndpoint server;
     private final MetricsEndpoint metrics;
+    /** The OpenAI-compatible HTTP API, or null when {@code httpPort} is -1. */
+    private final OpenAiServer http;
     /** Guards readiness against a placement arriving while the router stops. */
     private final Object lifecycle = new Object();
     private boolean stopping;
@@ -79,10 +83,22 @@ public final class RouterServer implements AutoCloseable {
         this.tokenizer = Files.exists(config.modelDir().resolve("tokenizer.json")) ? TextTokenizer.load(config.modelDir()) : null;
         this.scheduler = new GenerationScheduler(decoder, tokenizer, config.generation(), model.name(), contextLength(model),
                 eosTokens(config.modelDir(), model));
-        var countRequests = RouterMetrics.register(metrics.registry(), stats, scheduler, () -> dispatcher.placement().epoch());
+        var requests = RouterMetrics.register(metrics.registry(), stats, scheduler, () -> dispatcher.placement().epoch());
         this.service = new RouterService(model, moe, config.maxTokensPerRequest(), config.maxTokensInFlight(), scheduler);
         this.server = GrpcEndpoint.start(config.host(), config.port(), config.maxInboundMessageBytes(), List.of(
-                publicApi(service, countRequests, config.authToken())), config.tls(), config.healthPort());
+                publicApi(service, requests.grpcInterceptor(), config.authToken())), config.tls(), config.healthPort());
+        try {
+            this.http = config.httpPort() == RouterConfig.NO_HTTP_PORT ? null : OpenAiServer.start(config.host(),
+                    config.httpPort(), config.tls(), config.authToken(), scheduler,
+                    new OpenAiServer.ServedModel(model.name(), contextLength(model), tokenizer,
+                            ChatTemplate.load(config.modelDir())),
+                    config.maxInboundMessageBytes(), (method, code) -> requests.count("openai", method, code));
+        } catch (IOException | RuntimeException e) {
+            server.close();
+            scheduler.close();
+            dispatcher.close();
+            throw e;
+        }
         this.follower = config.controlPlane() == null ? null : new PlacementFollower(
                 ControlClient.connect(config.controlPlane(), "router"), dispatcher, stats, model, address(), this::placementKnown,
                 metrics.registry());
@@ -127,7 +143,8 @@ public final class RouterServer implements AutoCloseable {
                     + (config.tls() == null ? "" : config.tls().requiresClientCertificates() ? ", mutual TLS" : ", TLS")
                     + (config.authToken() == null ? "" : ", bearer token required")
                     + (router.healthPort() == GrpcEndpoint.NO_HEALTH_PORT ? "" : ", health on port " + router.healthPort())
-                    + (router.metricsPort() == MetricsEndpoint.OFF ? "" : ", metrics on port " + router.metricsPort()));
+                    + (router.metricsPort() == MetricsEndpoint.OFF ? "" : ", metrics on port " + router.metricsPort())
+                    + (router.httpPort() == RouterConfig.NO_HTTP_PORT ? "" : ", OpenAI-compatible HTTP API on " + router.httpUrl()));
             return router;
         } catch (IOException | RuntimeException e) {
             if (metrics != null) {
@@ -145,6 +162,16 @@ public final class RouterServer implements AutoCloseable {
     /** Port of the plaintext health-only server, or -1 when there is none. */
     public int healthPort() {
         return server.healthPort();
+    }
+
+    /** Port of the OpenAI-compatible HTTP API, or -1 when none is served. */
+    public int httpPort() {
+        return http == null ? RouterConfig.NO_HTTP_PORT : http.port();
+    }
+
+    /** Base URL of the OpenAI-compatible API ({@code http[s]://host:port/v1}), or null when none is served. */
+    public String httpUrl() {
+        return http == null ? null : (config.tls() == null ? "http" : "https") + "://" + config.host() + ":" + http.port() + "/v1";
     }
 
     /** Port of {@code /metrics}, or -1 when none is served. */
@@ -237,6 +264,9 @@ public final class RouterServer implements AutoCloseable {
             server.ready(false);
         }
         service.stopAccepting();
+        if (http != null) {
+            http.stopAccepting();
+        }
         long start = System.nanoTime();
         long deadline = start + grace.toNanos();
         long nextProgress = 0;
@@ -268,7 +298,8 @@ public final class RouterServer implements AutoCloseable {
     }
 
     private boolean idle() {
-        return service.callsInHandler() == 0 && scheduler.requestsInFlight() == 0;
+        return service.callsInHandler() == 0 && (http == null || http.callsInHandler() == 0)
+                && scheduler.requestsInFlight() == 0;
     }
 
     private String inFlight() {
@@ -284,6 +315,9 @@ public final class RouterServer implements AutoCloseable {
             stopping = true;
         }
         scheduler.close();
+        if (http != null) {
+            http.close();
+        }
         server.close();
         if (follower != null) {
             follower.close();

@@ -68,7 +68,7 @@ public record ModelConfig(
             throw new IOException("no config.json in " + modelDir + " (expected a Hugging Face model directory)");
         }
         JsonObject json = JsonParser.parseString(Files.readString(file)).getAsJsonObject();
-        return parse(json, modelDir.getFileName() == null ? "model" : modelDir.getFileName().toString());
+        return parse(json, ModelLocation.nameOf(modelDir));
     }
 
     public static ModelConfig parse(JsonObject json, String name) {

@@ -108,7 +108,55 @@ public final class ModelGenerator {
         var gson = new GsonBuilder().setPrettyPrinting().disableHtmlEscaping().serializeNulls().create();
         Files.writeString(dir.resolve("config.json"), gson.toJson(config));
         Files.writeString(dir.resolve("tokenizer.json"), gson.toJson(tokenizer.toTokenizerJson(addsBos())));
+        Files.writeString(dir.resolve("tokenizer_config.json"), gson.toJson(tokenizerConfig()));
         return ModelConfig.parse(config, dir.getFileName().toString());
+    }
+
+    /**
+     * tokenizer_config.json: the special tokens and a short chat template in the architecture's turn format
+     * (not the published template: no tools, no reasoning), so the generated models can be chatted with.
+     * DeepSeek-V3's generated tokenizer lacks the role tokens, so it has none.
+     */
+    private JsonObject tokenizerConfig() {
+        List<String> specials = specialTokens(spec.architecture());
+        JsonObject c = new JsonObject();
+        String template = switch (spec.architecture()) {
+            case MIXTRAL -> "{{- bos_token }}{%- for message in messages %}{%- if message['role'] == 'user' %}"
+                    + "{{- ' [INST] ' + message['content'] + ' [/INST]' }}{%- else %}{{- ' ' + message['content'] + eos_token }}"
+                    + "{%- endif %}{%- endfor %}";
+            case QWEN3_MOE, QWEN2_MOE -> "{%- for message in messages %}"
+                    + "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}{%- endfor %}"
+                    + "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}";
+            case LLAMA4 -> "{{- bos_token }}{%- for message in messages %}"
+                    + "{{- '<|header_start|>' + message['role'] + '<|header_end|>\\n\\n' + message['content'] | trim + '<|eot|>' }}"
+                    + "{%- endfor %}{%- if add_generation_prompt %}{{- '<|header_start|>assistant<|header_end|>\\n\\n' }}{%- endif %}";
+            case DEEPSEEK_V3 -> null;
+        };
+        switch (spec.architecture()) {
+            case MIXTRAL -> {
+                c.addProperty("bos_token", specials.get(0));
+                c.addProperty("eos_token", specials.get(1));
+                c.addProperty("unk_token", specials.get(2));
+            }
+            case QWEN3_MOE, QWEN2_MOE -> {
+                c.add("bos_token", com.google.gson.JsonNull.INSTANCE);
+                c.addProperty("eos_token", specials.get(2));
+                c.addProperty("pad_token", specials.get(0));
+            }
+            case LLAMA4 -> {
+                c.addProperty("bos_token", specials.get(0));
+                c.addProperty("eos_token", specials.get(2));
+            }
+            case DEEPSEEK_V3 -> {
+                c.addProperty("bos_token", specials.get(0));
+                c.addProperty("eos_token", specials.get(1));
+            }
+        }
+        c.addProperty("tokenizer_class", "PreTrainedTokenizerFast");
+        if (template != null) {
+            c.addProperty("chat_template", template);
+        }
+        return c;
     }
 
     private boolean addsBos() {

@@ -11,6 +11,7 @@ import dev.moecluster.proto.FinishReason;
 import dev.moecluster.proto.GenerateRequest;
 import dev.moecluster.proto.GenerateResponse;
 import dev.moecluster.proto.SamplingParams;
+import dev.moecluster.proto.TokenLogprob;
 import dev.moecluster.proto.Usage;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
@@ -222,8 +223,10 @@ public final class GenerationScheduler implements AutoCloseable {
                     + bytes / (1024 * 1024) + " MiB), more than the router's whole budget of "
                     + config.kvCacheBudgetBytes() / (1024 * 1024) + " MiB").asRuntimeException();
         }
-        return new Sequence(prompt, maxTokens, capacity, bytes, Sampler.of(p), new TextStream(tokenizer, p.getStopList()),
-                responses, p.getIgnoreEos());
+        Sequence seq = new Sequence(prompt, maxTokens, capacity, bytes, Sampler.of(p, prompt),
+                new TextStream(tokenizer, p.getStopList()), responses, p.getIgnoreEos());
+        seq.logprobs = p.getLogprobs() ? p.getTopLogprobs() : -1;
+        return seq;
     }
 
     /** Longest text prompt accepted, in UTF-8 bytes; no tokenizer averages more bytes per token on real text. */
@@ -245,6 +248,8 @@ public final class GenerationScheduler implements AutoCloseable {
         final TextStream text;
         final StreamObserver<GenerateResponse> out;
         final boolean ignoreEos;
+        /** Alternatives to report with each token's log-probability; -1 for no log-probabilities. */
+        int logprobs = -1;
         KvCache cache;
         int prefilled;
         int generated;
@@ -376,7 +381,8 @@ public final class GenerationScheduler implements AutoCloseable {
                 continue;
             }
             float[] row = Arrays.copyOfRange(logits.data(), i * vocab, (i + 1) * vocab);
-            emit(s, s.sampler.sample(row));
+            int token = s.sampler.sample(row);
+            emit(s, token, s.logprobs < 0 ? null : Sampler.logprob(row, token, s.logprobs));
         }
         removeFinished();
     }
@@ -403,7 +409,7 @@ public final class GenerationScheduler implements AutoCloseable {
         return new FloatMatrix(fa.rows() + b.rows(), fa.cols(), all);
     }
 
-    private void emit(Sequence s, int token) {
+    private void emit(Sequence s, int token, TokenLogprob logprob) {
         s.generated++;
         generatedTokens.incrementAndGet();
         long now = System.nanoTime();
@@ -418,6 +424,9 @@ public final class GenerationScheduler implements AutoCloseable {
         if (!isEos) {
             s.lastToken = token;
             r.addTokenIds(token).setText(s.text.add(token));
+            if (logprob != null) {
+                r.addLogprobs(logprob);
+            }
         }
         FinishReason finish = null;
         if (isEos || s.text.stopped()) {

@@ -40,7 +40,15 @@ public final class TextTokenizer implements AutoCloseable {
     }
 
     public int[] encode(String text) {
-        long[] ids = tokenizer.encode(text).getIds();
+        return encode(text, true);
+    }
+
+    /**
+     * Encodes text, adding the special tokens of the post-processor or not: a prompt rendered from a
+     * chat template already carries them (as transformers' and vLLM's chat paths, which encode without).
+     */
+    public int[] encode(String text, boolean addSpecialTokens) {
+        long[] ids = tokenizer.encode(text, addSpecialTokens, false).getIds();
         int[] out = new int[ids.length];
         for (int i = 0; i < ids.length; i++) {
             out[i] = Math.toIntExact(ids[i]);
@@ -55,6 +63,11 @@ public final class TextTokenizer implements AutoCloseable {
             l[i] = ids[i];
         }
         return tokenizer.decode(l, true);
+    }
+
+    /** One token's text, special tokens included (for log-probability listings). */
+    public String tokenText(int id) {
+        return tokenizer.decode(new long[] {id}, false);
     }
 
     @Override
