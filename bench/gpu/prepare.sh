@@ -36,7 +36,7 @@ unzip -q -j -o cli/target/lib/jcuda-natives-*-linux-x86_64.jar 'lib/libJCudaDriv
 rm -rf "$STAGE/tok"
 
 "$JAVA_HOME/bin/jlink" \
-  --add-modules java.base,java.logging,java.management,jdk.management,jdk.httpserver,jdk.incubator.vector,jdk.unsupported \
+  --add-modules java.base,java.logging,java.management,java.naming,jdk.management,jdk.httpserver,jdk.incubator.vector,jdk.unsupported \
   --strip-debug --no-header-files --no-man-pages --compress=zip-0 \
   --output "$STAGE/jre" 2>&1 | grep -v "^WARNING: Using incubator" || true
 
