@@ -227,7 +227,7 @@ final class ExpertComputeService extends ExpertServiceGrpc.ExpertServiceImplBase
                 sender.send(ExpertResult.newBuilder()
                         .setId(batch.getId())
                         .setErrorCode(Status.Code.INTERNAL.value())
-                        .setErrorMessage("worker " + workerId + " failed computing layer " + batch.getLayer() + ": " + t.getMessage())
+                        .setErrorMessage("worker " + workerId + " failed computing layer " + batch.getLayer() + ": " + t)
                         .build());
             }
         }
