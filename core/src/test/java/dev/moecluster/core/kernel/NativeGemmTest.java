@@ -130,7 +130,7 @@ class NativeGemmTest {
 
     @Test
     void aFileThatIsNoLibraryIsUnavailableToo(@TempDir Path dir) throws Exception {
-        Path bogus = Files.writeString(dir.resolve("libmoegemm.so"), "not an ELF file");
+        Path bogus = Files.writeString(dir.resolve("notalibrary.so"), "not an ELF file");
         assertThat(NativeGemm.load(bogus).gemm()).isEmpty();
     }
 
