@@ -17,8 +17,9 @@ import jdk.incubator.vector.VectorSpecies;
 /**
  * The portable CPU GEMM, {@code C = A · Wᵀ} with f32 activations and f32 or bf16 weights used as
  * stored ({@code W} is {@code [N, K]}, the layout of a Linear weight). bf16 is widened to f32 in
- * registers, never copied, by splitting int lanes of weight pairs (see {@link #splitPairs}). Register-blocked micro-kernels (4 rows × 3 weight rows, and 1 × 4 for the
- * batch-1 GEMV) run over column ranges split across a fork-join pool.
+ * registers, never copied, by splitting int lanes of weight pairs (see {@link #splitPairs}).
+ * Register-blocked micro-kernels (4 rows × 3 weight rows, and 1 × 4 for the batch-1 GEMV) run over
+ * column ranges split across a fork-join pool.
  */
 public final class Gemm {
     private static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
@@ -128,10 +129,11 @@ public final class Gemm {
 
     /**
      * bf16 weights are read as int lanes, each holding the pair (even k, odd k), and split with a shift
-     * and a mask: no shape-changing cast, which C2 does not intrinsify well (ShortVector S2I measured
-     * ~10× slower than scalar code on AVX2). The activations are permuted to match: within every block of
-     * {@code 2L} values the even-k ones come first, then the odd-k ones; the tail after the last whole
-     * block stays in place.
+     * and a mask. These are same-shape operations every C2 compiles to plain instructions, unlike a
+     * shape-changing cast (ShortVector S2I), which depends on the JDK and vector shape having an
+     * intrinsic (it measured level on JDK 25 with AVX2: bench/RESULTS.md). The activations are permuted
+     * to match: within every block of {@code 2L} values the even-k ones come first, then the odd-k
+     * ones; the tail after the last whole block stays in place.
      */
     static float[] splitPairs(float[] a, int rows, int k) {
         float[] x = new float[rows * k];
