@@ -28,6 +28,8 @@ public final class NativeGemm implements MatMul {
     /** System property naming a library to load instead of the one in the jar. */
     public static final String LIBRARY_PROPERTY = "moe.cpu.nativeLibrary";
     static final String RESOURCE = "/native/linux-x86_64/libmoegemm.so";
+    /** Multiply-adds per downcall: about a millisecond of one core, so a safepoint waits at most that. */
+    static final long MACS_PER_CALL = 1L << 24;
 
     private static final FunctionDescriptor GEMM = FunctionDescriptor.ofVoid(
             ValueLayout.ADDRESS, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.ADDRESS,
@@ -120,12 +122,24 @@ public final class NativeGemm implements MatMul {
         Gemm.split(a, rows, k, w.data(), isBf16, c, Math.toIntExact(w.dim(0)), this::columns);
     }
 
+    /**
+     * Output columns {@code [from, to)} in downcalls of at most about {@link #MACS_PER_CALL}
+     * multiply-adds: a critical downcall holds off safepoints (GC included) until it returns, so no
+     * call may run for long.
+     */
     private void columns(float[] a, int rows, int k, MemorySegment w, boolean isBf16, float[] c, int n, int from, int to) {
+        long perColumn = Math.max(1L, (long) rows * k);
+        int step = (int) Math.max(12, Math.min(Integer.MAX_VALUE, MACS_PER_CALL / perColumn / 12 * 12));
+        MemorySegment aSeg = MemorySegment.ofArray(a);
+        MemorySegment cSeg = MemorySegment.ofArray(c);
         try {
-            if (isBf16) {
-                bf16.invokeExact(MemorySegment.ofArray(a), rows, k, w, n, MemorySegment.ofArray(c), from, to);
-            } else {
-                f32.invokeExact(MemorySegment.ofArray(a), rows, k, w, n, MemorySegment.ofArray(c), from, to);
+            for (int lo = from; lo < to; lo += step) {
+                int hi = (int) Math.min(to, (long) lo + step);
+                if (isBf16) {
+                    bf16.invokeExact(aSeg, rows, k, w, n, cSeg, lo, hi);
+                } else {
+                    f32.invokeExact(aSeg, rows, k, w, n, cSeg, lo, hi);
+                }
             }
         } catch (Throwable t) {
             throw new IllegalStateException("native GEMM failed", t);

@@ -52,6 +52,8 @@ class NativeGemmTest {
             a.add(Arguments.of(dtype, 33, 67, 1001)); // splits across the pool, ragged everywhere
             a.add(Arguments.of(dtype, 1, 4096, 515));
             a.add(Arguments.of(dtype, 6, 2000, 100)); // k large enough to shrink the row tile
+            // rows × k = 2^20 multiply-adds per column: 12 columns per downcall, ranges cut mid-range
+            a.add(Arguments.of(dtype, 256, 4096, 40));
         }
         return a.stream();
     }
