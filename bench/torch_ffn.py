@@ -6,6 +6,9 @@ the same dtype as the weights, as transformers runs it. Prints GFLOP/s (6*rows*H
 (dtype, rows): the median over samples, with the slowest and fastest sample as the spread.
 
 Use Debian's torch: /usr/bin/python3 bench/torch_ffn.py [--threads 2] [--rows 1,16,256] [--dtypes bf16,f32]
+or PyTorch 2.13 from the local wheel store in a venv. --clock cpu times by this thread's CPU time
+(time.thread_time) rather than wall time: with --threads 1 torch computes on the calling thread, so
+this matches bench/run-kernel-bench.sh cpu-time on a machine shared with other work.
 """
 import argparse
 import os
@@ -42,6 +45,9 @@ def ffn(x, gate, up, down):
     return F.linear(F.silu(F.linear(x, gate)) * F.linear(x, up), down)
 
 
+CLOCK = time.perf_counter
+
+
 def measure(dtype, rows, samples, min_sample_s, max_total_s):
     g = torch.Generator().manual_seed(0)
     bound = HIDDEN ** -0.5
@@ -50,9 +56,9 @@ def measure(dtype, rows, samples, min_sample_s, max_total_s):
     down = ((torch.rand(HIDDEN, INTERMEDIATE, generator=g) * 2 - 1) * INTERMEDIATE ** -0.5).to(dtype)
     x = (torch.rand(rows, HIDDEN, generator=g) * 2 - 1).to(dtype)
     with torch.inference_mode():
-        start = time.perf_counter()
+        start = CLOCK()
         ffn(x, gate, up, down)  # warm-up; also sizes the samples
-        first = time.perf_counter() - start
+        first = CLOCK() - start
         calls = max(1, int(min_sample_s / max(first, 1e-6)))
         # Slow configurations (the bf16 fallback takes seconds per FFN) get fewer samples, never fewer than 3.
         samples = max(3, min(samples, int(max_total_s / (first * calls))))
@@ -60,10 +66,10 @@ def measure(dtype, rows, samples, min_sample_s, max_total_s):
             ffn(x, gate, up, down)
         rates = []
         for _ in range(samples):
-            start = time.perf_counter()
+            start = CLOCK()
             for _ in range(calls):
                 ffn(x, gate, up, down)
-            elapsed = (time.perf_counter() - start) / calls
+            elapsed = (CLOCK() - start) / calls
             rates.append(flops(rows) / elapsed / 1e9)
     return statistics.median(rates), min(rates), max(rates), samples, calls
 
@@ -76,7 +82,11 @@ def main():
     p.add_argument("--samples", type=int, default=10)
     p.add_argument("--min-sample-s", type=float, default=1.0, help="each sample repeats the FFN for at least this long")
     p.add_argument("--max-total-s", type=float, default=60.0, help="cap on measuring time per configuration")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="wall: time.perf_counter; cpu: this thread's CPU time (use with --threads 1)")
     a = p.parse_args()
+    global CLOCK
+    CLOCK = time.thread_time if a.clock == "cpu" else time.perf_counter
 
     torch.set_num_threads(a.threads)
     flags = cpu_flags()
@@ -87,6 +97,7 @@ def main():
     print(f"avx512_bf16 present: {'avx512_bf16' in flags} (torch uses oneDNN for bf16 matmul only with AVX-512)")
     print(f"BLAS mapped: {loaded_blas()}")
     print(f"LD_LIBRARY_PATH={os.environ.get('LD_LIBRARY_PATH', '')}")
+    print(f"clock {a.clock}; load average {open('/proc/loadavg').read().strip()}")
     print(f"Expert FFN H={HIDDEN} I={INTERMEDIATE}; GFLOP/s = 6*rows*H*I / time; median [min, max] over samples")
     print(f"{'dtype':5} {'rows':>5} {'GFLOP/s':>9} {'min':>8} {'max':>8} {'ms/FFN':>10} {'samples':>8} {'calls':>6}")
     for name in a.dtypes.split(","):

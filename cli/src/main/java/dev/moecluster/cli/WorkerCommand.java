@@ -8,8 +8,11 @@ import dev.moecluster.coordinator.MemorySize;
 import dev.moecluster.core.model.ModelConfig;
 import dev.moecluster.core.placement.ExpertAssignment;
 import dev.moecluster.core.placement.ExpertPlacement;
+import dev.moecluster.worker.ExpertBackend;
+import dev.moecluster.worker.ExpertBackends;
 import dev.moecluster.worker.ExpertWorker;
 import dev.moecluster.worker.WorkerConfig;
+import java.io.IOException;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -105,6 +108,12 @@ final class WorkerCommand implements Callable<Integer> {
             description = "Compute backend: cpu; cuda (NVIDIA GPU through JCuda; fails at start if none is usable); or auto (cuda when a usable GPU is found, else cpu, saying which) (default: ${DEFAULT-VALUE}).")
     String backend;
 
+    @Option(names = "--cpu-kernel", defaultValue = "auto",
+            description = "GEMM of the cpu backend: native (AVX2+FMA library from the jar; fails at start where it cannot load or the CPU lacks"
+                    + " AVX2/FMA); vector (the portable Vector API kernel, forced); or auto (native where it runs, else vector, saying which)"
+                    + " (default: ${DEFAULT-VALUE}).")
+    String cpuKernel;
+
     @Option(names = "--coalesce-window-us", defaultValue = "0",
             description = "Wait this long after the first row for more rows of the same expert; 0 batches whatever is queued (default: ${DEFAULT-VALUE}).")
     long coalesceMicros;
@@ -145,7 +154,14 @@ final class WorkerCommand implements Callable<Integer> {
         if (drainTimeoutSeconds < 0) {
             throw new IllegalArgumentException("--drain-timeout-s must be >= 0, got " + drainTimeoutSeconds);
         }
-        ExpertWorker worker = ExpertWorker.start(wc);
+        ExpertBackend compute = ExpertBackends.create(backend, cpuKernel);
+        ExpertWorker worker;
+        try {
+            worker = ExpertWorker.start(wc, compute);
+        } catch (IOException | RuntimeException e) {
+            compute.close();
+            throw e;
+        }
         Sigterm sigterm = Sigterm.handle("worker " + workerId,
                 () -> worker.drainAndClose(Duration.ofSeconds(drainTimeoutSeconds)), worker::close);
         System.out.printf("worker %s holding %d experts of %s, listening on %s%s%n", workerId, held.expertCount(),

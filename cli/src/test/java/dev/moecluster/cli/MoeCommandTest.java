@@ -69,6 +69,19 @@ class MoeCommandTest {
     }
 
     @Test
+    void workerDocumentsCpuKernelAndRejectsAnUnknownOneBeforeServing() {
+        Path model = tmp.resolve("m");
+        assertThat(run("gen-model", "--arch", "mixtral", "--out", model.toString(), "--layers", "1", "--hidden", "16",
+                "--intermediate", "24", "--experts", "2", "--top-k", "1", "--dtype", "f32")[0]).isEqualTo(0);
+        Object[] help = run("worker", "--help");
+        assertThat((String) help[1]).contains("--cpu-kernel", "native", "vector", "auto");
+        Object[] bad = run("worker", "--model", model.toString(), "--shard", "0/1", "--port", "0", "--metrics-port", "0",
+                "--cpu-kernel", "blas");
+        assertThat(bad[0]).isEqualTo(1);
+        assertThat((String) bad[2]).contains("unknown cpu kernel 'blas' (available: auto, vector, native)");
+    }
+
+    @Test
     void coordinatorTakesEitherAMemberListOrAKubernetesService() {
         Object[] both = run("coordinator", "--members", "10.0.0.1:5701", "--kubernetes-service-dns",
                 "moe-coordinator-headless.moe.svc.cluster.local");

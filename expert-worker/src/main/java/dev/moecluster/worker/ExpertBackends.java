@@ -1,5 +1,6 @@
 package dev.moecluster.worker;
 
+import dev.moecluster.core.kernel.CpuKernels;
 import dev.moecluster.worker.cuda.CudaAvailability;
 import dev.moecluster.worker.cuda.CudaBackend;
 import dev.moecluster.worker.cuda.CudaFailure;
@@ -26,10 +27,26 @@ public final class ExpertBackends {
      * @throws IllegalStateException for {@code cuda} on a machine where it cannot start
      */
     public static ExpertBackend create(String name) {
+        return create(name, "auto");
+    }
+
+    /**
+     * The backend named {@code name}; a cpu backend (also auto's fallback) runs the GEMM
+     * {@code cpuKernel} names ({@link CpuKernels#select}: auto, vector or native).
+     *
+     * @throws IllegalArgumentException for an unknown backend or kernel name
+     * @throws IllegalStateException for {@code cuda} on a machine where it cannot start, or the
+     *     {@code native} kernel where it cannot run
+     */
+    public static ExpertBackend create(String name, String cpuKernel) {
+        if (!CpuKernels.NAMES.contains(cpuKernel)) {
+            throw new IllegalArgumentException("unknown cpu kernel '" + cpuKernel + "' (available: "
+                    + String.join(", ", CpuKernels.NAMES) + ")");
+        }
         return switch (name) {
-            case "cpu" -> new CpuBackend();
+            case "cpu" -> new CpuBackend(CpuKernels.select(cpuKernel));
             case "cuda" -> cuda();
-            case "auto" -> auto();
+            case "auto" -> auto(cpuKernel);
             default -> throw new IllegalArgumentException("unknown backend '" + name + "' (available: " + String.join(", ", NAMES) + ")");
         };
     }
@@ -47,11 +64,11 @@ public final class ExpertBackends {
         }
     }
 
-    private static ExpertBackend auto() {
+    private static ExpertBackend auto(String cpuKernel) {
         CudaAvailability cuda = CudaAvailability.probe();
         if (!cuda.usable()) {
             LOG.info("backend auto: using cpu (" + cuda.description() + ")");
-            return new CpuBackend();
+            return new CpuBackend(CpuKernels.select(cpuKernel));
         }
         try {
             CudaBackend backend = CudaBackend.open();
@@ -59,7 +76,7 @@ public final class ExpertBackends {
             return backend;
         } catch (CudaFailure e) {
             LOG.warning("backend auto: using cpu (cuda failed to start: " + e.getMessage() + ")");
-            return new CpuBackend();
+            return new CpuBackend(CpuKernels.select(cpuKernel));
         }
     }
 }

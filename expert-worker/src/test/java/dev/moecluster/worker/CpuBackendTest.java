@@ -2,7 +2,10 @@ package dev.moecluster.worker;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.within;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
+import dev.moecluster.core.kernel.Gemm;
+import dev.moecluster.core.kernel.NativeGemm;
 import dev.moecluster.core.moe.ExpertWeights;
 import dev.moecluster.core.tensor.DType;
 import dev.moecluster.core.tensor.RowBatch;
@@ -70,6 +73,29 @@ class CpuBackendTest {
                     for (int c = 0; c < H; c++) {
                         assertThat(s.output().get(row, c)).isCloseTo(alone.get(row, c), within(1e-6f));
                     }
+                }
+            }
+        }
+    }
+
+    /** The native kernel (where it runs here) and the forced Vector API fallback compute the same round. */
+    @ParameterizedTest
+    @EnumSource(value = DType.class, names = {"BF16", "F32"})
+    void nativeAndVectorKernelsAgreeOnARound(DType dtype) {
+        NativeGemm.Availability a = NativeGemm.probe();
+        assumeTrue(a.gemm().isPresent(), a.description());
+        SplittableRandom r = new SplittableRandom(9);
+        try (Arena arena = Arena.ofConfined(); CpuBackend vector = new CpuBackend(Gemm.VECTOR);
+                CpuBackend nat = new CpuBackend(a.gemm().get())) {
+            ExpertWeights e = expert(arena, r);
+            RowBatch in = rows(dtype, 6, r);
+            RowBatch viaVector = RowBatch.onHeap(DType.F32, 6, H);
+            RowBatch viaNative = RowBatch.onHeap(DType.F32, 6, H);
+            vector.compute(new Round(List.of(new Round.Slice(e, in, viaVector))));
+            nat.compute(new Round(List.of(new Round.Slice(e, in, viaNative))));
+            for (int row = 0; row < 6; row++) {
+                for (int c = 0; c < H; c++) {
+                    assertThat(viaNative.get(row, c)).isCloseTo(viaVector.get(row, c), within(1e-4f));
                 }
             }
         }

@@ -29,6 +29,16 @@ class ExpertBackendsTest {
     }
 
     @Test
+    void theCpuKernelFlagForcesTheVectorFallbackAndRejectsUnknownKernels() {
+        try (ExpertBackend b = ExpertBackends.create("cpu", "vector")) {
+            assertThat(((CpuBackend) b).kernel().name()).isEqualTo("vector");
+        }
+        assertThatThrownBy(() -> ExpertBackends.create("cpu", "mkl"))
+                .isInstanceOf(IllegalArgumentException.class)
+                .hasMessage("unknown cpu kernel 'mkl' (available: auto, vector, native)");
+    }
+
+    @Test
     void rejectsAnUnknownBackendNamingTheChoices() {
         assertThatThrownBy(() -> ExpertBackends.create("tpu"))
                 .isInstanceOf(IllegalArgumentException.class)

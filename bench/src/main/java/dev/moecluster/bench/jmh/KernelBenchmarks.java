@@ -1,6 +1,5 @@
 package dev.moecluster.bench.jmh;
 
-import dev.moecluster.bench.nativekernel.NativeGemm;
 import java.io.PrintStream;
 import java.util.ArrayList;
 import java.util.Collection;
@@ -72,9 +71,7 @@ public final class KernelBenchmarks {
                 .warmupTime(time)
                 .measurementIterations(iterations)
                 .measurementTime(time)
-                .shouldFailOnError(true)
-                // The @Fork annotations carry the JVM flags; this only tells the forks where the .so is.
-                .jvmArgsPrepend("-D" + NativeGemm.LIBRARY_PROPERTY + "=" + NativeGemm.libraryPath());
+                .shouldFailOnError(true); // the @Fork annotations carry the JVM flags
         for (String group : groups) {
             options.include("^" + GROUPS.get(group).replace(".", "\\.") + "\\.");
         }

@@ -19,9 +19,8 @@ import org.openjdk.jmh.annotations.TearDown;
 
 /**
  * The expert FFN on one core: the Vector API GEMM ({@link Gemm} with a pool of one, forced by
- * {@code -XX:ActiveProcessorCount=1}) and the proposed 4 × 3 Gemm against the AVX2 C kernel of
- * {@code bench/native} through FFM at the same two blockings. All run the same buffers and SwiGLU loop;
- * only the GEMM differs.
+ * {@code -XX:ActiveProcessorCount=1}) against core's native AVX2 kernel through FFM. Both run the same
+ * buffers and SwiGLU loop; only the GEMM differs.
  */
 @State(Scope.Benchmark)
 @BenchmarkMode(Mode.Throughput)
@@ -29,11 +28,8 @@ import org.openjdk.jmh.annotations.TearDown;
 @Fork(jvmArgs = {"--add-modules=jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED", "-Xmx4g"},
         jvmArgsAppend = "-XX:ActiveProcessorCount=1")
 public class SingleThreadFfnBenchmark {
-    /**
-     * {@code vector}: core's Gemm (4 × 3 since the candidate comparison); {@code native} and
-     * {@code native-4x3}: bench/native/moe_gemm_avx2.c with the same two blockings.
-     */
-    @Param({"vector", "native", "native-4x3"})
+    /** {@code vector}: core's Gemm; {@code native}: core's NativeGemm; {@code vector-s2i}: Gemm before the int-lane bf16 split. */
+    @Param({"vector", "native"})
     public String kernel;
 
     @Param({"BF16", "F32"})

@@ -11,22 +11,20 @@ import java.util.concurrent.ForkJoinPool;
 import java.util.concurrent.ForkJoinTask;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
-import jdk.incubator.vector.ShortVector;
 import jdk.incubator.vector.VectorOperators;
-import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
  * The portable CPU GEMM, {@code C = A · Wᵀ} with f32 activations and f32 or bf16 weights used as
  * stored ({@code W} is {@code [N, K]}, the layout of a Linear weight). bf16 is widened to f32 in
- * registers, never copied. Register-blocked micro-kernels (4 rows × 3 weight rows, and 1 × 4 for the
- * batch-1 GEMV) run over column ranges split across a fork-join pool.
+ * registers, never copied, by splitting int lanes of weight pairs (see {@link #splitPairs}).
+ * Register-blocked micro-kernels (4 rows × 3 weight rows, and 1 × 4 for the batch-1 GEMV) run over
+ * column ranges split across a fork-join pool.
  */
 public final class Gemm {
     private static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
-    private static final VectorSpecies<Short> S =
-            VectorSpecies.of(short.class, VectorShape.forBitSize(F.vectorBitSize() / 2));
-    private static final VectorSpecies<Integer> I = IntVector.SPECIES_PREFERRED;
+    /** Int lanes of the same shape as {@link #F}: each holds a pair of bf16 weights. */
+    private static final VectorSpecies<Integer> I = VectorSpecies.of(int.class, F.vectorShape());
     private static final int L = F.length();
     private static final ValueLayout.OfShort SHORT_LE = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     private static final ValueLayout.OfFloat FLOAT_LE = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
@@ -46,16 +44,45 @@ public final class Gemm {
 
     private Gemm() {}
 
+    /** f32 lanes per vector: 8 with AVX2, 16 with AVX-512. */
+    static int lanes() {
+        return L;
+    }
+
     /** The number of threads GEMMs are split across. */
     public static int parallelism() {
         return POOL.getParallelism();
     }
+
+    /** This class's kernels as a {@link MatMul}: the portable path every machine can run. */
+    public static final MatMul VECTOR = new MatMul() {
+        @Override
+        public String name() {
+            return "vector";
+        }
+
+        @Override
+        public void matmulTransposed(float[] a, int rows, int k, Tensor w, float[] c) {
+            Gemm.matmulTransposed(a, rows, k, w, c);
+        }
+    };
 
     /**
      * {@code c[r][n] = Σ_k a[r][k] · w[n][k]} for {@code rows} rows; {@code a} is {@code rows × k},
      * {@code c} is {@code rows × N}, both row-major from index 0.
      */
     public static void matmulTransposed(float[] a, int rows, int k, Tensor w, float[] c) {
+        boolean bf16 = checkOperands(a, rows, k, w, c);
+        float[] x = bf16 ? splitPairs(a, rows, k) : a;
+        split(x, rows, k, w.data(), bf16, c, Math.toIntExact(w.dim(0)), Gemm::columns);
+    }
+
+    /**
+     * Checks the operands of {@code C = A · Wᵀ} and says whether the weights are bf16 (else f32).
+     *
+     * @throws IllegalArgumentException on mismatched shapes, short buffers or another weight dtype
+     */
+    static boolean checkOperands(float[] a, int rows, int k, Tensor w, float[] c) {
         if (w.rank() != 2 || w.dim(1) != k) {
             throw new IllegalArgumentException("weight " + w + " does not take inputs of width " + k);
         }
@@ -63,17 +90,26 @@ public final class Gemm {
         if (a.length < rows * k || c.length < rows * n) {
             throw new IllegalArgumentException("buffers too small for " + rows + " rows");
         }
-        boolean bf16 = switch (w.dtype()) {
+        return switch (w.dtype()) {
             case BF16 -> true;
             case F32 -> false;
             default -> throw new IllegalArgumentException("GEMM weights must be f32 or bf16, got " + w.dtype());
         };
-        MemorySegment seg = w.data();
+    }
+
+    /** Output columns {@code [from, to)} of {@code C = A · Wᵀ} for all rows, on the calling thread. */
+    @FunctionalInterface
+    interface ColumnKernel {
+        void columns(float[] a, int rows, int k, MemorySegment w, boolean bf16, float[] c, int n, int from, int to);
+    }
+
+    /** Runs {@code kernel} over all {@code n} output columns, split across the pool where that pays. */
+    static void split(float[] a, int rows, int k, MemorySegment seg, boolean bf16, float[] c, int n, ColumnKernel kernel) {
         long work = (long) rows * n * k;
         int threads = POOL.getParallelism();
         // Weights in a confined arena cannot be read by the pool's threads: multiply them on this one.
         if (work < PARALLEL_THRESHOLD || threads == 1 || n < 8 || !seg.isAccessibleBy(NOT_THE_OWNER)) {
-            columns(a, rows, k, seg, bf16, c, n, 0, n);
+            kernel.columns(a, rows, k, seg, bf16, c, n, 0, n);
             return;
         }
         int parts = Math.min(threads * 2, n / 4);
@@ -83,7 +119,7 @@ public final class Gemm {
             int from = (int) ((long) n * p / parts) / 12 * 12;
             int to = p == parts - 1 ? n : (int) ((long) n * (p + 1) / parts) / 12 * 12;
             if (from < to) {
-                tasks.add(POOL.submit(() -> columns(a, rows, k, seg, bf16, c, n, from, to)));
+                tasks.add(POOL.submit(() -> kernel.columns(a, rows, k, seg, bf16, c, n, from, to)));
             }
         }
         for (ForkJoinTask<?> t : tasks) {
@@ -91,7 +127,31 @@ public final class Gemm {
         }
     }
 
-    /** Computes output columns [from, to) for all rows. */
+    /**
+     * bf16 weights are read as int lanes, each holding the pair (even k, odd k), and split with a shift
+     * and a mask. These are same-shape operations every C2 compiles to plain instructions, unlike a
+     * shape-changing cast (ShortVector S2I), which depends on the JDK and vector shape having an
+     * intrinsic (it measured level on JDK 25 with AVX2: bench/RESULTS.md). The activations are permuted
+     * to match: within every block of {@code 2L} values the even-k ones come first, then the odd-k
+     * ones; the tail after the last whole block stays in place.
+     */
+    static float[] splitPairs(float[] a, int rows, int k) {
+        float[] x = new float[rows * k];
+        int upper = k - k % (2 * L);
+        for (int r = 0; r < rows; r++) {
+            int base = r * k;
+            for (int b = 0; b < upper; b += 2 * L) {
+                for (int j = 0; j < L; j++) {
+                    x[base + b + j] = a[base + b + 2 * j];
+                    x[base + b + L + j] = a[base + b + 2 * j + 1];
+                }
+            }
+            System.arraycopy(a, base + upper, x, base + upper, k - upper);
+        }
+        return x;
+    }
+
+    /** Computes output columns [from, to) for all rows; bf16 takes activations from {@link #splitPairs}. */
     private static void columns(float[] a, int rows, int k, MemorySegment w, boolean bf16, float[] c, int n, int from, int to) {
         long rowBytes = (long) k * (bf16 ? 2 : 4);
         int fullRows = rows & ~3;
@@ -102,46 +162,62 @@ public final class Gemm {
             int col = from;
             for (; col + 2 < to; col += 3) {
                 for (int r = r0; r < r1; r += 4) {
-                    block4x3(a, r, k, w, col * rowBytes, rowBytes, bf16, c, n, col);
+                    if (bf16) {
+                        block4x3Bf16(a, r, k, w, col * rowBytes, rowBytes, c, n, col);
+                    } else {
+                        block4x3(a, r, k, w, col * rowBytes, rowBytes, c, n, col);
+                    }
                 }
             }
             for (; col < to; col++) {
                 for (int r = r0; r < r1; r++) {
-                    c[r * n + col] = dot(a, r * k, k, w, col * rowBytes, bf16);
+                    c[r * n + col] = bf16 ? dotBf16(a, r * k, k, w, col * rowBytes) : dot(a, r * k, k, w, col * rowBytes);
                 }
             }
         }
         for (int r = fullRows; r < rows; r++) {
             int col = from;
             for (; col + 3 < to; col += 4) {
-                block1x4(a, r * k, k, w, col * rowBytes, rowBytes, bf16, c, r * n + col);
+                if (bf16) {
+                    block1x4Bf16(a, r * k, k, w, col * rowBytes, rowBytes, c, r * n + col);
+                } else {
+                    block1x4(a, r * k, k, w, col * rowBytes, rowBytes, c, r * n + col);
+                }
             }
             for (; col < to; col++) {
-                c[r * n + col] = dot(a, r * k, k, w, col * rowBytes, bf16);
+                c[r * n + col] = bf16 ? dotBf16(a, r * k, k, w, col * rowBytes) : dot(a, r * k, k, w, col * rowBytes);
             }
         }
     }
 
-    private static FloatVector load(MemorySegment w, long offset, boolean bf16) {
-        if (bf16) {
-            ShortVector s = ShortVector.fromMemorySegment(S, w, offset, ByteOrder.LITTLE_ENDIAN);
-            IntVector i = (IntVector) s.convertShape(VectorOperators.S2I, I, 0);
-            return i.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
-        }
+    private static FloatVector load(MemorySegment w, long offset) {
         return FloatVector.fromMemorySegment(F, w, offset, ByteOrder.LITTLE_ENDIAN);
     }
 
-    private static float scalar(MemorySegment w, long offset, boolean bf16) {
-        return bf16 ? Numerics.fromBf16(w.get(SHORT_LE, offset)) : w.get(FLOAT_LE, offset);
+    private static IntVector pairs(MemorySegment w, long offset) {
+        return IntVector.fromMemorySegment(I, w, offset, ByteOrder.LITTLE_ENDIAN);
+    }
+
+    /** The even-k bf16 values of {@code pairs}, widened: the low halves shifted up. */
+    private static FloatVector even(IntVector pairs) {
+        return pairs.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+    }
+
+    /** The odd-k bf16 values of {@code pairs}, widened: the high halves with the low ones cleared. */
+    private static FloatVector odd(IntVector pairs) {
+        return pairs.lanewise(VectorOperators.AND, 0xffff0000).reinterpretAsFloats();
+    }
+
+    private static float bf16(MemorySegment w, long offset) {
+        return Numerics.fromBf16(w.get(SHORT_LE, offset));
     }
 
     /**
      * 4 rows × 3 weight rows: 12 accumulators, 3 weight vectors and one activation vector fill the 16
-     * AVX2 registers, and each widened weight vector feeds 4 FMAs, each activation load 3.
+     * AVX2 registers, and each weight vector feeds 4 FMAs, each activation load 3.
      */
-    private static void block4x3(float[] a, int r, int k, MemorySegment w, long w0, long rowBytes, boolean bf16,
+    private static void block4x3(float[] a, int r, int k, MemorySegment w, long w0, long rowBytes,
             float[] c, int n, int col) {
-        int es = bf16 ? 2 : 4;
         long w1 = w0 + rowBytes;
         long w2 = w1 + rowBytes;
         int a0 = r * k;
@@ -155,10 +231,10 @@ public final class Gemm {
         int upper = F.loopBound(k);
         int i = 0;
         for (; i < upper; i += L) {
-            long off = (long) i * es;
-            FloatVector b0 = load(w, w0 + off, bf16);
-            FloatVector b1 = load(w, w1 + off, bf16);
-            FloatVector b2 = load(w, w2 + off, bf16);
+            long off = (long) i * 4;
+            FloatVector b0 = load(w, w0 + off);
+            FloatVector b1 = load(w, w1 + off);
+            FloatVector b2 = load(w, w2 + off);
             FloatVector x = FloatVector.fromArray(F, a, a0 + i);
             c00 = x.fma(b0, c00);
             c01 = x.fma(b1, c01);
@@ -176,50 +252,120 @@ public final class Gemm {
             c31 = x.fma(b1, c31);
             c32 = x.fma(b2, c32);
         }
-        float s00 = c00.reduceLanes(VectorOperators.ADD), s01 = c01.reduceLanes(VectorOperators.ADD);
-        float s02 = c02.reduceLanes(VectorOperators.ADD);
-        float s10 = c10.reduceLanes(VectorOperators.ADD), s11 = c11.reduceLanes(VectorOperators.ADD);
-        float s12 = c12.reduceLanes(VectorOperators.ADD);
-        float s20 = c20.reduceLanes(VectorOperators.ADD), s21 = c21.reduceLanes(VectorOperators.ADD);
-        float s22 = c22.reduceLanes(VectorOperators.ADD);
-        float s30 = c30.reduceLanes(VectorOperators.ADD), s31 = c31.reduceLanes(VectorOperators.ADD);
-        float s32 = c32.reduceLanes(VectorOperators.ADD);
+        float[] s = {
+            c00.reduceLanes(VectorOperators.ADD), c01.reduceLanes(VectorOperators.ADD), c02.reduceLanes(VectorOperators.ADD),
+            c10.reduceLanes(VectorOperators.ADD), c11.reduceLanes(VectorOperators.ADD), c12.reduceLanes(VectorOperators.ADD),
+            c20.reduceLanes(VectorOperators.ADD), c21.reduceLanes(VectorOperators.ADD), c22.reduceLanes(VectorOperators.ADD),
+            c30.reduceLanes(VectorOperators.ADD), c31.reduceLanes(VectorOperators.ADD), c32.reduceLanes(VectorOperators.ADD)
+        };
         for (; i < k; i++) {
-            long off = (long) i * es;
-            float b0 = scalar(w, w0 + off, bf16);
-            float b1 = scalar(w, w1 + off, bf16);
-            float b2 = scalar(w, w2 + off, bf16);
-            s00 += a[a0 + i] * b0;
-            s01 += a[a0 + i] * b1;
-            s02 += a[a0 + i] * b2;
-            s10 += a[a1 + i] * b0;
-            s11 += a[a1 + i] * b1;
-            s12 += a[a1 + i] * b2;
-            s20 += a[a2 + i] * b0;
-            s21 += a[a2 + i] * b1;
-            s22 += a[a2 + i] * b2;
-            s30 += a[a3 + i] * b0;
-            s31 += a[a3 + i] * b1;
-            s32 += a[a3 + i] * b2;
+            long off = (long) i * 4;
+            float b0 = w.get(FLOAT_LE, w0 + off);
+            float b1 = w.get(FLOAT_LE, w1 + off);
+            float b2 = w.get(FLOAT_LE, w2 + off);
+            tail4x3(s, a[a0 + i], a[a1 + i], a[a2 + i], a[a3 + i], b0, b1, b2);
         }
-        int o = r * n + col;
-        c[o] = s00;
-        c[o + 1] = s01;
-        c[o + 2] = s02;
-        c[o + n] = s10;
-        c[o + n + 1] = s11;
-        c[o + n + 2] = s12;
-        c[o + 2 * n] = s20;
-        c[o + 2 * n + 1] = s21;
-        c[o + 2 * n + 2] = s22;
-        c[o + 3 * n] = s30;
-        c[o + 3 * n + 1] = s31;
-        c[o + 3 * n + 2] = s32;
+        store4x3(s, c, r * n + col, n);
     }
 
-    private static void block1x4(float[] a, int a0, int k, MemorySegment w, long w0, long rowBytes, boolean bf16,
-            float[] c, int out) {
-        int es = bf16 ? 2 : 4;
+    /**
+     * {@link #block4x3} for bf16 weights, {@code 2L} values of k per step: the even-k half of three
+     * weight rows against the first half of each packed activation block, then the odd-k half against
+     * the second. The weights are loaded again for the odd half rather than kept, so the loop still
+     * fits in 16 registers.
+     */
+    private static void block4x3Bf16(float[] a, int r, int k, MemorySegment w, long w0, long rowBytes,
+            float[] c, int n, int col) {
+        long w1 = w0 + rowBytes;
+        long w2 = w1 + rowBytes;
+        int a0 = r * k;
+        int a1 = a0 + k;
+        int a2 = a1 + k;
+        int a3 = a2 + k;
+        FloatVector c00 = FloatVector.zero(F), c01 = FloatVector.zero(F), c02 = FloatVector.zero(F);
+        FloatVector c10 = FloatVector.zero(F), c11 = FloatVector.zero(F), c12 = FloatVector.zero(F);
+        FloatVector c20 = FloatVector.zero(F), c21 = FloatVector.zero(F), c22 = FloatVector.zero(F);
+        FloatVector c30 = FloatVector.zero(F), c31 = FloatVector.zero(F), c32 = FloatVector.zero(F);
+        int upper = k - k % (2 * L);
+        int i = 0;
+        for (; i < upper; i += 2 * L) {
+            long off = (long) i * 2;
+            FloatVector b0 = even(pairs(w, w0 + off));
+            FloatVector b1 = even(pairs(w, w1 + off));
+            FloatVector b2 = even(pairs(w, w2 + off));
+            FloatVector x = FloatVector.fromArray(F, a, a0 + i);
+            c00 = x.fma(b0, c00);
+            c01 = x.fma(b1, c01);
+            c02 = x.fma(b2, c02);
+            x = FloatVector.fromArray(F, a, a1 + i);
+            c10 = x.fma(b0, c10);
+            c11 = x.fma(b1, c11);
+            c12 = x.fma(b2, c12);
+            x = FloatVector.fromArray(F, a, a2 + i);
+            c20 = x.fma(b0, c20);
+            c21 = x.fma(b1, c21);
+            c22 = x.fma(b2, c22);
+            x = FloatVector.fromArray(F, a, a3 + i);
+            c30 = x.fma(b0, c30);
+            c31 = x.fma(b1, c31);
+            c32 = x.fma(b2, c32);
+            b0 = odd(pairs(w, w0 + off));
+            b1 = odd(pairs(w, w1 + off));
+            b2 = odd(pairs(w, w2 + off));
+            x = FloatVector.fromArray(F, a, a0 + i + L);
+            c00 = x.fma(b0, c00);
+            c01 = x.fma(b1, c01);
+            c02 = x.fma(b2, c02);
+            x = FloatVector.fromArray(F, a, a1 + i + L);
+            c10 = x.fma(b0, c10);
+            c11 = x.fma(b1, c11);
+            c12 = x.fma(b2, c12);
+            x = FloatVector.fromArray(F, a, a2 + i + L);
+            c20 = x.fma(b0, c20);
+            c21 = x.fma(b1, c21);
+            c22 = x.fma(b2, c22);
+            x = FloatVector.fromArray(F, a, a3 + i + L);
+            c30 = x.fma(b0, c30);
+            c31 = x.fma(b1, c31);
+            c32 = x.fma(b2, c32);
+        }
+        float[] s = {
+            c00.reduceLanes(VectorOperators.ADD), c01.reduceLanes(VectorOperators.ADD), c02.reduceLanes(VectorOperators.ADD),
+            c10.reduceLanes(VectorOperators.ADD), c11.reduceLanes(VectorOperators.ADD), c12.reduceLanes(VectorOperators.ADD),
+            c20.reduceLanes(VectorOperators.ADD), c21.reduceLanes(VectorOperators.ADD), c22.reduceLanes(VectorOperators.ADD),
+            c30.reduceLanes(VectorOperators.ADD), c31.reduceLanes(VectorOperators.ADD), c32.reduceLanes(VectorOperators.ADD)
+        };
+        for (; i < k; i++) {
+            long off = (long) i * 2;
+            tail4x3(s, a[a0 + i], a[a1 + i], a[a2 + i], a[a3 + i], bf16(w, w0 + off), bf16(w, w1 + off), bf16(w, w2 + off));
+        }
+        store4x3(s, c, r * n + col, n);
+    }
+
+    private static void tail4x3(float[] s, float x0, float x1, float x2, float x3, float b0, float b1, float b2) {
+        s[0] += x0 * b0;
+        s[1] += x0 * b1;
+        s[2] += x0 * b2;
+        s[3] += x1 * b0;
+        s[4] += x1 * b1;
+        s[5] += x1 * b2;
+        s[6] += x2 * b0;
+        s[7] += x2 * b1;
+        s[8] += x2 * b2;
+        s[9] += x3 * b0;
+        s[10] += x3 * b1;
+        s[11] += x3 * b2;
+    }
+
+    private static void store4x3(float[] s, float[] c, int o, int n) {
+        for (int row = 0; row < 4; row++) {
+            c[o + row * n] = s[3 * row];
+            c[o + row * n + 1] = s[3 * row + 1];
+            c[o + row * n + 2] = s[3 * row + 2];
+        }
+    }
+
+    private static void block1x4(float[] a, int a0, int k, MemorySegment w, long w0, long rowBytes, float[] c, int out) {
         long w1 = w0 + rowBytes;
         long w2 = w1 + rowBytes;
         long w3 = w2 + rowBytes;
@@ -228,22 +374,22 @@ public final class Gemm {
         int upper = F.loopBound(k);
         int i = 0;
         for (; i < upper; i += L) {
-            long off = (long) i * es;
+            long off = (long) i * 4;
             FloatVector x = FloatVector.fromArray(F, a, a0 + i);
-            c0 = x.fma(load(w, w0 + off, bf16), c0);
-            c1 = x.fma(load(w, w1 + off, bf16), c1);
-            c2 = x.fma(load(w, w2 + off, bf16), c2);
-            c3 = x.fma(load(w, w3 + off, bf16), c3);
+            c0 = x.fma(load(w, w0 + off), c0);
+            c1 = x.fma(load(w, w1 + off), c1);
+            c2 = x.fma(load(w, w2 + off), c2);
+            c3 = x.fma(load(w, w3 + off), c3);
         }
         float s0 = c0.reduceLanes(VectorOperators.ADD), s1 = c1.reduceLanes(VectorOperators.ADD);
         float s2 = c2.reduceLanes(VectorOperators.ADD), s3 = c3.reduceLanes(VectorOperators.ADD);
         for (; i < k; i++) {
-            long off = (long) i * es;
+            long off = (long) i * 4;
             float x = a[a0 + i];
-            s0 += x * scalar(w, w0 + off, bf16);
-            s1 += x * scalar(w, w1 + off, bf16);
-            s2 += x * scalar(w, w2 + off, bf16);
-            s3 += x * scalar(w, w3 + off, bf16);
+            s0 += x * w.get(FLOAT_LE, w0 + off);
+            s1 += x * w.get(FLOAT_LE, w1 + off);
+            s2 += x * w.get(FLOAT_LE, w2 + off);
+            s3 += x * w.get(FLOAT_LE, w3 + off);
         }
         c[out] = s0;
         c[out + 1] = s1;
@@ -251,17 +397,75 @@ public final class Gemm {
         c[out + 3] = s3;
     }
 
-    private static float dot(float[] a, int a0, int k, MemorySegment w, long w0, boolean bf16) {
-        int es = bf16 ? 2 : 4;
+    /** {@link #block1x4} for bf16 weights and activations from {@link #splitPairs}. */
+    private static void block1x4Bf16(float[] a, int a0, int k, MemorySegment w, long w0, long rowBytes, float[] c, int out) {
+        long w1 = w0 + rowBytes;
+        long w2 = w1 + rowBytes;
+        long w3 = w2 + rowBytes;
+        FloatVector c0 = FloatVector.zero(F), c1 = FloatVector.zero(F);
+        FloatVector c2 = FloatVector.zero(F), c3 = FloatVector.zero(F);
+        int upper = k - k % (2 * L);
+        int i = 0;
+        for (; i < upper; i += 2 * L) {
+            long off = (long) i * 2;
+            IntVector p0 = pairs(w, w0 + off);
+            IntVector p1 = pairs(w, w1 + off);
+            IntVector p2 = pairs(w, w2 + off);
+            IntVector p3 = pairs(w, w3 + off);
+            FloatVector x = FloatVector.fromArray(F, a, a0 + i);
+            c0 = x.fma(even(p0), c0);
+            c1 = x.fma(even(p1), c1);
+            c2 = x.fma(even(p2), c2);
+            c3 = x.fma(even(p3), c3);
+            x = FloatVector.fromArray(F, a, a0 + i + L);
+            c0 = x.fma(odd(p0), c0);
+            c1 = x.fma(odd(p1), c1);
+            c2 = x.fma(odd(p2), c2);
+            c3 = x.fma(odd(p3), c3);
+        }
+        float s0 = c0.reduceLanes(VectorOperators.ADD), s1 = c1.reduceLanes(VectorOperators.ADD);
+        float s2 = c2.reduceLanes(VectorOperators.ADD), s3 = c3.reduceLanes(VectorOperators.ADD);
+        for (; i < k; i++) {
+            long off = (long) i * 2;
+            float x = a[a0 + i];
+            s0 += x * bf16(w, w0 + off);
+            s1 += x * bf16(w, w1 + off);
+            s2 += x * bf16(w, w2 + off);
+            s3 += x * bf16(w, w3 + off);
+        }
+        c[out] = s0;
+        c[out + 1] = s1;
+        c[out + 2] = s2;
+        c[out + 3] = s3;
+    }
+
+    private static float dot(float[] a, int a0, int k, MemorySegment w, long w0) {
         FloatVector acc = FloatVector.zero(F);
         int upper = F.loopBound(k);
         int i = 0;
         for (; i < upper; i += L) {
-            acc = FloatVector.fromArray(F, a, a0 + i).fma(load(w, w0 + (long) i * es, bf16), acc);
+            acc = FloatVector.fromArray(F, a, a0 + i).fma(load(w, w0 + (long) i * 4), acc);
         }
         float s = acc.reduceLanes(VectorOperators.ADD);
         for (; i < k; i++) {
-            s += a[a0 + i] * scalar(w, w0 + (long) i * es, bf16);
+            s += a[a0 + i] * w.get(FLOAT_LE, w0 + (long) i * 4);
+        }
+        return s;
+    }
+
+    /** {@link #dot} for bf16 weights and activations from {@link #splitPairs}. */
+    private static float dotBf16(float[] a, int a0, int k, MemorySegment w, long w0) {
+        FloatVector acc = FloatVector.zero(F);
+        int upper = k - k % (2 * L);
+        int i = 0;
+        for (; i < upper; i += 2 * L) {
+            IntVector p = pairs(w, w0 + (long) i * 2);
+            acc = FloatVector.fromArray(F, a, a0 + i).fma(even(p), acc);
+            acc = FloatVector.fromArray(F, a, a0 + i + L).fma(odd(p), acc);
+        }
+        float s = acc.reduceLanes(VectorOperators.ADD);
+        for (; i < k; i++) {
+            s += a[a0 + i] * bf16(w, w0 + (long) i * 2);
         }
         return s;
     }

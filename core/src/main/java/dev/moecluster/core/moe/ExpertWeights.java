@@ -3,6 +3,7 @@ package dev.moecluster.core.moe;
 import static java.util.Objects.requireNonNull;
 
 import dev.moecluster.core.kernel.Gemm;
+import dev.moecluster.core.kernel.MatMul;
 import dev.moecluster.core.tensor.RowBatch;
 import dev.moecluster.core.tensor.Tensor;
 import java.util.List;
@@ -38,16 +39,21 @@ public record ExpertWeights(Tensor gate, Tensor up, Tensor down) {
 
     /** Runs the FFN on {@code rows} rows of {@code x} ({@code rows × H}) into {@code out} ({@code rows × H}). */
     public void forward(float[] x, int rows, float[] out) {
+        forward(x, rows, out, Gemm.VECTOR);
+    }
+
+    /** As {@link #forward(float[], int, float[])}, with the GEMMs done by {@code kernel}. */
+    public void forward(float[] x, int rows, float[] out, MatMul kernel) {
         int h = hiddenSize();
         int inter = intermediateSize();
         float[] g = new float[rows * inter];
         float[] u = new float[rows * inter];
-        Gemm.matmulTransposed(x, rows, h, gate, g);
-        Gemm.matmulTransposed(x, rows, h, up, u);
+        kernel.matmulTransposed(x, rows, h, gate, g);
+        kernel.matmulTransposed(x, rows, h, up, u);
         for (int i = 0; i < g.length; i++) {
             g[i] = silu(g[i]) * u[i];
         }
-        Gemm.matmulTransposed(g, rows, inter, down, out);
+        kernel.matmulTransposed(g, rows, inter, down, out);
     }
 
     /**
@@ -56,6 +62,12 @@ public record ExpertWeights(Tensor gate, Tensor up, Tensor down) {
      * the kernel widens them into its packed f32 operand once, and narrows the results as it writes.
      */
     public void forward(List<RowBatch> inputs, List<RowBatch> outputs) {
+        forward(inputs, outputs, Gemm.VECTOR);
+    }
+
+    /** As {@link #forward(List, List)}, with the GEMMs done by {@code kernel}. */
+    public void forward(List<RowBatch> inputs, List<RowBatch> outputs, MatMul kernel) {
+        requireNonNull(kernel, "kernel is null");
         if (inputs.size() != outputs.size()) {
             throw new IllegalArgumentException(inputs.size() + " inputs but " + outputs.size() + " outputs");
         }
@@ -76,7 +88,7 @@ public record ExpertWeights(Tensor gate, Tensor up, Tensor down) {
             at += in.rows();
         }
         float[] y = new float[x.length];
-        forward(x, rows, y);
+        forward(x, rows, y, kernel);
         at = 0;
         for (RowBatch out : outputs) {
             for (int r = 0; r < out.rows(); r++) {

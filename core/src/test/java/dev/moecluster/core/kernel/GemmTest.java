@@ -34,7 +34,7 @@ class GemmTest {
         List<Arguments> a = new ArrayList<>();
         for (DType dtype : new DType[] {DType.F32, DType.BF16}) {
             for (int rows : new int[] {1, 2, 3, 4, 5, 7, 16, 33}) {
-                for (int[] kn : new int[][] {{13, 5}, {67, 9}, {16, 8}, {1, 3}, {256, 31}, {64, 1}}) {
+                for (int[] kn : new int[][] {{13, 5}, {67, 9}, {16, 8}, {1, 3}, {256, 31}, {64, 1}, {33, 7}, {47, 4}}) {
                     a.add(Arguments.of(dtype, rows, kn[0], kn[1]));
                 }
             }
@@ -162,6 +162,69 @@ class GemmTest {
             Tensor rank3 = Tensor.of(arena, DType.F32, new long[] {1, 3, 4}, new float[12]);
             assertThatThrownBy(() -> Gemm.matmulTransposed(new float[4], 1, 4, rank3, new float[3]))
                     .isInstanceOf(IllegalArgumentException.class);
+        }
+    }
+
+    /**
+     * A NaN in one weight, at an even and at an odd k of a bf16 pair, in a whole vector block and in the
+     * tail, reaches exactly the outputs that use that weight; a NaN activation reaches its whole row.
+     */
+    @ParameterizedTest(name = "{0} rows={1} k={2} n={3}")
+    @MethodSource("nanShapes")
+    void nanInAWeightOrActivationReachesExactlyTheOutputsThatUseIt(DType dtype, int rows, int k, int n) {
+        SplittableRandom r = new SplittableRandom(k * 31L + n);
+        for (int nanK : new int[] {0, 1, k / 2, k - 1}) {
+            float[] values = gaussian(n * k, r);
+            int nanCol = n / 2;
+            values[nanCol * k + nanK] = Float.NaN;
+            float[] a = gaussian(rows * k, r);
+            int nanRow = rows - 1;
+            a[nanRow * k + (k - 1 - nanK)] = Float.NaN;
+            try (Arena arena = Arena.ofShared()) {
+                Tensor w = Tensor.of(arena, dtype, new long[] {n, k}, values);
+                float[] c = new float[rows * n];
+                Gemm.matmulTransposed(a, rows, k, w, c);
+                for (int i = 0; i < rows; i++) {
+                    for (int j = 0; j < n; j++) {
+                        boolean expectNaN = i == nanRow || j == nanCol;
+                        assertThat(Float.isNaN(c[i * n + j])).as("c[%d][%d] = %s (NaN at k=%d)", i, j, c[i * n + j], nanK)
+                                .isEqualTo(expectNaN);
+                    }
+                }
+            }
+        }
+    }
+
+    static Stream<Arguments> nanShapes() {
+        List<Arguments> a = new ArrayList<>();
+        for (DType dtype : new DType[] {DType.F32, DType.BF16}) {
+            a.add(Arguments.of(dtype, 1, 37, 9));
+            a.add(Arguments.of(dtype, 5, 64, 7));
+            a.add(Arguments.of(dtype, 8, 35, 13));
+        }
+        return a.stream();
+    }
+
+    @Test
+    void splitPairsPutsEvenThenOddValuesOfEveryWholeBlockAndLeavesTheTail() {
+        int k = 2 * 16 * 2 + 5; // two whole blocks of the widest lanes (16 floats, 32 per block) and a tail
+        float[] a = new float[2 * k];
+        for (int i = 0; i < a.length; i++) {
+            a[i] = i;
+        }
+        float[] x = Gemm.splitPairs(a, 2, k);
+        int block = 2 * Gemm.lanes();
+        int upper = k - k % block;
+        for (int row = 0; row < 2; row++) {
+            for (int b = 0; b < upper; b += block) {
+                for (int j = 0; j < block / 2; j++) {
+                    assertThat(x[row * k + b + j]).isEqualTo(a[row * k + b + 2 * j]);
+                    assertThat(x[row * k + b + block / 2 + j]).isEqualTo(a[row * k + b + 2 * j + 1]);
+                }
+            }
+            for (int i = upper; i < k; i++) {
+                assertThat(x[row * k + i]).isEqualTo(a[row * k + i]);
+            }
         }
     }
 

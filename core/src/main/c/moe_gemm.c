@@ -1,13 +1,25 @@
-// AVX2/FMA expert GEMM, C = A * W^T, for measuring a native kernel against the Vector API one in
-// core/.../kernel/Gemm.java. Same layout (A rows x K f32 row-major, W [N,K] f32 or bf16 little-endian,
-// C rows x N) and the same blocking as Gemm.columns: row tiles sized for L2, 4 rows x 2 weight rows
-// micro-kernel (or 4 x 3, as proposed for Gemm), 1 x 4 for the rows left over, a plain dot for the
-// last columns. bf16 is widened in
-// registers (zero-extend to 32 bits, shift left 16), never copied. Single-threaded on purpose: the
-// comparison is one core against one core.
+// The cpu backend's native expert GEMM, C = A * W^T, bound through FFM by core's NativeGemm.
+// A is rows x k f32 row-major, W is [n, k] f32 or bf16 (little-endian, used as stored: no copy, no
+// prepacking), C is rows x n f32. Each call computes output columns [from, to) on the calling thread;
+// Java splits the columns across its pool. Blocking as core's Gemm: row tiles sized for L2, a 4 x 3
+// register block (12 accumulators), 1 x 4 for the rows left over, a plain dot for the last columns;
+// bf16 is widened in registers (zero-extend, shift left 16).
+//
+// The file is compiled without -mavx2: only the kernels carry target("avx2,fma"), so moe_gemm_isa()
+// runs on any x86-64 CPU and tells Java whether the kernels may be called.
+// Build: core/src/main/c/build-native.sh (the committed library must match it: NativeGemmFreshnessTest).
 #include <immintrin.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/** 1 if this CPU has AVX2 and FMA, the instructions the kernels use; 0 otherwise. */
+int32_t moe_gemm_isa(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
+}
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
 
 #define INLINE static inline __attribute__((always_inline))
 
@@ -34,48 +46,9 @@ INLINE float hsum(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-INLINE void block4x2(const float *a, int r, int k, const void *w, int col, int bf16, float *c, int n) {
-    size_t w0 = (size_t)col * k, w1 = w0 + k;
-    const float *a0 = a + (size_t)r * k, *a1 = a0 + k, *a2 = a1 + k, *a3 = a2 + k;
-    __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
-    __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
-    __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
-    __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
-    int i = 0;
-    for (; i + 8 <= k; i += 8) {
-        __m256 b0 = load8(w, w0 + i, bf16), b1 = load8(w, w1 + i, bf16);
-        __m256 x = _mm256_loadu_ps(a0 + i);
-        c00 = _mm256_fmadd_ps(x, b0, c00);
-        c01 = _mm256_fmadd_ps(x, b1, c01);
-        x = _mm256_loadu_ps(a1 + i);
-        c10 = _mm256_fmadd_ps(x, b0, c10);
-        c11 = _mm256_fmadd_ps(x, b1, c11);
-        x = _mm256_loadu_ps(a2 + i);
-        c20 = _mm256_fmadd_ps(x, b0, c20);
-        c21 = _mm256_fmadd_ps(x, b1, c21);
-        x = _mm256_loadu_ps(a3 + i);
-        c30 = _mm256_fmadd_ps(x, b0, c30);
-        c31 = _mm256_fmadd_ps(x, b1, c31);
-    }
-    float s00 = hsum(c00), s01 = hsum(c01), s10 = hsum(c10), s11 = hsum(c11);
-    float s20 = hsum(c20), s21 = hsum(c21), s30 = hsum(c30), s31 = hsum(c31);
-    for (; i < k; i++) {
-        float b0 = load1(w, w0 + i, bf16), b1 = load1(w, w1 + i, bf16);
-        s00 += a0[i] * b0; s01 += a0[i] * b1;
-        s10 += a1[i] * b0; s11 += a1[i] * b1;
-        s20 += a2[i] * b0; s21 += a2[i] * b1;
-        s30 += a3[i] * b0; s31 += a3[i] * b1;
-    }
-    float *o = c + (size_t)r * n + col;
-    o[0] = s00; o[1] = s01;
-    o[n] = s10; o[n + 1] = s11;
-    o[2 * n] = s20; o[2 * n + 1] = s21;
-    o[3 * n] = s30; o[3 * n + 1] = s31;
-}
-
-INLINE void block4x3(const float *a, int r, int k, const void *w, int col, int bf16, float *c, int n) {
-    size_t w0 = (size_t)col * k, w1 = w0 + k, w2 = w1 + k;
-    const float *a0 = a + (size_t)r * k, *a1 = a0 + k, *a2 = a1 + k, *a3 = a2 + k;
+INLINE void block4x3(const float *a, size_t r, int k, const void *w, size_t col, int bf16, float *c, size_t n) {
+    size_t w0 = col * k, w1 = w0 + k, w2 = w1 + k;
+    const float *a0 = a + r * k, *a1 = a0 + k, *a2 = a1 + k, *a3 = a2 + k;
     __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c02 = _mm256_setzero_ps();
     __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps(), c12 = _mm256_setzero_ps();
     __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps(), c22 = _mm256_setzero_ps();
@@ -101,14 +74,14 @@ INLINE void block4x3(const float *a, int r, int k, const void *w, int col, int b
             for (int j = 0; j < 3; j++) s[rr][j] += ar[rr][i] * b[j];
         }
     }
-    float *o = c + (size_t)r * n + col;
+    float *o = c + r * n + col;
     for (int rr = 0; rr < 4; rr++) {
         for (int j = 0; j < 3; j++) o[(size_t)rr * n + j] = s[rr][j];
     }
 }
 
-INLINE void block1x4(const float *x0, int k, const void *w, int col, int bf16, float *o) {
-    size_t w0 = (size_t)col * k, w1 = w0 + k, w2 = w1 + k, w3 = w2 + k;
+INLINE void block1x4(const float *x0, int k, const void *w, size_t col, int bf16, float *o) {
+    size_t w0 = col * k, w1 = w0 + k, w2 = w1 + k, w3 = w2 + k;
     __m256 c0 = _mm256_setzero_ps(), c1 = _mm256_setzero_ps();
     __m256 c2 = _mm256_setzero_ps(), c3 = _mm256_setzero_ps();
     int i = 0;
@@ -130,8 +103,8 @@ INLINE void block1x4(const float *x0, int k, const void *w, int col, int bf16, f
     o[0] = s0; o[1] = s1; o[2] = s2; o[3] = s3;
 }
 
-INLINE float dot(const float *x0, int k, const void *w, int col, int bf16) {
-    size_t w0 = (size_t)col * k;
+INLINE float dot(const float *x0, int k, const void *w, size_t col, int bf16) {
+    size_t w0 = col * k;
     __m256 acc = _mm256_setzero_ps();
     int i = 0;
     for (; i + 8 <= k; i += 8) {
@@ -144,26 +117,16 @@ INLINE float dot(const float *x0, int k, const void *w, int col, int bf16) {
     return s;
 }
 
-// nr: weight rows per micro-kernel, 2 (as core's Gemm today) or 3 (the proposed 4 x 3 blocking).
-INLINE void columns(const float *a, int rows, int k, const void *w, int bf16, int nr, float *c, int n, int from,
-        int to) {
+INLINE void columns(const float *a, int rows, int k, const void *w, int bf16, float *c, int n, int from, int to) {
     int full_rows = rows & ~3;
     int row_tile = (256 * 1024 / (k > 0 ? k * 4 : 1)) & ~3;
     if (row_tile < 4) row_tile = 4;
     for (int r0 = 0; r0 < full_rows; r0 += row_tile) {
         int r1 = r0 + row_tile < full_rows ? r0 + row_tile : full_rows;
         int col = from;
-        if (nr == 3) {
-            for (; col + 2 < to; col += 3) {
-                for (int r = r0; r < r1; r += 4) {
-                    block4x3(a, r, k, w, col, bf16, c, n);
-                }
-            }
-        } else {
-            for (; col + 1 < to; col += 2) {
-                for (int r = r0; r < r1; r += 4) {
-                    block4x2(a, r, k, w, col, bf16, c, n);
-                }
+        for (; col + 2 < to; col += 3) {
+            for (int r = r0; r < r1; r += 4) {
+                block4x3(a, r, k, w, col, bf16, c, n);
             }
         }
         for (; col < to; col++) {
@@ -183,26 +146,16 @@ INLINE void columns(const float *a, int rows, int k, const void *w, int bf16, in
     }
 }
 
-/** Output columns [from, to) of C = A * W^T with bf16 weights, 4 x 2 blocking (as core's Gemm). */
+/** Output columns [from, to) of C = A * W^T with bf16 weights. Call only where moe_gemm_isa() is 1. */
 void moe_gemm_bt_bf16(const float *a, int32_t rows, int32_t k, const uint16_t *w, int32_t n, float *c,
         int32_t from, int32_t to) {
-    columns(a, rows, k, w, 1, 2, c, n, from, to);
+    columns(a, rows, k, w, 1, c, n, from, to);
 }
 
-/** Output columns [from, to) of C = A * W^T with f32 weights, 4 x 2 blocking (as core's Gemm). */
+/** Output columns [from, to) of C = A * W^T with f32 weights. Call only where moe_gemm_isa() is 1. */
 void moe_gemm_bt_f32(const float *a, int32_t rows, int32_t k, const float *w, int32_t n, float *c,
         int32_t from, int32_t to) {
-    columns(a, rows, k, w, 0, 2, c, n, from, to);
+    columns(a, rows, k, w, 0, c, n, from, to);
 }
 
-/** As moe_gemm_bt_bf16 with 4 x 3 blocking (the proposed Gemm). */
-void moe_gemm_bt_bf16_4x3(const float *a, int32_t rows, int32_t k, const uint16_t *w, int32_t n, float *c,
-        int32_t from, int32_t to) {
-    columns(a, rows, k, w, 1, 3, c, n, from, to);
-}
-
-/** As moe_gemm_bt_f32 with 4 x 3 blocking (the proposed Gemm). */
-void moe_gemm_bt_f32_4x3(const float *a, int32_t rows, int32_t k, const float *w, int32_t n, float *c,
-        int32_t from, int32_t to) {
-    columns(a, rows, k, w, 0, 3, c, n, from, to);
-}
+#pragma GCC pop_options
