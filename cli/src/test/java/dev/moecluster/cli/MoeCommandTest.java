@@ -124,4 +124,21 @@ class MoeCommandTest {
         assertThat((String) r[1]).contains("hidden 64, 16 rows in 3 experts per batch, bf16 on the wire, 20 batches")
                 .containsPattern("host time per routed row: [0-9.]+ us");
     }
+
+    @Test
+    void benchPlannerBalancesTimeOnAMixedClusterWithinTenPercentOfTheIdeal() {
+        Object[] r = run("bench", "planner", "--gpu-speedup", "20", "--min-replicas", "1");
+        assertThat(r[0]).as("stderr: %s", r[2]).isEqualTo(0);
+        String out = (String) r[1];
+        assertThat(out).contains("4 GPU + 16 CPU workers");
+        // | speedup | min replicas | plan | busiest ms | ideal ms | busiest / ideal | ...
+        java.util.Map<String, Double> overIdeal = new java.util.TreeMap<>();
+        for (String line : out.lines().filter(l -> l.startsWith("| 20 | 1 |")).toList()) {
+            String[] cells = line.split("\\|");
+            overIdeal.put(cells[3].trim(), Double.parseDouble(cells[6].trim()));
+        }
+        assertThat(overIdeal).containsOnlyKeys("time-balanced (speeds known)", "rows-balanced (speeds unknown)", "round-robin");
+        assertThat(overIdeal.get("time-balanced (speeds known)")).isBetween(1.0, 1.10);
+        assertThat(overIdeal.get("rows-balanced (speeds unknown)")).isGreaterThan(4.0);
+    }
 }
