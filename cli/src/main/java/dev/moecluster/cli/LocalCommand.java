@@ -1,6 +1,7 @@
 package dev.moecluster.cli;
 
 import dev.moecluster.core.tensor.DType;
+import dev.moecluster.worker.CpuBackend;
 import dev.moecluster.worker.ExpertBackends;
 import dev.moecluster.worker.ExpertWorker;
 import java.util.concurrent.Callable;
@@ -31,10 +32,24 @@ final class LocalCommand implements Callable<Integer> {
     @Option(names = "--backend", defaultValue = "cpu", description = "Workers' compute backend: cpu, cuda or auto (default: ${DEFAULT-VALUE}).")
     String backend;
 
+    @Option(names = "--cpu-workers", defaultValue = "0",
+            description = "More workers on the cpu backend whatever --backend says: a hybrid cluster, where the planner puts hot"
+                    + " experts on the fast workers and cold ones on these (default: ${DEFAULT-VALUE}).")
+    int cpuWorkers;
+
+    @Option(names = "--throughput-rows-per-s", defaultValue = "-1", paramLabel = "ROWS",
+            description = "Expert rows/s every worker reports to the planner: -1 measures each at start (default), 0 reports"
+                    + " none, a positive figure is reported as given.")
+    double throughput;
+
     @Override
     public Integer call() throws Exception {
-        var options = LocalCluster.Options.of(model.resolve(), workers, replicas)
-                .withBackends(i -> ExpertBackends.create(backend))
+        if (cpuWorkers < 0) {
+            throw new picocli.CommandLine.ParameterException(new picocli.CommandLine(this), "--cpu-workers must be at least 0");
+        }
+        var options = LocalCluster.Options.of(model.resolve(), workers + cpuWorkers, replicas)
+                .withBackends(i -> i < workers ? ExpertBackends.create(backend) : new CpuBackend())
+                .withThroughputs(i -> throughput)
                 .withCoordinator(true)
                 .withRouterPort(port)
                 .withWireDtype(wireDtype == null ? null : DType.parse(wireDtype));
@@ -46,8 +61,8 @@ final class LocalCommand implements Callable<Integer> {
         }));
         System.out.printf("model   %s (%s) from %s%n", cluster.model().name(), cluster.model().architecture().hfName(), options.modelDir());
         for (ExpertWorker w : cluster.workers()) {
-            System.out.printf("worker  %-10s listening on %s, metrics on http://127.0.0.1:%d/metrics%n", w.workerId(),
-                    w.address(), w.metricsPort());
+            System.out.printf("worker  %-10s listening on %s, metrics on http://127.0.0.1:%d/metrics, %s%n", w.workerId(),
+                    w.address(), w.metricsPort(), AdminCommand.describe(w.throughput()));
         }
         System.out.printf("router  listening on %s (moe.v1.Router, health, reflection), metrics on http://127.0.0.1:%d/metrics%n",
                 cluster.router().address(), cluster.router().metricsPort());

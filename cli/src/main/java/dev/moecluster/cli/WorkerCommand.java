@@ -89,6 +89,12 @@ final class WorkerCommand implements Callable<Integer> {
             description = "Compute backend: cpu; cuda (NVIDIA GPU through JCuda; fails at start if none is usable); or auto (cuda when a usable GPU is found, else cpu, saying which) (default: ${DEFAULT-VALUE}).")
     String backend;
 
+    @Option(names = "--throughput-rows-per-s", defaultValue = "-1", paramLabel = "ROWS",
+            description = "Expert rows/s reported to the coordinators' planner, which balances time on workers of unequal speed:"
+                    + " -1 measures the backend at start on one of the model's experts and refines it from the rounds served"
+                    + " (default); 0 reports none; a positive figure is reported as given.")
+    double throughput;
+
     @Option(names = "--coalesce-window-us", defaultValue = "0",
             description = "Wait this long after the first row for more rows of the same expert; 0 batches whatever is queued (default: ${DEFAULT-VALUE}).")
     long coalesceMicros;
@@ -122,7 +128,8 @@ final class WorkerCommand implements Callable<Integer> {
         }
         var wc = new WorkerConfig(workerId, host, port, dir, held, backend, Duration.ofNanos(coalesceMicros * 1000),
                 Math.multiplyExact(maxMessageMb, 1024 * 1024), 64, control, MemorySize.parse(memoryBudget).bytes(), metricsPort,
-                perExpertMetrics).withTls(tls.resolve()).withHealthPort(healthPort).withAdvertiseHost(advertise);
+                perExpertMetrics).withTls(tls.resolve()).withHealthPort(healthPort).withAdvertiseHost(advertise)
+                .withThroughput(throughput);
         if (drainTimeoutSeconds < 0) {
             throw new IllegalArgumentException("--drain-timeout-s must be >= 0, got " + drainTimeoutSeconds);
         }

@@ -221,10 +221,11 @@ final class Reconciler {
         List<WorkerCapacity> out = new ArrayList<>();
         workers.forEach((address, w) -> {
             if (w.state() == WorkerState.ACTIVE || w.state() == WorkerState.DRAINING) {
-                out.add(new WorkerCapacity(address, w.memoryBytes(), w.state() == WorkerState.DRAINING));
+                out.add(new WorkerCapacity(address, w.memoryBytes(), w.state() == WorkerState.DRAINING,
+                        w.planningRowsPerSecond()));
             }
         });
-        return out;
+        return SpeedClasses.apply(out);
     }
 
     private static String repairReason(ExpertPlacement current, Map<String, WorkerRecord> workers) {

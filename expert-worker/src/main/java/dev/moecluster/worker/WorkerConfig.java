@@ -35,6 +35,10 @@ import java.time.Duration;
  * @param advertiseHost the host routers and coordinators are told to reach this worker at (its key in
  *     the worker registry; in Kubernetes the pod's stable DNS name); null = {@code host}, or this
  *     machine's address when {@code host} binds every interface
+ * @param throughputRowsPerSecond the expert rows/s reported to the planner: {@link #CALIBRATE} (-1)
+ *     measures the backend at start and refines it from the rounds served; 0 reports none (the
+ *     planner assumes the slowest known speed); a positive figure is reported as given (tests,
+ *     or an operator who measured it)
  */
 public record WorkerConfig(
         String workerId,
@@ -52,12 +56,15 @@ public record WorkerConfig(
         boolean perExpertMetrics,
         TlsConfig tls,
         int healthPort,
-        String advertiseHost) {
+        String advertiseHost,
+        double throughputRowsPerSecond) {
 
     public static final int DEFAULT_MAX_INBOUND_BYTES = 256 * 1024 * 1024;
     public static final long DEFAULT_MEMORY_BYTES = 8L << 30;
     /** {@code moe worker --metrics-port} default. */
     public static final int DEFAULT_METRICS_PORT = 9401;
+    /** {@link #throughputRowsPerSecond()}: measure at start. */
+    public static final double CALIBRATE = -1;
 
     public WorkerConfig {
         requireNonNull(workerId, "workerId is null");
@@ -91,6 +98,20 @@ public record WorkerConfig(
             throw new IllegalArgumentException("advertised host must be a host name or IPv4 address without a port, got '"
                     + advertiseHost + "'");
         }
+        if (!(throughputRowsPerSecond == CALIBRATE || throughputRowsPerSecond >= 0) || Double.isInfinite(throughputRowsPerSecond)) {
+            throw new IllegalArgumentException("throughput must be a finite number of rows/s >= 0 (0: none), or -1 to measure it,"
+                    + " got " + throughputRowsPerSecond);
+        }
+    }
+
+    /** Measures its throughput at start. */
+    public WorkerConfig(String workerId, String host, int port, Path modelDir, ExpertAssignment assignment, String backend,
+            Duration coalesceWindow, int maxInboundMessageBytes, int maxBatchesInFlightPerStream,
+            ControlPlaneConfig controlPlane, long memoryBytes, int metricsPort, boolean perExpertMetrics, TlsConfig tls,
+            int healthPort, String advertiseHost) {
+        this(workerId, host, port, modelDir, assignment, backend, coalesceWindow, maxInboundMessageBytes,
+                maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics, tls, healthPort,
+                advertiseHost, CALIBRATE);
     }
 
     /** Plaintext, no health-only port. */
@@ -110,53 +131,60 @@ public record WorkerConfig(
 
     public WorkerConfig withPort(int newPort) {
         return new WorkerConfig(workerId, host, newPort, modelDir, assignment, backend, coalesceWindow,
-                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics, tls, healthPort, advertiseHost);
+                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics, tls, healthPort, advertiseHost, throughputRowsPerSecond);
     }
 
     public WorkerConfig withHost(String newHost) {
         return new WorkerConfig(workerId, newHost, port, modelDir, assignment, backend, coalesceWindow,
-                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics, tls, healthPort, advertiseHost);
+                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics, tls, healthPort, advertiseHost, throughputRowsPerSecond);
     }
 
     /** The same worker, registering with {@code control} and holding what the coordinator assigns. */
     public WorkerConfig withControlPlane(ControlPlaneConfig control, long budgetBytes) {
         return new WorkerConfig(workerId, host, port, modelDir, assignment, backend, coalesceWindow, maxInboundMessageBytes,
-                maxBatchesInFlightPerStream, control, budgetBytes, metricsPort, perExpertMetrics, tls, healthPort, advertiseHost);
+                maxBatchesInFlightPerStream, control, budgetBytes, metricsPort, perExpertMetrics, tls, healthPort, advertiseHost, throughputRowsPerSecond);
     }
 
     public WorkerConfig withCoalesceWindow(Duration window) {
         return new WorkerConfig(workerId, host, port, modelDir, assignment, backend, window,
-                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics, tls, healthPort, advertiseHost);
+                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics, tls, healthPort, advertiseHost, throughputRowsPerSecond);
     }
 
     public WorkerConfig withMaxInboundMessageBytes(int bytes) {
         return new WorkerConfig(workerId, host, port, modelDir, assignment, backend, coalesceWindow, bytes,
-                maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics, tls, healthPort, advertiseHost);
+                maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics, tls, healthPort, advertiseHost, throughputRowsPerSecond);
     }
 
     /** Serves {@code /metrics} on {@code port} (0 picks a free one, -1 none), per expert or summed. */
     public WorkerConfig withMetrics(int port, boolean perExpert) {
         return new WorkerConfig(workerId, host, this.port, modelDir, assignment, backend, coalesceWindow,
-                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, port, perExpert, tls, healthPort, advertiseHost);
+                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, port, perExpert, tls, healthPort, advertiseHost, throughputRowsPerSecond);
     }
 
     /** Serves the worker's port over TLS; null for plaintext. */
     public WorkerConfig withTls(TlsConfig newTls) {
         return new WorkerConfig(workerId, host, port, modelDir, assignment, backend, coalesceWindow, maxInboundMessageBytes,
-                maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics, newTls, healthPort, advertiseHost);
+                maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics, newTls, healthPort, advertiseHost, throughputRowsPerSecond);
     }
 
     /** Serves gRPC health alone on a plaintext {@code port}: 0 picks a free one, -1 serves none. */
     public WorkerConfig withHealthPort(int port) {
         return new WorkerConfig(workerId, host, this.port, modelDir, assignment, backend, coalesceWindow,
                 maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics,
-                tls, port, advertiseHost);
+                tls, port, advertiseHost, throughputRowsPerSecond);
+    }
+
+    /** Reports {@code rowsPerSecond} to the planner: {@link #CALIBRATE}, 0 (none) or a fixed figure. */
+    public WorkerConfig withThroughput(double rowsPerSecond) {
+        return new WorkerConfig(workerId, host, port, modelDir, assignment, backend, coalesceWindow,
+                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics,
+                tls, healthPort, advertiseHost, rowsPerSecond);
     }
 
     /** Registers as {@code host:port} for routers to dial; null = the bound host (see the record's docs). */
     public WorkerConfig withAdvertiseHost(String host) {
         return new WorkerConfig(workerId, this.host, port, modelDir, assignment, backend, coalesceWindow,
                 maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics,
-                tls, healthPort, host);
+                tls, healthPort, host, throughputRowsPerSecond);
     }
 }
