@@ -21,7 +21,8 @@ import java.util.stream.IntStream;
  *
  * <p>Run after {@code ./mvnw -pl proto,core,coordinator -DskipTests verify}: {@code java -cp
  * coordinator/target/classes:core/target/classes:<gson.jar> dev.moecluster.coordinator.PlannerSimulation
- * [workers,...] [runs]}, or {@code ... PlannerSimulation mixed} (or {@code moe bench planner}) for a
+ * [workers,...] [runs]}, or {@code ... PlannerSimulation mixed [gpuMemoryRatio] [speedups,...]} (or
+ * {@code moe bench planner}) for a
  * mixed GPU + CPU cluster ({@link #mixedCluster}). Results are recorded in {@code bench/RESULTS.md}.
  */
 public final class PlannerSimulation {
@@ -34,7 +35,10 @@ public final class PlannerSimulation {
 
     public static void main(String[] args) {
         if (args.length > 0 && args[0].equals("mixed")) {
-            mixedCluster(System.out, 4, 16, new double[] {5, 20, 50}, new int[] {1, 2}, 2.0, 100_000, 42);
+            double ratio = args.length > 1 ? Double.parseDouble(args[1]) : 2.0;
+            double[] speedups = args.length > 2 ? Arrays.stream(args[2].split(",")).mapToDouble(Double::parseDouble).toArray()
+                    : new double[] {5, 20, 50};
+            mixedCluster(System.out, 4, 16, speedups, new int[] {1, 2}, ratio, 100_000, 42);
             return;
         }
         int[] workerCounts = args.length > 0
