@@ -76,7 +76,8 @@ final class AdminCommand {
             out.printf("members          %s%n", String.join(", ", s.getMembersList()));
             out.printf("placement epoch  %d (rollout: %s)%n", s.getPlacementEpoch(), s.getRollout());
             out.printf("min replicas     %d%n", s.getMinReplicas());
-            out.printf("balancedness     %.3f (mean/max worker load over the last minute)%n", s.getBalancedness());
+            out.printf("balancedness     %.3f (mean/max worker load over the last minute; ideal/busiest worker time where workers"
+                    + " differ in speed)%n", s.getBalancedness());
             out.printf("workers          %s%n", s.getWorkersByStateMap());
             return 0;
         }

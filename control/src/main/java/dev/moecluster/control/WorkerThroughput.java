@@ -34,14 +34,14 @@ public record WorkerThroughput(int smallBatchRows, double smallBatchRowsPerSecon
     }
 
     /**
-     * The speed to plan with: the live rate once there is one (it is the batch sizes this worker
-     * actually sees), else the large-batch calibration, else the small-batch one; 0 when unknown.
+     * The speed to plan with: the large-batch calibration (else the small-batch one), raised to the
+     * live rate when the worker has shown it is faster (a calibration taken while the machine was
+     * busy); 0 when unknown. The live rate alone does not lower it: it is measured at whatever batch
+     * sizes the traffic brings, which an idle worker's calibration cannot be compared with.
      */
     public double planningRowsPerSecond() {
-        if (liveRowsPerSecond > 0 && !fixed) {
-            return liveRowsPerSecond;
-        }
-        return largeBatchRowsPerSecond > 0 ? largeBatchRowsPerSecond : smallBatchRowsPerSecond;
+        double calibrated = largeBatchRowsPerSecond > 0 ? largeBatchRowsPerSecond : smallBatchRowsPerSecond;
+        return fixed ? calibrated : Math.max(calibrated, liveRowsPerSecond);
     }
 
     /** The same calibration with a new live rate. */

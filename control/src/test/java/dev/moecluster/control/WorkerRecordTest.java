@@ -20,7 +20,7 @@ class WorkerRecordTest {
         assertThat(back).isEqualTo(r);
         assertThat(back.withHeartbeat(43).withState(WorkerState.DRAINING).withHeld(Map.of(), 4).throughput())
                 .isEqualTo(t);
-        assertThat(back.planningRowsPerSecond()).isEqualTo(15_000);
+        assertThat(back.planningRowsPerSecond()).isEqualTo(20_000);
     }
 
     @Test
@@ -35,10 +35,11 @@ class WorkerRecordTest {
     }
 
     @Test
-    void planningSpeedIsLiveThenLargeBatchThenSmallBatchAndAFixedFigureStays() {
+    void planningSpeedIsTheCalibrationRaisedByAFasterLiveRateAndAFixedFigureStays() {
         assertThat(new WorkerThroughput(4, 100, 256, 900, 0, 0, false).planningRowsPerSecond()).isEqualTo(900);
         assertThat(new WorkerThroughput(4, 100, 256, 0, 0, 0, false).planningRowsPerSecond()).isEqualTo(100);
-        assertThat(new WorkerThroughput(4, 100, 256, 900, 500, 10_000, false).planningRowsPerSecond()).isEqualTo(500);
+        assertThat(new WorkerThroughput(4, 100, 256, 900, 500, 10_000, false).planningRowsPerSecond()).isEqualTo(900);
+        assertThat(new WorkerThroughput(4, 100, 256, 900, 1_500, 10_000, false).planningRowsPerSecond()).isEqualTo(1_500);
         assertThat(WorkerThroughput.fixed(7_000).withLive(500, 10_000).planningRowsPerSecond()).isEqualTo(7_000);
         assertThat(WorkerThroughput.unknown().planningRowsPerSecond()).isZero();
         assertThatThrownBy(() -> new WorkerThroughput(4, -1, 256, 0, 0, 0, false))

@@ -61,7 +61,8 @@ final class AdminService extends AdminGrpc.AdminImplBase {
         String rollout = hz.<String, String>getMap(ControlMaps.PLACEMENT).get(ControlMaps.PENDING);
         b.setRollout(rollout == null ? "idle" : Rollout.fromJson(rollout).phase() + " epoch "
                 + ExpertPlacement.fromJson(Rollout.fromJson(rollout).placementJson()).epoch());
-        b.setBalancedness(p == null ? 0 : PlacementPlanner.balancedness(p, reconciler.load()));
+        b.setBalancedness(p == null ? 0
+                : PlacementPlanner.balancedness(p, reconciler.load(), Reconciler.capacities(reconciler.workers())));
         b.setMinReplicas(p == null ? 0 : minReplicas(p));
         Map<String, Integer> byState = new TreeMap<>();
         reconciler.workers().values().forEach(w -> byState.merge(w.state().name(), 1, Integer::sum));

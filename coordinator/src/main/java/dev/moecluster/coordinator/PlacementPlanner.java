@@ -72,6 +72,39 @@ public final class PlacementPlanner {
     }
 
     /**
+     * Balancedness of {@code placement} in time on {@code workers}: ideal / busiest worker's time,
+     * speeds relative to the slowest known one as the planner takes them (a worker of unknown speed,
+     * or one the list lacks, counts as the slowest). Exactly {@link #balancedness(ExpertPlacement,
+     * ExpertLoad)} when the speeds are equal or unknown.
+     */
+    public static double balancedness(ExpertPlacement placement, ExpertLoad load, List<WorkerCapacity> workers) {
+        Map<String, Double> rowsPerSecond = new java.util.HashMap<>();
+        double slowest = Double.POSITIVE_INFINITY;
+        for (WorkerCapacity w : workers) {
+            rowsPerSecond.put(w.id(), w.rowsPerSecond());
+            if (!w.draining() && w.rowsPerSecond() > 0) {
+                slowest = Math.min(slowest, w.rowsPerSecond());
+            }
+        }
+        int n = placement.workers().size();
+        double[] speed = new double[n];
+        double[] ones = new double[n];
+        Arrays.fill(ones, 1.0);
+        for (int w = 0; w < n; w++) {
+            double rows = rowsPerSecond.getOrDefault(placement.workers().get(w), 0.0);
+            speed[w] = rows > 0 && slowest < Double.POSITIVE_INFINITY ? Math.max(1.0, rows / slowest) : 1.0;
+        }
+        double[] rows = workerSeconds(placement, load, ones);
+        double[] times = new double[n];
+        for (int w = 0; w < n; w++) {
+            times[w] = rows[w] / speed[w];
+        }
+        boolean[] all = new boolean[n];
+        Arrays.fill(all, true);
+        return balancedness(times, all, speed);
+    }
+
+    /**
      * Seconds of expert compute each worker of {@code placement} has for {@code load}: the rows of
      * its copies (each expert's load split evenly over its copies) divided by its rows per second,
      * given in the placement's worker order; NaN for a worker whose speed is 0 (unknown).

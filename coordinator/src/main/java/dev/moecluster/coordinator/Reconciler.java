@@ -128,7 +128,7 @@ final class Reconciler {
             ExpertPlacement current = map(ControlMaps.PLACEMENT).containsKey(ControlMaps.CURRENT)
                     ? ExpertPlacement.fromJson(map(ControlMaps.PLACEMENT).get(ControlMaps.CURRENT)) : null;
             if (current != null) {
-                balancedness = PlacementPlanner.balancedness(current, load);
+                balancedness = PlacementPlanner.balancedness(current, load, capacities(workers));
             }
             if (rolloutJson != null) {
                 advance(Rollout.fromJson(rolloutJson), current, workers, now);
@@ -217,7 +217,7 @@ final class Reconciler {
     }
 
     /** Live workers in a stable order (by address), which keeps the planner deterministic. */
-    private static List<WorkerCapacity> capacities(Map<String, WorkerRecord> workers) {
+    static List<WorkerCapacity> capacities(Map<String, WorkerRecord> workers) {
         List<WorkerCapacity> out = new ArrayList<>();
         workers.forEach((address, w) -> {
             if (w.state() == WorkerState.ACTIVE || w.state() == WorkerState.DRAINING) {

@@ -99,6 +99,19 @@ class HeterogeneousPlacementPropertiesTest {
         assertThat(withSpeeds).isEqualTo(without);
     }
 
+    @Property(tries = 200)
+    void aPlansBalancednessIsItsPlacementsBalancednessInTime(@ForAll("mixedClusters") Cluster c) {
+        Assume.that(c.feasible());
+        Assume.that(c.workers().stream().allMatch(w -> !w.draining() && w.memoryBytes() >= c.shape().bytesPerExpert()));
+        PlacementPlan plan = c.planner().plan(c.shape(), c.workers(), c.load());
+        List<WorkerCapacity> blind = speedBlind(c.workers());
+
+        assertThat(PlacementPlanner.balancedness(plan.placement(), c.load(), c.workers()))
+                .isCloseTo(plan.balancednessAfter(), org.assertj.core.data.Offset.offset(1e-9));
+        assertThat(PlacementPlanner.balancedness(plan.placement(), c.load(), blind))
+                .isEqualTo(PlacementPlanner.balancedness(plan.placement(), c.load()));
+    }
+
     @Test
     void hotExpertsGoToTheFastWorkerAndColdOnesToTheSlowOnes() {
         // One layer of 8 experts; expert 0 carries half the load. One worker 10× the others.

@@ -9,9 +9,9 @@ class SpeedClassesTest {
 
     @Test
     void likeWorkersShareTheSlowestFigureOfTheirClassAndUnknownStaysUnknown() {
-        double[] grouped = SpeedClasses.of(new double[] {1_000, 1_300, 0, 25_000, 1_900, 30_000, 2_000});
+        double[] grouped = SpeedClasses.of(new double[] {1_000, 2_300, 0, 25_000, 3_900, 90_000, 4_000});
 
-        assertThat(grouped).containsExactly(1_000, 1_000, 0, 25_000, 1_000, 25_000, 2_000);
+        assertThat(grouped).containsExactly(1_000, 1_000, 0, 25_000, 1_000, 25_000, 4_000);
     }
 
     @Test
@@ -19,7 +19,7 @@ class SpeedClassesTest {
         ModelShape shape = new ModelShape(List.of(0, 1), 8, 1_000);
         ExpertLoad load = PlacementChecks.zipf(shape, 1.1, 7);
         List<WorkerCapacity> noisy = List.of(new WorkerCapacity("a:1", 10_000, false, 1_000),
-                new WorkerCapacity("b:1", 10_000, false, 1_400), new WorkerCapacity("c:1", 10_000, false, 1_150));
+                new WorkerCapacity("b:1", 10_000, false, 2_400), new WorkerCapacity("c:1", 10_000, false, 1_150));
         List<WorkerCapacity> unknown = noisy.stream().map(w -> w.withRowsPerSecond(0)).toList();
         PlacementPlanner planner = new PlacementPlanner(PlacementPolicy.defaults());
 
