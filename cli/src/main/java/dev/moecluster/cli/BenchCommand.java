@@ -217,6 +217,9 @@ final class BenchCommand {
                     + " worker's compute time per step against the ideal (total rows / total speed) and against the best the GPU"
                     + " workers' memory allows. No workers, no network: the planner alone.")
     static final class Planner implements Callable<Integer> {
+        @picocli.CommandLine.Spec
+        picocli.CommandLine.Model.CommandSpec spec;
+
         @Option(names = "--gpu-workers", defaultValue = "4", description = "Fast workers (default: ${DEFAULT-VALUE}).")
         int gpuWorkers;
 
@@ -246,7 +249,7 @@ final class BenchCommand {
             if (gpuWorkers < 0 || cpuWorkers < 1 || gpuMemoryRatio <= 0 || cpuRowsPerSecond <= 0
                     || java.util.Arrays.stream(speedups).anyMatch(x -> !(x > 0))
                     || java.util.Arrays.stream(minReplicas).anyMatch(r -> r < 1)) {
-                throw new picocli.CommandLine.ParameterException(new picocli.CommandLine(this),
+                throw new picocli.CommandLine.ParameterException(spec.commandLine(),
                         "need --gpu-workers >= 0, --cpu-workers >= 1, and positive speedups, min replicas, memory ratio and rows/s");
             }
             dev.moecluster.coordinator.PlannerSimulation.mixedCluster(System.out, gpuWorkers, cpuWorkers, speedups, minReplicas,

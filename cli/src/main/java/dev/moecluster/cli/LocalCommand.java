@@ -14,6 +14,9 @@ import picocli.CommandLine.Option;
 @Command(name = "local", mixinStandardHelpOptions = true,
         description = "Run a coordinator, N expert workers and a router in one process (real gRPC and Hazelcast on loopback) until interrupted.")
 final class LocalCommand implements Callable<Integer> {
+    @picocli.CommandLine.Spec
+    picocli.CommandLine.Model.CommandSpec spec;
+
     @Mixin
     ModelOptions model;
 
@@ -45,7 +48,11 @@ final class LocalCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         if (cpuWorkers < 0) {
-            throw new picocli.CommandLine.ParameterException(new picocli.CommandLine(this), "--cpu-workers must be at least 0");
+            throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--cpu-workers must be at least 0");
+        }
+        if (!(throughput == -1 || throughput >= 0) || Double.isInfinite(throughput)) {
+            throw new picocli.CommandLine.ParameterException(spec.commandLine(),
+                    "--throughput-rows-per-s must be -1 (measure), 0 (none) or a positive figure, got " + throughput);
         }
         var options = LocalCluster.Options.of(model.resolve(), workers + cpuWorkers, replicas)
                 .withBackends(i -> i < workers ? ExpertBackends.create(backend) : new CpuBackend())

@@ -66,6 +66,15 @@ class MoeCommandTest {
         Object[] missing = run("router", "--port", "0");
         assertThat(missing[0]).isEqualTo(2);
         assertThat((String) missing[2]).contains("--workers", "--placement");
+        Object[] cpu = run("local", "--cpu-workers", "-1");
+        assertThat(cpu[0]).isEqualTo(2);
+        assertThat((String) cpu[2]).contains("--cpu-workers must be at least 0");
+        Object[] speed = run("local", "--throughput-rows-per-s", "-5");
+        assertThat(speed[0]).isEqualTo(2);
+        assertThat((String) speed[2]).contains("--throughput-rows-per-s must be -1 (measure), 0 (none) or a positive figure");
+        Object[] planner = run("bench", "planner", "--gpu-speedup", "0");
+        assertThat(planner[0]).isEqualTo(2);
+        assertThat((String) planner[2]).contains("positive speedups");
     }
 
     @Test
