@@ -91,7 +91,7 @@ final class WorkerCommand implements Callable<Integer> {
 
     @Option(names = "--throughput-rows-per-s", defaultValue = "-1", paramLabel = "ROWS",
             description = "Expert rows/s reported to the coordinators' planner, which balances time on workers of unequal speed:"
-                    + " -1 measures the backend at start on one of the model's experts and refines it from the rounds served"
+                    + " -1 measures the backend at start on one of the model's experts (the live rate is reported beside it)"
                     + " (default); 0 reports none; a positive figure is reported as given.")
     double throughput;
 

@@ -34,14 +34,14 @@ public record WorkerThroughput(int smallBatchRows, double smallBatchRowsPerSecon
     }
 
     /**
-     * The speed to plan with: the large-batch calibration (else the small-batch one), raised to the
-     * live rate when the worker has shown it is faster (a calibration taken while the machine was
-     * busy); 0 when unknown. The live rate alone does not lower it: it is measured at whatever batch
-     * sizes the traffic brings, which an idle worker's calibration cannot be compared with.
+     * The speed to plan with: the large-batch calibration, else the small-batch one; 0 when
+     * unknown. The live rate is reported beside it but not planned with: it is measured at whatever
+     * batch sizes the traffic brings, and on small models it differed from like workers'
+     * calibrations by more than the noise the coordinator's speed classes absorb, so like workers
+     * (one just joined, others serving) looked unlike and the joiner got no experts.
      */
     public double planningRowsPerSecond() {
-        double calibrated = largeBatchRowsPerSecond > 0 ? largeBatchRowsPerSecond : smallBatchRowsPerSecond;
-        return fixed ? calibrated : Math.max(calibrated, liveRowsPerSecond);
+        return largeBatchRowsPerSecond > 0 ? largeBatchRowsPerSecond : smallBatchRowsPerSecond;
     }
 
     /** The same calibration with a new live rate. */

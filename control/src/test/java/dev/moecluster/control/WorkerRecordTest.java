@@ -35,11 +35,11 @@ class WorkerRecordTest {
     }
 
     @Test
-    void planningSpeedIsTheCalibrationRaisedByAFasterLiveRateAndAFixedFigureStays() {
+    void planningSpeedIsTheLargeBatchCalibrationElseTheSmallBatchOneAndNotTheLiveRate() {
         assertThat(new WorkerThroughput(4, 100, 256, 900, 0, 0, false).planningRowsPerSecond()).isEqualTo(900);
         assertThat(new WorkerThroughput(4, 100, 256, 0, 0, 0, false).planningRowsPerSecond()).isEqualTo(100);
         assertThat(new WorkerThroughput(4, 100, 256, 900, 500, 10_000, false).planningRowsPerSecond()).isEqualTo(900);
-        assertThat(new WorkerThroughput(4, 100, 256, 900, 1_500, 10_000, false).planningRowsPerSecond()).isEqualTo(1_500);
+        assertThat(new WorkerThroughput(4, 100, 256, 900, 1_500, 10_000, false).planningRowsPerSecond()).isEqualTo(900);
         assertThat(WorkerThroughput.fixed(7_000).withLive(500, 10_000).planningRowsPerSecond()).isEqualTo(7_000);
         assertThat(WorkerThroughput.unknown().planningRowsPerSecond()).isZero();
         assertThatThrownBy(() -> new WorkerThroughput(4, -1, 256, 0, 0, 0, false))

@@ -11,8 +11,8 @@ import dev.moecluster.core.kernel.Gemm;
 import dev.moecluster.core.model.ModelConfig;
 import dev.moecluster.core.tensor.DType;
 import java.io.IOException;
-import java.lang.foreign.Arena;
 import java.io.UncheckedIOException;
+import java.lang.foreign.Arena;
 import java.net.InetAddress;
 import java.time.Duration;
 import java.util.List;
@@ -105,6 +105,11 @@ public final class ExpertWorker implements AutoCloseable {
         }
         try (Arena arena = Arena.ofConfined()) {
             return ThroughputMeter.calibrate(backend, store.sample(arena), DType.BF16, CALIBRATION_BUDGET);
+        } catch (RuntimeException e) {
+            // A worker that cannot time itself still serves; the planner takes it as the slowest.
+            LOG.log(java.util.logging.Level.WARNING, "worker " + config.workerId() + " could not measure its backend ("
+                    + e.getMessage() + "); reporting no throughput", e);
+            return WorkerThroughput.unknown();
         }
     }
 

@@ -14,7 +14,8 @@ import java.util.logging.Logger;
 /**
  * How fast this worker computes expert rows, for the coordinator's planner: a short calibration of
  * the backend at start (one expert of the model's real shape, a decode-sized and a prefill-sized
- * batch), refined from the rows its rounds compute per second of backend time while it serves.
+ * batch), and the rows its rounds compute per second of backend time while it serves (reported
+ * beside the calibration; the planner takes the calibration).
  */
 final class ThroughputMeter {
     private static final Logger LOG = Logger.getLogger(ThroughputMeter.class.getName());

@@ -36,7 +36,7 @@ import java.time.Duration;
  *     the worker registry; in Kubernetes the pod's stable DNS name); null = {@code host}, or this
  *     machine's address when {@code host} binds every interface
  * @param throughputRowsPerSecond the expert rows/s reported to the planner: {@link #CALIBRATE} (-1)
- *     measures the backend at start and refines it from the rounds served; 0 reports none (the
+ *     measures the backend at start (and reports the live rate beside it); 0 reports none (the
  *     planner assumes the slowest known speed); a positive figure is reported as given (tests,
  *     or an operator who measured it)
  */
