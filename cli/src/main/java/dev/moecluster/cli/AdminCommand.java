@@ -18,6 +18,7 @@ import dev.moecluster.proto.RebalanceRequest;
 import dev.moecluster.proto.UndrainRequest;
 import dev.moecluster.proto.WorkerInfo;
 import dev.moecluster.proto.WorkerList;
+import dev.moecluster.proto.WorkerTime;
 import io.grpc.ManagedChannel;
 import java.io.PrintStream;
 import java.nio.file.Path;
@@ -86,7 +87,8 @@ final class AdminCommand {
             out.printf("members          %s%n", String.join(", ", s.getMembersList()));
             out.printf("placement epoch  %d (rollout: %s)%n", s.getPlacementEpoch(), s.getRollout());
             out.printf("min replicas     %d%n", s.getMinReplicas());
-            out.printf("balancedness     %.3f (mean/max worker load over the last minute)%n", s.getBalancedness());
+            out.printf("balancedness     %.3f (mean/max worker load over the last minute; ideal/busiest worker time where workers"
+                    + " differ in speed)%n", s.getBalancedness());
             out.printf("workers          %s%n", s.getWorkersByStateMap());
             return 0;
         }
@@ -101,11 +103,12 @@ final class AdminCommand {
                 printJson(list);
                 return 0;
             }
-            out.printf("%-12s %-21s %-8s %-9s %8s %10s %12s %10s%n", "worker", "address", "backend", "state", "experts",
-                    "memory", "load tokens", "heartbeat");
+            out.printf("%-12s %-21s %-8s %-9s %8s %10s %12s %10s  %s%n", "worker", "address", "backend", "state", "experts",
+                    "memory", "load tokens", "heartbeat", "rows/s: planned (small batch, large batch, live)");
             for (WorkerInfo w : list.getWorkersList()) {
-                out.printf("%-12s %-21s %-8s %-9s %8d %7d MiB %12d %7d ms%n", w.getId(), w.getAddress(), w.getBackend(),
-                        w.getState(), w.getExperts(), w.getMemoryBytes() >> 20, w.getLoadTokens(), w.getHeartbeatAgeMs());
+                out.printf("%-12s %-21s %-8s %-9s %8d %7d MiB %12d %7d ms  %s%n", w.getId(), w.getAddress(), w.getBackend(),
+                        w.getState(), w.getExperts(), w.getMemoryBytes() >> 20, w.getLoadTokens(), w.getHeartbeatAgeMs(),
+                        throughput(w));
             }
             return 0;
         }
@@ -148,6 +151,21 @@ final class AdminCommand {
                 printJson(load);
                 return 0;
             }
+            if (load.getWorkersCount() > 0) {
+                out.printf("compute time per worker, last %d s (rows of its copies / its rows/s)%n", load.getWindowSeconds());
+                out.printf("  %-21s %12s %12s %10s %10s%n", "worker", "rows", "rows/s", "seconds", "time share");
+                for (WorkerTime w : load.getWorkersList()) {
+                    out.printf(java.util.Locale.ROOT, "  %-21s %12.0f %12s %10s %10s%n", w.getAddress(), w.getRows(),
+                            w.getRowsPerS() > 0 ? String.format(java.util.Locale.ROOT, "%.0f", w.getRowsPerS()) : "unknown",
+                            w.getRowsPerS() > 0 ? String.format(java.util.Locale.ROOT, "%.3f", w.getSeconds()) : "-",
+                            w.getRowsPerS() > 0 ? String.format(java.util.Locale.ROOT, "%.1f %%", 100 * w.getTimeShare()) : "-");
+                }
+                double busiest = load.getWorkersList().stream().mapToDouble(WorkerTime::getSeconds).max().orElse(0);
+                if (load.getIdealSeconds() > 0) {
+                    out.printf(java.util.Locale.ROOT, "  busiest worker %.3f s, ideal %.3f s (total rows / total speed): %.2f× the ideal%n",
+                            busiest, load.getIdealSeconds(), busiest / load.getIdealSeconds());
+                }
+            }
             out.printf("tokens routed per expert, last %d s%n", load.getWindowSeconds());
             for (LayerLoad l : load.getLayersList()) {
                 StringBuilder row = new StringBuilder(String.format("layer %-4d", l.getLayer()));
@@ -164,6 +182,31 @@ final class AdminCommand {
             }
             return 0;
         }
+    }
+
+    /** "12000 (900 at 4, 20000 at 256, live 15000)", "5000 (given)" or "unknown". */
+    static String throughput(WorkerInfo w) {
+        if (w.getPlanningRowsPerS() <= 0) {
+            return "unknown";
+        }
+        if (w.getThroughputFixed()) {
+            return String.format(java.util.Locale.ROOT, "%.0f (given)", w.getPlanningRowsPerS());
+        }
+        return String.format(java.util.Locale.ROOT, "%.0f (%.0f at %d, %.0f at %d, live %s)", w.getPlanningRowsPerS(),
+                w.getSmallBatchRowsPerS(), w.getSmallBatchRows(), w.getLargeBatchRowsPerS(), w.getLargeBatchRows(),
+                w.getLiveRowsPerS() > 0 ? String.format(java.util.Locale.ROOT, "%.0f", w.getLiveRowsPerS()) : "-");
+    }
+
+    /** A worker's throughput for a log line: "12000 rows/s at 4 rows, 20000 at 256" or "throughput given: 5000 rows/s". */
+    static String describe(dev.moecluster.control.WorkerThroughput t) {
+        if (t.fixed()) {
+            return String.format(java.util.Locale.ROOT, "throughput given: %.0f rows/s", t.planningRowsPerSecond());
+        }
+        if (t.planningRowsPerSecond() <= 0) {
+            return "throughput not reported";
+        }
+        return String.format(java.util.Locale.ROOT, "measured %.0f rows/s at %d rows, %.0f at %d", t.smallBatchRowsPerSecond(),
+                t.smallBatchRows(), t.largeBatchRowsPerSecond(), t.largeBatchRows());
     }
 
     @Command(name = "drain", mixinStandardHelpOptions = true, description = "Move every expert off a worker; it reports DRAINED when it can stop.")

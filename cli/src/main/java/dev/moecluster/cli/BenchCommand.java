@@ -31,7 +31,7 @@ import picocli.CommandLine.Option;
 /** {@code moe bench}: end-to-end benchmarks. */
 @Command(name = "bench", mixinStandardHelpOptions = true, description = "Benchmarks; results are recorded in bench/RESULTS.md.",
         subcommands = {BenchCommand.MoeLayer.class, BenchCommand.Generate.class, BenchCommand.Failover.class,
-                BenchCommand.WorkerHost.class})
+                BenchCommand.WorkerHost.class, BenchCommand.Planner.class})
 final class BenchCommand {
     private BenchCommand() {}
 
@@ -207,6 +207,54 @@ final class BenchCommand {
             System.out.printf(Locale.ROOT, "host time per routed row: %.2f us CPU (%.2f us wall; %.0f MB of activations in and out"
                             + " per CPU second)%n", r.cpuNanosPerRow() / 1e3, r.nanosPerRow() / 1e3,
                     2.0 * dev.moecluster.core.tensor.RowBatch.wireBytes(wire, 1, hidden) / r.cpuNanosPerRow() * 1e3);
+            return 0;
+        }
+    }
+
+    /** The placement planner on a simulated mixed GPU + CPU cluster: busiest worker's time per step against the ideal. */
+    @Command(name = "planner", mixinStandardHelpOptions = true,
+            description = "Plans a Qwen3-30B-A3B-shaped model (48 layers × 128 experts) under Zipf load over simulated GPU and CPU"
+                    + " workers three ways (balancing time with the speeds known, balancing rows, round-robin) and prints the busiest"
+                    + " worker's compute time per step against the ideal (total rows / total speed) and against the best the GPU"
+                    + " workers' memory allows. No workers, no network: the planner alone.")
+    static final class Planner implements Callable<Integer> {
+        @picocli.CommandLine.Spec
+        picocli.CommandLine.Model.CommandSpec spec;
+
+        @Option(names = "--gpu-workers", defaultValue = "4", description = "Fast workers (default: ${DEFAULT-VALUE}).")
+        int gpuWorkers;
+
+        @Option(names = "--cpu-workers", defaultValue = "16", description = "Slow workers (default: ${DEFAULT-VALUE}).")
+        int cpuWorkers;
+
+        @Option(names = "--gpu-speedup", split = ",", defaultValue = "5,20,50",
+                description = "A GPU worker's rows/s over a CPU worker's, one row of results each (default: ${DEFAULT-VALUE}).")
+        double[] speedups;
+
+        @Option(names = "--min-replicas", split = ",", defaultValue = "1,2", description = "Min replicas, one row each (default: ${DEFAULT-VALUE}).")
+        int[] minReplicas;
+
+        @Option(names = "--gpu-memory-ratio", defaultValue = "2",
+                description = "Experts a GPU worker holds over a CPU worker's; all workers together hold 1.25× the minimum copies"
+                        + " (default: ${DEFAULT-VALUE}).")
+        double gpuMemoryRatio;
+
+        @Option(names = "--cpu-rows-per-s", defaultValue = "100000", description = "A CPU worker's expert rows/s (default: ${DEFAULT-VALUE}).")
+        double cpuRowsPerSecond;
+
+        @Option(names = "--seed", defaultValue = "42", description = "Seed of the Zipf load (default: ${DEFAULT-VALUE}).")
+        long seed;
+
+        @Override
+        public Integer call() {
+            if (gpuWorkers < 0 || cpuWorkers < 1 || gpuMemoryRatio <= 0 || cpuRowsPerSecond <= 0
+                    || java.util.Arrays.stream(speedups).anyMatch(x -> !(x > 0))
+                    || java.util.Arrays.stream(minReplicas).anyMatch(r -> r < 1)) {
+                throw new picocli.CommandLine.ParameterException(spec.commandLine(),
+                        "need --gpu-workers >= 0, --cpu-workers >= 1, and positive speedups, min replicas, memory ratio and rows/s");
+            }
+            dev.moecluster.coordinator.PlannerSimulation.mixedCluster(System.out, gpuWorkers, cpuWorkers, speedups, minReplicas,
+                    gpuMemoryRatio, cpuRowsPerSecond, seed);
             return 0;
         }
     }

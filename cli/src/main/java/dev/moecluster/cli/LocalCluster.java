@@ -26,6 +26,7 @@ import java.util.Collections;
 import java.util.List;
 import java.util.function.IntFunction;
 import java.util.function.UnaryOperator;
+import java.util.function.IntToDoubleFunction;
 
 /**
  * N expert workers and a router in one process, each a real gRPC server on its own loopback port,
@@ -50,16 +51,20 @@ public final class LocalCluster implements AutoCloseable {
     }
 
     /**
-     * How to start a local cluster; {@code backends} gives each worker index its backend. With
+     * How to start a local cluster; {@code backends} gives each worker index its backend and
+     * {@code throughputs} the rows/s it reports to the planner ({@link WorkerConfig#CALIBRATE} to
+     * measure it, as workers do by default). With
      * {@code coordinated}, a coordinator starts too and placement comes from it (workers register and
      * load what they are assigned); otherwise placement is static round-robin.
      */
     public record Options(Path modelDir, int workers, int replicas, int routerPort, DType wireDtype,
-            IntFunction<ExpertBackend> backends, boolean coordinated, UnaryOperator<RouterConfig> routerSettings) {
+            IntFunction<ExpertBackend> backends, boolean coordinated, UnaryOperator<RouterConfig> routerSettings,
+            IntToDoubleFunction throughputs) {
         public Options {
             requireNonNull(modelDir, "modelDir is null");
             requireNonNull(backends, "backends is null");
             requireNonNull(routerSettings, "routerSettings is null");
+            requireNonNull(throughputs, "throughputs is null");
             if (workers < 1) {
                 throw new IllegalArgumentException("--workers must be at least 1");
             }
@@ -69,29 +74,34 @@ public final class LocalCluster implements AutoCloseable {
         }
 
         public static Options of(Path modelDir, int workers, int replicas) {
-            return new Options(modelDir, workers, replicas, 0, null, i -> new CpuBackend(), false, UnaryOperator.identity());
+            return new Options(modelDir, workers, replicas, 0, null, i -> new CpuBackend(), false, UnaryOperator.identity(), i -> WorkerConfig.CALIBRATE);
         }
 
         public Options withCoordinator(boolean on) {
-            return new Options(modelDir, workers, replicas, routerPort, wireDtype, backends, on, routerSettings);
+            return new Options(modelDir, workers, replicas, routerPort, wireDtype, backends, on, routerSettings, throughputs);
         }
 
         public Options withWireDtype(DType dtype) {
-            return new Options(modelDir, workers, replicas, routerPort, dtype, backends, coordinated, routerSettings);
+            return new Options(modelDir, workers, replicas, routerPort, dtype, backends, coordinated, routerSettings, throughputs);
         }
 
         public Options withRouterPort(int port) {
-            return new Options(modelDir, workers, replicas, port, wireDtype, backends, coordinated, routerSettings);
+            return new Options(modelDir, workers, replicas, port, wireDtype, backends, coordinated, routerSettings, throughputs);
         }
 
         /** Further router settings (HTTP port, bearer token, ...) applied on top of the local defaults. */
         public Options withRouterSettings(UnaryOperator<RouterConfig> settings) {
             return new Options(modelDir, workers, replicas, routerPort, wireDtype, backends, coordinated,
-                    routerSettings.andThen(settings)::apply);
+                    routerSettings.andThen(settings)::apply, throughputs);
         }
 
         public Options withBackends(IntFunction<ExpertBackend> b) {
-            return new Options(modelDir, workers, replicas, routerPort, wireDtype, b, coordinated, routerSettings);
+            return new Options(modelDir, workers, replicas, routerPort, wireDtype, b, coordinated, routerSettings, throughputs);
+        }
+
+        /** Each worker index's reported rows/s: {@link WorkerConfig#CALIBRATE}, 0 (none) or a fixed figure. */
+        public Options withThroughputs(IntToDoubleFunction t) {
+            return new Options(modelDir, workers, replicas, routerPort, wireDtype, backends, coordinated, routerSettings, t);
         }
     }
 
@@ -109,7 +119,8 @@ public final class LocalCluster implements AutoCloseable {
         try {
             for (int i = 0; i < o.workers(); i++) {
                 WorkerConfig wc = WorkerConfig.defaults("worker-" + i, o.modelDir(), new ExpertAssignment(Map.of()))
-                        .withControlPlane(cc.controlPlane(), WorkerConfig.DEFAULT_MEMORY_BYTES).withMetrics(0, true);
+                        .withControlPlane(cc.controlPlane(), WorkerConfig.DEFAULT_MEMORY_BYTES).withMetrics(0, true)
+                        .withThroughput(o.throughputs().applyAsDouble(i));
                 workers.add(ExpertWorker.start(wc, o.backends().apply(i)));
             }
             RouterConfig rc = RouterConfig.defaults(o.modelDir(), ExpertPlacement.none()).withPort(o.routerPort())

@@ -1,6 +1,7 @@
 package dev.moecluster.cli;
 
 import dev.moecluster.core.tensor.DType;
+import dev.moecluster.worker.CpuBackend;
 import dev.moecluster.worker.ExpertBackends;
 import dev.moecluster.worker.ExpertWorker;
 import java.util.concurrent.Callable;
@@ -13,6 +14,9 @@ import picocli.CommandLine.Option;
 @Command(name = "local", mixinStandardHelpOptions = true,
         description = "Run a coordinator, N expert workers and a router in one process (real gRPC and Hazelcast on loopback) until interrupted.")
 final class LocalCommand implements Callable<Integer> {
+    @picocli.CommandLine.Spec
+    picocli.CommandLine.Model.CommandSpec spec;
+
     @Mixin
     ModelOptions model;
 
@@ -35,10 +39,28 @@ final class LocalCommand implements Callable<Integer> {
     @Option(names = "--backend", defaultValue = "cpu", description = "Workers' compute backend: cpu, cuda or auto (default: ${DEFAULT-VALUE}).")
     String backend;
 
+    @Option(names = "--cpu-workers", defaultValue = "0",
+            description = "More workers on the cpu backend whatever --backend says: a hybrid cluster, where the planner puts hot"
+                    + " experts on the fast workers and cold ones on these (default: ${DEFAULT-VALUE}).")
+    int cpuWorkers;
+
+    @Option(names = "--throughput-rows-per-s", defaultValue = "-1", paramLabel = "ROWS",
+            description = "Expert rows/s every worker reports to the planner: -1 measures each at start (default), 0 reports"
+                    + " none, a positive figure is reported as given.")
+    double throughput;
+
     @Override
     public Integer call() throws Exception {
-        var options = LocalCluster.Options.of(model.resolve(), workers, replicas)
-                .withBackends(i -> ExpertBackends.create(backend))
+        if (cpuWorkers < 0) {
+            throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--cpu-workers must be at least 0");
+        }
+        if (!(throughput == -1 || throughput >= 0) || Double.isInfinite(throughput)) {
+            throw new picocli.CommandLine.ParameterException(spec.commandLine(),
+                    "--throughput-rows-per-s must be -1 (measure), 0 (none) or a positive figure, got " + throughput);
+        }
+        var options = LocalCluster.Options.of(model.resolve(), workers + cpuWorkers, replicas)
+                .withBackends(i -> i < workers ? ExpertBackends.create(backend) : new CpuBackend())
+                .withThroughputs(i -> throughput)
                 .withCoordinator(true)
                 .withRouterPort(port)
                 .withRouterSettings(rc -> rc.withHttpPort(httpPort))
@@ -51,8 +73,8 @@ final class LocalCommand implements Callable<Integer> {
         }));
         System.out.printf("model   %s (%s) from %s%n", cluster.model().name(), cluster.model().architecture().hfName(), options.modelDir());
         for (ExpertWorker w : cluster.workers()) {
-            System.out.printf("worker  %-10s listening on %s, metrics on http://127.0.0.1:%d/metrics%n", w.workerId(),
-                    w.address(), w.metricsPort());
+            System.out.printf("worker  %-10s listening on %s, metrics on http://127.0.0.1:%d/metrics, %s%n", w.workerId(),
+                    w.address(), w.metricsPort(), AdminCommand.describe(w.throughput()));
         }
         System.out.printf("router  listening on %s (moe.v1.Router, health, reflection), metrics on http://127.0.0.1:%d/metrics%n",
                 cluster.router().address(), cluster.router().metricsPort());

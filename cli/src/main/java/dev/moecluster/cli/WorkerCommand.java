@@ -114,6 +114,12 @@ final class WorkerCommand implements Callable<Integer> {
                     + " (default: ${DEFAULT-VALUE}).")
     String cpuKernel;
 
+    @Option(names = "--throughput-rows-per-s", defaultValue = "-1", paramLabel = "ROWS",
+            description = "Expert rows/s reported to the coordinators' planner, which balances time on workers of unequal speed:"
+                    + " -1 measures the backend at start on one of the model's experts (the live rate is reported beside it)"
+                    + " (default); 0 reports none; a positive figure is reported as given.")
+    double throughput;
+
     @Option(names = "--coalesce-window-us", defaultValue = "0",
             description = "Wait this long after the first row for more rows of the same expert; 0 batches whatever is queued (default: ${DEFAULT-VALUE}).")
     long coalesceMicros;
@@ -150,7 +156,8 @@ final class WorkerCommand implements Callable<Integer> {
                 Math.multiplyExact(maxMessageMb, 1024 * 1024), 64, control, MemorySize.parse(memoryBudget).bytes(), metricsPort,
                 perExpertMetrics).withTls(tls.resolve()).withHealthPort(healthPort).withAdvertiseHost(advertise)
                 .withDataPlane(new DataPlaneAccess(dataPlaneTokenFile == null ? null : BearerToken.readFrom(dataPlaneTokenFile),
-                        allowedClients == null ? Set.of() : Set.copyOf(allowedClients)));
+                        allowedClients == null ? Set.of() : Set.copyOf(allowedClients)))
+                .withThroughput(throughput);
         if (drainTimeoutSeconds < 0) {
             throw new IllegalArgumentException("--drain-timeout-s must be >= 0, got " + drainTimeoutSeconds);
         }

@@ -66,6 +66,15 @@ class MoeCommandTest {
         Object[] missing = run("router", "--port", "0");
         assertThat(missing[0]).isEqualTo(2);
         assertThat((String) missing[2]).contains("--workers", "--placement");
+        Object[] cpu = run("local", "--cpu-workers", "-1");
+        assertThat(cpu[0]).isEqualTo(2);
+        assertThat((String) cpu[2]).contains("--cpu-workers must be at least 0");
+        Object[] speed = run("local", "--throughput-rows-per-s", "-5");
+        assertThat(speed[0]).isEqualTo(2);
+        assertThat((String) speed[2]).contains("--throughput-rows-per-s must be -1 (measure), 0 (none) or a positive figure");
+        Object[] planner = run("bench", "planner", "--gpu-speedup", "0");
+        assertThat(planner[0]).isEqualTo(2);
+        assertThat((String) planner[2]).contains("positive speedups");
     }
 
     @Test
@@ -136,5 +145,22 @@ class MoeCommandTest {
         assertThat(r[0]).as("stderr: %s", r[2]).isEqualTo(0);
         assertThat((String) r[1]).contains("hidden 64, 16 rows in 3 experts per batch, bf16 on the wire, 20 batches")
                 .containsPattern("host time per routed row: [0-9.]+ us");
+    }
+
+    @Test
+    void benchPlannerBalancesTimeOnAMixedClusterWithinTenPercentOfTheIdeal() {
+        Object[] r = run("bench", "planner", "--gpu-speedup", "20", "--min-replicas", "1");
+        assertThat(r[0]).as("stderr: %s", r[2]).isEqualTo(0);
+        String out = (String) r[1];
+        assertThat(out).contains("4 GPU + 16 CPU workers");
+        // | speedup | min replicas | plan | busiest ms | ideal ms | busiest / ideal | ...
+        java.util.Map<String, Double> overIdeal = new java.util.TreeMap<>();
+        for (String line : out.lines().filter(l -> l.startsWith("| 20 | 1 |")).toList()) {
+            String[] cells = line.split("\\|");
+            overIdeal.put(cells[3].trim(), Double.parseDouble(cells[6].trim()));
+        }
+        assertThat(overIdeal).containsOnlyKeys("time-balanced (speeds known)", "rows-balanced (speeds unknown)", "round-robin");
+        assertThat(overIdeal.get("time-balanced (speeds known)")).isBetween(1.0, 1.10);
+        assertThat(overIdeal.get("rows-balanced (speeds unknown)")).isGreaterThan(4.0);
     }
 }

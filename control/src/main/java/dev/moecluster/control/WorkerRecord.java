@@ -15,9 +15,11 @@ import java.util.TreeSet;
  * @param held experts loaded now, by layer (the acknowledgement of its assignment)
  * @param heldEpoch the assignment epoch {@code held} corresponds to
  * @param heartbeatMillis wall-clock time of the last heartbeat
+ * @param throughput how fast it computes expert rows; null from a worker that does not say (older
+ *     versions)
  */
 public record WorkerRecord(String id, String address, String backend, long memoryBytes, WorkerState state,
-        Map<Integer, Set<Integer>> held, long heldEpoch, long heartbeatMillis) {
+        Map<Integer, Set<Integer>> held, long heldEpoch, long heartbeatMillis, WorkerThroughput throughput) {
     public WorkerRecord {
         requireNonNull(id, "id is null");
         requireNonNull(address, "address is null");
@@ -29,20 +31,35 @@ public record WorkerRecord(String id, String address, String backend, long memor
         held = copy;
     }
 
+    /** A worker that does not report its throughput. */
+    public WorkerRecord(String id, String address, String backend, long memoryBytes, WorkerState state,
+            Map<Integer, Set<Integer>> held, long heldEpoch, long heartbeatMillis) {
+        this(id, address, backend, memoryBytes, state, held, heldEpoch, heartbeatMillis, null);
+    }
+
+    /** The speed the planner balances time with; 0 when the worker has not said. */
+    public double planningRowsPerSecond() {
+        return throughput == null ? 0 : throughput.planningRowsPerSecond();
+    }
+
     public int expertCount() {
         return held.values().stream().mapToInt(Set::size).sum();
     }
 
     public WorkerRecord withState(WorkerState s) {
-        return new WorkerRecord(id, address, backend, memoryBytes, s, held, heldEpoch, heartbeatMillis);
+        return new WorkerRecord(id, address, backend, memoryBytes, s, held, heldEpoch, heartbeatMillis, throughput);
     }
 
     public WorkerRecord withHeld(Map<Integer, Set<Integer>> h, long epoch) {
-        return new WorkerRecord(id, address, backend, memoryBytes, state, h, epoch, heartbeatMillis);
+        return new WorkerRecord(id, address, backend, memoryBytes, state, h, epoch, heartbeatMillis, throughput);
     }
 
     public WorkerRecord withHeartbeat(long millis) {
-        return new WorkerRecord(id, address, backend, memoryBytes, state, held, heldEpoch, millis);
+        return new WorkerRecord(id, address, backend, memoryBytes, state, held, heldEpoch, millis, throughput);
+    }
+
+    public WorkerRecord withThroughput(WorkerThroughput t) {
+        return new WorkerRecord(id, address, backend, memoryBytes, state, held, heldEpoch, heartbeatMillis, t);
     }
 
     public String toJson() {

@@ -5,6 +5,7 @@ import com.hazelcast.core.HazelcastInstance;
 import dev.moecluster.control.ControlMaps;
 import dev.moecluster.control.WorkerRecord;
 import dev.moecluster.control.WorkerState;
+import dev.moecluster.control.WorkerThroughput;
 import dev.moecluster.core.placement.ExpertPlacement;
 import dev.moecluster.proto.AdminGrpc;
 import dev.moecluster.proto.AdminResponse;
@@ -21,6 +22,7 @@ import dev.moecluster.proto.RebalanceRequest;
 import dev.moecluster.proto.UndrainRequest;
 import dev.moecluster.proto.WorkerInfo;
 import dev.moecluster.proto.WorkerList;
+import dev.moecluster.proto.WorkerTime;
 import io.grpc.Status;
 import io.grpc.stub.StreamObserver;
 import java.util.Map;
@@ -64,7 +66,8 @@ final class AdminService extends AdminGrpc.AdminImplBase {
         b.setPlacementEpoch(p == null ? 0 : p.epoch());
         String rollout = hz.<String, String>getMap(ControlMaps.PLACEMENT).get(ControlMaps.PENDING);
         b.setRollout(rollout == null ? "idle" : describe(rollout));
-        b.setBalancedness(p == null ? 0 : PlacementPlanner.balancedness(p, reconciler.load()));
+        b.setBalancedness(p == null ? 0
+                : PlacementPlanner.balancedness(p, reconciler.load(), Reconciler.capacities(reconciler.workers())));
         b.setMinReplicas(p == null ? 0 : minReplicas(p));
         Map<String, Integer> byState = new TreeMap<>();
         reconciler.workers().values().forEach(w -> byState.merge(w.state().name(), 1, Integer::sum));
@@ -110,9 +113,18 @@ final class AdminService extends AdminGrpc.AdminImplBase {
                     }
                 }
             }
-            b.addWorkers(WorkerInfo.newBuilder().setId(w.id()).setAddress(address).setBackend(w.backend() == null ? "" : w.backend())
+            WorkerInfo.Builder info = WorkerInfo.newBuilder().setId(w.id()).setAddress(address)
+                    .setBackend(w.backend() == null ? "" : w.backend())
                     .setState(w.state().name()).setExperts(w.expertCount()).setMemoryBytes(w.memoryBytes())
-                    .setHeartbeatAgeMs(now - w.heartbeatMillis()).setLoadTokens(tokens));
+                    .setHeartbeatAgeMs(now - w.heartbeatMillis()).setLoadTokens(tokens);
+            WorkerThroughput t = w.throughput();
+            if (t != null) {
+                info.setSmallBatchRows(t.smallBatchRows()).setSmallBatchRowsPerS(t.smallBatchRowsPerSecond())
+                        .setLargeBatchRows(t.largeBatchRows()).setLargeBatchRowsPerS(t.largeBatchRowsPerSecond())
+                        .setLiveRowsPerS(t.liveRowsPerSecond()).setPlanningRowsPerS(t.planningRowsPerSecond())
+                        .setThroughputFixed(t.fixed());
+            }
+            b.addWorkers(info);
         });
         responses.onNext(b.build());
         responses.onCompleted();
@@ -132,7 +144,29 @@ final class AdminService extends AdminGrpc.AdminImplBase {
     @Override
     public void getLoad(GetLoadRequest request, StreamObserver<LoadInfo> responses) {
         LoadInfo.Builder b = LoadInfo.newBuilder().setWindowSeconds(60);
-        reconciler.load().tokensByLayer().forEach((layer, tokens) -> {
+        ExpertLoad load = reconciler.load();
+        ExpertPlacement p = current();
+        if (p != null) {
+            Map<String, WorkerRecord> workers = reconciler.workers();
+            double[] speeds = p.workers().stream()
+                    .mapToDouble(a -> workers.containsKey(a) ? workers.get(a).planningRowsPerSecond() : 0)
+                    .toArray();
+            double[] seconds = PlacementPlanner.workerSeconds(p, load, speeds);
+            double total = 0;
+            boolean allKnown = true;
+            for (double t : seconds) {
+                allKnown &= !Double.isNaN(t);
+                total += Double.isNaN(t) ? 0 : t;
+            }
+            for (int w = 0; w < seconds.length; w++) {
+                double t = Double.isNaN(seconds[w]) ? 0 : seconds[w];
+                double rows = Double.isNaN(seconds[w]) ? rowsOf(p, load, w) : seconds[w] * speeds[w];
+                b.addWorkers(WorkerTime.newBuilder().setAddress(p.workers().get(w)).setRows(rows).setRowsPerS(speeds[w])
+                        .setSeconds(t).setTimeShare(total > 0 ? t / total : 0));
+            }
+            b.setIdealSeconds(allKnown ? PlacementPlanner.idealSeconds(load, speeds) : 0);
+        }
+        load.tokensByLayer().forEach((layer, tokens) -> {
             LayerLoad.Builder l = LayerLoad.newBuilder().setLayer(layer);
             for (long t : tokens) {
                 l.addTokens(t);
@@ -141,6 +175,13 @@ final class AdminService extends AdminGrpc.AdminImplBase {
         });
         responses.onNext(b.build());
         responses.onCompleted();
+    }
+
+    /** Rows routed to worker {@code w}'s copies, each expert's load split evenly over its copies. */
+    private static double rowsOf(ExpertPlacement p, ExpertLoad load, int w) {
+        double[] one = new double[p.workers().size()];
+        one[w] = 1;
+        return PlacementPlanner.workerSeconds(p, load, one)[w];
     }
 
     /** The registry key (address) of the worker named by id or address, or null. */

@@ -7,9 +7,10 @@ import java.util.stream.IntStream;
 
 /**
  * A placement under construction: which workers hold which expert copies, and each worker's load
- * with every expert's load split evenly over its copies. Workers are kept ordered by (load, copies
- * held, position), so "the least-loaded worker that can take this expert" is a short walk from the
- * front, and ties never depend on anything but the input.
+ * with every expert's load split evenly over its copies. A worker's load is a time: its rows
+ * divided by its relative speed (just its rows when speeds are equal). Workers are kept ordered by
+ * (load, copies held, position), so "the least-loaded worker that can take this expert" is a short
+ * walk from the front, and ties never depend on anything but the input.
  *
  * <p>While a packing is being built, {@link #expect} can fix how many copies an expert will get, so
  * each copy carries its final share from the start instead of the whole load landing on the first.
@@ -68,6 +69,20 @@ final class Assignment {
         this.stamp = new int[from.stamp.length];
         this.freeSlots = from.freeSlots;
         rebuildOrder();
+    }
+
+    /**
+     * The same copies as a placement of {@code other}, a problem over the same workers and experts
+     * (with other speeds): each expert's holders in the same order.
+     */
+    Assignment rebase(PlanningProblem other) {
+        Assignment a = new Assignment(other);
+        for (int x = 0; x < count.length; x++) {
+            for (int i = 0; i < count[x]; i++) {
+                a.add(x, holders[x][i]);
+            }
+        }
+        return a;
     }
 
     /** An independent copy to explore from. */
@@ -197,7 +212,7 @@ final class Assignment {
             held[worker] = Arrays.copyOf(held[worker], used[worker] * 2);
         }
         held[worker][used[worker]++] = x;
-        workerLoad[worker] += after;
+        workerLoad[worker] += after / problem.speed[worker];
         reinsert(worker);
     }
 
@@ -223,7 +238,7 @@ final class Assignment {
         if (used[worker] < problem.slots[worker]) {
             freeSlots++;
         }
-        workerLoad[worker] = used[worker] == 0 ? 0 : workerLoad[worker] - before;
+        workerLoad[worker] = used[worker] == 0 ? 0 : workerLoad[worker] - before / problem.speed[worker];
         reinsert(worker);
         reshare(x, c, c - 1);
     }
@@ -243,7 +258,7 @@ final class Assignment {
                 int h = holders[x][i];
                 open.remove(h);
                 all.remove(h);
-                workerLoad[h] += after - before;
+                workerLoad[h] += (after - before) / problem.speed[h];
                 reinsert(h);
             }
         }
@@ -273,15 +288,38 @@ final class Assignment {
         }
     }
 
-    /** The least-loaded worker with a free slot that does not hold {@code x}, or -1. */
+    /**
+     * The worker with a free slot, not holding {@code x}, that would finish its work first with one
+     * more copy of {@code x}; or -1. With equal speeds that is the least-loaded one; with unequal
+     * ones a hot copy goes to a fast worker even when a slow one is idler.
+     */
     int leastLoadedFor(int x) {
         markHolders(x);
+        if (problem.uniformSpeeds) {
+            for (int w : open) {
+                if (stamp[w] != stampValue) {
+                    return w;
+                }
+            }
+            return -1;
+        }
+        int d = divisor(x, count[x] + 1);
+        double share = d == 0 ? 0 : problem.load[x] / d;
+        int best = -1;
+        double bestFinish = Double.POSITIVE_INFINITY;
         for (int w : open) {
+            if (workerLoad[w] >= bestFinish) {
+                break; // open is ordered by time: no later worker can finish earlier
+            }
             if (stamp[w] != stampValue) {
-                return w;
+                double finish = workerLoad[w] + share / problem.speed[w];
+                if (finish < bestFinish) {
+                    best = w;
+                    bestFinish = finish;
+                }
             }
         }
-        return -1;
+        return best;
     }
 
     /**
@@ -325,15 +363,19 @@ final class Assignment {
         for (int x = 0; x < problem.numExperts; x++) {
             double s = share(x);
             for (int i = 0; i < count[x]; i++) {
-                loads[holders[x][i]] += s;
+                int h = holders[x][i];
+                loads[h] += s / problem.speed[h];
             }
         }
         return loads;
     }
 
-    /** Mean / max load over the eligible workers; 1 when there is no load. */
+    /**
+     * Ideal / actual time of the busiest eligible worker (mean / max load when speeds are equal);
+     * 1 when there is no load.
+     */
     double balancedness() {
-        return PlacementPlanner.balancedness(workerLoads(), problem.eligible);
+        return PlacementPlanner.balancedness(workerLoads(), problem.eligible, problem.speed);
     }
 
     /** Workers holding more copies than their slots (only after forced adds). */

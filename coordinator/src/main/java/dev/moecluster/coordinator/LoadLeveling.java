@@ -8,7 +8,8 @@ import java.util.stream.IntStream;
 
 /**
  * Improves a placement a few copies at a time: while balancedness is below the target, it takes
- * the heaviest worker and makes the change that lowers it most: move one of its copies to the
+ * the heaviest worker (the one with the most work for its speed: loads here are times) and makes
+ * the change that lowers it most: move one of its copies to the
  * least-loaded worker that can take it, add a replica of one of its experts there, drop one of its
  * redundant copies, or swap a copy with a lighter worker's. When none of those helps (typically a
  * worker whose one hot copy outweighs any free room), it splits: adds a replica of the hot expert
@@ -75,20 +76,23 @@ final class LoadLeveling {
             int c = a.count(y);
             double share = total / c;
             int w = a.leastLoadedFor(y);
+            double rm = p.speed[m];
             if (w >= 0) {
-                consider(withinCap, lowerMax, cap, bound, lm - share, a.load(w) + share, MOVE, y, w);
+                double rw = p.speed[w];
+                consider(withinCap, lowerMax, cap, bound, lm - share / rm, a.load(w) + share / rw, MOVE, y, w);
                 double thinner = total / (c + 1);
-                consider(withinCap, lowerMax, cap, bound, lm - share + thinner, a.load(w) + thinner, ADD, y, w);
+                consider(withinCap, lowerMax, cap, bound, lm - share / rm + thinner / rm, a.load(w) + thinner / rw, ADD,
+                        y, w);
             }
             if (c > p.minReplicas) {
                 double thicker = total / (c - 1) - share;
                 double others = 0;
                 for (int h : a.holders(y)) {
                     if (h != m) {
-                        others = Math.max(others, a.load(h) + thicker);
+                        others = Math.max(others, a.load(h) + thicker / p.speed[h]);
                     }
                 }
-                consider(withinCap, lowerMax, cap, bound, lm - share, others, DROP, y, -1);
+                consider(withinCap, lowerMax, cap, bound, lm - share / rm, others, DROP, y, -1);
             }
         }
         Choice c = withinCap.kind != 0 ? withinCap : lowerMax;
@@ -158,6 +162,8 @@ final class LoadLeveling {
                 break;
             }
             double gap = lm - a.load(w);
+            double rm = p.speed[m];
+            double rw = p.speed[w];
             Integer[] theirs = IntStream.of(a.heldBy(w))
                     .filter(z -> !a.holds(m, z))
                     .boxed()
@@ -169,15 +175,16 @@ final class LoadLeveling {
                 if (sy <= 0 || a.holds(w, y)) {
                     continue;
                 }
-                // The best partner's share is sy − gap/2; look at its neighbours in the sorted shares.
-                int i = Arrays.binarySearch(shares, sy - gap / 2);
+                // The best partner's share leaves both workers at the same time: sy − gap / (1/rm + 1/rw),
+                // sy − gap/2 with equal speeds; look at its neighbours in the sorted shares.
+                int i = Arrays.binarySearch(shares, sy - gap / (1 / rm + 1 / rw));
                 int at = i >= 0 ? i : -i - 1;
                 for (int j = Math.max(0, at - 1); j <= Math.min(shares.length - 1, at); j++) {
                     double sz = shares[j];
                     if (sz >= sy) {
                         continue;
                     }
-                    double result = Math.max(lm - sy + sz, a.load(w) + sy - sz);
+                    double result = Math.max(lm - sy / rm + sz / rm, a.load(w) + sy / rw - sz / rw);
                     if (result < best) {
                         best = result;
                         bestY = y;
@@ -243,7 +250,8 @@ final class LoadLeveling {
         if (!withRoom.hasNext()) {
             return new int[0];
         }
-        double lightest = a.load(withRoom.next());
+        int lightestWorker = withRoom.next();
+        double lightest = a.load(lightestWorker);
         int[] out = new int[SPLIT_PARTNERS];
         int n = 0;
         for (int w : a.withRoomLightestFirst()) {
@@ -256,11 +264,11 @@ final class LoadLeveling {
             double sheddable = 0;
             for (int z : a.heldBy(w)) {
                 double sz = a.share(z);
-                if (lightest + sz < bound) {
-                    sheddable += sz;
+                if (lightest + sz / p.speed[lightestWorker] < bound) {
+                    sheddable += sz / p.speed[w];
                 }
             }
-            if (a.load(w) + gain - sheddable < bound) {
+            if (a.load(w) + gain / p.speed[w] - sheddable < bound) {
                 out[n++] = w;
             }
         }
@@ -283,7 +291,7 @@ final class LoadLeveling {
                     break;
                 }
                 int u = a.leastLoadedFor(z);
-                if (u >= 0 && u != w && a.load(u) + sz < bound) {
+                if (u >= 0 && u != w && a.load(u) + sz / p.speed[u] < bound) {
                     remove(z, w);
                     add(z, u);
                     moved = true;

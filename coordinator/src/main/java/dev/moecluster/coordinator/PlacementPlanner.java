@@ -21,7 +21,10 @@ import java.util.stream.IntStream;
  *
  * <p>Balancedness is mean / max worker load, where an expert's load is split evenly over its
  * copies and a worker's load is the sum over all layers of the copies it holds: with many routers
- * interleaving micro-batches, total work per worker is what limits throughput.
+ * interleaving micro-batches, total work per worker is what limits throughput. Workers that report
+ * unequal speeds ({@link WorkerCapacity#rowsPerSecond()}) are balanced in time instead: a worker's
+ * load divided by its speed, against the ideal total load / total speed; hot experts then go to
+ * fast workers and cold ones to slow workers. Equal or unknown speeds give the row balancing.
  */
 public final class PlacementPlanner {
     private final PlacementPolicy policy;
@@ -68,15 +71,99 @@ public final class PlacementPlanner {
         return balancedness(loads, all);
     }
 
+    /**
+     * Balancedness of {@code placement} in time on {@code workers}: ideal / busiest worker's time,
+     * speeds relative to the slowest known one as the planner takes them (a worker of unknown speed,
+     * or one the list lacks, counts as the slowest). Exactly {@link #balancedness(ExpertPlacement,
+     * ExpertLoad)} when the speeds are equal or unknown.
+     */
+    public static double balancedness(ExpertPlacement placement, ExpertLoad load, List<WorkerCapacity> workers) {
+        Map<String, Double> rowsPerSecond = new java.util.HashMap<>();
+        double slowest = Double.POSITIVE_INFINITY;
+        for (WorkerCapacity w : workers) {
+            rowsPerSecond.put(w.id(), w.rowsPerSecond());
+            if (!w.draining() && w.rowsPerSecond() > 0) {
+                slowest = Math.min(slowest, w.rowsPerSecond());
+            }
+        }
+        int n = placement.workers().size();
+        double[] speed = new double[n];
+        double[] ones = new double[n];
+        Arrays.fill(ones, 1.0);
+        for (int w = 0; w < n; w++) {
+            double rows = rowsPerSecond.getOrDefault(placement.workers().get(w), 0.0);
+            speed[w] = rows > 0 && slowest < Double.POSITIVE_INFINITY ? Math.max(1.0, rows / slowest) : 1.0;
+        }
+        double[] rows = workerSeconds(placement, load, ones);
+        double[] times = new double[n];
+        for (int w = 0; w < n; w++) {
+            times[w] = rows[w] / speed[w];
+        }
+        boolean[] all = new boolean[n];
+        Arrays.fill(all, true);
+        return balancedness(times, all, speed);
+    }
+
+    /**
+     * Seconds of expert compute each worker of {@code placement} has for {@code load}: the rows of
+     * its copies (each expert's load split evenly over its copies) divided by its rows per second,
+     * given in the placement's worker order; NaN for a worker whose speed is 0 (unknown).
+     */
+    public static double[] workerSeconds(ExpertPlacement placement, ExpertLoad load, double[] rowsPerSecond) {
+        if (rowsPerSecond.length != placement.workers().size()) {
+            throw new IllegalArgumentException(rowsPerSecond.length + " speeds for " + placement.workers().size()
+                    + " workers");
+        }
+        double[] rows = new double[rowsPerSecond.length];
+        placement.layers().forEach((layer, experts) -> {
+            for (int e = 0; e < experts.length; e++) {
+                int[] copies = Arrays.stream(experts[e]).distinct().toArray();
+                for (int w : copies) {
+                    rows[w] += load.tokens(layer, e) / (double) copies.length;
+                }
+            }
+        });
+        double[] seconds = new double[rows.length];
+        for (int w = 0; w < rows.length; w++) {
+            seconds[w] = rowsPerSecond[w] > 0 ? rows[w] / rowsPerSecond[w] : Double.NaN;
+        }
+        return seconds;
+    }
+
+    /**
+     * The ideal busiest-worker time: the whole load / the summed speed of the workers; what a
+     * perfectly divisible load would take, so no placement does better.
+     */
+    public static double idealSeconds(ExpertLoad load, double[] rowsPerSecond) {
+        double total = 0;
+        for (long[] tokens : load.tokensByLayer().values()) {
+            for (long t : tokens) {
+                total += t;
+            }
+        }
+        return total / Arrays.stream(rowsPerSecond).sum();
+    }
+
     static double balancedness(double[] loads, boolean[] counted) {
+        double[] speed = new double[loads.length];
+        Arrays.fill(speed, 1.0);
+        return balancedness(loads, counted, speed);
+    }
+
+    /**
+     * Ideal / actual time of the busiest counted worker, where {@code times} are loads divided by
+     * {@code speed}: the ideal is the speed-weighted mean time (total load / total speed). Mean /
+     * max load when every speed is 1.
+     */
+    static double balancedness(double[] times, boolean[] counted, double[] speed) {
         double sum = 0;
         double max = 0;
-        int n = 0;
-        for (int w = 0; w < loads.length; w++) {
+        double n = 0;
+        for (int w = 0; w < times.length; w++) {
             if (counted[w]) {
-                sum += loads[w];
-                max = Math.max(max, loads[w]);
-                n++;
+                sum += times[w] * speed[w];
+                max = Math.max(max, times[w]);
+                n += speed[w];
             }
         }
         return max <= 0 ? 1.0 : sum / n / max;
@@ -158,7 +245,18 @@ public final class PlacementPlanner {
     private Assignment packAndLevel(PlanningProblem problem) {
         Assignment fresh = pack(problem);
         LoadLeveling.level(problem, fresh, policy.targetBalancedness());
-        return fresh;
+        if (problem.uniformSpeeds) {
+            return fresh;
+        }
+        // With unequal speeds the speed-blind (rows-balanced) packing, leveled in time, competes
+        // too: leveling never raises the busiest worker's time, so the plan is never slower than
+        // the one a rows-balancing planner would make.
+        PlanningProblem blind = problem.withUniformSpeeds();
+        Assignment rows = pack(blind);
+        LoadLeveling.level(blind, rows, policy.targetBalancedness());
+        Assignment timed = rows.rebase(problem);
+        LoadLeveling.level(problem, timed, policy.targetBalancedness());
+        return timed.balancedness() > fresh.balancedness() ? timed : fresh;
     }
 
     private static int moves(PlacementPlan plan) {
@@ -288,7 +386,8 @@ public final class PlacementPlanner {
         for (int x : sorted(p.numExperts, x -> true, x -> p.load[x] / counts[x])) {
             double share = p.load[x] / counts[x];
             for (int w : p.currentHolders[x]) {
-                if (a.count(x) < counts[x] && p.eligible[w] && a.used(w) < p.slots[w] && a.load(w) + share <= cap) {
+                if (a.count(x) < counts[x] && p.eligible[w] && a.used(w) < p.slots[w]
+                        && a.load(w) + share / p.speed[w] <= cap) {
                     a.add(x, w);
                     if (a.count(x) <= p.minReplicas) {
                         mandatoryLeft--;
@@ -469,11 +568,11 @@ public final class PlacementPlanner {
         for (int x = 0; x < p.numExperts; x++) {
             int[] h = p.currentHolders[x];
             for (int w : h) {
-                loads[w] += p.load[x] / h.length;
+                loads[w] += p.load[x] / h.length / p.speed[w];
                 counted[w] = true;
             }
         }
-        return balancedness(loads, counted);
+        return balancedness(loads, counted, p.speed);
     }
 
     private static PlacementPlan result(PlanningProblem p, Assignment a, Decision decision, long epoch,

@@ -1,6 +1,7 @@
 package dev.moecluster.coordinator;
 
 import dev.moecluster.core.placement.ExpertPlacement;
+import java.io.PrintStream;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -20,7 +21,9 @@ import java.util.stream.IntStream;
  *
  * <p>Run after {@code ./mvnw -pl proto,core,coordinator -DskipTests verify}: {@code java -cp
  * coordinator/target/classes:core/target/classes:<gson.jar> dev.moecluster.coordinator.PlannerSimulation
- * [workers,...] [runs]}. Results are recorded in {@code bench/RESULTS.md}.
+ * [workers,...] [runs]}, or {@code ... PlannerSimulation mixed [gpuMemoryRatio] [speedups,...]} (or
+ * {@code moe bench planner}) for a
+ * mixed GPU + CPU cluster ({@link #mixedCluster}). Results are recorded in {@code bench/RESULTS.md}.
  */
 public final class PlannerSimulation {
     static final int LAYERS = 48;
@@ -31,6 +34,13 @@ public final class PlannerSimulation {
     private PlannerSimulation() {}
 
     public static void main(String[] args) {
+        if (args.length > 0 && args[0].equals("mixed")) {
+            double ratio = args.length > 1 ? Double.parseDouble(args[1]) : 2.0;
+            double[] speedups = args.length > 2 ? Arrays.stream(args[2].split(",")).mapToDouble(Double::parseDouble).toArray()
+                    : new double[] {5, 20, 50};
+            mixedCluster(System.out, 4, 16, speedups, new int[] {1, 2}, ratio, 100_000, 42);
+            return;
+        }
         int[] workerCounts = args.length > 0
                 ? Arrays.stream(args[0].split(",")).mapToInt(Integer::parseInt).toArray()
                 : new int[] {16, 64, 256, 1024};
@@ -88,6 +98,97 @@ public final class PlannerSimulation {
                 + " | plan ms (median) |");
         System.out.println("|---:|---:|---|---|---:|---:|---|---:|");
         events.forEach(System.out::println);
+    }
+
+    /**
+     * Plans the same model and Zipf load over a mixed cluster ({@code gpuWorkers} workers
+     * {@code speedup}× as fast as {@code cpuWorkers} CPU workers, each GPU worker with
+     * {@code gpuMemoryRatio}× a CPU worker's memory, 1.25× the minimum copies in all) three ways —
+     * balancing time (speeds known), balancing rows (speeds unknown) and round-robin — and prints,
+     * per plan, the busiest worker's compute time per step against the ideal (total rows / total
+     * speed). No workers, no network: the planner alone.
+     */
+    public static void mixedCluster(PrintStream out, int gpuWorkers, int cpuWorkers, double[] speedups,
+            int[] minReplicasList, double gpuMemoryRatio, double cpuRowsPerSecond, long seed) {
+        ModelShape shape = new ModelShape(IntStream.range(0, LAYERS).boxed().toList(), EXPERTS, BYTES_PER_EXPERT);
+        ExpertLoad load = zipfLoad(shape, 1.0, 1.2, new Random(seed));
+        out.printf(Locale.ROOT, "model %d layers × %d experts, %d bytes/expert; Zipf s ∈ [1.0, 1.2] per layer, 10^6 tokens"
+                + " per layer per step (seed %d); %d GPU + %d CPU workers, a GPU worker holds %.1f× a CPU worker's"
+                + " experts, %.2f× the minimum copies in all; CPU worker %.0f rows/s%n%n", LAYERS, EXPERTS,
+                BYTES_PER_EXPERT, seed, gpuWorkers, cpuWorkers, gpuMemoryRatio, MEMORY_HEADROOM, cpuRowsPerSecond);
+        out.println("| GPU speed / CPU speed | min replicas | plan | busiest worker ms / step | ideal ms / step"
+                + " | busiest / ideal | busiest / bound in memory | rows on GPU workers | GPU rows (ideal) | redundant copies"
+                + " | plan ms |");
+        out.println("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for (double speedup : speedups) {
+            for (int minReplicas : minReplicasList) {
+                int cpuSlots = (int) Math.ceil(MEMORY_HEADROOM * minReplicas * shape.totalExperts()
+                        / (gpuMemoryRatio * gpuWorkers + cpuWorkers));
+                int gpuSlots = (int) Math.floor(gpuMemoryRatio * cpuSlots);
+                List<WorkerCapacity> workers = new ArrayList<>();
+                for (int i = 0; i < gpuWorkers; i++) {
+                    workers.add(new WorkerCapacity(String.format(Locale.ROOT, "gpu-%02d:7001", i),
+                            gpuSlots * BYTES_PER_EXPERT, false, speedup * cpuRowsPerSecond));
+                }
+                for (int i = 0; i < cpuWorkers; i++) {
+                    workers.add(new WorkerCapacity(String.format(Locale.ROOT, "cpu-%02d:7001", i),
+                            cpuSlots * BYTES_PER_EXPERT, false, cpuRowsPerSecond));
+                }
+                double[] speeds = workers.stream().mapToDouble(WorkerCapacity::rowsPerSecond).toArray();
+                List<WorkerCapacity> blind = workers.stream().map(w -> w.withRowsPerSecond(0)).toList();
+                PlacementPlanner planner = new PlacementPlanner(PlacementPolicy.defaults().withMinReplicas(minReplicas));
+                double ideal = PlacementPlanner.idealSeconds(load, speeds);
+                double gpuIdeal = gpuWorkers * speedup / (gpuWorkers * speedup + cpuWorkers);
+                // No placement beats the ideal, nor the time the CPU workers need for the rows the
+                // GPU workers cannot hold: an expert's load is split evenly over its copies, so the
+                // GPU workers' memory takes at most the hottest (slots / min replicas) experts whole.
+                double[] hottest = load.tokensByLayer().values().stream().flatMapToLong(Arrays::stream)
+                        .mapToDouble(t -> -t).sorted().map(t -> -t).toArray();
+                double onGpuAtMost = Arrays.stream(hottest).limit((long) gpuWorkers * gpuSlots / minReplicas).sum();
+                double total = Arrays.stream(hottest).sum();
+                double bound = Math.max(ideal, (total - onGpuAtMost) / (cpuWorkers * cpuRowsPerSecond));
+
+                long t0 = System.nanoTime();
+                ExpertPlacement timed = planner.plan(shape, workers, load).placement();
+                double timedMs = (System.nanoTime() - t0) / 1e6;
+                t0 = System.nanoTime();
+                ExpertPlacement rows = planner.plan(shape, blind, load).placement();
+                double rowsMs = (System.nanoTime() - t0) / 1e6;
+                ExpertPlacement roundRobin = ExpertPlacement.roundRobin(workers.stream().map(WorkerCapacity::id).toList(),
+                        shape.moeLayers(), EXPERTS, minReplicas);
+                String[] names = {"time-balanced (speeds known)", "rows-balanced (speeds unknown)", "round-robin"};
+                ExpertPlacement[] plans = {timed, rows, roundRobin};
+                double[] ms = {timedMs, rowsMs, Double.NaN};
+                for (int i = 0; i < plans.length; i++) {
+                    double[] seconds = PlacementPlanner.workerSeconds(plans[i], load, speeds);
+                    double busiest = Arrays.stream(seconds).max().orElse(0);
+                    double gpuRows = 0;
+                    double allRows = 0;
+                    for (int w = 0; w < seconds.length; w++) {
+                        double r = seconds[w] * speeds[w];
+                        allRows += r;
+                        gpuRows += w < gpuWorkers ? r : 0;
+                    }
+                    out.printf(Locale.ROOT, "| %.0f | %d | %s | %.1f | %.1f | %.3f | %.3f | %.1f%% | %.1f%% | %d | %s |%n",
+                            speedup, minReplicas, names[i], busiest * 1e3, ideal * 1e3, busiest / ideal, busiest / bound,
+                            100 * gpuRows / allRows,
+                            100 * gpuIdeal, redundant(plans[i], minReplicas),
+                            Double.isNaN(ms[i]) ? "" : String.format(Locale.ROOT, "%.0f", ms[i]));
+                }
+            }
+        }
+    }
+
+    private static int redundant(ExpertPlacement placement, int minReplicas) {
+        int copies = 0;
+        int experts = 0;
+        for (int[][] layer : placement.layers().values()) {
+            for (int[] replicas : layer) {
+                copies += replicas.length;
+                experts++;
+            }
+        }
+        return copies - experts * minReplicas;
     }
 
     private static String event(int workers, int minReplicas, String what, Timed<PlacementPlan> t) {

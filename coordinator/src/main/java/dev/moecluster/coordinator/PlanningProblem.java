@@ -28,6 +28,16 @@ final class PlanningProblem {
     /** Workers that may hold experts: not draining and with room for at least one. */
     final boolean[] eligible;
     final int eligibleCount;
+    /**
+     * Each worker's speed relative to the slowest known one (1 for a worker of unknown speed):
+     * loads divided by it are times, in rows at the slowest speed. Exactly 1 everywhere when the
+     * speeds are all equal or unknown, so the planner then balances rows as it always did.
+     */
+    final double[] speed;
+    /** Whether every speed is 1. */
+    final boolean uniformSpeeds;
+    /** Sum of the eligible workers' speeds: total load / this is the ideal time of the busiest worker. */
+    final double totalSpeed;
 
     /** The input placement, or null when there is none (or it places nothing). */
     final ExpertPlacement current;
@@ -39,12 +49,15 @@ final class PlanningProblem {
     final boolean currentHasDeadCopies;
     /** Live copies in the input placement outside the model shape, as {worker, layer, expert}. */
     final List<int[]> strayCopies;
+    private final ExpertLoad expertLoad;
+    private final ExpertPlacement inputPlacement;
 
     PlanningProblem(ModelShape shape, List<WorkerCapacity> workers, ExpertLoad load, ExpertPlacement current,
             int minReplicas) {
         this.shape = requireNonNull(shape, "shape is null");
         this.workers = List.copyOf(requireNonNull(workers, "workers is null"));
-        requireNonNull(load, "load is null");
+        this.expertLoad = requireNonNull(load, "load is null");
+        this.inputPlacement = current;
         this.minReplicas = minReplicas;
         this.numWorkers = this.workers.size();
         this.numExperts = shape.totalExperts();
@@ -89,6 +102,25 @@ final class PlanningProblem {
             count += eligible[w] ? 1 : 0;
         }
         this.eligibleCount = count;
+
+        double slowest = Double.POSITIVE_INFINITY;
+        for (WorkerCapacity worker : this.workers) {
+            if (!worker.draining() && worker.rowsPerSecond() > 0) {
+                slowest = Math.min(slowest, worker.rowsPerSecond());
+            }
+        }
+        this.speed = new double[numWorkers];
+        boolean uniform = true;
+        double speeds = 0;
+        for (int w = 0; w < numWorkers; w++) {
+            double rows = this.workers.get(w).rowsPerSecond();
+            // x / x is exactly 1, so equal speeds give exactly today's row balancing.
+            speed[w] = rows > 0 && slowest < Double.POSITIVE_INFINITY ? Math.max(1.0, rows / slowest) : 1.0;
+            uniform &= speed[w] == 1.0;
+            speeds += eligible[w] ? speed[w] : 0;
+        }
+        this.uniformSpeeds = uniform;
+        this.totalSpeed = speeds;
 
         boolean places = current != null && current.layers().values().stream().anyMatch(es -> es.length > 0);
         this.current = places ? current : null;
@@ -150,9 +182,18 @@ final class PlanningProblem {
         return workers.get(worker).id();
     }
 
-    /** Mean worker load over the eligible workers. */
+    /**
+     * The busiest worker's time if the load could be spread in proportion to speed: total load /
+     * total speed of the eligible workers (the mean load when speeds are equal).
+     */
     double meanLoad() {
-        return eligibleCount == 0 ? 0 : totalLoad / eligibleCount;
+        return eligibleCount == 0 ? 0 : totalLoad / totalSpeed;
+    }
+
+    /** The same problem with every worker's speed unknown: what a rows-balancing planner solves. */
+    PlanningProblem withUniformSpeeds() {
+        List<WorkerCapacity> blind = workers.stream().map(w -> w.withRowsPerSecond(0)).toList();
+        return new PlanningProblem(shape, blind, expertLoad, inputPlacement, minReplicas);
     }
 
     /** Fails with the shortfall unless the eligible workers can hold {@code minReplicas} copies of every expert. */

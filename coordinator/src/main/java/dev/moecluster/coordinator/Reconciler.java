@@ -151,7 +151,7 @@ final class Reconciler {
             Rollout rollout = readRollout();
             ExpertPlacement current = readCurrent();
             if (current != null) {
-                balancedness = PlacementPlanner.balancedness(current, load);
+                balancedness = PlacementPlanner.balancedness(current, load, capacities(workers));
             }
             if (rollout != null) {
                 advance(rollout, current, workers, now);
@@ -359,14 +359,15 @@ final class Reconciler {
     }
 
     /** Live workers in a stable order (by address), which keeps the planner deterministic. */
-    private static List<WorkerCapacity> capacities(Map<String, WorkerRecord> workers) {
+    static List<WorkerCapacity> capacities(Map<String, WorkerRecord> workers) {
         List<WorkerCapacity> out = new ArrayList<>();
         workers.forEach((address, w) -> {
             if (w.state() == WorkerState.ACTIVE || w.state() == WorkerState.DRAINING) {
-                out.add(new WorkerCapacity(address, w.memoryBytes(), w.state() == WorkerState.DRAINING));
+                out.add(new WorkerCapacity(address, w.memoryBytes(), w.state() == WorkerState.DRAINING,
+                        w.planningRowsPerSecond()));
             }
         });
-        return out;
+        return SpeedClasses.apply(out);
     }
 
     private static String repairReason(ExpertPlacement current, Map<String, WorkerRecord> workers) {

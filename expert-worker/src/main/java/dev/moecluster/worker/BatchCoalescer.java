@@ -50,6 +50,10 @@ final class BatchCoalescer implements AutoCloseable {
     private final AtomicLong rounds = new AtomicLong();
     private final AtomicLong calls = new AtomicLong();
     private final AtomicLong rowsComputed = new AtomicLong();
+    /** Wall time some round was on the backend (overlapping rounds counted once), for the live rows/s. */
+    private final AtomicLong busyNanos = new AtomicLong();
+    /** When the last round finished; only the compute thread touches it. */
+    private long lastFinishedNanos;
     private final Map<Long, LongAdder> rowsByExpert = new ConcurrentHashMap<>();
     private final Histogram rowsPerCall = Histogram.builder()
             .name("moe_worker_backend_call_rows")
@@ -86,6 +90,11 @@ final class BatchCoalescer implements AutoCloseable {
 
     long rowsComputed() {
         return rowsComputed.get();
+    }
+
+    /** Nanoseconds some round was on the backend since start: rows computed / this is the live rate. */
+    long busyNanos() {
+        return busyNanos.get();
     }
 
     /** Rounds the backend completed. */
@@ -183,7 +192,11 @@ final class BatchCoalescer implements AutoCloseable {
             fail(s.work(), e);
             return;
         }
-        computeSeconds.observe((System.nanoTime() - s.started()) / 1e9);
+        long now = System.nanoTime();
+        computeSeconds.observe((now - s.started()) / 1e9);
+        // A pipelined round submitted while the one before ran counts only from when that one ended.
+        busyNanos.addAndGet(now - Math.max(s.started(), lastFinishedNanos));
+        lastFinishedNanos = now;
         rounds.incrementAndGet();
         Map<Long, Integer> rowsPerExpert = new LinkedHashMap<>();
         for (Work w : s.work()) {

@@ -110,6 +110,14 @@ public final class ExpertStore implements AutoCloseable {
         }
     }
 
+    /**
+     * One expert of the model read afresh into {@code arena}, not held by this store and not loaded
+     * into the backend: the worker's real expert shape, for calibrating the backend.
+     */
+    public ExpertWeights sample(Arena arena) {
+        return layout.expert(checkpoint, arena, config.moeLayerList().getFirst(), 0);
+    }
+
     public ModelConfig config() {
         return config;
     }

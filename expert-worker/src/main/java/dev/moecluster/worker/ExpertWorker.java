@@ -6,14 +6,17 @@ import dev.moecluster.control.ControlClient;
 import dev.moecluster.control.DataPlaneAccess;
 import dev.moecluster.control.GrpcEndpoint;
 import dev.moecluster.control.MetricsEndpoint;
+import dev.moecluster.control.WorkerThroughput;
 import dev.moecluster.control.wire.DataPlaneMarshalling;
 import dev.moecluster.core.kernel.Gemm;
 import dev.moecluster.core.model.ModelConfig;
+import dev.moecluster.core.tensor.DType;
 import io.grpc.ServerInterceptors;
 import io.grpc.ServerServiceDefinition;
 import io.prometheus.metrics.core.metrics.CounterWithCallback;
 import java.io.IOException;
 import java.io.UncheckedIOException;
+import java.lang.foreign.Arena;
 import java.net.InetAddress;
 import java.time.Duration;
 import java.util.List;
@@ -30,6 +33,8 @@ public final class ExpertWorker implements AutoCloseable {
     private static final Logger LOG = Logger.getLogger(ExpertWorker.class.getName());
     /** Time allowed for compiling the kernels before the worker reports ready. */
     private static final long WARM_UP_MILLIS = 3000;
+    /** Time for measuring the backend at start (both batch sizes); one call each at least. */
+    private static final Duration CALIBRATION_BUDGET = Duration.ofMillis(400);
 
     private final WorkerConfig config;
     private final ExpertStore store;
@@ -39,12 +44,13 @@ public final class ExpertWorker implements AutoCloseable {
     private final GrpcEndpoint server;
     private final WorkerAgent agent;
     private final MetricsEndpoint metrics;
+    private final ThroughputMeter throughput;
     private final AtomicBoolean stopped = new AtomicBoolean();
     private final AtomicBoolean released = new AtomicBoolean();
     private volatile boolean killed;
 
-    private ExpertWorker(WorkerConfig config, ExpertStore store, ExpertBackend backend, MetricsEndpoint metrics)
-            throws IOException {
+    private ExpertWorker(WorkerConfig config, ExpertStore store, ExpertBackend backend, MetricsEndpoint metrics,
+            WorkerThroughput calibrated) throws IOException {
         this.config = config;
         this.metrics = metrics;
         this.store = store;
@@ -54,11 +60,13 @@ public final class ExpertWorker implements AutoCloseable {
         this.service = new ExpertComputeService(config.workerId(), backend.name(), store, coalescer,
                 config.maxBatchesInFlightPerStream());
         WorkerMetrics.register(metrics.registry(), coalescer, store, backend.name(), config.perExpertMetrics());
+        this.throughput = new ThroughputMeter(calibrated, coalescer::rowsComputed, coalescer::busyNanos);
         this.server = GrpcEndpoint.start(config.host(), config.port(), config.maxInboundMessageBytes(),
                 List.of(dataPlane(DataPlaneMarshalling.bind(service), config.dataPlane())), config.tls(), config.healthPort());
         this.agent = config.controlPlane() == null ? null : new WorkerAgent(
                 ControlClient.connect(config.controlPlane(), "worker-" + config.workerId()), store, config.workerId(),
-                address(), backend.name(), backend.memory().budget(config.memoryBytes()), server::ready);
+                address(), backend.name(), backend.memory().budget(config.memoryBytes()), throughput::current,
+                server::ready);
         if (agent == null) {
             server.ready(true); // a static worker holds its experts from the start
         } else {
@@ -77,8 +85,9 @@ public final class ExpertWorker implements AutoCloseable {
         Gemm.warmUp(WARM_UP_MILLIS);
         MetricsEndpoint metrics = null;
         try {
+            WorkerThroughput calibrated = calibrate(config, store, backend);
             metrics = MetricsEndpoint.start("worker", config.host(), config.metricsPort());
-            ExpertWorker worker = new ExpertWorker(config, store, backend, metrics);
+            ExpertWorker worker = new ExpertWorker(config, store, backend, metrics, calibrated);
             LOG.info(() -> "worker " + config.workerId() + " serving " + config.assignment().expertCount()
                     + " experts on " + worker.address() + " (backend " + backend.name() + ")"
                     + (config.tls() == null ? "" : config.tls().requiresClientCertificates() ? ", mutual TLS" : ", TLS")
@@ -90,6 +99,25 @@ public final class ExpertWorker implements AutoCloseable {
             }
             store.close();
             throw e;
+        }
+    }
+
+    /** The throughput to report: as configured, or measured on one of the model's experts. */
+    private static WorkerThroughput calibrate(WorkerConfig config, ExpertStore store, ExpertBackend backend) {
+        double configured = config.throughputRowsPerSecond();
+        if (configured > 0) {
+            return WorkerThroughput.fixed(configured);
+        }
+        if (configured == 0) {
+            return WorkerThroughput.unknown();
+        }
+        try (Arena arena = Arena.ofConfined()) {
+            return ThroughputMeter.calibrate(backend, store.sample(arena), DType.BF16, CALIBRATION_BUDGET);
+        } catch (RuntimeException e) {
+            // A worker that cannot time itself still serves; the planner takes it as the slowest.
+            LOG.log(java.util.logging.Level.WARNING, "worker " + config.workerId() + " could not measure its backend ("
+                    + e.getMessage() + "); reporting no throughput", e);
+            return WorkerThroughput.unknown();
         }
     }
 
@@ -156,6 +184,11 @@ public final class ExpertWorker implements AutoCloseable {
     /** Backend calls and rows computed; rows per call shows how much coalescing pooled. */
     public long backendCalls() {
         return coalescer.backendCalls();
+    }
+
+    /** What this worker reports about its speed now: the calibration and the live rate. */
+    public WorkerThroughput throughput() {
+        return throughput.current();
     }
 
     public long rowsComputed() {

@@ -8,11 +8,13 @@ import dev.moecluster.control.PlacementGate;
 import dev.moecluster.control.RecordSigning;
 import dev.moecluster.control.WorkerRecord;
 import dev.moecluster.control.WorkerState;
+import dev.moecluster.control.WorkerThroughput;
 import java.time.Duration;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Consumer;
+import java.util.function.Supplier;
 import java.util.function.UnaryOperator;
 import java.util.logging.Level;
 import java.util.logging.Logger;
@@ -38,6 +40,7 @@ final class WorkerAgent implements AutoCloseable {
     private final String address;
     private final String backend;
     private final long memoryBytes;
+    private final Supplier<WorkerThroughput> throughput;
     private final Consumer<Boolean> readiness;
     private volatile long appliedEpoch;
     /** This process has written its record in the registry. */
@@ -52,8 +55,10 @@ final class WorkerAgent implements AutoCloseable {
     private String lastRefused;
 
     /** @param readiness told whether the worker may take traffic, whenever that may have changed */
+    /** @param throughput what the worker reports about its speed, read at every heartbeat */
     WorkerAgent(ControlClient client, ExpertStore store, String id, String address, String backend, long memoryBytes,
-            Consumer<Boolean> readiness) {
+            Supplier<WorkerThroughput> throughput, Consumer<Boolean> readiness) {
+        this.throughput = throughput;
         this.client = client;
         this.readiness = readiness;
         this.store = store;
@@ -146,9 +151,9 @@ final class WorkerAgent implements AutoCloseable {
                 // this process's first registration: a record a previous process under this address
                 // left (DRAINED after a drain, DEAD after a crash, its experts) no longer applies
                 return new WorkerRecord(id, address, backend, memoryBytes, WorkerState.ACTIVE, store.assignment().byLayer(),
-                        appliedEpoch, System.currentTimeMillis());
+                        appliedEpoch, System.currentTimeMillis(), throughput.get());
             }
-            WorkerRecord next = r.withHeartbeat(System.currentTimeMillis());
+            WorkerRecord next = r.withHeartbeat(System.currentTimeMillis()).withThroughput(throughput.get());
             // a worker declared dead that is heard from again rejoins
             return next.state() == WorkerState.DEAD ? next.withState(WorkerState.ACTIVE) : next;
         });

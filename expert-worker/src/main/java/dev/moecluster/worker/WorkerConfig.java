@@ -38,6 +38,10 @@ import java.time.Duration;
  *     machine's address when {@code host} binds every interface
  * @param dataPlane who may call the ExpertService: the routers' internal token and/or certificate names;
  *     {@link DataPlaneAccess#OPEN} (null) for anyone who reaches the port
+ * @param throughputRowsPerSecond the expert rows/s reported to the planner: {@link #CALIBRATE} (-1)
+ *     measures the backend at start (and reports the live rate beside it); 0 reports none (the
+ *     planner assumes the slowest known speed); a positive figure is reported as given (tests,
+ *     or an operator who measured it)
  */
 public record WorkerConfig(
         String workerId,
@@ -56,12 +60,15 @@ public record WorkerConfig(
         TlsConfig tls,
         int healthPort,
         String advertiseHost,
-        DataPlaneAccess dataPlane) {
+        DataPlaneAccess dataPlane,
+        double throughputRowsPerSecond) {
 
     public static final int DEFAULT_MAX_INBOUND_BYTES = 256 * 1024 * 1024;
     public static final long DEFAULT_MEMORY_BYTES = 8L << 30;
     /** {@code moe worker --metrics-port} default. */
     public static final int DEFAULT_METRICS_PORT = 9401;
+    /** {@link #throughputRowsPerSecond()}: measure at start. */
+    public static final double CALIBRATE = -1;
 
     public WorkerConfig {
         requireNonNull(workerId, "workerId is null");
@@ -96,6 +103,10 @@ public record WorkerConfig(
             throw new IllegalArgumentException("advertised host must be a host name or IPv4 address without a port, got '"
                     + advertiseHost + "'");
         }
+        if (!(throughputRowsPerSecond == CALIBRATE || throughputRowsPerSecond >= 0) || Double.isInfinite(throughputRowsPerSecond)) {
+            throw new IllegalArgumentException("throughput must be a finite number of rows/s >= 0 (0: none), or -1 to measure it,"
+                    + " got " + throughputRowsPerSecond);
+        }
     }
 
     /** Anyone who reaches the port may call the ExpertService. */
@@ -105,7 +116,7 @@ public record WorkerConfig(
             int healthPort, String advertiseHost) {
         this(workerId, host, port, modelDir, assignment, backend, coalesceWindow, maxInboundMessageBytes,
                 maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics, tls, healthPort,
-                advertiseHost, DataPlaneAccess.OPEN);
+                advertiseHost, DataPlaneAccess.OPEN, CALIBRATE);
     }
 
     /** Plaintext, no health-only port. */
@@ -125,60 +136,67 @@ public record WorkerConfig(
 
     public WorkerConfig withPort(int newPort) {
         return new WorkerConfig(workerId, host, newPort, modelDir, assignment, backend, coalesceWindow,
-                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics, tls, healthPort, advertiseHost, dataPlane);
+                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics, tls, healthPort, advertiseHost, dataPlane, throughputRowsPerSecond);
     }
 
     public WorkerConfig withHost(String newHost) {
         return new WorkerConfig(workerId, newHost, port, modelDir, assignment, backend, coalesceWindow,
-                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics, tls, healthPort, advertiseHost, dataPlane);
+                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics, tls, healthPort, advertiseHost, dataPlane, throughputRowsPerSecond);
     }
 
     /** The same worker, registering with {@code control} and holding what the coordinator assigns. */
     public WorkerConfig withControlPlane(ControlPlaneConfig control, long budgetBytes) {
         return new WorkerConfig(workerId, host, port, modelDir, assignment, backend, coalesceWindow, maxInboundMessageBytes,
-                maxBatchesInFlightPerStream, control, budgetBytes, metricsPort, perExpertMetrics, tls, healthPort, advertiseHost, dataPlane);
+                maxBatchesInFlightPerStream, control, budgetBytes, metricsPort, perExpertMetrics, tls, healthPort, advertiseHost, dataPlane, throughputRowsPerSecond);
     }
 
     public WorkerConfig withCoalesceWindow(Duration window) {
         return new WorkerConfig(workerId, host, port, modelDir, assignment, backend, window,
-                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics, tls, healthPort, advertiseHost, dataPlane);
+                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics, tls, healthPort, advertiseHost, dataPlane, throughputRowsPerSecond);
     }
 
     public WorkerConfig withMaxInboundMessageBytes(int bytes) {
         return new WorkerConfig(workerId, host, port, modelDir, assignment, backend, coalesceWindow, bytes,
-                maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics, tls, healthPort, advertiseHost, dataPlane);
+                maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics, tls, healthPort, advertiseHost, dataPlane, throughputRowsPerSecond);
     }
 
     /** Serves {@code /metrics} on {@code port} (0 picks a free one, -1 none), per expert or summed. */
     public WorkerConfig withMetrics(int port, boolean perExpert) {
         return new WorkerConfig(workerId, host, this.port, modelDir, assignment, backend, coalesceWindow,
-                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, port, perExpert, tls, healthPort, advertiseHost, dataPlane);
+                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, port, perExpert, tls, healthPort, advertiseHost, dataPlane, throughputRowsPerSecond);
     }
 
     /** Serves the worker's port over TLS; null for plaintext. */
     public WorkerConfig withTls(TlsConfig newTls) {
         return new WorkerConfig(workerId, host, port, modelDir, assignment, backend, coalesceWindow, maxInboundMessageBytes,
-                maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics, newTls, healthPort, advertiseHost, dataPlane);
+                maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics, newTls, healthPort, advertiseHost, dataPlane, throughputRowsPerSecond);
     }
 
     /** Serves gRPC health alone on a plaintext {@code port}: 0 picks a free one, -1 serves none. */
     public WorkerConfig withHealthPort(int port) {
         return new WorkerConfig(workerId, host, this.port, modelDir, assignment, backend, coalesceWindow,
                 maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics,
-                tls, port, advertiseHost, dataPlane);
+                tls, port, advertiseHost, dataPlane, throughputRowsPerSecond);
     }
 
     /** Registers as {@code host:port} for routers to dial; null = the bound host (see the record's docs). */
     public WorkerConfig withAdvertiseHost(String host) {
         return new WorkerConfig(workerId, this.host, port, modelDir, assignment, backend, coalesceWindow,
                 maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics,
-                tls, healthPort, host, dataPlane);
+                tls, healthPort, host, dataPlane, throughputRowsPerSecond);
     }
 
     /** Only callers with the routers' internal token and/or an allowed certificate may call the ExpertService. */
     public WorkerConfig withDataPlane(DataPlaneAccess access) {
         return new WorkerConfig(workerId, host, port, modelDir, assignment, backend, coalesceWindow, maxInboundMessageBytes,
                 maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics, tls, healthPort,
-                advertiseHost, access);
+                advertiseHost, access, throughputRowsPerSecond);
+    }
+
+    /** Reports {@code rowsPerSecond} to the planner: {@link #CALIBRATE} measures it at start, 0 reports none. */
+    public WorkerConfig withThroughput(double rowsPerSecond) {
+        return new WorkerConfig(workerId, host, port, modelDir, assignment, backend, coalesceWindow,
+                maxInboundMessageBytes, maxBatchesInFlightPerStream, controlPlane, memoryBytes, metricsPort, perExpertMetrics,
+                tls, healthPort, advertiseHost, dataPlane, rowsPerSecond);
     }
 }

@@ -51,4 +51,27 @@ class ExpertWorkerBackendTest {
                 .isInstanceOf(IllegalStateException.class)
                 .hasMessageStartingWith("backend cuda is unavailable: ");
     }
+
+    @Test
+    void aWorkerMeasuresItsBackendAtStartOrReportsTheFigureItIsGiven() throws Exception {
+        WorkerConfig base = config("cpu");
+        try (ExpertWorker measured = ExpertWorker.start(base)) {
+            var t = measured.throughput();
+            assertThat(t.fixed()).isFalse();
+            assertThat(t.smallBatchRows()).isEqualTo(4);
+            assertThat(t.largeBatchRows()).isEqualTo(256);
+            assertThat(t.smallBatchRowsPerSecond()).isPositive();
+            assertThat(t.largeBatchRowsPerSecond()).isPositive();
+            assertThat(measured.expertCount()).as("the calibration expert is not held").isEqualTo(base.assignment().expertCount());
+        }
+        try (ExpertWorker given = ExpertWorker.start(base.withThroughput(12_345))) {
+            assertThat(given.throughput().planningRowsPerSecond()).isEqualTo(12_345);
+            assertThat(given.throughput().fixed()).isTrue();
+        }
+        try (ExpertWorker none = ExpertWorker.start(base.withThroughput(0))) {
+            assertThat(none.throughput().planningRowsPerSecond()).isZero();
+        }
+        assertThatThrownBy(() -> base.withThroughput(-2)).isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("-1 to measure it");
+    }
 }
