@@ -4,11 +4,8 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.moecluster.core.model.Architecture;
 import dev.moecluster.core.model.ModelConfig;
-import dev.moecluster.core.moe.ExpertWeights;
 import dev.moecluster.worker.BackendMemory;
 import dev.moecluster.worker.CpuBackend;
-import dev.moecluster.worker.ExpertBackend;
-import dev.moecluster.worker.Round;
 import java.nio.file.Path;
 import org.junit.jupiter.api.Test;
 
@@ -17,8 +14,7 @@ class BackendCapacityTest {
     private final Path dir = Clusters.tinyModel(Architecture.MIXTRAL);
 
     /** A cpu backend that says it can hold only {@code capacity} bytes, as a small GPU would. */
-    private static final class SmallBackend implements ExpertBackend {
-        private final CpuBackend cpu = new CpuBackend();
+    private static final class SmallBackend extends ForwardingBackend {
         private final long capacity;
 
         SmallBackend(long capacity) {
@@ -26,29 +22,9 @@ class BackendCapacityTest {
         }
 
         @Override
-        public String name() {
-            return "cpu";
-        }
-
-        @Override
-        public void load(ExpertWeights expert) {
-            cpu.load(expert);
-        }
-
-        @Override
-        public void unload(ExpertWeights expert) {
-            cpu.unload(expert);
-        }
-
-        @Override
         public BackendMemory memory() {
             BackendMemory m = cpu.memory();
             return new BackendMemory(m.usedBytes(), capacity, m.experts());
-        }
-
-        @Override
-        public PendingRound submit(Round round) {
-            return cpu.submit(round);
         }
     }
 

@@ -1,9 +1,5 @@
 package dev.moecluster.cli;
 
-import dev.moecluster.core.moe.ExpertWeights;
-import dev.moecluster.worker.BackendMemory;
-import dev.moecluster.worker.CpuBackend;
-import dev.moecluster.worker.ExpertBackend;
 import dev.moecluster.worker.Round;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
@@ -12,8 +8,7 @@ import java.util.concurrent.TimeUnit;
  * A cpu backend that, once armed, holds the first computation until released: lets a test kill or
  * stall a worker while a request is provably in flight on it.
  */
-final class GatedBackend implements ExpertBackend {
-    private final CpuBackend cpu = new CpuBackend();
+final class GatedBackend extends ForwardingBackend {
     private final CountDownLatch entered = new CountDownLatch(1);
     private final CountDownLatch release = new CountDownLatch(1);
     private volatile boolean armed;
@@ -28,26 +23,6 @@ final class GatedBackend implements ExpertBackend {
 
     void release() {
         release.countDown();
-    }
-
-    @Override
-    public String name() {
-        return "cpu";
-    }
-
-    @Override
-    public void load(ExpertWeights expert) {
-        cpu.load(expert);
-    }
-
-    @Override
-    public void unload(ExpertWeights expert) {
-        cpu.unload(expert);
-    }
-
-    @Override
-    public BackendMemory memory() {
-        return cpu.memory();
     }
 
     @Override

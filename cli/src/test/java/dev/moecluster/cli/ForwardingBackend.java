@@ -1,0 +1,37 @@
+package dev.moecluster.cli;
+
+import dev.moecluster.core.moe.ExpertWeights;
+import dev.moecluster.worker.BackendMemory;
+import dev.moecluster.worker.CpuBackend;
+import dev.moecluster.worker.ExpertBackend;
+import dev.moecluster.worker.Round;
+
+/** A cpu backend that tests change in one respect (a gate, a capacity) by overriding that method. */
+abstract class ForwardingBackend implements ExpertBackend {
+    final CpuBackend cpu = new CpuBackend();
+
+    @Override
+    public String name() {
+        return "cpu";
+    }
+
+    @Override
+    public void load(ExpertWeights expert) {
+        cpu.load(expert);
+    }
+
+    @Override
+    public void unload(ExpertWeights expert) {
+        cpu.unload(expert);
+    }
+
+    @Override
+    public BackendMemory memory() {
+        return cpu.memory();
+    }
+
+    @Override
+    public PendingRound submit(Round round) {
+        return cpu.submit(round);
+    }
+}
