@@ -55,6 +55,10 @@ final class BenchCommand {
         @Option(names = "--workers", defaultValue = "3", description = "Expert workers (default: ${DEFAULT-VALUE}).")
         int workers;
 
+        @Option(names = "--cpu-kernel", defaultValue = "auto",
+                description = "The cpu workers' GEMM, as moe worker --cpu-kernel: auto, vector or native (default: ${DEFAULT-VALUE}).")
+        String cpuKernel;
+
         /** The model directory: --model, or a generated bf16 model of the given shape cached under the temp directory. */
         Path resolve() throws Exception {
             if (model != null) {
@@ -115,7 +119,7 @@ final class BenchCommand {
             DType wireChoice = wireDtype == null ? null : DType.parse(wireDtype);
             try (LocalCluster cluster = LocalCluster.start(LocalCluster.Options.of(dir, bench.workers, replicas)
                             .withWireDtype(wireChoice)
-                            .withBackends(i -> ExpertBackends.create(backend)));
+                            .withBackends(i -> ExpertBackends.create(backend, bench.cpuKernel)));
                     ReferenceMoeBlock reference = ReferenceMoeBlock.open(dir);
                     RouterServer router = RouterServer.start(RouterConfig.defaults(dir, cluster.placement())
                             .withWireDtype(wireChoice).withChannelsPerWorker(channelsPerWorker))) {
@@ -282,7 +286,8 @@ final class BenchCommand {
         public Integer call() throws Exception {
             PrintStream out = System.out;
             Path dir = bench.resolve();
-            try (LocalCluster cluster = LocalCluster.start(LocalCluster.Options.of(dir, bench.workers, 1));
+            try (LocalCluster cluster = LocalCluster.start(LocalCluster.Options.of(dir, bench.workers, 1)
+                            .withBackends(i -> ExpertBackends.create("cpu", bench.cpuKernel)));
                     var noOverlap = RouterServer.start(dev.moecluster.router.RouterConfig
                             .defaults(dir, cluster.placement())
                             .withGeneration(GenerationConfig.defaults().withOverlap(false)));
