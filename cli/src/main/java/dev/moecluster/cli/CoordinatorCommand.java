@@ -1,7 +1,7 @@
 package dev.moecluster.cli;
 
 import dev.moecluster.control.BearerToken;
-import dev.moecluster.control.ControlPlaneConfig;
+import dev.moecluster.control.ControlAccess;
 import dev.moecluster.control.RecordSigning;
 import dev.moecluster.control.ScopedTokens;
 import dev.moecluster.coordinator.CoordinatorConfig;
@@ -18,15 +18,15 @@ import picocli.CommandLine.Option;
 
 /** {@code moe coordinator}: one coordinator, a Hazelcast member of the control plane. */
 @Command(name = "coordinator", mixinStandardHelpOptions = true,
-        description = "Run a coordinator: a Hazelcast member holding the worker registry, placement and load; the oldest member plans and rolls out placements; serves the Admin API.")
+        description = "Run a coordinator: a Hazelcast member holding the worker registry, placement and load; the oldest member plans and rolls out placements; serves the Control API (workers, routers) and the Admin API (operators).")
 final class CoordinatorCommand implements Callable<Integer> {
     @Mixin
     ModelOptions model;
 
-    @Option(names = "--cluster-name", defaultValue = ControlPlaneConfig.DEFAULT_CLUSTER_NAME, description = "Cluster name (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--cluster-name", defaultValue = "moe-cluster", description = "Hazelcast cluster name: coordinators with different names never join (default: ${DEFAULT-VALUE}).")
     String clusterName;
 
-    @Option(names = "--host", defaultValue = "127.0.0.1", description = "Address to bind: the Hazelcast member and the Admin API listen on this interface only; keep it on the cluster network (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--host", defaultValue = "127.0.0.1", description = "Address to bind: the Hazelcast member, the Control API and the Admin API listen on this interface only; keep it on the cluster network (default: ${DEFAULT-VALUE}).")
     String host;
 
     @Option(names = "--metrics-port", defaultValue = "9402",
@@ -51,6 +51,18 @@ final class CoordinatorCommand implements Callable<Integer> {
 
     @Option(names = "--admin-port", defaultValue = "50071", description = "gRPC Admin API port (default: ${DEFAULT-VALUE}).")
     int adminPort;
+
+    @Option(names = "--control-port", defaultValue = "50072",
+            description = "gRPC Control API port: workers and routers register, heartbeat and follow assignments and the placement here (their --coordinators); Hazelcast's port admits coordinators only (default: ${DEFAULT-VALUE}).")
+    int controlPort;
+
+    @Option(names = "--worker-token-file", paramLabel = "FILE",
+            description = "Require this token (one per line, read again within 10 s of a change) of workers on the Control API: registering, heartbeating, watching assignments; missing or wrong gets UNAUTHENTICATED, a router's token PERMISSION_DENIED. Give workers the same file as --control-token-file.")
+    Path workerTokenFile;
+
+    @Option(names = "--router-token-file", paramLabel = "FILE",
+            description = "Require this token of routers on the Control API: heartbeats with routed load, watching the placement; a worker's token gets PERMISSION_DENIED. Give routers the same file as --control-token-file.")
+    Path routerTokenFile;
 
     @Option(names = "--health-port", defaultValue = "-1",
             description = "Extra plaintext port serving only gRPC health, for probes when the Admin API port requires mutual TLS; 0 picks a free one, -1 serves none (default: ${DEFAULT-VALUE}).")
@@ -116,11 +128,13 @@ final class CoordinatorCommand implements Callable<Integer> {
                 expectedWorkers, Duration.ofSeconds(initialWaitSeconds), Duration.ofMillis(heartbeatTimeoutMs),
                 Duration.ofMillis(drainGraceMs), Duration.ofSeconds(rebalanceIntervalSeconds), rebalanceBelow, metricsPort)
                 .withTls(tls.resolve()).withHealthPort(healthPort).withAdminTokens(adminTokens())
-                .withSigningKey(signingKey == null ? null : RecordSigning.signingKey(signingKey));
+                .withSigningKey(signingKey == null ? null : RecordSigning.signingKey(signingKey))
+                .withControl(controlPort, new ControlAccess(workerTokenFile == null ? null : BearerToken.readFrom(workerTokenFile),
+                        routerTokenFile == null ? null : BearerToken.readFrom(routerTokenFile)));
         CoordinatorServer server = CoordinatorServer.start(config);
         Sigterm sigterm = Sigterm.handle("coordinator", server::close, server::close);
-        System.out.printf("coordinator %s:%d in cluster '%s' (members %s), admin API on %s%n", host, port, clusterName,
-                serviceDns == null ? all : "from DNS " + serviceDns, server.adminAddress());
+        System.out.printf("coordinator %s:%d in cluster '%s' (members %s), control API on %s, admin API on %s%n", host, port,
+                clusterName, serviceDns == null ? all : "from DNS " + serviceDns, server.controlAddress(), server.adminAddress());
         server.awaitTermination();
         sigterm.awaitGracefulStop();
         return 0;

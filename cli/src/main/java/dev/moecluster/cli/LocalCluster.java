@@ -119,12 +119,12 @@ public final class LocalCluster implements AutoCloseable {
         try {
             for (int i = 0; i < o.workers(); i++) {
                 WorkerConfig wc = WorkerConfig.defaults("worker-" + i, o.modelDir(), new ExpertAssignment(Map.of()))
-                        .withControlPlane(cc.controlPlane(), WorkerConfig.DEFAULT_MEMORY_BYTES).withMetrics(0, true)
+                        .withControlPlane(coordinator.controlPlane(), WorkerConfig.DEFAULT_MEMORY_BYTES).withMetrics(0, true)
                         .withThroughput(o.throughputs().applyAsDouble(i));
                 workers.add(ExpertWorker.start(wc, o.backends().apply(i)));
             }
             RouterConfig rc = RouterConfig.defaults(o.modelDir(), ExpertPlacement.none()).withPort(o.routerPort())
-                    .withWireDtype(o.wireDtype()).withControlPlane(cc.controlPlane()).withMetricsPort(0);
+                    .withWireDtype(o.wireDtype()).withControlPlane(coordinator.controlPlane()).withMetricsPort(0);
             rc = o.routerSettings().apply(rc);
             router = RouterServer.start(rc);
             ExpertPlacement placement = awaitPlacement(router, model, Duration.ofSeconds(60));

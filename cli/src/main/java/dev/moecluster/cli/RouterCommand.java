@@ -58,7 +58,7 @@ final class RouterCommand implements Callable<Integer> {
 
     static final class Placement {
         @Option(names = "--coordinators", paramLabel = "HOST:PORT,...", split = ",",
-                description = "Coordinator (Hazelcast) addresses: follow the placement they publish.")
+                description = "Coordinators' control API addresses (their --control-port, default 50072; several for failover): follow the placement they publish.")
         String[] coordinators;
 
         @Option(names = "--workers", paramLabel = "HOST:PORT,...", split = ",",
@@ -69,9 +69,9 @@ final class RouterCommand implements Callable<Integer> {
         Path file;
     }
 
-    @Option(names = "--cluster-name", defaultValue = ControlPlaneConfig.DEFAULT_CLUSTER_NAME,
-            description = "With --coordinators: the cluster to join (default: ${DEFAULT-VALUE}).")
-    String clusterName;
+    @Option(names = "--control-token-file", paramLabel = "FILE",
+            description = "With --coordinators: send the token in FILE (its first line) on every control call, for coordinators started with --router-token-file (the same token).")
+    Path controlTokenFile;
 
     @Option(names = "--placement-public-key", paramLabel = "FILE",
             description = "With --coordinators: the leader's Ed25519 public key (PEM, openssl pkey -pubout of the coordinators' --signing-key); placement records without its valid signature are ignored, with a warning and moe_router_placements_rejected_total.")
@@ -132,7 +132,8 @@ final class RouterCommand implements Callable<Integer> {
         Path dir = model.resolve();
         ModelConfig config = ModelConfig.load(dir);
         ControlPlaneConfig control = placement.coordinators == null ? null
-                : ControlPlaneConfig.of(clusterName, List.of(placement.coordinators))
+                : ControlPlaneConfig.of(List.of(placement.coordinators)).withTls(tls.resolve())
+                    .withToken(controlTokenFile == null ? null : BearerToken.readFrom(controlTokenFile))
                         .withPlacementKey(placementPublicKey == null ? null : RecordSigning.publicKey(placementPublicKey));
         ExpertPlacement p = placement.file != null ? ExpertPlacement.read(placement.file)
                 : placement.workers != null ? ExpertPlacement.roundRobin(List.copyOf(Arrays.asList(placement.workers)), config, replicas)

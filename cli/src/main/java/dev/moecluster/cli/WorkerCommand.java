@@ -65,7 +65,7 @@ final class WorkerCommand implements Callable<Integer> {
 
     static final class Assignment {
         @Option(names = "--coordinators", paramLabel = "HOST:PORT,...", split = ",",
-                description = "Coordinator (Hazelcast) addresses: register there and hold the experts they assign.")
+                description = "Coordinators' control API addresses (their --control-port, default 50072; several for failover): register there and hold the experts they assign.")
         String[] coordinators;
 
         @Option(names = "--experts", paramLabel = "SPEC",
@@ -81,9 +81,9 @@ final class WorkerCommand implements Callable<Integer> {
         Path placement;
     }
 
-    @Option(names = "--cluster-name", defaultValue = ControlPlaneConfig.DEFAULT_CLUSTER_NAME,
-            description = "With --coordinators: the cluster to join (default: ${DEFAULT-VALUE}).")
-    String clusterName;
+    @Option(names = "--control-token-file", paramLabel = "FILE",
+            description = "With --coordinators: send the token in FILE (its first line) on every control call, for coordinators started with --worker-token-file (the same token).")
+    Path controlTokenFile;
 
     @Option(names = "--placement-public-key", paramLabel = "FILE",
             description = "With --coordinators: the leader's Ed25519 public key (PEM, openssl pkey -pubout of the coordinators' --signing-key); assignment records without its valid signature for this worker are ignored, with a warning.")
@@ -140,7 +140,8 @@ final class WorkerCommand implements Callable<Integer> {
         ExpertAssignment held;
         ControlPlaneConfig control = null;
         if (assignment.coordinators != null) {
-            control = ControlPlaneConfig.of(clusterName, List.of(assignment.coordinators))
+            control = ControlPlaneConfig.of(List.of(assignment.coordinators)).withTls(tls.resolve())
+                    .withToken(controlTokenFile == null ? null : BearerToken.readFrom(controlTokenFile))
                     .withPlacementKey(placementPublicKey == null ? null : RecordSigning.publicKey(placementPublicKey));
             held = new ExpertAssignment(java.util.Map.of());
         } else if (assignment.experts != null) {

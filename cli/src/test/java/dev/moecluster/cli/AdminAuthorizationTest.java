@@ -51,13 +51,13 @@ class AdminAuthorizationTest {
         try (CoordinatorServer coordinator = CoordinatorServer.start(cc)) {
             for (int i = 0; i < 2; i++) {
                 workers.add(ExpertWorker.start(WorkerConfig.defaults("worker-" + i, dir, new ExpertAssignment(Map.of()))
-                        .withControlPlane(cc.controlPlane(), WorkerConfig.DEFAULT_MEMORY_BYTES)));
+                        .withControlPlane(coordinator.controlPlane(), WorkerConfig.DEFAULT_MEMORY_BYTES)));
             }
             ExpertWorker target = workers.getFirst();
             ManagedChannel ch = Clusters.channel(coordinator.adminAddress());
             // traffic gives the planner load to balance: a rebalance moves experts onto the undrained worker
             try (RouterServer router = RouterServer.start(RouterConfig.defaults(dir, ExpertPlacement.none())
-                            .withControlPlane(cc.controlPlane()));
+                            .withControlPlane(coordinator.controlPlane()));
                     ReferenceMoeBlock reference = ReferenceMoeBlock.open(dir);
                     CoordinatorClusterTest.Traffic traffic = trafficOnceRouting(router, reference)) {
                 await("both workers hold experts", Duration.ofSeconds(60),

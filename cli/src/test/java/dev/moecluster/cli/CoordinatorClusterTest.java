@@ -169,9 +169,7 @@ class CoordinatorClusterTest {
             try (Traffic traffic = new Traffic(cluster.router().address(), cfg, reference)) {
                 await("traffic", Duration.ofSeconds(30), () -> traffic.ok.get() > 5);
                 // a third worker joins and, on a rebalance, receives experts
-                var control = cluster.coordinator().hazelcast().getConfig();
-                ControlPlaneConfig cp = ControlPlaneConfig.of(control.getClusterName(),
-                        List.copyOf(control.getNetworkConfig().getJoin().getTcpIpConfig().getMembers()));
+                ControlPlaneConfig cp = cluster.coordinator().controlPlane();
                 joined = ExpertWorker.start(WorkerConfig.defaults("worker-new", dir, new ExpertAssignment(Map.of()))
                         .withControlPlane(cp, WorkerConfig.DEFAULT_MEMORY_BYTES));
                 String newcomer = joined.address();
@@ -212,16 +210,16 @@ class CoordinatorClusterTest {
                 ReferenceMoeBlock reference = ReferenceMoeBlock.open(dir)) {
             for (int i = 0; i < 2; i++) {
                 workers.add(ExpertWorker.start(WorkerConfig.defaults("worker-" + i, dir, new ExpertAssignment(Map.of()))
-                        .withControlPlane(cc.controlPlane(), WorkerConfig.DEFAULT_MEMORY_BYTES)));
+                        .withControlPlane(coordinator.controlPlane(), WorkerConfig.DEFAULT_MEMORY_BYTES)));
             }
             try (RouterServer router = RouterServer.start(RouterConfig.defaults(dir, ExpertPlacement.none())
-                    .withControlPlane(cc.controlPlane()))) {
+                    .withControlPlane(coordinator.controlPlane()))) {
                 ModelConfig cfg = router.model();
                 LocalCluster.awaitPlacement(router, cfg, Duration.ofSeconds(60));
                 try (Traffic traffic = new Traffic(router.address(), cfg, reference)) {
                     await("traffic", Duration.ofSeconds(30), () -> traffic.ok.get() > 5);
                     ExpertWorker joined = ExpertWorker.start(WorkerConfig.defaults("worker-2", dir, new ExpertAssignment(Map.of()))
-                            .withControlPlane(cc.controlPlane(), WorkerConfig.DEFAULT_MEMORY_BYTES));
+                            .withControlPlane(coordinator.controlPlane(), WorkerConfig.DEFAULT_MEMORY_BYTES));
                     workers.add(joined);
                     String newcomer = joined.address();
                     // nobody asks for a rebalance: the leader's own check finds the idle worker
@@ -255,7 +253,9 @@ class CoordinatorClusterTest {
             }
             await("three members", Duration.ofSeconds(60),
                     () -> coordinators.getFirst().hazelcast().getCluster().getMembers().size() == 3);
-            ControlPlaneConfig cp = ControlPlaneConfig.of(name, members);
+            // every coordinator's control address: components move on to the next when the one they use dies
+            ControlPlaneConfig cp = ControlPlaneConfig.of(coordinators.stream().map(CoordinatorServer::controlAddress).toList())
+                    .withHeartbeatInterval(coordinators.getFirst().controlPlane().heartbeatInterval());
             for (int i = 0; i < 3; i++) {
                 workers.add(ExpertWorker.start(WorkerConfig.defaults("worker-" + i, dir, new ExpertAssignment(Map.of()))
                         .withControlPlane(cp, WorkerConfig.DEFAULT_MEMORY_BYTES)));

@@ -79,12 +79,11 @@ class LifecycleTest {
         // two workers before the first placement, however long the first waits alone
         CoordinatorConfig cc = CoordinatorConfig.local(cluster, LocalCluster.freePort(), dir, 2, 1)
                 .withInitialWait(Duration.ofMinutes(5));
-        WorkerConfig wc = WorkerConfig.defaults("w", dir, new ExpertAssignment(Map.of()))
-                .withControlPlane(cc.controlPlane(), WorkerConfig.DEFAULT_MEMORY_BYTES);
         try (CoordinatorServer coordinator = CoordinatorServer.start(cc);
-                ExpertWorker first = ExpertWorker.start(wc);
+                ExpertWorker first = ExpertWorker.start(WorkerConfig.defaults("w", dir, new ExpertAssignment(Map.of()))
+                        .withControlPlane(coordinator.controlPlane(), WorkerConfig.DEFAULT_MEMORY_BYTES));
                 RouterServer router = RouterServer.start(RouterConfig.defaults(dir, ExpertPlacement.none())
-                        .withControlPlane(cc.controlPlane()))) {
+                        .withControlPlane(coordinator.controlPlane()))) {
             assertThat(health(coordinator.adminAddress(), GrpcEndpoint.READINESS)).isEqualTo(ServingStatus.SERVING);
             ManagedChannel adminChannel = Clusters.channel(coordinator.adminAddress());
             try {
@@ -101,7 +100,7 @@ class LifecycleTest {
                 assertAlive(first.address(), router.address(), coordinator.adminAddress());
 
                 try (ExpertWorker second = ExpertWorker.start(WorkerConfig.defaults("w2", dir, new ExpertAssignment(Map.of()))
-                        .withControlPlane(cc.controlPlane(), WorkerConfig.DEFAULT_MEMORY_BYTES))) {
+                        .withControlPlane(coordinator.controlPlane(), WorkerConfig.DEFAULT_MEMORY_BYTES))) {
                     ModelConfig cfg = router.model();
                     LocalCluster.awaitPlacement(router, cfg, Duration.ofSeconds(120));
                     CoordinatorClusterTest.await("workers and router ready", Duration.ofSeconds(60),
@@ -125,7 +124,8 @@ class LifecycleTest {
                             () -> "DRAINED".equalsIgnoreCase(state(admin, address)));
                     first.close();
                     int port = Integer.parseInt(address.substring(address.lastIndexOf(':') + 1));
-                    try (ExpertWorker again = ExpertWorker.start(wc.withPort(port))) {
+                    try (ExpertWorker again = ExpertWorker.start(WorkerConfig.defaults("w", dir, new ExpertAssignment(Map.of()))
+                            .withControlPlane(coordinator.controlPlane(), WorkerConfig.DEFAULT_MEMORY_BYTES).withPort(port))) {
                         assertThat(again.address()).isEqualTo(address);
                         CoordinatorClusterTest.await("the new process under that address is ACTIVE and ready",
                                 Duration.ofSeconds(60), () -> "ACTIVE".equalsIgnoreCase(state(admin, address)) && ready(address));
@@ -194,7 +194,7 @@ class LifecycleTest {
 
     @Test
     void workerDrainGivesUpAtItsTimeoutWhenNoCoordinatorAnswersAndAStaticWorkerJustCloses() throws Exception {
-        var nobody = ControlPlaneConfig.of("moe-nobody-" + UUID.randomUUID(), List.of("127.0.0.1:" + LocalCluster.freePort()));
+        var nobody = ControlPlaneConfig.of(List.of("127.0.0.1:" + LocalCluster.freePort()));
         ExpertWorker orphan = ExpertWorker.start(WorkerConfig.defaults("orphan", dir, new ExpertAssignment(Map.of()))
                 .withControlPlane(nobody, WorkerConfig.DEFAULT_MEMORY_BYTES));
         String orphanAddress = orphan.address();

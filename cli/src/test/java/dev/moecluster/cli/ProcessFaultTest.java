@@ -36,8 +36,8 @@ class ProcessFaultTest {
         return new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile()).start();
     }
 
-    static Process worker(Path model, String cluster, String coordinators, int port, String id, Path log) throws Exception {
-        return moe(log, "worker", "--model", model.toString(), "--coordinators", coordinators, "--cluster-name", cluster,
+    static Process worker(Path model, String coordinators, int port, String id, Path log) throws Exception {
+        return moe(log, "worker", "--model", model.toString(), "--coordinators", coordinators,
                 "--port", String.valueOf(port), "--id", id, "--metrics-port", "0");
     }
 
@@ -49,16 +49,16 @@ class ProcessFaultTest {
     }
 
     /**
-     * Starts {@code count} worker processes registering with the coordinator at {@code hzPort}, adds them
+     * Starts {@code count} worker processes registering with the coordinator's control API at {@code control}, adds them
      * to {@code processes} (for the caller to kill) and returns their addresses; logs {@code <name>-i.log}.
      */
-    static List<String> workers(Path model, String cluster, int hzPort, int count, String name, List<Process> processes)
+    static List<String> workers(Path model, String control, int count, String name, List<Process> processes)
             throws Exception {
         List<String> addresses = new ArrayList<>();
         for (int i = 0; i < count; i++) {
             int port = LocalCluster.freePort();
             addresses.add("127.0.0.1:" + port);
-            processes.add(worker(model, cluster, "127.0.0.1:" + hzPort, port, name + "-" + i, logs().resolve(name + "-" + i + ".log")));
+            processes.add(worker(model, control, port, name + "-" + i, logs().resolve(name + "-" + i + ".log")));
         }
         return addresses;
     }
@@ -73,9 +73,9 @@ class ProcessFaultTest {
         CoordinatorConfig cc = CoordinatorConfig.local(cluster, hzPort, dir, 3, 2).withInitialWait(Duration.ofMinutes(2));
         try (CoordinatorServer coordinator = CoordinatorServer.start(cc);
                 ReferenceMoeBlock reference = ReferenceMoeBlock.open(dir)) {
-            List<String> addresses = workers(dir, cluster, hzPort, 3, "proc-worker", processes);
+            List<String> addresses = workers(dir, coordinator.controlAddress(), 3, "proc-worker", processes);
             try (RouterServer router = RouterServer.start(RouterConfig.defaults(dir, ExpertPlacement.none())
-                    .withControlPlane(cc.controlPlane()))) {
+                    .withControlPlane(coordinator.controlPlane()))) {
                 ModelConfig cfg = router.model();
                 LocalCluster.awaitPlacement(router, cfg, Duration.ofSeconds(120));
                 assertThat(router.placement().workers()).containsExactlyInAnyOrderElementsOf(addresses);
@@ -93,7 +93,7 @@ class ProcessFaultTest {
                     // a new worker process joins and, on a rebalance, takes experts; then another is drained
                     int port = LocalCluster.freePort();
                     String newcomer = "127.0.0.1:" + port;
-                    processes.add(worker(dir, cluster, "127.0.0.1:" + hzPort, port, "proc-worker-3", logs.resolve("proc-worker-3.log")));
+                    processes.add(worker(dir, coordinator.controlAddress(), port, "proc-worker-3", logs.resolve("proc-worker-3.log")));
                     var adminChannel = Clusters.channel(coordinator.adminAddress());
                     try {
                         var admin = dev.moecluster.proto.AdminGrpc.newBlockingStub(adminChannel);
@@ -134,6 +134,7 @@ class ProcessFaultTest {
         String cluster = "moe-proc-" + UUID.randomUUID();
         List<Integer> hzPorts = List.of(LocalCluster.freePort(), LocalCluster.freePort(), LocalCluster.freePort());
         List<Integer> adminPorts = List.of(LocalCluster.freePort(), LocalCluster.freePort(), LocalCluster.freePort());
+        List<Integer> controlPorts = List.of(LocalCluster.freePort(), LocalCluster.freePort(), LocalCluster.freePort());
         String members = String.join(",", hzPorts.stream().map(p -> "127.0.0.1:" + p).toList());
         Path logs = logs();
         List<Process> coordinators = new ArrayList<>();
@@ -142,11 +143,12 @@ class ProcessFaultTest {
             for (int i = 0; i < 3; i++) {
                 coordinators.add(moe(logs.resolve("coordinator-" + i + ".log"), "coordinator", "--model", dir.toString(),
                         "--cluster-name", cluster, "--port", String.valueOf(hzPorts.get(i)), "--members", members,
-                        "--admin-port", String.valueOf(adminPorts.get(i)), "--expected-workers", "3", "--min-replicas", "2",
+                        "--admin-port", String.valueOf(adminPorts.get(i)), "--control-port", String.valueOf(controlPorts.get(i)),
+                        "--expected-workers", "3", "--min-replicas", "2",
                         "--heartbeat-timeout-ms", "3000", "--drain-grace-ms", "1000", "--metrics-port", "0"));
             }
-            var cp = new dev.moecluster.control.ControlPlaneConfig(cluster,
-                    hzPorts.stream().map(p -> "127.0.0.1:" + p).toList(), Duration.ofMillis(500), Duration.ofSeconds(3));
+            var cp = dev.moecluster.control.ControlPlaneConfig.of(controlPorts.stream().map(p -> "127.0.0.1:" + p).toList())
+                    .withHeartbeatInterval(Duration.ofMillis(500));
             for (int i = 0; i < 3; i++) {
                 workers.add(dev.moecluster.worker.ExpertWorker.start(dev.moecluster.worker.WorkerConfig
                         .defaults("worker-" + i, dir, new dev.moecluster.core.placement.ExpertAssignment(java.util.Map.of()))

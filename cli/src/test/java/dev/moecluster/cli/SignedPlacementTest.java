@@ -3,8 +3,6 @@ package dev.moecluster.cli;
 import static dev.moecluster.cli.CoordinatorClusterTest.await;
 import static org.assertj.core.api.Assertions.assertThat;
 
-import com.hazelcast.client.HazelcastClient;
-import com.hazelcast.client.config.ClientConfig;
 import com.hazelcast.core.HazelcastInstance;
 import com.hazelcast.map.IMap;
 import dev.moecluster.control.Assignment;
@@ -41,9 +39,10 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * A rogue Hazelcast client (anyone who reaches the port and knows the cluster name) writes the placement
- * record straight into the map: routers ignore it, the leader restores its own and goes on publishing
- * (signed) epochs that routers accept.
+ * Records forged straight into the state store (what a rogue Hazelcast client could do before the
+ * coordinators stopped admitting clients, and what a rogue member still could): routers and workers
+ * ignore them, the leader restores its own and goes on publishing (signed) epochs that routers accept.
+ * The coordinators' Control API passes the records on as written, so the signature is what protects them.
  */
 class SignedPlacementTest {
     private final Path dir = Clusters.tinyModel(Architecture.MIXTRAL);
@@ -59,10 +58,9 @@ class SignedPlacementTest {
         String name = "moe-signed-" + UUID.randomUUID();
         CoordinatorConfig cc = CoordinatorConfig.local(name, LocalCluster.freePort(), dir, 2, 1).withSigningKey(signing)
                 .withMetricsPort(0);
-        ControlPlaneConfig cp = cc.controlPlane().withPlacementKey(verifying);
         List<ExpertWorker> workers = new ArrayList<>();
-        HazelcastInstance rogue = null;
         try (CoordinatorServer coordinator = CoordinatorServer.start(cc)) {
+            ControlPlaneConfig cp = coordinator.controlPlane().withPlacementKey(verifying);
             for (int i = 0; i < 2; i++) {
                 workers.add(ExpertWorker.start(WorkerConfig.defaults("worker-" + i, dir, new ExpertAssignment(Map.of()))
                         .withControlPlane(cp, WorkerConfig.DEFAULT_MEMORY_BYTES).withMetrics(0, true)));
@@ -78,7 +76,7 @@ class SignedPlacementTest {
                 String signedFirst = placement.get(ControlMaps.CURRENT);
                 assertThat(RecordSigning.signatureIn(signedFirst)).isNotNull();
 
-                rogue = rogueClient(name, cc);
+                HazelcastInstance rogue = coordinator.hazelcast(); // writes into the store, past every check of the Control API
                 IMap<String, String> rogueWorkers = rogue.getMap(ControlMaps.WORKERS);
                 rogueWorkers.set("6.6.6.6:50061", new WorkerRecord("evil", "6.6.6.6:50061", "cpu", 1L << 40, WorkerState.ACTIVE,
                         Map.of(), 0, System.currentTimeMillis()).toJson());
@@ -136,9 +134,6 @@ class SignedPlacementTest {
                 assertThat(router.placement()).isEqualTo(second);
             }
         } finally {
-            if (rogue != null) {
-                rogue.shutdown();
-            }
             workers.forEach(ExpertWorker::close);
         }
     }
@@ -148,21 +143,20 @@ class SignedPlacementTest {
     void withoutKeysAForgedMaxEpochIsIgnoredAndTheLeaderDoesNotOverflow() throws Exception {
         CoordinatorConfig cc = CoordinatorConfig.local("moe-unsigned-" + UUID.randomUUID(), LocalCluster.freePort(), dir, 2, 1);
         List<ExpertWorker> workers = new ArrayList<>();
-        HazelcastInstance rogue = null;
         try (CoordinatorServer coordinator = CoordinatorServer.start(cc)) {
             for (int i = 0; i < 2; i++) {
                 workers.add(ExpertWorker.start(WorkerConfig.defaults("worker-" + i, dir, new ExpertAssignment(Map.of()))
-                        .withControlPlane(cc.controlPlane(), WorkerConfig.DEFAULT_MEMORY_BYTES)));
+                        .withControlPlane(coordinator.controlPlane(), WorkerConfig.DEFAULT_MEMORY_BYTES)));
             }
             try (RouterServer router = RouterServer.start(RouterConfig.defaults(dir, ExpertPlacement.none())
-                    .withControlPlane(cc.controlPlane()).withMetricsPort(0))) {
+                    .withControlPlane(coordinator.controlPlane()).withMetricsPort(0))) {
                 ModelConfig cfg = router.model();
                 ExpertPlacement first = LocalCluster.awaitPlacement(router, cfg, Duration.ofSeconds(60));
                 IMap<String, String> placement = coordinator.hazelcast().getMap(ControlMaps.PLACEMENT);
                 await("rollout done", Duration.ofSeconds(30), () -> placement.get(ControlMaps.PENDING) == null);
                 String published = placement.get(ControlMaps.CURRENT);
 
-                rogue = rogueClient(cc.clusterName(), cc);
+                HazelcastInstance rogue = coordinator.hazelcast();
                 rogue.<String, String>getMap(ControlMaps.WORKERS).set("6.6.6.6:50061", new WorkerRecord("evil", "6.6.6.6:50061",
                         "cpu", 1L << 40, WorkerState.ACTIVE, Map.of(), 0, System.currentTimeMillis()).toJson());
                 ExpertPlacement evil = ExpertPlacement.roundRobin(List.of("6.6.6.6:50061"), cfg, 1);
@@ -184,9 +178,6 @@ class SignedPlacementTest {
                 assertThat(router.placement().workers()).doesNotContain("6.6.6.6:50061");
             }
         } finally {
-            if (rogue != null) {
-                rogue.shutdown();
-            }
             workers.forEach(ExpertWorker::close);
         }
     }
@@ -205,14 +196,6 @@ class SignedPlacementTest {
         } catch (Exception e) {
             throw new IllegalStateException(e);
         }
-    }
-
-    private static HazelcastInstance rogueClient(String clusterName, CoordinatorConfig cc) {
-        ClientConfig config = new ClientConfig();
-        config.setClusterName(clusterName);
-        config.setProperty("hazelcast.logging.type", "jdk");
-        config.getNetworkConfig().getAddresses().addAll(cc.members());
-        return HazelcastClient.newHazelcastClient(config);
     }
 
     private Path pem(String file, String label, byte[] der) throws Exception {

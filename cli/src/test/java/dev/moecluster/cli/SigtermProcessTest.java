@@ -53,10 +53,10 @@ class SigtermProcessTest {
         CoordinatorConfig cc = CoordinatorConfig.local(cluster, hzPort, dir, 3, 1).withInitialWait(Duration.ofMinutes(2));
         try (CoordinatorServer coordinator = CoordinatorServer.start(cc);
                 ReferenceMoeBlock reference = ReferenceMoeBlock.open(dir)) {
-            List<String> addresses = ProcessFaultTest.workers(dir, cluster, hzPort, 3, "sigterm-worker", processes);
+            List<String> addresses = ProcessFaultTest.workers(dir, coordinator.controlAddress(), 3, "sigterm-worker", processes);
             ManagedChannel adminChannel = Clusters.channel(coordinator.adminAddress());
             try (RouterServer router = RouterServer.start(RouterConfig.defaults(dir, ExpertPlacement.none())
-                    .withControlPlane(cc.controlPlane()))) {
+                    .withControlPlane(coordinator.controlPlane()))) {
                 ModelConfig cfg = router.model();
                 LocalCluster.awaitPlacement(router, cfg, Duration.ofSeconds(120));
                 assertThat(router.placement().workers()).containsExactlyInAnyOrderElementsOf(addresses);

@@ -6,42 +6,66 @@ import java.time.Duration;
 import java.util.List;
 
 /**
- * How components find the coordinators and how fast the control plane reacts.
+ * How a worker or router reaches the coordinators' control API and how often it reports.
  *
- * @param clusterName Hazelcast cluster name; components with different names never see each other
- * @param coordinators coordinator member addresses ({@code host:port}) clients connect to
- * @param heartbeatInterval how often workers and routers refresh their records
- * @param deadAfter a worker whose record is older than this is declared dead
+ * @param coordinators the coordinators' control addresses ({@code host:port}, {@code --control-port}); calls
+ *     go to one and move to the next when it does not answer
+ * @param heartbeatInterval how often workers and routers heartbeat (and poll what they follow)
  * @param placementKey the leader's public key: placements (routers) and assignments (workers) without its
  *     valid signature are ignored; null accepts unsigned records
+ * @param tls TLS to the coordinators: the component's own certificate is presented when the coordinators
+ *     require client certificates; null for plaintext
+ * @param token the role token the coordinators require of this component ({@code --control-token-file});
+ *     null sends none
  */
-public record ControlPlaneConfig(String clusterName, List<String> coordinators, Duration heartbeatInterval, Duration deadAfter,
-        RecordSigning placementKey) {
-    public static final String DEFAULT_CLUSTER_NAME = "moe-cluster";
+public record ControlPlaneConfig(List<String> coordinators, Duration heartbeatInterval, RecordSigning placementKey,
+        TlsConfig tls, BearerToken token) {
 
     public ControlPlaneConfig {
-        requireNonNull(clusterName, "clusterName is null");
         coordinators = List.copyOf(coordinators);
         if (coordinators.isEmpty()) {
             throw new IllegalArgumentException("at least one coordinator address is needed");
         }
-        if (heartbeatInterval.isNegative() || heartbeatInterval.isZero() || deadAfter.compareTo(heartbeatInterval) <= 0) {
-            throw new IllegalArgumentException("need 0 < heartbeat interval < dead-after, got " + heartbeatInterval + " and " + deadAfter);
+        for (String address : coordinators) {
+            requireHostPort(address);
+        }
+        requireNonNull(heartbeatInterval, "heartbeatInterval is null");
+        if (heartbeatInterval.isNegative() || heartbeatInterval.isZero()) {
+            throw new IllegalArgumentException("the heartbeat interval must be positive, got " + heartbeatInterval);
         }
     }
 
-    /** Unsigned records accepted. */
-    public ControlPlaneConfig(String clusterName, List<String> coordinators, Duration heartbeatInterval, Duration deadAfter) {
-        this(clusterName, coordinators, heartbeatInterval, deadAfter, null);
+    private static void requireHostPort(String address) {
+        int colon = address.lastIndexOf(':');
+        boolean valid = colon > 0 && colon < address.length() - 1 && address.substring(colon + 1).chars().allMatch(Character::isDigit)
+                && Integer.parseInt(address.substring(colon + 1)) <= 65535;
+        if (!valid) {
+            throw new IllegalArgumentException("coordinator address '" + ErrorText.excerpt(address)
+                    + "' is not HOST:PORT (the coordinators' --control-port)");
+        }
+    }
+
+    /** Plaintext, no token, unsigned records accepted, a heartbeat every second. */
+    public static ControlPlaneConfig of(List<String> coordinators) {
+        return new ControlPlaneConfig(coordinators, Duration.ofSeconds(1), null, null, null);
     }
 
     /** Acts only on records signed by the leader's key matching {@code key}; null accepts unsigned ones. */
     public ControlPlaneConfig withPlacementKey(RecordSigning key) {
-        return new ControlPlaneConfig(clusterName, coordinators, heartbeatInterval, deadAfter, key);
+        return new ControlPlaneConfig(coordinators, heartbeatInterval, key, tls, token);
     }
 
-    /** Heartbeat every second, dead after 5 s without one. */
-    public static ControlPlaneConfig of(String clusterName, List<String> coordinators) {
-        return new ControlPlaneConfig(clusterName, coordinators, Duration.ofSeconds(1), Duration.ofSeconds(5));
+    public ControlPlaneConfig withHeartbeatInterval(Duration interval) {
+        return new ControlPlaneConfig(coordinators, interval, placementKey, tls, token);
+    }
+
+    /** Reaches the coordinators over TLS with {@code newTls}'s CA and certificate; null for plaintext. */
+    public ControlPlaneConfig withTls(TlsConfig newTls) {
+        return new ControlPlaneConfig(coordinators, heartbeatInterval, placementKey, newTls, token);
+    }
+
+    /** Presents {@code newToken} on every control call; null for none. */
+    public ControlPlaneConfig withToken(BearerToken newToken) {
+        return new ControlPlaneConfig(coordinators, heartbeatInterval, placementKey, tls, newToken);
     }
 }

@@ -2,7 +2,7 @@ package dev.moecluster.coordinator;
 
 import static java.util.Objects.requireNonNull;
 
-import dev.moecluster.control.ControlPlaneConfig;
+import dev.moecluster.control.ControlAccess;
 import dev.moecluster.control.GrpcEndpoint;
 import dev.moecluster.control.MetricsEndpoint;
 import dev.moecluster.control.RecordSigning;
@@ -35,6 +35,9 @@ import java.util.List;
  *     leaves it open (only TLS, if any, protects it)
  * @param signingKey the leader's Ed25519 key: it signs the placement, rollout and assignment records it
  *     writes and ignores (and repairs) ones it did not sign; null writes unsigned records
+ * @param controlPort gRPC Control API port, where workers and routers reach the coordinators; 0 picks a
+ *     free one
+ * @param controlAccess the role tokens the Control API requires of workers and routers
  */
 public record CoordinatorConfig(
         String clusterName,
@@ -55,7 +58,12 @@ public record CoordinatorConfig(
         TlsConfig tls,
         int healthPort,
         ScopedTokens adminTokens,
-        RecordSigning signingKey) {
+        RecordSigning signingKey,
+        int controlPort,
+        ControlAccess controlAccess) {
+
+    /** {@code moe coordinator --control-port} default. */
+    public static final int DEFAULT_CONTROL_PORT = 50072;
 
     /** {@code moe coordinator --metrics-port} default. */
     public static final int DEFAULT_METRICS_PORT = 9402;
@@ -79,6 +87,10 @@ public record CoordinatorConfig(
             throw new IllegalArgumentException("rebalance threshold must be in (0, 1], got " + rebalanceBelow);
         }
         MetricsEndpoint.requirePort(metricsPort);
+        if (controlPort < 0 || controlPort > 65535) {
+            throw new IllegalArgumentException("control port must be in 0..65535, got " + controlPort);
+        }
+        controlAccess = controlAccess == null ? ControlAccess.OPEN : controlAccess;
         GrpcEndpoint.requireHealthPort(healthPort);
     }
 
@@ -88,7 +100,7 @@ public record CoordinatorConfig(
             Duration heartbeatTimeout, Duration drainGrace, Duration rebalanceInterval, double rebalanceBelow, int metricsPort) {
         this(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
                 initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, null,
-                GrpcEndpoint.NO_HEALTH_PORT, null, null);
+                GrpcEndpoint.NO_HEALTH_PORT, null, null, 0, ControlAccess.OPEN);
     }
 
     /**
@@ -103,52 +115,52 @@ public record CoordinatorConfig(
 
     public CoordinatorConfig withMembers(List<String> all, int port) {
         return new CoordinatorConfig(clusterName, host, port, adminPort, all, kubernetesServiceDns, modelDir, policy, expectedWorkers,
-                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort, adminTokens, signingKey);
+                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort, adminTokens, signingKey, controlPort, controlAccess);
     }
 
     public CoordinatorConfig withAdminPort(int port) {
         return new CoordinatorConfig(clusterName, host, hazelcastPort, port, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
-                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort, adminTokens, signingKey);
+                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort, adminTokens, signingKey, controlPort, controlAccess);
     }
 
     public CoordinatorConfig withInitialWait(Duration d) {
         return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
-                d, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort, adminTokens, signingKey);
+                d, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort, adminTokens, signingKey, controlPort, controlAccess);
     }
 
     public CoordinatorConfig withHeartbeatTimeout(Duration d) {
         return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
-                initialWait, d, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort, adminTokens, signingKey);
+                initialWait, d, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort, adminTokens, signingKey, controlPort, controlAccess);
     }
 
     /** How often the leader checks balancedness and looks for workers without experts on its own. */
     public CoordinatorConfig withRebalanceInterval(Duration d) {
         return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
-                initialWait, heartbeatTimeout, drainGrace, d, rebalanceBelow, metricsPort, tls, healthPort, adminTokens, signingKey);
+                initialWait, heartbeatTimeout, drainGrace, d, rebalanceBelow, metricsPort, tls, healthPort, adminTokens, signingKey, controlPort, controlAccess);
     }
 
     /** Serves {@code /metrics} on {@code port}: 0 picks a free one, -1 serves none. */
     public CoordinatorConfig withMetricsPort(int port) {
         return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
-                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, port, tls, healthPort, adminTokens, signingKey);
+                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, port, tls, healthPort, adminTokens, signingKey, controlPort, controlAccess);
     }
 
     /** Serves the Admin API over TLS; null for plaintext. */
     public CoordinatorConfig withTls(TlsConfig newTls) {
         return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
-                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, newTls, healthPort, adminTokens, signingKey);
+                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, newTls, healthPort, adminTokens, signingKey, controlPort, controlAccess);
     }
 
     /** Serves gRPC health alone on a plaintext {@code port}: 0 picks a free one, -1 serves none. */
     public CoordinatorConfig withHealthPort(int port) {
         return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
-                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, port, adminTokens, signingKey);
+                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, port, adminTokens, signingKey, controlPort, controlAccess);
     }
 
     /** Requires these bearer tokens on the Admin API; null leaves it open. */
     public CoordinatorConfig withAdminTokens(ScopedTokens tokens) {
         return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
-                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort, tokens, signingKey);
+                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort, tokens, signingKey, controlPort, controlAccess);
     }
 
     /** Signs the records routers and workers act on with this Ed25519 private key; null leaves them unsigned. */
@@ -157,12 +169,17 @@ public record CoordinatorConfig(
             throw new IllegalArgumentException("the coordinator needs the private signing key, not the public key");
         }
         return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
-                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort, adminTokens, key);
+                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort, adminTokens, key, controlPort, controlAccess);
     }
 
-    /** The settings workers and routers use to reach these coordinators. */
-    public ControlPlaneConfig controlPlane() {
-        return new ControlPlaneConfig(clusterName, members, Duration.ofMillis(Math.max(200, heartbeatTimeout.toMillis() / 5)),
-                heartbeatTimeout);
+    /** Serves the Control API on {@code port} (0 picks a free one) behind {@code access}'s role tokens. */
+    public CoordinatorConfig withControl(int port, ControlAccess access) {
+        return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
+                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort, adminTokens, signingKey, port, access);
+    }
+
+    /** How often workers and routers heartbeat: five times per {@code heartbeatTimeout}, at most every 200 ms. */
+    public Duration componentHeartbeat() {
+        return Duration.ofMillis(Math.max(200, heartbeatTimeout.toMillis() / 5));
     }
 }

@@ -2,14 +2,17 @@ package dev.moecluster.coordinator;
 
 import static java.util.Objects.requireNonNull;
 
+import com.hazelcast.config.AdvancedNetworkConfig;
 import com.hazelcast.config.Config;
+import com.hazelcast.config.InterfacesConfig;
 import com.hazelcast.config.JoinConfig;
 import com.hazelcast.config.MapConfig;
-import com.hazelcast.config.NetworkConfig;
+import com.hazelcast.config.ServerSocketEndpointConfig;
 import com.hazelcast.core.Hazelcast;
 import com.hazelcast.core.HazelcastInstance;
-import dev.moecluster.control.MetricsEndpoint;
+import dev.moecluster.control.ControlPlaneConfig;
 import dev.moecluster.control.GrpcEndpoint;
+import dev.moecluster.control.MetricsEndpoint;
 import dev.moecluster.core.model.ModelConfig;
 import io.grpc.ServerInterceptors;
 import io.grpc.ServerServiceDefinition;
@@ -22,9 +25,10 @@ import java.util.logging.Logger;
 
 /**
  * A coordinator: a Hazelcast member holding the cluster state (workers, placement, load) in maps with
- * a backup on another member, the leader's control loop, and the gRPC Admin API with health and
- * reflection (ready once the member has joined). Several coordinators form one cluster; the oldest
- * member leads.
+ * a backup on another member, the leader's control loop, the gRPC Control API workers and routers
+ * reach the cluster through, and the gRPC Admin API with health and reflection (ready once the member
+ * has joined). Several coordinators form one cluster; the oldest member leads. Hazelcast's port speaks
+ * only the member protocol: no Hazelcast client, rogue or not, can connect to it.
  */
 public final class CoordinatorServer implements AutoCloseable {
     private static final Logger LOG = Logger.getLogger(CoordinatorServer.class.getName());
@@ -34,6 +38,8 @@ public final class CoordinatorServer implements AutoCloseable {
     private final Reconciler reconciler;
     private final ScheduledExecutorService loop;
     private final GrpcEndpoint admin;
+    private final ControlService controlService;
+    private final GrpcEndpoint control;
     private final MetricsEndpoint metrics;
 
     private CoordinatorServer(CoordinatorConfig config, HazelcastInstance hz, ModelShape shape, MetricsEndpoint metrics)
@@ -44,11 +50,24 @@ public final class CoordinatorServer implements AutoCloseable {
         this.reconciler = new Reconciler(hz, config, shape);
         CoordinatorMetrics.register(metrics.registry(), reconciler);
         this.loop = Executors.newSingleThreadScheduledExecutor(r -> Thread.ofPlatform().name("moe-coordinator").daemon().unstarted(r));
-        this.admin = GrpcEndpoint.start(config.host(), config.adminPort(), 4 * 1024 * 1024,
-                List.of(adminApi(new AdminService(hz, reconciler, config).bindService(), config)), config.tls(), config.healthPort());
+        this.controlService = new ControlService(hz, shape);
+        this.control = GrpcEndpoint.start(config.host(), config.controlPort(), MAX_CONTROL_MESSAGE_BYTES,
+                List.of(ServerInterceptors.intercept(controlService, config.controlAccess().serverInterceptor())), config.tls(),
+                GrpcEndpoint.NO_HEALTH_PORT);
+        try {
+            this.admin = GrpcEndpoint.start(config.host(), config.adminPort(), 4 * 1024 * 1024,
+                    List.of(adminApi(new AdminService(hz, reconciler, config).bindService(), config)), config.tls(), config.healthPort());
+        } catch (IOException | RuntimeException e) {
+            control.kill();
+            throw e;
+        }
         loop.scheduleWithFixedDelay(reconciler::tick, 200, 250, TimeUnit.MILLISECONDS);
         admin.ready(true); // the Hazelcast member has joined: newHazelcastInstance returns only then
+        control.ready(true);
     }
+
+    /** Control messages carry JSON records; a large model's load report is a few hundred KiB. */
+    private static final int MAX_CONTROL_MESSAGE_BYTES = 16 * 1024 * 1024;
 
     /** The Admin service behind its bearer tokens when the config has some; health and reflection stay open. */
     private static ServerServiceDefinition adminApi(ServerServiceDefinition service, CoordinatorConfig config) {
@@ -91,12 +110,16 @@ public final class CoordinatorServer implements AutoCloseable {
         config.setProperty("hazelcast.phone.home.enabled", "false");
         config.setProperty("hazelcast.shutdownhook.enabled", "false");
         config.getJetConfig().setEnabled(false);
-        NetworkConfig network = config.getNetworkConfig();
-        network.setPort(c.hazelcastPort()).setPortAutoIncrement(false);
-        network.getInterfaces().setEnabled(true).addInterface(c.host());
+        // the advanced network config with a member endpoint alone: the port speaks the member protocol
+        // only, so no Hazelcast client (which Hazelcast open source cannot authenticate) gets in
+        AdvancedNetworkConfig network = config.getAdvancedNetworkConfig().setEnabled(true);
+        ServerSocketEndpointConfig member = new ServerSocketEndpointConfig();
+        member.setPort(c.hazelcastPort()).setPortAutoIncrement(false);
+        member.setInterfaces(new InterfacesConfig().setEnabled(true).addInterface(c.host()));
+        member.setPublicAddress(c.host() + ":" + c.hazelcastPort());
+        network.setMemberEndpointConfig(member);
         // without this the member picks the interface above only for its address and still listens on all of them
         config.setProperty("hazelcast.socket.bind.any", "false");
-        network.setPublicAddress(c.host() + ":" + c.hazelcastPort());
         JoinConfig join = network.getJoin();
         join.getMulticastConfig().setEnabled(false);
         join.getAutoDetectionConfig().setEnabled(false);
@@ -113,6 +136,16 @@ public final class CoordinatorServer implements AutoCloseable {
         // every state map keeps one synchronous backup on another member, so a coordinator can die
         config.addMapConfig(new MapConfig("moe.*").setBackupCount(1));
         return config;
+    }
+
+    /** {@code host:port} of the Control API. */
+    public String controlAddress() {
+        return config.host() + ":" + control.port();
+    }
+
+    /** What a worker or router needs to reach this coordinator alone: its control address and heartbeat period, plaintext, no token. */
+    public ControlPlaneConfig controlPlane() {
+        return ControlPlaneConfig.of(List.of(controlAddress())).withHeartbeatInterval(config.componentHeartbeat());
     }
 
     public String adminAddress() {
@@ -146,6 +179,7 @@ public final class CoordinatorServer implements AutoCloseable {
     public void kill() {
         loop.shutdownNow();
         admin.kill();
+        control.kill();
         hz.getLifecycleService().terminate();
         metrics.close();
     }
@@ -157,6 +191,8 @@ public final class CoordinatorServer implements AutoCloseable {
     @Override
     public void close() {
         loop.shutdownNow();
+        controlService.close();
+        control.close();
         admin.close();
         hz.shutdown();
         metrics.close();

@@ -1,28 +1,29 @@
 package dev.moecluster.worker;
 
-import com.hazelcast.map.IMap;
 import dev.moecluster.control.Assignment;
 import dev.moecluster.control.ControlClient;
-import dev.moecluster.control.ControlMaps;
 import dev.moecluster.control.PlacementGate;
 import dev.moecluster.control.RecordSigning;
 import dev.moecluster.control.WorkerRecord;
 import dev.moecluster.control.WorkerState;
 import dev.moecluster.control.WorkerThroughput;
+import dev.moecluster.proto.WorkerHeartbeatRequest;
+import dev.moecluster.proto.WorkerHeartbeatResponse;
 import java.time.Duration;
 import java.util.Map;
+import java.util.Optional;
 import java.util.Set;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Consumer;
 import java.util.function.Supplier;
-import java.util.function.UnaryOperator;
 import java.util.logging.Level;
 import java.util.logging.Logger;
 
 /**
- * A worker's part in the control plane: registers in the worker registry (keyed by its address),
- * heartbeats, and follows its assignment: loads the experts it is given, unloads the ones taken
- * away, then acknowledges by recording what it holds and the assignment epoch. Keeps serving on what
+ * A worker's part in the control plane, through the coordinators' Control API: registers in the
+ * worker registry (keyed by its address), heartbeats, and follows its assignment (streamed, and
+ * answered to every heartbeat): loads the experts it is given, unloads the ones taken away, then
+ * acknowledges with a heartbeat that says what it holds and the assignment epoch. Keeps serving on what
  * it holds while no coordinator answers. Reports readiness: ready once it is registered and holds
  * its current assignment (none yet counts as empty: a new worker is ready to be given experts, so a
  * rolling restart can go on), not ready while it is draining. {@link #drain} asks the coordinators to
@@ -54,8 +55,10 @@ final class WorkerAgent implements AutoCloseable {
     private long rejectedAssignments;
     private String lastRefused;
 
-    /** @param readiness told whether the worker may take traffic, whenever that may have changed */
-    /** @param throughput what the worker reports about its speed, read at every heartbeat */
+    /**
+     * @param readiness told whether the worker may take traffic, whenever that may have changed
+     * @param throughput what the worker reports about its speed, read at every heartbeat
+     */
     WorkerAgent(ControlClient client, ExpertStore store, String id, String address, String backend, long memoryBytes,
             Supplier<WorkerThroughput> throughput, Consumer<Boolean> readiness) {
         this.throughput = throughput;
@@ -66,26 +69,41 @@ final class WorkerAgent implements AutoCloseable {
         this.address = address;
         this.backend = backend;
         this.memoryBytes = memoryBytes;
-        client.watch(ControlMaps.ASSIGNMENTS, address, this::consider);
-        client.onConnected(this::sync);
+        client.watchAssignment(address, this::consider);
         client.every(client.config().heartbeatInterval().toMillis(), this::sync);
     }
 
-    /** Heartbeat, then read this worker's assignment and apply it if it is newer; then readiness. */
+    /** Heartbeat, then apply the assignment the coordinators answered with if it is newer; then readiness. */
     private void sync() {
-        heartbeat();
-        if (registered) {
-            try {
-                String json = client.map(ControlMaps.ASSIGNMENTS).get(address);
-                if (json != null) {
-                    consider(json); // an epoch already applied changes nothing
-                }
-                synced = true;
-            } catch (RuntimeException e) {
-                LOG.log(Level.FINE, "registry unreachable; worker keeps serving", e);
+        heartbeat(false).ifPresent(answer -> {
+            if (!answer.getAssignmentJson().isEmpty()) {
+                consider(answer.getAssignmentJson()); // an epoch already applied changes nothing
             }
-        }
+            synced = true;
+        });
         followState(null);
+    }
+
+    /**
+     * One heartbeat: what this worker holds and at which assignment epoch, its throughput, and whether
+     * this is the process's first registration or a request to drain. The coordinators keep the state.
+     *
+     * @return their answer, empty while none answers
+     */
+    private Optional<WorkerHeartbeatResponse> heartbeat(boolean drain) {
+        WorkerHeartbeatRequest request;
+        synchronized (this) { // what is held and its epoch, taken together
+            WorkerRecord self = new WorkerRecord(id, address, backend, memoryBytes, WorkerState.ACTIVE, store.assignment().byLayer(),
+                    appliedEpoch, 0, throughput.get());
+            request = WorkerHeartbeatRequest.newBuilder().setWorkerJson(self.toJson()).setFirst(!registered && !draining)
+                    .setDrain(drain).build();
+        }
+        Optional<WorkerHeartbeatResponse> answer = client.workerHeartbeat(request);
+        answer.ifPresent(a -> {
+            registered = true;
+            followState(WorkerRecord.fromJson(a.getWorkerJson()));
+        });
+        return answer;
     }
 
     /**
@@ -126,41 +144,28 @@ final class WorkerAgent implements AutoCloseable {
         return rejectedAssignments;
     }
 
-    private synchronized void apply(Assignment a) {
-        if (a.epoch() < appliedEpoch) {
-            return;
-        }
-        try {
-            int changes = store.reconcile(a.experts());
-            appliedEpoch = a.epoch();
-            if (changes > 0) {
-                LOG.info("worker " + id + " now holds " + store.assignment().expertCount() + " experts (assignment "
-                        + a.epoch() + ", " + changes + " loaded or unloaded)");
+    private void apply(Assignment a) {
+        boolean applied;
+        synchronized (this) {
+            if (a.epoch() < appliedEpoch) {
+                return;
             }
-            WorkerRecord acknowledged = update(r -> r.withHeld(store.assignment().byLayer(), a.epoch()));
-            followState(acknowledged);
-        } catch (RuntimeException e) {
-            LOG.log(Level.WARNING, "worker " + id + " could not apply assignment " + a.epoch(), e);
-        }
-    }
-
-    private void heartbeat() {
-        boolean first = !registered && !draining;
-        WorkerRecord written = update(r -> {
-            if (first) {
-                // this process's first registration: a record a previous process under this address
-                // left (DRAINED after a drain, DEAD after a crash, its experts) no longer applies
-                return new WorkerRecord(id, address, backend, memoryBytes, WorkerState.ACTIVE, store.assignment().byLayer(),
-                        appliedEpoch, System.currentTimeMillis(), throughput.get());
+            try {
+                int changes = store.reconcile(a.experts());
+                applied = a.epoch() > appliedEpoch || changes > 0;
+                appliedEpoch = a.epoch();
+                if (changes > 0) {
+                    LOG.info("worker " + id + " now holds " + store.assignment().expertCount() + " experts (assignment "
+                            + a.epoch() + ", " + changes + " loaded or unloaded)");
+                }
+            } catch (RuntimeException e) {
+                LOG.log(Level.WARNING, "worker " + id + " could not apply assignment " + a.epoch(), e);
+                return;
             }
-            WorkerRecord next = r.withHeartbeat(System.currentTimeMillis()).withThroughput(throughput.get());
-            // a worker declared dead that is heard from again rejoins
-            return next.state() == WorkerState.DEAD ? next.withState(WorkerState.ACTIVE) : next;
-        });
-        if (written != null) {
-            registered = true;
         }
-        followState(written);
+        if (applied) {
+            heartbeat(false); // acknowledges at once: the leader's rollout waits for it
+        }
     }
 
     /**
@@ -193,31 +198,25 @@ final class WorkerAgent implements AutoCloseable {
         long nextProgress = 0;
         boolean asked = false;
         while (true) {
-            WorkerRecord record = client.get(ControlMaps.WORKERS, address).map(WorkerRecord::fromJson).orElse(null);
+            WorkerHeartbeatResponse answer = heartbeat(true).orElse(null);
+            WorkerRecord record = answer == null ? null : WorkerRecord.fromJson(answer.getWorkerJson());
             if (record != null && record.state() == WorkerState.DRAINED) {
                 LOG.info("worker " + id + " is drained: its experts are placed elsewhere and routers switched epochs");
                 return true;
             }
-            if (record != null && (record.state() == WorkerState.ACTIVE || record.state() == WorkerState.DEAD)) {
-                WorkerRecord written = update(r -> r.state() == WorkerState.ACTIVE || r.state() == WorkerState.DEAD
-                        ? r.withState(WorkerState.DRAINING) : r);
-                if (written != null) {
-                    record = written;
-                    if (!asked) {
-                        asked = true;
-                        LOG.info("worker " + id + " asked the coordinators to drain it (" + address + ")");
-                    }
-                }
+            if (record != null && !asked) {
+                asked = true;
+                LOG.info("worker " + id + " asked the coordinators to drain it (" + address + ")");
             }
             long now = System.nanoTime();
             if (now - deadline >= 0) {
-                LOG.warning("worker " + id + " not drained after " + timeout.toSeconds() + " s (" + progress(record)
+                LOG.warning("worker " + id + " not drained after " + timeout.toSeconds() + " s (" + progress(answer)
                         + "); stopping anyway");
                 return false;
             }
             if (now - start >= TimeUnit.MILLISECONDS.toNanos(nextProgress)) {
                 nextProgress += DRAIN_PROGRESS_MILLIS;
-                LOG.info("worker " + id + " draining: " + progress(record) + "; waiting up to "
+                LOG.info("worker " + id + " draining: " + progress(answer) + "; waiting up to "
                         + TimeUnit.NANOSECONDS.toSeconds(deadline - now) + " s more for DRAINED");
             }
             try {
@@ -230,44 +229,13 @@ final class WorkerAgent implements AutoCloseable {
         }
     }
 
-    /** "12 experts still placed here, 12 held, state DRAINING", from the published placement and the store. */
-    private String progress(WorkerRecord record) {
-        String placed = client.currentPlacement()
-                .filter(p -> p.workers().contains(address))
-                .map(p -> count(p.heldBy(p.indexOf(address))) + " experts still placed here")
-                .orElse("no experts placed here");
-        return placed + ", " + store.assignment().expertCount() + " held, state "
-                + (record == null ? "unknown (no coordinator answers)" : record.state().name());
-    }
-
-    private static int count(Map<Integer, Set<Integer>> byLayer) {
-        return byLayer.values().stream().mapToInt(Set::size).sum();
-    }
-
-    /**
-     * Read-modify-write of this worker's record that never overwrites the coordinator's state changes.
-     *
-     * @return the record written, or null when the registry did not answer
-     */
-    private WorkerRecord update(UnaryOperator<WorkerRecord> change) {
-        try {
-            IMap<String, String> map = client.map(ControlMaps.WORKERS);
-            for (int attempt = 0; attempt < 10; attempt++) {
-                String old = map.get(address);
-                WorkerRecord base = old == null
-                        ? new WorkerRecord(id, address, backend, memoryBytes, WorkerState.ACTIVE, store.assignment().byLayer(),
-                                appliedEpoch, System.currentTimeMillis())
-                        : WorkerRecord.fromJson(old);
-                WorkerRecord changed = change.apply(base);
-                String next = changed.toJson();
-                if (old == null ? map.putIfAbsent(address, next) == null : map.replace(address, old, next)) {
-                    return changed;
-                }
-            }
-        } catch (RuntimeException e) {
-            LOG.log(Level.FINE, "registry unreachable; worker keeps serving", e);
+    /** "12 experts still placed here, 12 held, state DRAINING", from the coordinators' answer and the store. */
+    private String progress(WorkerHeartbeatResponse answer) {
+        if (answer == null) {
+            return store.assignment().expertCount() + " held, state unknown (no coordinator answers)";
         }
-        return null;
+        return answer.getPlacedExperts() + " experts still placed here, " + store.assignment().expertCount() + " held, state "
+                + WorkerRecord.fromJson(answer.getWorkerJson()).state().name();
     }
 
     Map<Integer, Set<Integer>> held() {

@@ -1,15 +1,17 @@
 package dev.moecluster.router;
 
 import dev.moecluster.control.ControlClient;
-import dev.moecluster.control.ControlMaps;
 import dev.moecluster.control.LoadReport;
 import dev.moecluster.control.PlacementGate;
 import dev.moecluster.control.RouterRecord;
 import dev.moecluster.control.WorkerRecord;
 import dev.moecluster.core.model.ModelConfig;
 import dev.moecluster.core.placement.ExpertPlacement;
+import dev.moecluster.proto.PlacementUpdate;
+import dev.moecluster.proto.RouterHeartbeatRequest;
 import io.prometheus.metrics.core.metrics.Counter;
 import io.prometheus.metrics.model.registry.PrometheusRegistry;
+import java.util.HashMap;
 import java.util.Map;
 import java.util.TreeMap;
 import java.util.UUID;
@@ -55,15 +57,29 @@ final class PlacementFollower implements AutoCloseable {
         for (PlacementGate.Rejection r : PlacementGate.Rejection.values()) {
             rejected.labelValues(r.label); // every reason exported from the start, at 0, so rates and alerts see it
         }
-        client.watch(ControlMaps.PLACEMENT, ControlMaps.CURRENT, this::consider);
-        client.onConnected(() -> client.get(ControlMaps.PLACEMENT, ControlMaps.CURRENT).ifPresent(this::consider));
+        client.watchPlacement(this::consider);
         client.every(client.config().heartbeatInterval().toMillis(), this::report);
     }
 
-    /** Acts on a published placement record only when the gate accepts it; anyone who reaches Hazelcast can write one. */
-    private synchronized void consider(String json) {
-        PlacementGate.Verdict verdict = gate.check(json, dispatcher.placement().epoch(),
-                address -> client.get(ControlMaps.WORKERS, address).map(WorkerRecord::fromJson).orElse(null));
+    /**
+     * Acts on a published placement record only when the gate accepts it: the coordinators pass on what
+     * the leader signed, and only its signature (with a key configured) proves who wrote it.
+     */
+    private synchronized void consider(PlacementUpdate update) {
+        if (update.getPlacementJson().isEmpty()) {
+            return; // nothing published yet: keep the static placement, if any
+        }
+        String json = update.getPlacementJson();
+        Map<String, WorkerRecord> workers = new HashMap<>();
+        for (String record : update.getWorkerJsonList()) {
+            try {
+                WorkerRecord w = WorkerRecord.fromJson(record);
+                workers.put(w.address(), w);
+            } catch (RuntimeException unreadable) {
+                // a worker whose record cannot be read counts as not registered: the gate says so
+            }
+        }
+        PlacementGate.Verdict verdict = gate.check(json, dispatcher.placement().epoch(), workers::get);
         if (verdict.accepted()) {
             follow(verdict.placement());
         } else if (verdict.rejection() == null) {
@@ -82,17 +98,20 @@ final class PlacementFollower implements AutoCloseable {
         placementKnown.run();
     }
 
+    /** The heartbeat: this router's epoch and routed load; the answer is the published placement, considered as the stream's are. */
     private void report() {
-        client.get(ControlMaps.PLACEMENT, ControlMaps.CURRENT).ifPresent(this::consider);
         long now = System.currentTimeMillis();
-        client.put(ControlMaps.ROUTERS, id, new RouterRecord(id, address, dispatcher.placement().epoch(), now).toJson());
         Map<Integer, long[]> tokens = new TreeMap<>();
         stats.rowsByLayerAndExpert().forEach((layer, experts) -> {
             long[] counts = new long[model.numExperts()];
             experts.forEach((e, n) -> counts[e] = n);
             tokens.put(layer, counts);
         });
-        client.put(ControlMaps.LOAD, id, new LoadReport(id, now, tokens).toJson());
+        client.routerHeartbeat(RouterHeartbeatRequest.newBuilder()
+                        .setRouterJson(new RouterRecord(id, address, dispatcher.placement().epoch(), now).toJson())
+                        .setLoadJson(new LoadReport(id, now, tokens).toJson())
+                        .build())
+                .ifPresent(this::consider);
     }
 
     @Override
