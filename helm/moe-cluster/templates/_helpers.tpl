@@ -68,9 +68,9 @@ app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
 {{- default (include "moe-cluster.fullname" .) .Values.clusterName -}}
 {{- end -}}
 
-{{/* The coordinators' ClusterIP Service with the Hazelcast port: what workers and routers pass as --coordinators. */}}
+{{/* The coordinators' ClusterIP Service with the Control API port: what workers and routers pass as --coordinators. */}}
 {{- define "moe-cluster.coordinatorsAddress" -}}
-{{- printf "%s:%d" (include "moe-cluster.componentName" (dict "ctx" . "component" "coordinator")) (int .Values.coordinator.ports.hazelcast) -}}
+{{- printf "%s:%d" (include "moe-cluster.componentName" (dict "ctx" . "component" "coordinator")) (int .Values.coordinator.ports.control) -}}
 {{- end -}}
 
 {{/* Fully qualified name of the coordinators' headless Service, resolved by Hazelcast's DNS discovery. */}}
@@ -232,8 +232,9 @@ securityContext:
 
 {{/*
 Flags for the security Secrets (values "security"), by component: the signing key (coordinators) or its
-public half (routers, workers), the Admin API tokens (coordinators), the data-plane token (routers,
-workers) and the data-plane allow-list (workers). Call with (dict "ctx" $ "component" NAME).
+public half (routers, workers), the Admin API tokens (coordinators), the Control API role tokens (both
+to coordinators, its own to a worker or router), the data-plane token (routers, workers) and the
+data-plane allow-list (workers). Call with (dict "ctx" $ "component" NAME).
 */}}
 {{- define "moe-cluster.securityArgs" -}}
 {{- $s := .ctx.Values.security -}}
@@ -252,6 +253,17 @@ workers) and the data-plane allow-list (workers). Call with (dict "ctx" $ "compo
 {{- if $s.adminReadToken }}
 - --admin-read-token-file
 - /etc/moe/admin/read
+{{- end }}
+{{- end }}
+{{- if $s.controlTokenSecret }}
+{{- if eq .component "coordinator" }}
+- --worker-token-file
+- /etc/moe/control/worker
+- --router-token-file
+- /etc/moe/control/router
+{{- else }}
+- --control-token-file
+- /etc/moe/control/{{ .component }}
 {{- end }}
 {{- end }}
 {{- if and $s.dataPlaneTokenSecret (ne .component "coordinator") }}
@@ -275,6 +287,11 @@ workers) and the data-plane allow-list (workers). Call with (dict "ctx" $ "compo
 {{- if and $s.adminTokenSecret (eq .component "coordinator") }}
 - name: admin-tokens
   mountPath: /etc/moe/admin
+  readOnly: true
+{{- end }}
+{{- if $s.controlTokenSecret }}
+- name: control-tokens
+  mountPath: /etc/moe/control
   readOnly: true
 {{- end }}
 {{- if and $s.dataPlaneTokenSecret (ne .component "coordinator") }}
@@ -312,6 +329,21 @@ workers) and the data-plane allow-list (workers). Call with (dict "ctx" $ "compo
       {{- if $s.adminReadToken }}
       - key: read
         path: read
+      {{- end }}
+{{- end }}
+{{- if $s.controlTokenSecret }}
+- name: control-tokens
+  secret:
+    secretName: {{ $s.controlTokenSecret }}
+    defaultMode: 0440
+    items:
+      {{- if or (eq .component "coordinator") (eq .component "worker") }}
+      - key: worker
+        path: worker
+      {{- end }}
+      {{- if or (eq .component "coordinator") (eq .component "router") }}
+      - key: router
+        path: router
       {{- end }}
 {{- end }}
 {{- if and $s.dataPlaneTokenSecret (ne .component "coordinator") }}

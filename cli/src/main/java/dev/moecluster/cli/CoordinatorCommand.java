@@ -52,7 +52,7 @@ final class CoordinatorCommand implements Callable<Integer> {
     @Option(names = "--admin-port", defaultValue = "50071", description = "gRPC Admin API port (default: ${DEFAULT-VALUE}).")
     int adminPort;
 
-    @Option(names = "--control-port", defaultValue = "50072",
+    @Option(names = "--control-port", defaultValue = "50070",
             description = "gRPC Control API port: workers and routers register, heartbeat and follow assignments and the placement here (their --coordinators); Hazelcast's port admits coordinators only (default: ${DEFAULT-VALUE}).")
     int controlPort;
 

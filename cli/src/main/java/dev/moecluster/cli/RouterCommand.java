@@ -58,7 +58,7 @@ final class RouterCommand implements Callable<Integer> {
 
     static final class Placement {
         @Option(names = "--coordinators", paramLabel = "HOST:PORT,...", split = ",",
-                description = "Coordinators' control API addresses (their --control-port, default 50072; several for failover): follow the placement they publish.")
+                description = "Coordinators' control API addresses (their --control-port, default 50070; several for failover): follow the placement they publish.")
         String[] coordinators;
 
         @Option(names = "--workers", paramLabel = "HOST:PORT,...", split = ",",

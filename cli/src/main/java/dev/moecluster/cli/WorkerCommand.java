@@ -65,7 +65,7 @@ final class WorkerCommand implements Callable<Integer> {
 
     static final class Assignment {
         @Option(names = "--coordinators", paramLabel = "HOST:PORT,...", split = ",",
-                description = "Coordinators' control API addresses (their --control-port, default 50072; several for failover): register there and hold the experts they assign.")
+                description = "Coordinators' control API addresses (their --control-port, default 50070; several for failover): register there and hold the experts they assign.")
         String[] coordinators;
 
         @Option(names = "--experts", paramLabel = "SPEC",

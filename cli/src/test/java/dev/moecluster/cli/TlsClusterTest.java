@@ -271,6 +271,17 @@ class TlsClusterTest {
             Object[] plaintext = MoeCommandTest.run("admin", "status", "--target", coordinator.adminAddress());
             assertThat(plaintext[0]).isEqualTo(1);
             assertThat((String) plaintext[2]).contains("UNAVAILABLE");
+
+            // the Control API takes the same mutual TLS: a worker presenting its certificate registers, a
+            // plaintext or certificate-less client is refused
+            assertRefused(coordinator.controlPort(), InsecureChannelCredentials.create());
+            assertRefused(coordinator.controlPort(), TlsConfig.fromPemFiles(null, null, ca.caFile()).channelCredentials());
+            TlsConfig workerTls = ca.tls(ca.issue("worker-tls-control"));
+            try (ExpertWorker worker = ExpertWorker.start(WorkerConfig.defaults("tls-control", model, new ExpertAssignment(Map.of()))
+                    .withTls(workerTls).withControlPlane(coordinator.controlPlane().withTls(workerTls), WorkerConfig.DEFAULT_MEMORY_BYTES))) {
+                CoordinatorClusterTest.await("the worker registers over mutual TLS", java.time.Duration.ofSeconds(60),
+                        () -> registered(coordinator, worker.address()));
+            }
         }
     }
 
@@ -362,6 +373,17 @@ class TlsClusterTest {
     }
 
     /** A TLS handshake that fails, or plaintext against TLS, ends the call UNAVAILABLE before any service runs. */
+    private boolean registered(CoordinatorServer coordinator, String address) {
+        try {
+            return withChannel(coordinator.adminPort(), ca.tls(client).channelCredentials(), ch -> AdminGrpc.newBlockingStub(ch)
+                    .withDeadlineAfter(15, TimeUnit.SECONDS).listWorkers(dev.moecluster.proto.ListWorkersRequest.getDefaultInstance())
+                    .getWorkersList().stream().anyMatch(w -> w.getAddress().equals(address)));
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException(e);
+        }
+    }
+
     private static void assertRefused(int port, ChannelCredentials credentials) {
         assertThatThrownBy(() -> withChannel(port, credentials, ch -> HealthGrpc.newBlockingStub(ch)
                 .withDeadlineAfter(10, TimeUnit.SECONDS).check(HealthCheckRequest.getDefaultInstance())))

@@ -63,7 +63,7 @@ public record CoordinatorConfig(
         ControlAccess controlAccess) {
 
     /** {@code moe coordinator --control-port} default. */
-    public static final int DEFAULT_CONTROL_PORT = 50072;
+    public static final int DEFAULT_CONTROL_PORT = 50070;
 
     /** {@code moe coordinator --metrics-port} default. */
     public static final int DEFAULT_METRICS_PORT = 9402;

@@ -143,6 +143,10 @@ public final class CoordinatorServer implements AutoCloseable {
         return config.host() + ":" + control.port();
     }
 
+    public int controlPort() {
+        return control.port();
+    }
+
     /** What a worker or router needs to reach this coordinator alone: its control address and heartbeat period, plaintext, no token. */
     public ControlPlaneConfig controlPlane() {
         return ControlPlaneConfig.of(List.of(controlAddress())).withHeartbeatInterval(config.componentHeartbeat());

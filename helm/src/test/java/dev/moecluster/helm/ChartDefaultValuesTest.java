@@ -31,10 +31,6 @@ class ChartDefaultValuesTest {
     static final String ROUTER = "moe-moe-cluster-router";
     static final List<String> WORKLOADS = List.of(COORDINATOR, WORKER, ROUTER);
 
-    private static final Map<String, String> RELEASE_PODS = Map.of(
-            "app.kubernetes.io/name", "moe-cluster",
-            "app.kubernetes.io/instance", "moe");
-
     private final RenderedObjects objects = RenderedObjects.parse(HelmChart.moeCluster().template());
 
     @Test
@@ -114,7 +110,7 @@ class ChartDefaultValuesTest {
         assertThat(clients.getSpec().getType()).isEqualTo("ClusterIP");
         assertThat(clients.getSpec().getClusterIP()).isNull();
         assertThat(ports(clients.getSpec().getPorts()))
-                .containsExactlyInAnyOrderEntriesOf(Map.of("hazelcast", 5701, "admin", 50071, "metrics", 9402));
+                .containsExactlyInAnyOrderEntriesOf(Map.of("control", 50070, "admin", 50071, "metrics", 9402));
     }
 
     @Test
@@ -132,7 +128,8 @@ class ChartDefaultValuesTest {
     @Test
     void containersExposeTheirPortsByName() {
         assertThat(containerPorts(COORDINATOR))
-                .containsExactlyInAnyOrderEntriesOf(Map.of("hazelcast", 5701, "admin", 50071, "health", 50072, "metrics", 9402));
+                .containsExactlyInAnyOrderEntriesOf(Map.of("hazelcast", 5701, "control", 50070, "admin", 50071, "health", 50072,
+                        "metrics", 9402));
         assertThat(containerPorts(WORKER))
                 .containsExactlyInAnyOrderEntriesOf(Map.of("grpc", 50061, "health", 50062, "metrics", 9401));
         assertThat(containerPorts(ROUTER))
@@ -171,6 +168,7 @@ class ChartDefaultValuesTest {
         assertThat(flag(c, "--host")).isEqualTo("$(POD_IP)");
         assertThat(flag(c, "--port")).isEqualTo("5701");
         assertThat(flag(c, "--admin-port")).isEqualTo("50071");
+        assertThat(flag(c, "--control-port")).isEqualTo("50070");
         assertThat(flag(c, "--expected-workers")).isEqualTo("2");
         assertThat(flag(c, "--min-replicas")).isEqualTo("1");
         assertThat(flag(c, "--cluster-name")).isEqualTo("moe-moe-cluster");
@@ -183,11 +181,11 @@ class ChartDefaultValuesTest {
 
     @Test
     void workersAndRoutersReachTheCoordinatorsThroughTheirService() {
-        String coordinators = COORDINATOR + ":" + portOf(objects.get(Service.class, COORDINATOR), "hazelcast");
+        String coordinators = COORDINATOR + ":" + portOf(objects.get(Service.class, COORDINATOR), "control");
         for (String workload : List.of(WORKER, ROUTER)) {
             Container c = objects.container(workload);
             assertThat(flag(c, "--coordinators")).isEqualTo(coordinators);
-            assertThat(flag(c, "--cluster-name")).isEqualTo("moe-moe-cluster");
+            assertThat(c.getArgs()).as("not Hazelcast clients: no cluster to join").doesNotContain("--cluster-name");
             assertThat(flag(c, "--arch")).isEqualTo("mixtral");
             assertThat(c.getArgs()).doesNotContain("--model");
         }
@@ -258,7 +256,7 @@ class ChartDefaultValuesTest {
     }
 
     @Test
-    void onlyPodsOfTheReleaseReachTheHazelcastPort() {
+    void onlyCoordinatorsReachTheHazelcastPortAndOnlyWorkersAndRoutersTheControlApi() {
         NetworkPolicy policy = objects.get(NetworkPolicy.class, COORDINATOR);
         assertThat(policy.getSpec().getPodSelector().getMatchLabels())
                 .isEqualTo(objects.get(StatefulSet.class, COORDINATOR).getSpec().getSelector().getMatchLabels());
@@ -271,12 +269,16 @@ class ChartDefaultValuesTest {
                 assertThat(p.getPort().getIntVal()).isEqualTo(5701);
                 assertThat(p.getProtocol()).isEqualTo("TCP");
             });
-            assertThat(rule.getFrom()).singleElement().satisfies(ChartDefaultValuesTest::isThisReleasesPods);
+            assertThat(rule.getFrom()).singleElement().satisfies(peer -> isPodsOf(peer, COORDINATOR));
         });
-        // the release selector admits coordinators, workers and routers
-        for (String workload : WORKLOADS) {
-            assertThat(objects.podTemplate(workload).getMetadata().getLabels()).containsAllEntriesOf(RELEASE_PODS);
-        }
+        List<NetworkPolicyIngressRule> controlRules = policy.getSpec().getIngress().stream()
+                .filter(r -> r.getPorts().stream().anyMatch(p -> p.getPort().getIntVal() == 50070)).toList();
+        assertThat(controlRules).singleElement().satisfies(rule -> {
+            assertThat(rule.getPorts()).extracting(p -> p.getPort().getIntVal()).containsExactly(50070);
+            assertThat(rule.getFrom()).hasSize(2);
+            isPodsOf(rule.getFrom().get(0), WORKER);
+            isPodsOf(rule.getFrom().get(1), ROUTER);
+        });
         // the Admin API drains and rebalances: only the coordinators themselves reach it (moe admin via kubectl exec)
         List<NetworkPolicyIngressRule> adminRules = policy.getSpec().getIngress().stream()
                 .filter(r -> r.getPorts().stream().anyMatch(p -> p.getPort().getIntVal() == 50071)).toList();
@@ -289,7 +291,8 @@ class ChartDefaultValuesTest {
             });
         });
         // the last rule opens health (kubelet probes) and metrics to the cluster, never 5701 or the Admin API
-        assertThat(policy.getSpec().getIngress()).filteredOn(r -> !hazelcastRules.contains(r) && !adminRules.contains(r))
+        assertThat(policy.getSpec().getIngress())
+                .filteredOn(r -> !hazelcastRules.contains(r) && !adminRules.contains(r) && !controlRules.contains(r))
                 .singleElement().satisfies(r -> {
                     assertThat(r.getFrom()).isNullOrEmpty();
                     assertThat(r.getPorts()).extracting(p -> p.getPort().getIntVal()).containsExactlyInAnyOrder(50072, 9402);
@@ -318,8 +321,10 @@ class ChartDefaultValuesTest {
                         .containsExactlyInAnyOrder(50062, 9401));
     }
 
-    private static void isThisReleasesPods(NetworkPolicyPeer peer) {
-        assertThat(peer.getPodSelector().getMatchLabels()).isEqualTo(RELEASE_PODS);
+    private void isPodsOf(NetworkPolicyPeer peer, String workload) {
+        var selector = workload.equals(ROUTER) ? objects.get(Deployment.class, workload).getSpec().getSelector()
+                : objects.get(StatefulSet.class, workload).getSpec().getSelector();
+        assertThat(peer.getPodSelector().getMatchLabels()).isEqualTo(selector.getMatchLabels());
         assertThat(peer.getNamespaceSelector()).as("same namespace only").isNull();
         assertThat(peer.getIpBlock()).isNull();
     }

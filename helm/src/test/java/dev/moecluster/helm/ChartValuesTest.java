@@ -80,9 +80,7 @@ class ChartValuesTest {
     @Test
     void theReleaseNamesItsOwnHazelcastClusterUnlessTold() {
         var objects = render(Map.of("clusterName", "prod-moe"));
-        for (String workload : WORKLOADS) {
-            assertThat(flag(objects.container(workload), "--cluster-name")).isEqualTo("prod-moe");
-        }
+        assertThat(flag(objects.container(COORDINATOR), "--cluster-name")).isEqualTo("prod-moe");
     }
 
     @Test
@@ -141,8 +139,17 @@ class ChartValuesTest {
         var objects = render(Map.of("tls.enabled", true, "tls.secretName", "my-tls",
                 "security.placementSigningSecret", "moe-signing", "security.adminTokenSecret", "moe-admin",
                 "security.adminReadToken", true, "security.dataPlaneTokenSecret", "moe-data-plane",
-                "security.allowedClients[0]", "router", "security.allowedClients[1]", "CN=router-2"));
+                "security.allowedClients[0]", "router", "security.allowedClients[1]", "CN=router-2",
+                "security.controlTokenSecret", "moe-control"));
         var coordinator = objects.container(COORDINATOR);
+        // the coordinators check both roles' tokens; each worker or router holds only its own
+        assertThat(flag(coordinator, "--worker-token-file")).isEqualTo("/etc/moe/control/worker");
+        assertThat(flag(coordinator, "--router-token-file")).isEqualTo("/etc/moe/control/router");
+        assertThat(secretItems(objects, COORDINATOR, "control-tokens")).isEqualTo(Map.of("moe-control", java.util.List.of("worker", "router")));
+        assertThat(flag(objects.container(WORKER), "--control-token-file")).isEqualTo("/etc/moe/control/worker");
+        assertThat(secretItems(objects, WORKER, "control-tokens")).isEqualTo(Map.of("moe-control", java.util.List.of("worker")));
+        assertThat(flag(objects.container(ROUTER), "--control-token-file")).isEqualTo("/etc/moe/control/router");
+        assertThat(secretItems(objects, ROUTER, "control-tokens")).isEqualTo(Map.of("moe-control", java.util.List.of("router")));
         assertThat(flag(coordinator, "--signing-key")).isEqualTo("/etc/moe/signing/signing.pem");
         assertThat(flag(coordinator, "--admin-token-file")).isEqualTo("/etc/moe/admin/write");
         assertThat(flag(coordinator, "--admin-read-token-file")).isEqualTo("/etc/moe/admin/read");
@@ -178,9 +185,10 @@ class ChartValuesTest {
         var objects = render(Map.of());
         for (String workload : WORKLOADS) {
             assertThat(objects.container(workload).getArgs()).doesNotContain("--signing-key", "--placement-public-key",
-                    "--admin-token-file", "--data-plane-token-file", "--allowed-clients");
+                    "--admin-token-file", "--data-plane-token-file", "--allowed-clients", "--control-token-file",
+                    "--worker-token-file", "--router-token-file");
             assertThat(objects.podTemplate(workload).getSpec().getVolumes()).extracting(Volume::getName)
-                    .doesNotContain("signing", "admin-tokens", "data-plane-token");
+                    .doesNotContain("signing", "admin-tokens", "data-plane-token", "control-tokens");
         }
     }
 
