@@ -49,6 +49,10 @@ final class CoordinatorCommand implements Callable<Integer> {
         String kubernetesServiceDns;
     }
 
+    @Option(names = "--expected-coordinators", defaultValue = "0", paramLabel = "N",
+            description = "Coordinators in the whole cluster: a side of a network split with fewer than a majority of them stops leading and writing, so two leaders never write at once; 0 counts --members (default: ${DEFAULT-VALUE}; with --kubernetes-service-dns give the StatefulSet's replicas).")
+    int expectedCoordinators;
+
     @Option(names = "--admin-port", defaultValue = "50071", description = "gRPC Admin API port (default: ${DEFAULT-VALUE}).")
     int adminPort;
 
@@ -130,7 +134,8 @@ final class CoordinatorCommand implements Callable<Integer> {
                 .withTls(tls.resolve()).withHealthPort(healthPort).withAdminTokens(adminTokens())
                 .withSigningKey(signingKey == null ? null : RecordSigning.signingKey(signingKey))
                 .withControl(controlPort, new ControlAccess(workerTokenFile == null ? null : BearerToken.readFrom(workerTokenFile),
-                        routerTokenFile == null ? null : BearerToken.readFrom(routerTokenFile)));
+                        routerTokenFile == null ? null : BearerToken.readFrom(routerTokenFile)))
+                .withExpectedCoordinators(expectedCoordinators);
         CoordinatorServer server = CoordinatorServer.start(config);
         Sigterm sigterm = Sigterm.handle("coordinator", server::close, server::close);
         System.out.printf("coordinator %s:%d in cluster '%s' (members %s), control API on %s, admin API on %s%n", host, port,

@@ -272,6 +272,17 @@ class CoordinatorClusterTest {
                 leader.kill();
                 coordinators.remove(leader);
                 await("a new leader", Duration.ofSeconds(60), () -> coordinators.stream().anyMatch(CoordinatorServer::isLeader));
+                // the workers' heartbeats move to a live coordinator; the new leader waits a heartbeat timeout
+                // before judging them, so none is declared dead meanwhile
+                var registry = coordinators.getFirst().hazelcast().<String, String>getMap(ControlMaps.WORKERS);
+                long watchUntil = System.nanoTime() + TimeUnit.SECONDS.toNanos(8);
+                while (System.nanoTime() < watchUntil) {
+                    for (ExpertWorker w : workers) {
+                        assertThat(WorkerRecord.fromJson(registry.get(w.address())).state()).as("worker %s after the leader change", w.address())
+                                .isEqualTo(WorkerState.ACTIVE);
+                    }
+                    Thread.sleep(200);
+                }
                 String kept = coordinators.getFirst().hazelcast().<String, String>getMap(ControlMaps.PLACEMENT).get(ControlMaps.CURRENT);
                 assertThat(ExpertPlacement.fromJson(kept).epoch()).isGreaterThanOrEqualTo(first.epoch());
                 // the new leader acts: a worker death is repaired

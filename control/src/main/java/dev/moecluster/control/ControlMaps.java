@@ -15,6 +15,8 @@ public final class ControlMaps {
     public static final String ROUTERS = "moe.routers";
     /** router id → {@link LoadReport}: tokens routed per expert since the router started. */
     public static final String LOAD = "moe.load";
+    /** router id → {@link HealthReport}: how each worker answered that router's batches lately. */
+    public static final String HEALTH = "moe.health";
     /** Operator requests for the leader, e.g. {@link #REBALANCE}. */
     public static final String REQUESTS = "moe.requests";
 

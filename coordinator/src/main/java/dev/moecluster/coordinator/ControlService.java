@@ -5,8 +5,10 @@ import com.hazelcast.core.HazelcastInstance;
 import com.hazelcast.map.IMap;
 import com.hazelcast.map.listener.EntryAddedListener;
 import com.hazelcast.map.listener.EntryUpdatedListener;
+import com.hazelcast.splitbrainprotection.SplitBrainProtectionException;
 import dev.moecluster.control.ControlMaps;
 import dev.moecluster.control.ErrorText;
+import dev.moecluster.control.HealthReport;
 import dev.moecluster.control.LoadReport;
 import dev.moecluster.control.RouterRecord;
 import dev.moecluster.control.WorkerRecord;
@@ -18,6 +20,7 @@ import dev.moecluster.proto.RouterHeartbeatRequest;
 import dev.moecluster.proto.SignedRecord;
 import dev.moecluster.proto.WatchAssignmentRequest;
 import dev.moecluster.proto.WatchPlacementRequest;
+import dev.moecluster.proto.WorkerHealth;
 import dev.moecluster.proto.WorkerHeartbeatRequest;
 import dev.moecluster.proto.WorkerHeartbeatResponse;
 import io.grpc.Status;
@@ -44,6 +47,8 @@ final class ControlService extends ControlGrpc.ControlImplBase implements AutoCl
     /** Characters of an id or address: far above any real one, far below what could hurt. */
     static final int MAX_NAME_LENGTH = 256;
     private static final int CAS_ATTEMPTS = 10;
+    /** Workers one router may report on: far above any real cluster. */
+    static final int MAX_HEALTH_ENTRIES = 100_000;
 
     private final HazelcastInstance hz;
     private final ModelShape shape;
@@ -77,7 +82,13 @@ final class ControlService extends ControlGrpc.ControlImplBase implements AutoCl
             responses.onError(Status.INVALID_ARGUMENT.withDescription(e.getMessage()).asRuntimeException());
             return;
         }
-        WorkerRecord written = register(reported, request.getFirst(), request.getDrain());
+        WorkerRecord written;
+        try {
+            written = register(reported, request.getFirst(), request.getDrain());
+        } catch (SplitBrainProtectionException minority) {
+            responses.onError(minoritySide());
+            return;
+        }
         if (written == null) {
             responses.onError(Status.ABORTED.withDescription("the registry record of " + reported.address()
                     + " changed under every attempt to update it; heartbeat again").asRuntimeException());
@@ -95,8 +106,8 @@ final class ControlService extends ControlGrpc.ControlImplBase implements AutoCl
 
     /**
      * Merges a worker's heartbeat into its registry record without overwriting what the coordinators
-     * decide: the state stays theirs (DEAD comes back to ACTIVE, a drain request turns ACTIVE into
-     * DRAINING), the time is this coordinator's clock, and the experts held only move forward in epoch.
+     * decide: the state stays theirs (DEAD comes back to ACTIVE, SUSPECT stays until the leader's
+     * probation ends, a drain request turns ACTIVE or SUSPECT into DRAINING), the time is this coordinator's clock, and the experts held only move forward in epoch.
      * A process's first registration replaces whatever an earlier process left under the address.
      *
      * @return the record written, or null when the record kept changing under the update
@@ -118,7 +129,7 @@ final class ControlService extends ControlGrpc.ControlImplBase implements AutoCl
                         newer ? reported.held() : base.held(), newer ? reported.heldEpoch() : base.heldEpoch(), now,
                         reported.throughput());
             }
-            if (drain && next.state() == WorkerState.ACTIVE) {
+            if (drain && (next.state() == WorkerState.ACTIVE || next.state() == WorkerState.SUSPECT)) {
                 next = next.withState(WorkerState.DRAINING);
             }
             String json = next.toJson();
@@ -225,6 +236,16 @@ final class ControlService extends ControlGrpc.ControlImplBase implements AutoCl
                 throw new IllegalArgumentException("the load report is router " + ErrorText.excerpt(String.valueOf(load.router()))
                         + "'s, the heartbeat router " + ErrorText.excerpt(router.id()) + "'s");
             }
+            if (request.getWorkerHealthCount() > MAX_HEALTH_ENTRIES) {
+                throw new IllegalArgumentException("the heartbeat reports " + request.getWorkerHealthCount()
+                        + " workers' health; at most " + MAX_HEALTH_ENTRIES);
+            }
+            for (WorkerHealth h : request.getWorkerHealthList()) {
+                requireName(h.getAddress(), "worker address in the health report");
+                if (h.getFailures() < 0 || h.getAnswers() < 0) {
+                    throw new IllegalArgumentException("negative batch counts for worker " + ErrorText.excerpt(h.getAddress()));
+                }
+            }
             load.tokensByLayer().forEach((layer, tokens) -> {
                 if (!shape.moeLayers().contains(layer) || tokens == null || tokens.length > shape.numExperts()) {
                     throw new IllegalArgumentException("the load report's layer " + layer + " does not fit the model ("
@@ -237,9 +258,18 @@ final class ControlService extends ControlGrpc.ControlImplBase implements AutoCl
             return;
         }
         long now = System.currentTimeMillis();
-        // times are this coordinator's clock: the leader compares them with its own
-        map(ControlMaps.ROUTERS).set(router.id(), new RouterRecord(router.id(), router.address(), router.epoch(), now).toJson());
-        map(ControlMaps.LOAD).set(router.id(), new LoadReport(router.id(), now, load.tokensByLayer()).toJson());
+        Map<String, HealthReport.Counts> health = new java.util.TreeMap<>();
+        request.getWorkerHealthList().forEach(h -> health.merge(h.getAddress(), new HealthReport.Counts(h.getFailures(), h.getAnswers()),
+                (a, b) -> new HealthReport.Counts(a.failures() + b.failures(), a.answers() + b.answers())));
+        try {
+            // times are this coordinator's clock: the leader compares them with its own
+            map(ControlMaps.ROUTERS).set(router.id(), new RouterRecord(router.id(), router.address(), router.epoch(), now).toJson());
+            map(ControlMaps.LOAD).set(router.id(), new LoadReport(router.id(), now, load.tokensByLayer()).toJson());
+            map(ControlMaps.HEALTH).set(router.id(), new HealthReport(router.id(), now, health).toJson());
+        } catch (SplitBrainProtectionException minority) {
+            responses.onError(minoritySide());
+            return;
+        }
         responses.onNext(placementUpdate(map(ControlMaps.PLACEMENT).get(ControlMaps.CURRENT)));
         responses.onCompleted();
     }
@@ -274,6 +304,12 @@ final class ControlService extends ControlGrpc.ControlImplBase implements AutoCl
             // the router's gate refuses a record it cannot read and says why; no workers needed for that
         }
         return update.build();
+    }
+
+    /** UNAVAILABLE, so the component moves on to a coordinator on the majority's side. */
+    private static RuntimeException minoritySide() {
+        return Status.UNAVAILABLE.withDescription("this coordinator is on a minority side of a network split and writes nothing;"
+                + " ask another coordinator").asRuntimeException();
     }
 
     private static SignedRecord record(String json) {

@@ -38,6 +38,9 @@ import java.util.List;
  * @param controlPort gRPC Control API port, where workers and routers reach the coordinators; 0 picks a
  *     free one
  * @param controlAccess the role tokens the Control API requires of workers and routers
+ * @param expectedCoordinators coordinators in the whole cluster: a side of a split with fewer than a
+ *     majority of them stops leading and writing (Hazelcast split-brain protection); 0 takes the size of
+ *     {@code members}
  */
 public record CoordinatorConfig(
         String clusterName,
@@ -60,7 +63,8 @@ public record CoordinatorConfig(
         ScopedTokens adminTokens,
         RecordSigning signingKey,
         int controlPort,
-        ControlAccess controlAccess) {
+        ControlAccess controlAccess,
+        int expectedCoordinators) {
 
     /** {@code moe coordinator --control-port} default. */
     public static final int DEFAULT_CONTROL_PORT = 50070;
@@ -91,6 +95,10 @@ public record CoordinatorConfig(
             throw new IllegalArgumentException("control port must be in 0..65535, got " + controlPort);
         }
         controlAccess = controlAccess == null ? ControlAccess.OPEN : controlAccess;
+        if (expectedCoordinators < 0) {
+            throw new IllegalArgumentException("expected coordinators must not be negative, got " + expectedCoordinators);
+        }
+        expectedCoordinators = expectedCoordinators == 0 ? members.size() : expectedCoordinators;
         GrpcEndpoint.requireHealthPort(healthPort);
     }
 
@@ -100,7 +108,7 @@ public record CoordinatorConfig(
             Duration heartbeatTimeout, Duration drainGrace, Duration rebalanceInterval, double rebalanceBelow, int metricsPort) {
         this(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
                 initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, null,
-                GrpcEndpoint.NO_HEALTH_PORT, null, null, 0, ControlAccess.OPEN);
+                GrpcEndpoint.NO_HEALTH_PORT, null, null, 0, ControlAccess.OPEN, 0);
     }
 
     /**
@@ -113,54 +121,56 @@ public record CoordinatorConfig(
                 Duration.ofSeconds(3), Duration.ofSeconds(1), Duration.ofSeconds(60), 0.8, MetricsEndpoint.OFF);
     }
 
+    /** Joins the members {@code all} on Hazelcast port {@code port}; the cluster then counts {@code all.size()} coordinators. */
     public CoordinatorConfig withMembers(List<String> all, int port) {
         return new CoordinatorConfig(clusterName, host, port, adminPort, all, kubernetesServiceDns, modelDir, policy, expectedWorkers,
-                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort, adminTokens, signingKey, controlPort, controlAccess);
+                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort, adminTokens, signingKey,
+                controlPort, controlAccess, 0);
     }
 
     public CoordinatorConfig withAdminPort(int port) {
         return new CoordinatorConfig(clusterName, host, hazelcastPort, port, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
-                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort, adminTokens, signingKey, controlPort, controlAccess);
+                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort, adminTokens, signingKey, controlPort, controlAccess, expectedCoordinators);
     }
 
     public CoordinatorConfig withInitialWait(Duration d) {
         return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
-                d, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort, adminTokens, signingKey, controlPort, controlAccess);
+                d, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort, adminTokens, signingKey, controlPort, controlAccess, expectedCoordinators);
     }
 
     public CoordinatorConfig withHeartbeatTimeout(Duration d) {
         return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
-                initialWait, d, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort, adminTokens, signingKey, controlPort, controlAccess);
+                initialWait, d, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort, adminTokens, signingKey, controlPort, controlAccess, expectedCoordinators);
     }
 
     /** How often the leader checks balancedness and looks for workers without experts on its own. */
     public CoordinatorConfig withRebalanceInterval(Duration d) {
         return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
-                initialWait, heartbeatTimeout, drainGrace, d, rebalanceBelow, metricsPort, tls, healthPort, adminTokens, signingKey, controlPort, controlAccess);
+                initialWait, heartbeatTimeout, drainGrace, d, rebalanceBelow, metricsPort, tls, healthPort, adminTokens, signingKey, controlPort, controlAccess, expectedCoordinators);
     }
 
     /** Serves {@code /metrics} on {@code port}: 0 picks a free one, -1 serves none. */
     public CoordinatorConfig withMetricsPort(int port) {
         return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
-                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, port, tls, healthPort, adminTokens, signingKey, controlPort, controlAccess);
+                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, port, tls, healthPort, adminTokens, signingKey, controlPort, controlAccess, expectedCoordinators);
     }
 
     /** Serves the Admin API over TLS; null for plaintext. */
     public CoordinatorConfig withTls(TlsConfig newTls) {
         return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
-                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, newTls, healthPort, adminTokens, signingKey, controlPort, controlAccess);
+                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, newTls, healthPort, adminTokens, signingKey, controlPort, controlAccess, expectedCoordinators);
     }
 
     /** Serves gRPC health alone on a plaintext {@code port}: 0 picks a free one, -1 serves none. */
     public CoordinatorConfig withHealthPort(int port) {
         return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
-                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, port, adminTokens, signingKey, controlPort, controlAccess);
+                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, port, adminTokens, signingKey, controlPort, controlAccess, expectedCoordinators);
     }
 
     /** Requires these bearer tokens on the Admin API; null leaves it open. */
     public CoordinatorConfig withAdminTokens(ScopedTokens tokens) {
         return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
-                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort, tokens, signingKey, controlPort, controlAccess);
+                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort, tokens, signingKey, controlPort, controlAccess, expectedCoordinators);
     }
 
     /** Signs the records routers and workers act on with this Ed25519 private key; null leaves them unsigned. */
@@ -169,13 +179,25 @@ public record CoordinatorConfig(
             throw new IllegalArgumentException("the coordinator needs the private signing key, not the public key");
         }
         return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
-                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort, adminTokens, key, controlPort, controlAccess);
+                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort, adminTokens, key, controlPort, controlAccess, expectedCoordinators);
     }
 
     /** Serves the Control API on {@code port} (0 picks a free one) behind {@code access}'s role tokens. */
     public CoordinatorConfig withControl(int port, ControlAccess access) {
         return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
-                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort, adminTokens, signingKey, port, access);
+                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort, adminTokens, signingKey, port, access, expectedCoordinators);
+    }
+
+    /** Counts this many coordinators in the whole cluster (0: the size of the member list); see {@link #majority}. */
+    public CoordinatorConfig withExpectedCoordinators(int count) {
+        return new CoordinatorConfig(clusterName, host, hazelcastPort, adminPort, members, kubernetesServiceDns, modelDir, policy, expectedWorkers,
+                initialWait, heartbeatTimeout, drainGrace, rebalanceInterval, rebalanceBelow, metricsPort, tls, healthPort, adminTokens, signingKey,
+                controlPort, controlAccess, count);
+    }
+
+    /** Coordinators a side needs to lead and write: more than half of {@code expectedCoordinators}. */
+    public int majority() {
+        return expectedCoordinators / 2 + 1;
     }
 
     /** How often workers and routers heartbeat: five times per {@code heartbeatTimeout}, at most every 200 ms. */

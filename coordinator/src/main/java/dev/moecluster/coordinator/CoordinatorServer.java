@@ -8,6 +8,8 @@ import com.hazelcast.config.InterfacesConfig;
 import com.hazelcast.config.JoinConfig;
 import com.hazelcast.config.MapConfig;
 import com.hazelcast.config.ServerSocketEndpointConfig;
+import com.hazelcast.config.SplitBrainProtectionConfig;
+import com.hazelcast.splitbrainprotection.SplitBrainProtectionOn;
 import com.hazelcast.core.Hazelcast;
 import com.hazelcast.core.HazelcastInstance;
 import dev.moecluster.control.ControlPlaneConfig;
@@ -65,6 +67,10 @@ public final class CoordinatorServer implements AutoCloseable {
         admin.ready(true); // the Hazelcast member has joined: newHazelcastInstance returns only then
         control.ready(true);
     }
+
+    private static final String MAJORITY = "moe-majority";
+    /** A member silent this long leaves the member list (its side of a split stops counting it). */
+    static final long MEMBER_TIMEOUT_SECONDS = 10;
 
     /** Control messages carry JSON records; a large model's load report is a few hundred KiB. */
     private static final int MAX_CONTROL_MESSAGE_BYTES = 16 * 1024 * 1024;
@@ -133,8 +139,22 @@ public final class CoordinatorServer implements AutoCloseable {
         } else {
             join.getTcpIpConfig().setEnabled(true).setMembers(c.members());
         }
-        // every state map keeps one synchronous backup on another member, so a coordinator can die
-        config.addMapConfig(new MapConfig("moe.*").setBackupCount(1));
+        // a side of a split with fewer than a majority of the coordinators cannot write the state (and its
+        // oldest member does not lead: Reconciler.isLeader); when the sides merge, the majority's records,
+        // the only ones written meanwhile, stay
+        MapConfig maps = new MapConfig("moe.*").setBackupCount(1); // a synchronous backup: a coordinator can die
+        if (c.majority() > 1) { // one coordinator alone is its own majority
+            config.addSplitBrainProtectionConfig(new SplitBrainProtectionConfig(MAJORITY, true, c.majority())
+                    .setProtectOn(SplitBrainProtectionOn.WRITE));
+            maps.setSplitBrainProtectionName(MAJORITY);
+        }
+        config.addMapConfig(maps);
+        // a partitioned member is noticed in seconds, not Hazelcast's default minute, and sides that can
+        // reach each other again merge within half a minute instead of five
+        config.setProperty("hazelcast.heartbeat.interval.seconds", "1");
+        config.setProperty("hazelcast.max.no.heartbeat.seconds", Long.toString(MEMBER_TIMEOUT_SECONDS));
+        config.setProperty("hazelcast.merge.first.run.delay.seconds", "20");
+        config.setProperty("hazelcast.merge.next.run.delay.seconds", "10");
         return config;
     }
 

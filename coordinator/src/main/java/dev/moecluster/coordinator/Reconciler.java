@@ -1,9 +1,11 @@
 package dev.moecluster.coordinator;
 
+import com.hazelcast.cluster.Member;
 import com.hazelcast.core.HazelcastInstance;
 import com.hazelcast.map.IMap;
 import dev.moecluster.control.Assignment;
 import dev.moecluster.control.ControlMaps;
+import dev.moecluster.control.HealthReport;
 import dev.moecluster.control.LoadReport;
 import dev.moecluster.control.PlacementGate;
 import dev.moecluster.control.RecordSigning;
@@ -40,6 +42,10 @@ final class Reconciler {
     private static final long LOAD_WINDOW_MILLIS = 60_000;
     private static final long ROLLOUT_TIMEOUT_MILLIS = 120_000;
     private static final long ROUTER_SWITCH_TIMEOUT_MILLIS = 10_000;
+    /** Failed batches in the routers' fresh reports, with none answered, that make a worker SUSPECT. */
+    static final int SUSPECT_FAILURES = 3;
+    /** Heartbeat timeouts a SUSPECT worker waits without failure reports before it is ACTIVE again. */
+    static final int SUSPECT_PROBATION_TIMEOUTS = 10;
 
     private final HazelcastInstance hz;
     private final CoordinatorConfig config;
@@ -61,6 +67,10 @@ final class Reconciler {
     private final PlacementGate gate;
     /** The placement record this member published or adopted while leading: what {@code current} must hold. */
     private String published;
+    /** When this member began to lead (its clock), or -1 while it does not lead. */
+    private long leadingSince = -1;
+    /** SUSPECT workers by address, and when they were last reported failing (or found SUSPECT). */
+    private final Map<String, Long> suspectSince = new HashMap<>();
 
     Reconciler(HazelcastInstance hz, CoordinatorConfig config, ModelShape shape) {
         this.hz = hz;
@@ -71,8 +81,13 @@ final class Reconciler {
         this.gate = new PlacementGate(null, shape.moeLayers(), shape.numExperts());
     }
 
+    /**
+     * The oldest member leads, and only on a side of the cluster with a majority of the coordinators:
+     * a minority cannot write (split-brain protection) and must not act as if it could.
+     */
     boolean isLeader() {
-        return hz.getCluster().getMembers().iterator().next().localMember();
+        Set<Member> members = hz.getCluster().getMembers();
+        return members.size() >= config.majority() && members.iterator().next().localMember();
     }
 
     double balancedness() {
@@ -144,10 +159,20 @@ final class Reconciler {
             ExpertLoad load = aggregateLoad(now);
             lastLoad = load;
             if (!isLeader()) {
+                leadingSince = -1;
                 return;
             }
+            if (leadingSince < 0) {
+                leadingSince = now;
+                LOG.info("this coordinator leads now (" + hz.getCluster().getMembers().size() + " members, majority "
+                        + config.majority() + "); it declares no worker dead for the first " + config.heartbeatTimeout().toMillis()
+                        + " ms, while heartbeats that went to the old leader find their way here");
+            }
             Map<String, WorkerRecord> workers = workers();
-            markDead(workers, now);
+            if (now - leadingSince > config.heartbeatTimeout().toMillis()) {
+                markDead(workers, now);
+            }
+            markSuspects(workers, now);
             Rollout rollout = readRollout();
             ExpertPlacement current = readCurrent();
             if (current != null) {
@@ -339,11 +364,63 @@ final class Reconciler {
             if (live && now - w.heartbeatMillis() > config.heartbeatTimeout().toMillis()) {
                 LOG.warning("worker " + w.id() + " (" + e.getKey() + ") missed its heartbeats for "
                         + (now - w.heartbeatMillis()) + " ms: declared dead");
-                WorkerRecord dead = w.withState(WorkerState.DEAD);
-                map(ControlMaps.WORKERS).set(e.getKey(), dead.toJson());
-                e.setValue(dead);
+                setState(e, WorkerState.DEAD);
             }
         }
+    }
+
+    /**
+     * Gray failures: an ACTIVE worker whose batches all failed in the routers' fresh reports (at least
+     * {@value #SUSPECT_FAILURES}, none answered) becomes SUSPECT, so its experts move as a dead worker's
+     * do although its heartbeats go on. A SUSPECT worker no router reports failing comes back to ACTIVE
+     * after a probation of {@value #SUSPECT_PROBATION_TIMEOUTS} heartbeat timeouts.
+     */
+    private void markSuspects(Map<String, WorkerRecord> workers, long now) {
+        Map<String, long[]> reported = new HashMap<>();
+        for (String json : map(ControlMaps.HEALTH).values()) {
+            try {
+                HealthReport r = HealthReport.fromJson(json);
+                if (now - r.millis() <= config.heartbeatTimeout().toMillis()) {
+                    r.workers().forEach((address, c) -> {
+                        long[] sum = reported.computeIfAbsent(address, k -> new long[2]);
+                        sum[0] += c.failures();
+                        sum[1] += c.answers();
+                    });
+                }
+            } catch (RuntimeException unreadable) {
+                // written by the Control API after its checks; a record that still cannot be read says nothing
+            }
+        }
+        long probation = SUSPECT_PROBATION_TIMEOUTS * config.heartbeatTimeout().toMillis();
+        for (Map.Entry<String, WorkerRecord> e : workers.entrySet()) {
+            WorkerRecord w = e.getValue();
+            long[] counts = reported.getOrDefault(e.getKey(), new long[2]);
+            boolean failing = counts[0] >= SUSPECT_FAILURES && counts[1] == 0;
+            if (w.state() == WorkerState.ACTIVE && failing) {
+                LOG.warning("worker " + w.id() + " (" + e.getKey() + ") answers heartbeats but routers report " + counts[0]
+                        + " batches failed and none answered: SUSPECT, its experts move elsewhere");
+                setState(e, WorkerState.SUSPECT);
+                suspectSince.put(e.getKey(), now);
+            } else if (w.state() == WorkerState.SUSPECT) {
+                long since = suspectSince.computeIfAbsent(e.getKey(), k -> now); // a new leader starts the probation over
+                if (counts[0] > 0 && counts[1] == 0) {
+                    suspectSince.put(e.getKey(), now);
+                } else if (now - since > probation) {
+                    LOG.info("worker " + w.id() + " (" + e.getKey() + ") has had no failure reports for " + probation
+                            + " ms: ACTIVE again, a rebalance may give it experts");
+                    setState(e, WorkerState.ACTIVE);
+                    suspectSince.remove(e.getKey());
+                }
+            } else {
+                suspectSince.remove(e.getKey());
+            }
+        }
+    }
+
+    private void setState(Map.Entry<String, WorkerRecord> entry, WorkerState state) {
+        WorkerRecord changed = entry.getValue().withState(state);
+        map(ControlMaps.WORKERS).set(entry.getKey(), changed.toJson());
+        entry.setValue(changed);
     }
 
     private void markDrained(Map<String, WorkerRecord> workers, ExpertPlacement current) {
@@ -379,6 +456,9 @@ final class Reconciler {
             WorkerRecord w = workers.get(address);
             if (w == null || w.state() == WorkerState.DEAD) {
                 return "worker " + address + " is gone";
+            }
+            if (w.state() == WorkerState.SUSPECT) {
+                return "worker " + address + " is suspect (its data plane fails while it heartbeats)";
             }
             if (w.state() == WorkerState.DRAINING) {
                 return "worker " + address + " is draining";
@@ -418,8 +498,9 @@ final class Reconciler {
                     continue;
                 }
                 WorkerRecord w = workers.get(next.workers().get(i));
-                if (w == null || w.state() == WorkerState.DEAD) {
-                    LOG.warning("rollout to epoch " + next.epoch() + " abandoned: worker " + next.workers().get(i) + " is gone");
+                if (w == null || w.state() == WorkerState.DEAD || w.state() == WorkerState.SUSPECT) {
+                    LOG.warning("rollout to epoch " + next.epoch() + " abandoned: worker " + next.workers().get(i) + " is "
+                            + (w == null ? "gone" : w.state().name()));
                     map(ControlMaps.PLACEMENT).remove(ControlMaps.PENDING);
                     return;
                 }

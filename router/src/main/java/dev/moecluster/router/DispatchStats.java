@@ -19,6 +19,7 @@ public final class DispatchStats {
     private final LongAdder bytesSent = new LongAdder();
     private final LongAdder bytesReceived = new LongAdder();
     private final LongAdder failovers = new LongAdder();
+    private final Map<String, WorkerHealth> health = new ConcurrentHashMap<>();
     // Labelled by the worker whose batch failed (bounded by the placement's workers).
     private final Counter failoversByWorker = Counter.builder()
             .name("moe_router_failovers_total")
@@ -61,6 +62,37 @@ public final class DispatchStats {
     void recordFailover(String worker) {
         failovers.increment();
         failoversByWorker.labelValues(worker).inc();
+        health(worker).failures.increment();
+    }
+
+    /** A worker answered a batch. */
+    void recordAnswer(String worker) {
+        health(worker).answers.increment();
+    }
+
+    private WorkerHealth health(String worker) {
+        return health.computeIfAbsent(worker, k -> new WorkerHealth());
+    }
+
+    /**
+     * Batches failed and answered per worker since the previous call, for the coordinators: a worker
+     * whose batches all fail while its heartbeats go on is a gray failure only routers can see.
+     */
+    public Map<String, long[]> takeWorkerHealth() {
+        Map<String, long[]> out = new TreeMap<>();
+        health.forEach((worker, h) -> {
+            long failures = h.failures.sumThenReset();
+            long answers = h.answers.sumThenReset();
+            if (failures + answers > 0) {
+                out.put(worker, new long[] {failures, answers});
+            }
+        });
+        return out;
+    }
+
+    private static final class WorkerHealth {
+        final LongAdder failures = new LongAdder();
+        final LongAdder answers = new LongAdder();
     }
 
     /** Failovers per failed worker, registered by {@link RouterMetrics}. */

@@ -167,7 +167,12 @@ final class MoeDispatcher {
         ExpertBatch message = batch.setActivations(WireTensors.tensor(act)).build();
         long started = System.nanoTime();
         CompletableFuture<ExpertResult> result = channel(share.address()).send(message, rows, expertTimeout);
-        result.whenComplete((ignored, error) -> stats.recordWorkerLatency(share.address(), System.nanoTime() - started));
+        result.whenComplete((ignored, error) -> {
+            stats.recordWorkerLatency(share.address(), System.nanoTime() - started);
+            if (error == null) {
+                stats.recordAnswer(share.address());
+            }
+        });
         return new Sent(share, result, message.getSerializedSize());
     }
 

@@ -9,8 +9,10 @@ import dev.moecluster.core.model.ModelConfig;
 import dev.moecluster.core.placement.ExpertPlacement;
 import dev.moecluster.proto.PlacementUpdate;
 import dev.moecluster.proto.RouterHeartbeatRequest;
+import dev.moecluster.proto.WorkerHealth;
 import io.prometheus.metrics.core.metrics.Counter;
 import io.prometheus.metrics.model.registry.PrometheusRegistry;
+import java.util.ArrayDeque;
 import java.util.HashMap;
 import java.util.Map;
 import java.util.TreeMap;
@@ -20,7 +22,9 @@ import java.util.logging.Logger;
 /**
  * A router's part in the control plane: follows the published placement (the dispatcher switches
  * between calls), reports its epoch with a heartbeat so the coordinator knows when old expert copies
- * may go, and reports tokens routed per expert for load balancing. Without a coordinator the router
+ * may go, reports tokens routed per expert for load balancing, and reports how each worker answered
+ * its batches (the coordinators' only view of a worker whose data plane fails while its heartbeats go
+ * on). Without a coordinator the router
  * keeps routing with the last placement it had. Tells the router each time it got a placement (its
  * readiness). Acts only on placements {@link PlacementGate} accepts (newer epoch within bounds, the
  * model's shape, registered workers, the leader's signature when a key is configured).
@@ -37,6 +41,12 @@ final class PlacementFollower implements AutoCloseable {
     private final PlacementGate gate;
     private final Counter rejected;
     private String lastRejected;
+    /**
+     * Batches failed and answered per worker, by heartbeat, over the last {@value #HEALTH_WINDOW_MILLIS} ms:
+     * a router that steers around a failing worker sends it few batches, too few to judge in one heartbeat.
+     */
+    private final ArrayDeque<Map.Entry<Long, Map<String, long[]>>> recentHealth = new ArrayDeque<>();
+    static final long HEALTH_WINDOW_MILLIS = 10_000;
 
     /**
      * @param placementKnown run after every placement handed to the dispatcher
@@ -107,11 +117,22 @@ final class PlacementFollower implements AutoCloseable {
             experts.forEach((e, n) -> counts[e] = n);
             tokens.put(layer, counts);
         });
-        client.routerHeartbeat(RouterHeartbeatRequest.newBuilder()
-                        .setRouterJson(new RouterRecord(id, address, dispatcher.placement().epoch(), now).toJson())
-                        .setLoadJson(new LoadReport(id, now, tokens).toJson())
-                        .build())
-                .ifPresent(this::consider);
+        RouterHeartbeatRequest.Builder heartbeat = RouterHeartbeatRequest.newBuilder()
+                .setRouterJson(new RouterRecord(id, address, dispatcher.placement().epoch(), now).toJson())
+                .setLoadJson(new LoadReport(id, now, tokens).toJson());
+        recentHealth.addLast(Map.entry(now, stats.takeWorkerHealth()));
+        while (now - recentHealth.peekFirst().getKey() > HEALTH_WINDOW_MILLIS) {
+            recentHealth.removeFirst();
+        }
+        Map<String, long[]> health = new TreeMap<>();
+        recentHealth.forEach(e -> e.getValue().forEach((worker, counts) -> {
+            long[] sum = health.computeIfAbsent(worker, k -> new long[2]);
+            sum[0] += counts[0];
+            sum[1] += counts[1];
+        }));
+        health.forEach((worker, counts) -> heartbeat.addWorkerHealth(
+                WorkerHealth.newBuilder().setAddress(worker).setFailures(counts[0]).setAnswers(counts[1])));
+        client.routerHeartbeat(heartbeat.build()).ifPresent(this::consider);
     }
 
     @Override
