@@ -169,6 +169,7 @@ class ChartDefaultValuesTest {
         assertThat(flag(c, "--port")).isEqualTo("5701");
         assertThat(flag(c, "--admin-port")).isEqualTo("50071");
         assertThat(flag(c, "--control-port")).isEqualTo("50070");
+        assertThat(flag(c, "--expected-coordinators")).as("the majority is counted from the StatefulSet's replicas").isEqualTo("3");
         assertThat(flag(c, "--expected-workers")).isEqualTo("2");
         assertThat(flag(c, "--min-replicas")).isEqualTo("1");
         assertThat(flag(c, "--cluster-name")).isEqualTo("moe-moe-cluster");
