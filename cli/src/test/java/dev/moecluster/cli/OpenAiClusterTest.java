@@ -219,7 +219,7 @@ class OpenAiClusterTest {
             HttpResponse<String> one = http.send(HttpRequest.newBuilder(URI.create(url + "/models/" + model)).GET().build(),
                     HttpResponse.BodyHandlers.ofString());
             assertThat(JsonParser.parseString(one.body()).getAsJsonObject().get("id").getAsString()).isEqualTo(model);
-            assertThat(cluster.router().decoder().kvBytesPerToken() * 4003L).isGreaterThan(1 << 20);
+            assertThat(cluster.router().decoder().kvBytesPerToken(dev.moecluster.core.tensor.DType.BF16) * 4003L).isGreaterThan(1 << 20);
             HttpResponse<String> tooBig = post(http, url + "/completions",
                     "{\"prompt\": [5, 6, 7], \"max_tokens\": 4000, \"ignore_eos\": true}");
             assertThat(tooBig.statusCode()).isEqualTo(429);
