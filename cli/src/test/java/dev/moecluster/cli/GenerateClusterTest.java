@@ -249,6 +249,17 @@ class GenerateClusterTest {
                     GenerateRequest fits = greedy(new int[] {1, 2, 3}, 45);
                     fits = fits.toBuilder().setSampling(fits.getSampling().toBuilder().setIgnoreEos(true)).build();
                     assertThat(collect(Clusters.stub(ch).generate(fits)).ids()).hasSize(45);
+                    // three requests of two blocks each in a pool of three: one runs at a time, the others
+                    // wait for the blocks a finished one hands back, and all of them complete
+                    List<CompletableFuture<Generated>> twoBlocks = IntStream.range(0, 3).mapToObj(i -> {
+                        GenerateRequest r = greedy(new int[] {1, 2, 3 + i}, 26);
+                        GenerateRequest ignoring = r.toBuilder().setSampling(r.getSampling().toBuilder().setIgnoreEos(true)).build();
+                        return CompletableFuture.supplyAsync(() -> collect(Clusters.stub(ch).generate(ignoring)));
+                    }).toList();
+                    for (CompletableFuture<Generated> g : twoBlocks) {
+                        assertThat(g.get(120, TimeUnit.SECONDS).ids()).hasSize(26);
+                    }
+                    assertThat(router.scheduler().kvBlockPool().totalBlocks()).isEqualTo(3);
                 } finally {
                     ch.shutdownNow();
                 }
