@@ -3,6 +3,8 @@
 # here first with bench/gpu/prepare.sh, then run through the device tool with carry ["bench/gpu/kit"]:
 #   bash bench/gpu/check.sh            (about 4 minutes; every step is bounded by a timeout, < 8 minutes)
 #   bash bench/gpu/check.sh cluster    (only (c), about 2 minutes)
+#   bash bench/gpu/check.sh router     (only (r), issue 12's dense kernels, about 1 minute; needs no JDK:
+#                                       bench/gpu/kit/dense_check, or the device's nvcc to build it)
 # Prints (0) the GPU and, where nvcc and cuobjdump exist there, the kernels' registers, spills and
 # tensor-core instructions; (b) torch.matmul on the FFN shapes; DeviceCheck: (a) cuda vs cpu
 # correctness and (b) our TFLOP/s, ending with the summary table for bench/RESULTS.md; then (c)
@@ -19,6 +21,27 @@ ONLY="${1:-all}"
 
 echo "== (0) device =="
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,power.limit --format=csv || true
+if [[ "$ONLY" == router ]]; then
+  echo
+  echo "== (r) the router's dense kernels (core/src/main/cuda/dense.cu) against the host, and next to PyTorch eager =="
+  BIN=bench/gpu/kit/dense_check
+  if command -v nvcc >/dev/null 2>&1; then
+    # built here when the device has nvcc: its glibc, not the preparing machine's
+    timeout 180 bash bench/gpu/build-dense-check.sh "$LOGS/dense_check" && BIN="$LOGS/dense_check"
+    timeout 120 nvcc -cubin -arch=sm_90 -O3 -Xptxas -v -o "$LOGS/dense.sm_90.cubin" core/src/main/cuda/dense.cu 2>&1 \
+      | grep -E "Compiling entry|registers|spill" | paste - - - \
+      | sed -E "s/.*entry function '([^']*)'.* ([0-9]+) bytes spill stores.*Used ([0-9]+) registers.*/  \1: \3 registers, \2 bytes spilled/"
+  fi
+  if [[ ! -x "$BIN" ]]; then
+    echo "check.sh: $BIN is missing and there is no nvcc here: run bench/gpu/build-dense-check.sh $BIN (prepare.sh does) and carry bench/gpu/kit" >&2
+    exit 2
+  fi
+  timeout 150 python3 bench/gpu/torch_dense.py "$LOGS/torch_dense.tsv" 2>&1 | tail -n 8 || echo "torch_dense.py failed or timed out"
+  timeout 300 "$BIN" --torch "$LOGS/torch_dense.tsv" 2>&1 | tee "$LOGS/dense_check.log"
+  status=${PIPESTATUS[0]}
+  [[ $status -eq 124 ]] && echo "check.sh: dense_check timed out after 300 s"
+  exit "$status"
+fi
 if [[ ! -f bench/gpu/kit/kit.tar.xz ]]; then
   echo "check.sh: bench/gpu/kit/kit.tar.xz is missing: run bench/gpu/prepare.sh and carry bench/gpu/kit" >&2
   exit 2

@@ -9,6 +9,7 @@
 #          static local cluster, no coordinator), JMH, and the other platforms' natives in the
 #          tokenizer and JCuda jars
 #   lib    libJCudaDriver-12.0.0-linux-x86_64.so (JCuda tries java.library.path first)
+# and, beside it, bench/gpu/kit/dense_check (issue 12's dense kernels, build-dense-check.sh; no JDK needed).
 # Before packing, the kit runs here: DeviceCheck must say "no GPU" and exit 2, and a tiny
 # `moe bench moe-layer` on the cpu backend must pass its check against the reference.
 set -euo pipefail
@@ -59,6 +60,14 @@ rm -rf "$STAGE/smoke" "$STAGE/moe-cluster-bench"
 
 rm -rf "$KIT"
 mkdir -p "$KIT"
+# issue 12's dense-kernel check (check.sh router): a standalone binary beside the tarball
+if command -v nvcc >/dev/null 2>&1 || [[ -x /usr/local/cuda/bin/nvcc ]]; then
+  bash bench/gpu/build-dense-check.sh "$KIT/dense_check"
+  "$KIT/dense_check" >/dev/null 2>&1 && rc=0 || rc=$?
+  [[ $rc -eq 2 ]] || echo "prepare.sh: dense_check should say 'no CUDA device' here (exit 2), exit $rc" >&2
+else
+  echo "prepare.sh: no nvcc here: check.sh router will need nvcc on the GPU machine" >&2
+fi
 echo "  packing (xz, about a minute)..."
 tar -C "$STAGE" -cf - jre jars lib | xz -T0 -6 > "$KIT/kit.tar.xz"
 

@@ -10,6 +10,7 @@ import dev.moecluster.core.tensor.DType;
 import dev.moecluster.router.RouterConfig;
 import dev.moecluster.router.RouterServer;
 import dev.moecluster.router.generate.GenerationConfig;
+import dev.moecluster.worker.cuda.CudaAvailability;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Arrays;
@@ -112,7 +113,7 @@ final class RouterCommand implements Callable<Integer> {
     @Option(names = "--max-queued", defaultValue = "256", description = "Generate requests waiting before RESOURCE_EXHAUSTED (default: ${DEFAULT-VALUE}).")
     int maxQueued;
 
-    @Option(names = "--kv-cache-mb", defaultValue = "2048", description = "KV-cache memory budget for all sequences, MiB (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--kv-cache-mb", defaultValue = "2048", description = "KV-cache memory for all sequences, MiB: a pool of bf16 blocks of 16 tokens that requests are admitted against (default: ${DEFAULT-VALUE}).")
     int kvCacheMb;
 
     @Option(names = "--prefill-chunk", defaultValue = "256", description = "Prompt tokens prefilled per step, so decodes are not starved (default: ${DEFAULT-VALUE}).")
@@ -123,12 +124,20 @@ final class RouterCommand implements Callable<Integer> {
                     + "for up to this many seconds; then stop and exit 0 (default: ${DEFAULT-VALUE}).")
     long shutdownGraceSeconds;
 
+    @Option(names = "--backend", defaultValue = "cpu",
+            description = "Where the dense model (attention, KV cache, norms, LM head, sampling) runs: cpu; cuda (fails at start"
+                    + " with 'no CUDA device: ...' where no usable GPU is found; where one is, it fails too, saying the device"
+                    + " path is not available yet); or auto (cuda where usable, else cpu, saying which) (default: ${DEFAULT-VALUE}).")
+    String backend;
+
     @Option(names = "--overlap", defaultValue = "true", negatable = true, fallbackValue = "true",
             description = "Run each decode step as two concurrent micro-batches (ping-pong); --no-overlap turns it off (default: ${DEFAULT-VALUE}).")
     boolean overlap;
 
     @Override
     public Integer call() throws Exception {
+        String resolvedBackend = RouterBackends.resolve(backend,
+                backend.equals("cpu") ? new CudaAvailability(false, "not probed") : CudaAvailability.probe());
         Path dir = model.resolve();
         ModelConfig config = ModelConfig.load(dir);
         ControlPlaneConfig control = placement.coordinators == null ? null
@@ -144,6 +153,7 @@ final class RouterCommand implements Callable<Integer> {
                 metricsPort).withTls(tls.resolve()).withHealthPort(healthPort).withHttpPort(httpPort)
                 .withAuthToken(authTokenFile == null ? null : BearerToken.readFrom(authTokenFile))
                 .withChannelsPerWorker(channelsPerWorker)
+                .withBackend(resolvedBackend)
                 .withDataPlane(new DataPlaneAccess(dataPlaneTokenFile == null ? null : BearerToken.readFrom(dataPlaneTokenFile), Set.of()));
         if (maxInflightTokens != null) {
             rc = rc.withMaxTokensInFlight(maxInflightTokens);

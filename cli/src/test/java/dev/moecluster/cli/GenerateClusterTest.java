@@ -66,9 +66,10 @@ class GenerateClusterTest {
     }
 
     /** The reference's greedy tokens, cut after the first end-of-sequence id (which the API does not return). */
+    /** The in-process model's greedy tokens up to {@code eos}, with keys and values in bf16 as the router keeps them. */
     static List<Integer> referenceTokens(DecoderModel reference, int[] prompt, int n, int eos) {
         List<Integer> out = new ArrayList<>();
-        for (int t : reference.generateGreedy(prompt, n)) {
+        for (int t : reference.generateGreedy(prompt, n, dev.moecluster.core.tensor.DType.BF16)) {
             if (t == eos) {
                 break;
             }
@@ -235,18 +236,30 @@ class GenerateClusterTest {
             } finally {
                 channel.shutdownNow();
             }
-            // a router whose KV budget holds 40 tokens refuses a request needing more, and serves one that fits
-            long perToken = cluster.router().decoder().kvBytesPerToken();
+            // a router whose KV budget holds 3 blocks of 16 tokens (and a half) refuses a request needing a
+            // fourth block, and serves one that fills the three
+            long perToken = cluster.router().decoder().kvBytesPerToken(dev.moecluster.core.tensor.DType.BF16);
             var small = dev.moecluster.router.RouterConfig.defaults(dir, cluster.placement()).withGeneration(
-                    dev.moecluster.router.generate.GenerationConfig.defaults().withKvCacheBudgetBytes(40 * perToken));
+                    dev.moecluster.router.generate.GenerationConfig.defaults().withKvCacheBudgetBytes(56 * perToken));
             try (var router = dev.moecluster.router.RouterServer.start(small)) {
                 ManagedChannel ch = Clusters.channel(router.address());
                 try {
-                    rejected(ch, greedy(new int[] {1, 2, 3}, 38), Status.Code.RESOURCE_EXHAUSTED,
-                            "prompt + max_tokens need 41 tokens of KV cache");
-                    GenerateRequest fits = greedy(new int[] {1, 2, 3}, 37);
+                    rejected(ch, greedy(new int[] {1, 2, 3}, 46), Status.Code.RESOURCE_EXHAUSTED,
+                            "prompt + max_tokens need 49 tokens of KV cache (4 blocks");
+                    GenerateRequest fits = greedy(new int[] {1, 2, 3}, 45);
                     fits = fits.toBuilder().setSampling(fits.getSampling().toBuilder().setIgnoreEos(true)).build();
-                    assertThat(collect(Clusters.stub(ch).generate(fits)).ids()).hasSize(37);
+                    assertThat(collect(Clusters.stub(ch).generate(fits)).ids()).hasSize(45);
+                    // three requests of two blocks each in a pool of three: one runs at a time, the others
+                    // wait for the blocks a finished one hands back, and all of them complete
+                    List<CompletableFuture<Generated>> twoBlocks = IntStream.range(0, 3).mapToObj(i -> {
+                        GenerateRequest r = greedy(new int[] {1, 2, 3 + i}, 26);
+                        GenerateRequest ignoring = r.toBuilder().setSampling(r.getSampling().toBuilder().setIgnoreEos(true)).build();
+                        return CompletableFuture.supplyAsync(() -> collect(Clusters.stub(ch).generate(ignoring)));
+                    }).toList();
+                    for (CompletableFuture<Generated> g : twoBlocks) {
+                        assertThat(g.get(120, TimeUnit.SECONDS).ids()).hasSize(26);
+                    }
+                    assertThat(router.scheduler().kvBlockPool().totalBlocks()).isEqualTo(3);
                 } finally {
                     ch.shutdownNow();
                 }

@@ -179,7 +179,7 @@ class LifecycleTest {
                 gated.release();
                 GenerateClusterTest.Generated g = stream.get(120, TimeUnit.SECONDS);
                 assertThat(g.ids()).hasSize(tokens);
-                assertThat(g.ids()).isEqualTo(Arrays.stream(reference.generateGreedy(prompt, tokens)).boxed().toList());
+                assertThat(g.ids()).isEqualTo(Arrays.stream(reference.generateGreedy(prompt, tokens, dev.moecluster.core.tensor.DType.BF16)).boxed().toList());
                 assertThat(g.last().getFinishReason()).isEqualTo(FinishReason.FINISH_REASON_LENGTH);
                 assertThat(shutdown.get(120, TimeUnit.SECONDS)).as("every call finished within the grace").isTrue();
                 assertThatThrownBy(() -> health(address, GrpcEndpoint.LIVENESS))

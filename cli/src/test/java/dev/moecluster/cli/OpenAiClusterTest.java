@@ -175,10 +175,10 @@ class OpenAiClusterTest {
         Path dir = tmp.resolve("no-template");
         ModelGenerator.generate(ModelGenerator.Spec.tiny(Architecture.MIXTRAL), dir);
         Files.delete(dir.resolve("tokenizer_config.json"));
-        // a KV-cache budget of 1 MiB: a few tokens fit, a request for 4000 cannot
+        // a KV-cache budget of 512 KiB (bf16 blocks): a few tokens fit, a request for 4000 cannot
         try (LocalCluster cluster = LocalCluster.start(LocalCluster.Options.of(dir, 2, 1)
                 .withRouterSettings(rc -> rc.withHttpPort(0)
-                        .withGeneration(rc.generation().withKvCacheBudgetBytes(1 << 20))))) {
+                        .withGeneration(rc.generation().withKvCacheBudgetBytes(1 << 19))))) {
             String url = cluster.router().httpUrl();
             String model = cluster.model().name();
             HttpClient http = HttpClient.newHttpClient();
@@ -219,7 +219,7 @@ class OpenAiClusterTest {
             HttpResponse<String> one = http.send(HttpRequest.newBuilder(URI.create(url + "/models/" + model)).GET().build(),
                     HttpResponse.BodyHandlers.ofString());
             assertThat(JsonParser.parseString(one.body()).getAsJsonObject().get("id").getAsString()).isEqualTo(model);
-            assertThat(cluster.router().decoder().kvBytesPerToken() * 4003L).isGreaterThan(1 << 20);
+            assertThat(cluster.router().decoder().kvBytesPerToken(dev.moecluster.core.tensor.DType.BF16) * 4003L).isGreaterThan(1 << 19);
             HttpResponse<String> tooBig = post(http, url + "/completions",
                     "{\"prompt\": [5, 6, 7], \"max_tokens\": 4000, \"ignore_eos\": true}");
             assertThat(tooBig.statusCode()).isEqualTo(429);

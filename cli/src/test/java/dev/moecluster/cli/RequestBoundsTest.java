@@ -81,8 +81,8 @@ class RequestBoundsTest {
         }
         // reserved for prompt + max_tokens clamped to the context, never a wrapped (negative) size; the
         // victim (3 + 40 tokens) may have finished already
-        long perToken = cluster.router().decoder().kvBytesPerToken();
-        assertThat(scheduler.kvCacheReservedBytes()).isIn((4096 + 43) * perToken, 4096 * perToken);
+        long perBlock = scheduler.kvBlockPool().bytesPerBlock();
+        assertThat(scheduler.kvCacheReservedBytes()).isIn((4096 / 16 + 3) * perBlock, 4096 / 16 * perBlock);
         GenerateClusterTest.Generated rest = GenerateClusterTest.collect(victim);
         victimIds.addAll(rest.ids());
         assertThat(victimIds).isEqualTo(alone);
@@ -93,7 +93,7 @@ class RequestBoundsTest {
 
     @Test
     void maxTokensOfIntMaxBeyondTheKvBudgetIsRefusedAndTheBudgetStaysBalanced() throws Exception {
-        long perToken = cluster.router().decoder().kvBytesPerToken();
+        long perToken = cluster.router().decoder().kvBytesPerToken(dev.moecluster.core.tensor.DType.BF16);
         var config = RouterConfig.defaults(dir, cluster.placement())
                 .withGeneration(GenerationConfig.defaults().withKvCacheBudgetBytes(1000 * perToken));
         try (RouterServer router = RouterServer.start(config)) {

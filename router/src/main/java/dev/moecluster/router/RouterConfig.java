@@ -41,6 +41,8 @@ import java.time.Duration;
  * @param dataPlane the internal token the router sends workers ({@link DataPlaneAccess#OPEN}, or null, for none)
  * @param httpPort OpenAI-compatible HTTP API port (same host, TLS and token as the gRPC port): 0 picks a
  *     free one, -1 serves none; the command line defaults to {@value #DEFAULT_HTTP_PORT}, {@link #defaults} to -1
+ * @param backend where the dense model runs, {@code cpu} or {@code cuda} ({@code moe router --backend}
+ *     resolves {@code auto} to one of them before the config is made); null means cpu
  */
 public record RouterConfig(
         String host,
@@ -60,7 +62,8 @@ public record RouterConfig(
         int maxTokensInFlight,
         int channelsPerWorker,
         DataPlaneAccess dataPlane,
-        int httpPort) {
+        int httpPort,
+        String backend) {
 
     public static final int DEFAULT_MAX_INBOUND_BYTES = 64 * 1024 * 1024;
     /** Default MoeForward tokens in flight, in calls of the largest size. */
@@ -71,6 +74,8 @@ public record RouterConfig(
     public static final int DEFAULT_HTTP_PORT = 8000;
     /** The {@code --http-port} value that serves no HTTP API. */
     public static final int NO_HTTP_PORT = -1;
+    /** Dense-model backends a config may name. */
+    public static final java.util.List<String> BACKENDS = java.util.List.of("cpu", "cuda");
 
     public RouterConfig {
         requireNonNull(host, "host is null");
@@ -106,6 +111,10 @@ public record RouterConfig(
         if (httpPort < NO_HTTP_PORT || httpPort > 65535) {
             throw new IllegalArgumentException("HTTP port must be -1 (none), 0 (free port) or 1..65535, got " + httpPort);
         }
+        backend = backend == null ? "cpu" : backend;
+        if (!BACKENDS.contains(backend)) {
+            throw new IllegalArgumentException("router backend must be cpu or cuda, got '" + backend + "'");
+        }
     }
 
     /** Plaintext, no health-only port, no token, 4 × {@code maxTokensPerRequest} MoeForward tokens in flight. */
@@ -114,7 +123,7 @@ public record RouterConfig(
             ControlPlaneConfig controlPlane, int metricsPort) {
         this(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes, maxTokensPerRequest,
                 generation, controlPlane, metricsPort, null, GrpcEndpoint.NO_HEALTH_PORT, null,
-                Math.multiplyExact(IN_FLIGHT_CALLS, maxTokensPerRequest), 1, DataPlaneAccess.OPEN, NO_HTTP_PORT);
+                Math.multiplyExact(IN_FLIGHT_CALLS, maxTokensPerRequest), 1, DataPlaneAccess.OPEN, NO_HTTP_PORT, "cpu");
     }
 
     /**
@@ -128,91 +137,98 @@ public record RouterConfig(
 
     public RouterConfig withPort(int newPort) {
         return new RouterConfig(host, newPort, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker, dataPlane, httpPort);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker, dataPlane, httpPort, backend);
     }
 
     public RouterConfig withHost(String newHost) {
         return new RouterConfig(newHost, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker, dataPlane, httpPort);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker, dataPlane, httpPort, backend);
     }
 
     public RouterConfig withWireDtype(DType dtype) {
         return new RouterConfig(host, port, modelDir, placement, dtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker, dataPlane, httpPort);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker, dataPlane, httpPort, backend);
     }
 
     public RouterConfig withExpertTimeout(Duration timeout) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, timeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker, dataPlane, httpPort);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker, dataPlane, httpPort, backend);
     }
 
     public RouterConfig withMaxInboundMessageBytes(int bytes) {
-        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, bytes, maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker, dataPlane, httpPort);
+        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, bytes, maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker, dataPlane, httpPort, backend);
     }
 
     /** Follows the coordinators' placement, starting from none. */
     public RouterConfig withControlPlane(ControlPlaneConfig control) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, control, metricsPort, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker, dataPlane, httpPort);
+                maxTokensPerRequest, generation, control, metricsPort, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker, dataPlane, httpPort, backend);
     }
 
     public RouterConfig withGeneration(GenerationConfig g) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, g, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker, dataPlane, httpPort);
+                maxTokensPerRequest, g, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker, dataPlane, httpPort, backend);
     }
 
     /** Raises the MoeForward tokens in flight to {@code tokens} where they were fewer. */
     public RouterConfig withMaxTokensPerRequest(int tokens) {
-        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes, tokens, generation, controlPlane, metricsPort, tls, healthPort, authToken, Math.max(tokens, maxTokensInFlight), channelsPerWorker, dataPlane, httpPort);
+        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes, tokens, generation, controlPlane, metricsPort, tls, healthPort, authToken, Math.max(tokens, maxTokensInFlight), channelsPerWorker, dataPlane, httpPort, backend);
     }
 
     /** Admits at most {@code tokens} MoeForward tokens at once across calls. */
     public RouterConfig withMaxTokensInFlight(int tokens) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, tokens, channelsPerWorker, dataPlane, httpPort);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, tokens, channelsPerWorker, dataPlane, httpPort, backend);
     }
 
     /** Serves {@code /metrics} on {@code port}: 0 picks a free one, -1 serves none. */
     public RouterConfig withMetricsPort(int port) {
         return new RouterConfig(host, this.port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, port, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker, dataPlane, httpPort);
+                maxTokensPerRequest, generation, controlPlane, port, tls, healthPort, authToken, maxTokensInFlight, channelsPerWorker, dataPlane, httpPort, backend);
     }
 
     /** Serves the public port over TLS and dials workers with it; null for plaintext. */
     public RouterConfig withTls(TlsConfig newTls) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, newTls, healthPort, authToken, maxTokensInFlight, channelsPerWorker, dataPlane, httpPort);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, newTls, healthPort, authToken, maxTokensInFlight, channelsPerWorker, dataPlane, httpPort, backend);
     }
 
     /** Serves gRPC health alone on a plaintext {@code port}: 0 picks a free one, -1 serves none. */
     public RouterConfig withHealthPort(int port) {
         return new RouterConfig(host, this.port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, port, authToken, maxTokensInFlight, channelsPerWorker, dataPlane, httpPort);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, port, authToken, maxTokensInFlight, channelsPerWorker, dataPlane, httpPort, backend);
     }
 
     /** Requires {@code token} on {@code moe.v1.Router} calls; null for none. */
     public RouterConfig withAuthToken(BearerToken token) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, token, maxTokensInFlight, channelsPerWorker, dataPlane, httpPort);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, token, maxTokensInFlight, channelsPerWorker, dataPlane, httpPort, backend);
     }
 
     /** Opens {@code n} connections to each worker. */
     public RouterConfig withChannelsPerWorker(int n) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
-                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight, n, dataPlane, httpPort);
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight, n, dataPlane, httpPort, backend);
     }
 
     /** Sends workers the routers' internal token ({@code --data-plane-token-file}) on every call. */
     public RouterConfig withDataPlane(DataPlaneAccess access) {
         return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
                 maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight,
-                channelsPerWorker, access, httpPort);
+                channelsPerWorker, access, httpPort, backend);
     }
 
     /** Serves the OpenAI-compatible HTTP API on {@code port}: 0 picks a free one, -1 serves none. */
     public RouterConfig withHttpPort(int port) {
         return new RouterConfig(host, this.port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
                 maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight,
-                channelsPerWorker, dataPlane, port);
+                channelsPerWorker, dataPlane, port, backend);
+    }
+
+    /** Runs the dense model on {@code name}: cpu or cuda. */
+    public RouterConfig withBackend(String name) {
+        return new RouterConfig(host, port, modelDir, placement, wireDtype, expertTimeout, maxInboundMessageBytes,
+                maxTokensPerRequest, generation, controlPlane, metricsPort, tls, healthPort, authToken, maxTokensInFlight,
+                channelsPerWorker, dataPlane, httpPort, name);
     }
 }

@@ -128,6 +128,13 @@ public final class RouterServer implements AutoCloseable {
     /** Loads the model and starts serving. */
     public static RouterServer start(RouterConfig config) throws IOException {
         requireNonNull(config, "config is null");
+        if (config.backend().equals("cuda")) {
+            // the device kernels exist (router/src/main/cuda, checked by bench/gpu/check.sh router); the host
+            // side that keeps the dense weights and the paged KV cache on the device does not yet
+            throw new IllegalStateException("the router's cuda backend is not available yet: its device kernels are"
+                    + " built and checked (bench/gpu/check.sh router) but the dense model still runs on the cpu;"
+                    + " use --backend cpu or auto");
+        }
         ModelConfig model = ModelConfig.load(config.modelDir());
         Checkpoint checkpoint = Checkpoint.open(config.modelDir());
         Gemm.warmUp(3000);

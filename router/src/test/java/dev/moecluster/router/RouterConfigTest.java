@@ -29,4 +29,23 @@ class RouterConfigTest {
         assertThat(DEFAULTS.withMaxTokensPerRequest(100_000).maxTokensInFlight()).isEqualTo(100_000);
         assertThat(DEFAULTS.withMaxTokensPerRequest(16).maxTokensInFlight()).isEqualTo(4 * 8192);
     }
+
+    @Test
+    void backendIsCpuByDefaultKeptByEveryCopyAndCheckedByName() {
+        assertThat(DEFAULTS.backend()).isEqualTo("cpu");
+        RouterConfig cuda = DEFAULTS.withBackend("cuda");
+        assertThat(cuda.withPort(5).withMetricsPort(0).withHttpPort(0).withChannelsPerWorker(2)
+                .withDataPlane(null).withMaxTokensPerRequest(16).backend()).isEqualTo("cuda");
+        assertThat(DEFAULTS.withBackend(null).backend()).isEqualTo("cpu");
+        assertThatThrownBy(() -> DEFAULTS.withBackend("auto"))
+                .isInstanceOf(IllegalArgumentException.class)
+                .hasMessage("router backend must be cpu or cuda, got 'auto'");
+    }
+
+    @Test
+    void aCudaRouterRefusesToStartUntilTheDevicePathExists() {
+        assertThatThrownBy(() -> RouterServer.start(DEFAULTS.withBackend("cuda")))
+                .isInstanceOf(IllegalStateException.class)
+                .hasMessageContaining("the router's cuda backend is not available yet");
+    }
 }

@@ -8,6 +8,7 @@ import dev.moecluster.core.model.Checkpoint;
 import dev.moecluster.core.model.ModelConfig;
 import dev.moecluster.core.moe.ExpertWeights;
 import dev.moecluster.core.moe.ReferenceMoeBlock;
+import dev.moecluster.core.tensor.DType;
 import dev.moecluster.core.tensor.FloatMatrix;
 import dev.moecluster.core.tensor.Tensor;
 import java.io.IOException;
@@ -25,9 +26,9 @@ import java.util.Set;
  * SwiGLU MLP or, on MoE layers, {@link MoeLayers}; final norm and LM head. Everything except the
  * routed experts lives here, which is what the router holds.
  *
- * <p>A forward step takes new tokens of one or many sequences, each with its {@link KvCache}, and
- * runs every projection, MLP and MoE call over all rows of the step at once, so batched decode and
- * chunked prefill can share a step. A step that fails leaves every cache as it was.
+ * <p>A forward step takes new tokens of one or many sequences, each with its {@link KvCache} (paged,
+ * f32 or bf16), and runs every projection, MLP and MoE call over all rows of the step at once, so
+ * batched decode and chunked prefill can share a step. A step that fails leaves every cache as it was.
  */
 public final class DecoderModel implements AutoCloseable {
     private final ModelConfig config;
@@ -166,14 +167,31 @@ public final class DecoderModel implements AutoCloseable {
         return layers.get(layer).mlp() == null;
     }
 
-    /** Bytes of f32 keys and values one token occupies in a {@link KvCache}. */
-    public long kvBytesPerToken() {
-        return 2L * 4 * decoder.numLayers() * decoder.kvDim();
+    /** Bytes of keys and values one token occupies in a {@link KvCache} of {@code dtype} (f32 or bf16). */
+    public long kvBytesPerToken(DType dtype) {
+        return 2L * dtype.byteSize() * decoder.numLayers() * decoder.kvDim();
     }
 
-    /** An empty cache for one sequence of up to {@code maxTokens} tokens (prompt and generated). */
+    /**
+     * A pool of {@code totalBlocks} KV blocks of {@code blockTokens} positions, stored in {@code dtype}
+     * (bf16 as the router keeps it, or f32 as transformers does for an f32 model), for sequences to share.
+     */
+    public KvBlockPool newBlockPool(DType dtype, int blockTokens, int totalBlocks) {
+        return new KvBlockPool(this, dtype, decoder.numLayers(), decoder.kvDim(), blockTokens, totalBlocks);
+    }
+
+    /** An empty f32 cache for one sequence of up to {@code maxTokens} tokens (prompt and generated), in a pool of its own. */
     public KvCache newCache(int maxTokens) {
-        return new KvCache(this, decoder.numLayers(), decoder.kvDim(), maxTokens);
+        return newCache(maxTokens, DType.F32);
+    }
+
+    /** As {@link #newCache(int)}, stored in {@code dtype}. */
+    public KvCache newCache(int maxTokens, DType dtype) {
+        if (maxTokens <= 0) {
+            throw new IllegalArgumentException("KV cache capacity must be positive, got " + maxTokens);
+        }
+        int blocks = (int) ((maxTokens + (long) KvBlockPool.DEFAULT_BLOCK_TOKENS - 1) / KvBlockPool.DEFAULT_BLOCK_TOKENS);
+        return newBlockPool(dtype, KvBlockPool.DEFAULT_BLOCK_TOKENS, blocks).newCache(maxTokens);
     }
 
     /** Processes {@code tokens} as the next positions of {@code cache}'s sequence; returns the last token's logits. */
@@ -294,10 +312,15 @@ public final class DecoderModel implements AutoCloseable {
      * checked against.
      */
     public int[] generateGreedy(int[] prompt, int maxNewTokens) {
+        return generateGreedy(prompt, maxNewTokens, DType.F32);
+    }
+
+    /** As {@link #generateGreedy(int[], int)} with keys and values stored in {@code kvDtype}, as a router stores them. */
+    public int[] generateGreedy(int[] prompt, int maxNewTokens, DType kvDtype) {
         if (maxNewTokens <= 0) {
             throw new IllegalArgumentException("maxNewTokens must be positive, got " + maxNewTokens);
         }
-        KvCache cache = newCache(prompt.length + maxNewTokens);
+        KvCache cache = newCache(prompt.length + maxNewTokens, kvDtype);
         float[] logits = forward(prompt, cache);
         int[] out = new int[maxNewTokens];
         for (int i = 0; i < maxNewTokens; i++) {

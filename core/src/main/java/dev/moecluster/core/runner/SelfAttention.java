@@ -7,8 +7,8 @@ import dev.moecluster.core.tensor.Tensor;
 import java.util.stream.IntStream;
 
 /**
- * One layer's grouped-query self-attention with a KV cache, in f32. Per new row: q/k/v projections
- * (+ bias), Qwen3's per-head q/k RMSNorm, RoPE, Llama 4's L2 q/k norm (after RoPE) or temperature
+ * One layer's grouped-query self-attention with a paged KV cache, in f32 (bf16 keys and values
+ * are widened as read). Per new row: q/k/v projections (+ bias), Qwen3's per-head q/k RMSNorm, RoPE, Llama 4's L2 q/k norm (after RoPE) or temperature
  * tuning (NoPE layers); keys and values go into the sequence's cache; each query head {@code h}
  * attends with key/value head {@code h / (heads / kv_heads)} (transformers' {@code repeat_kv}) over
  * the causal window the layer allows, scores scaled by {@code head_dim^-0.5}, softmax in f32.
@@ -94,9 +94,7 @@ final class SelfAttention {
             for (int head = 0; head < config.numKvHeads(); head++) {
                 prepare(ks, r * kvDim + head * d, kNorm, step, r, eps, 1f);
             }
-            KvCache cache = step.cache(r);
-            System.arraycopy(ks, r * kvDim, cache.keys(layer), position * kvDim, kvDim);
-            System.arraycopy(vs, r * kvDim, cache.values(layer), position * kvDim, kvDim);
+            step.cache(r).write(layer, position, ks, r * kvDim, vs, r * kvDim);
         }
         float[] context = new float[rows * qDim];
         int heads = config.numHeads();
@@ -113,9 +111,8 @@ final class SelfAttention {
             int r = task / heads;
             int head = task % heads;
             int position = step.rowPosition[r];
-            KvCache cache = step.cache(r);
-            attend(qs, r * qDim + head * d, cache.keys(layer), cache.values(layer), (head / group) * d, kvDim, d,
-                    spec.firstVisible(position), position, scaling, context, r * qDim + head * d);
+            attend(qs, r * qDim + head * d, step.cache(r), layer, (head / group) * d, d, spec.firstVisible(position),
+                    position, scaling, context, r * qDim + head * d);
         });
         return project(context, rows, o, oBias, hidden);
     }
@@ -159,22 +156,17 @@ final class SelfAttention {
     }
 
     /**
-     * One query head against cached keys/values at positions {@code [from, to]}: scores
+     * One query head against {@code layer}'s cached keys/values at positions {@code [from, to]}: scores
      * {@code (q · k) * scaling}, softmax, weighted sum of values into {@code out[outOffset, + d)}.
-     * Key/value head data for position {@code j} starts at {@code j * stride + kvOffset}.
+     * The key/value head starts {@code kvOffset} into each cached row.
      */
-    static void attend(float[] q, int qOffset, float[] keys, float[] values, int kvOffset, int stride, int d,
-            int from, int to, float scaling, float[] out, int outOffset) {
+    static void attend(float[] q, int qOffset, KvCache cache, int layer, int kvOffset, int d, int from, int to,
+            float scaling, float[] out, int outOffset) {
         int n = to - from + 1;
         float[] scores = new float[n];
         float max = Float.NEGATIVE_INFINITY;
         for (int j = 0; j < n; j++) {
-            int kOff = (from + j) * stride + kvOffset;
-            float dot = 0;
-            for (int i = 0; i < d; i++) {
-                dot += q[qOffset + i] * keys[kOff + i];
-            }
-            scores[j] = dot * scaling;
+            scores[j] = cache.dotKey(layer, from + j, kvOffset, q, qOffset, d) * scaling;
             max = Math.max(max, scores[j]);
         }
         double sum = 0;
@@ -187,11 +179,7 @@ final class SelfAttention {
             out[outOffset + i] = 0;
         }
         for (int j = 0; j < n; j++) {
-            float p = scores[j] * inverse;
-            int vOff = (from + j) * stride + kvOffset;
-            for (int i = 0; i < d; i++) {
-                out[outOffset + i] += p * values[vOff + i];
-            }
+            cache.addValue(layer, from + j, kvOffset, scores[j] * inverse, out, outOffset, d);
         }
     }
 }

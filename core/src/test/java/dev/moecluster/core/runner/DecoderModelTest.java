@@ -6,6 +6,7 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import dev.moecluster.core.model.Checkpoint;
 import dev.moecluster.core.model.ModelConfig;
 import dev.moecluster.core.moe.ReferenceMoeBlock;
+import dev.moecluster.core.tensor.DType;
 import dev.moecluster.core.tensor.FloatMatrix;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -165,14 +166,17 @@ class DecoderModelTest {
     }
 
     @Test
-    void cacheGrowsOnDemandAndClearsForReuse(@TempDir Path dir) throws IOException {
+    void cacheDrawsBlocksOnDemandAndClearsForReuse(@TempDir Path dir) throws IOException {
         try (DecoderModel model = DecoderModel.open(TinyModels.write(TinyModels.Variant.LLAMA4, dir))) {
             KvCache cache = model.newCache(1000);
             assertThat(cache.allocatedBytes()).isZero();
             float[] first = model.forward(new int[] {7, 8, 9}, cache);
             long kvDim = model.decoderConfig().kvDim();
-            assertThat(cache.allocatedBytes()).isEqualTo(3 * kvDim * 2 * 4 * model.decoderConfig().numLayers());
-            assertThat(model.kvBytesPerToken()).isEqualTo(kvDim * 2 * 4 * model.decoderConfig().numLayers());
+            // three tokens take one block of 16 positions
+            assertThat(cache.blockTable()).hasSize(1);
+            assertThat(cache.allocatedBytes()).isEqualTo(16 * kvDim * 2 * 4 * model.decoderConfig().numLayers());
+            assertThat(model.kvBytesPerToken(DType.F32)).isEqualTo(kvDim * 2 * 4 * model.decoderConfig().numLayers());
+            assertThat(model.kvBytesPerToken(DType.BF16)).isEqualTo(kvDim * 2 * 2 * model.decoderConfig().numLayers());
 
             cache.clear();
             assertThat(cache.length()).isZero();

@@ -154,13 +154,15 @@ class Llama4AttentionTest {
     }
 
     private static double[] headMeanSquares(KvCache cache, int layer, DecoderConfig c) {
-        float[] keys = cache.keys(layer);
         int d = c.headDim();
-        double[] out = new double[cache.length() * c.numKvHeads()];
+        int heads = c.numKvHeads();
+        double[] out = new double[cache.length() * heads];
         for (int h = 0; h < out.length; h++) {
+            float[] keys = cache.key(layer, h / heads);
+            int at = (h % heads) * d;
             double s = 0;
             for (int i = 0; i < d; i++) {
-                s += (double) keys[h * d + i] * keys[h * d + i];
+                s += (double) keys[at + i] * keys[at + i];
             }
             out[h] = s / d;
         }

@@ -23,7 +23,7 @@ class SelfAttentionTest {
         float[] keys = {1, 0, 0, 1, 2, 0};
         float[] values = {1, 2, 3, 4, 5, 6};
         float[] out = new float[2];
-        SelfAttention.attend(q, 0, keys, values, 0, 2, 2, 0, 2, 1f, out, 0);
+        SelfAttention.attend(q, 0, cacheOf(keys, values, 2), 0, 0, 2, 0, 2, 1f, out, 0);
         assertThat(out).containsExactly(new float[] {3.841026f, 4.841026f}, within(EPS));
     }
 
@@ -31,8 +31,8 @@ class SelfAttentionTest {
     void scalingDividesScoresBeforeSoftmax() {
         // scaling 0.5 turns scores 1, 0, 2 into 0.5, 0, 1: e^0.5, e^0, e^1 over 5.367003 = 0.307196, 0.186324, 0.506480
         float[] out = new float[2];
-        SelfAttention.attend(new float[] {1, 0}, 0, new float[] {1, 0, 0, 1, 2, 0}, new float[] {1, 2, 3, 4, 5, 6},
-                0, 2, 2, 0, 2, 0.5f, out, 0);
+        SelfAttention.attend(new float[] {1, 0}, 0, cacheOf(new float[] {1, 0, 0, 1, 2, 0}, new float[] {1, 2, 3, 4, 5, 6},
+                2), 0, 0, 2, 0, 2, 0.5f, out, 0);
         assertThat(out[0]).isCloseTo(0.307196f * 1 + 0.186324f * 3 + 0.506480f * 5, within(EPS));
     }
 
@@ -40,8 +40,8 @@ class SelfAttentionTest {
     void attendsOnlyToTheVisibleRange() {
         // from position 1: scores 0, 2 give weights 0.119203, 0.880797 over values (3, 4), (5, 6)
         float[] out = new float[2];
-        SelfAttention.attend(new float[] {1, 0}, 0, new float[] {1, 0, 0, 1, 2, 0}, new float[] {1, 2, 3, 4, 5, 6},
-                0, 2, 2, 1, 2, 1f, out, 0);
+        SelfAttention.attend(new float[] {1, 0}, 0, cacheOf(new float[] {1, 0, 0, 1, 2, 0}, new float[] {1, 2, 3, 4, 5, 6},
+                2), 0, 0, 2, 1, 2, 1f, out, 0);
         assertThat(out).containsExactly(new float[] {4.761594f, 5.761594f}, within(EPS));
     }
 
@@ -58,7 +58,7 @@ class SelfAttentionTest {
             }
             SelfAttention attention = new SelfAttention(config, 0, rope(2), zeros(arena, 8, 8), zeros(arena, 4, 8),
                     tensor(arena, 4, 8, v), identity(arena, 8), null, null, null, null, null, null);
-            KvCache cache = new KvCache(null, 1, config.kvDim(), 4);
+            KvCache cache = new KvBlockPool(null, DType.F32, 1, config.kvDim(), 2, 2).newCache(4);
             cache.reserve(2);
             float[] x = {1, 2, 3, 4, 9, 9, 9, 9, 5, 6, 7, 8, 9, 9, 9, 9};
             float[] out = attention.forward(x, new ForwardStep(List.of(new SequenceChunk(cache, new int[] {0, 0})),
@@ -66,7 +66,8 @@ class SelfAttentionTest {
             // token 0 sees itself; token 1 averages both tokens' values: ((1+5)/2, (2+6)/2) = (3, 4), (5, 6)
             assertThat(out).containsExactly(new float[] {1, 2, 1, 2, 3, 4, 3, 4, 3, 4, 3, 4, 5, 6, 5, 6}, within(EPS));
             // keys and values land in the cache at their positions, kv head by kv head
-            assertThat(java.util.Arrays.copyOf(cache.values(0), 8)).containsExactly(1, 2, 3, 4, 5, 6, 7, 8);
+            assertThat(cache.value(0, 0)).containsExactly(1, 2, 3, 4);
+            assertThat(cache.value(0, 1)).containsExactly(5, 6, 7, 8);
         }
     }
 
@@ -98,6 +99,18 @@ class SelfAttentionTest {
         assertThat(sliding.firstVisible(4)).isZero();
         assertThat(sliding.firstVisible(5)).isEqualTo(1); // q - k < 5
         assertThat(DecoderConfig.LayerAttention.causal().firstVisible(1000)).isZero();
+    }
+
+    /** A one-layer f32 cache holding {@code keys} and {@code values} ({@code kvDim} per position), two positions per block. */
+    static KvCache cacheOf(float[] keys, float[] values, int kvDim) {
+        int tokens = keys.length / kvDim;
+        KvCache cache = new KvBlockPool(null, DType.F32, 1, kvDim, 2, (tokens + 1) / 2).newCache(tokens);
+        cache.reserve(tokens);
+        for (int p = 0; p < tokens; p++) {
+            cache.write(0, p, keys, p * kvDim, values, p * kvDim);
+        }
+        cache.advance(tokens);
+        return cache;
     }
 
     private static DecoderConfig config(int hidden, int heads, int kvHeads, int headDim) {

@@ -5,7 +5,8 @@ package dev.moecluster.router.generate;
  *
  * @param maxActiveSequences sequences decoding together in one step (continuous batching width)
  * @param maxQueuedRequests requests waiting for a slot before new ones get RESOURCE_EXHAUSTED
- * @param kvCacheBudgetBytes KV-cache memory all sequences may reserve together (prompt + max_tokens each)
+ * @param kvCacheBudgetBytes KV-cache memory, cut into the bf16 blocks of one pool that sequences reserve
+ *     (prompt + max_tokens each, rounded up to whole blocks)
  * @param prefillTokensPerStep prompt tokens prefilled per step across sequences, so long prompts are
  *     prefilled in chunks and running decodes are not starved
  * @param overlap split each step into two micro-batches that run concurrently, so one is at the

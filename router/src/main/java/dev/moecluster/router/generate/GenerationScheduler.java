@@ -4,8 +4,10 @@ import static java.util.Objects.requireNonNull;
 
 import dev.moecluster.control.ErrorText;
 import dev.moecluster.core.runner.DecoderModel;
+import dev.moecluster.core.runner.KvBlockPool;
 import dev.moecluster.core.runner.KvCache;
 import dev.moecluster.core.runner.SequenceChunk;
+import dev.moecluster.core.tensor.DType;
 import dev.moecluster.core.tensor.FloatMatrix;
 import dev.moecluster.proto.FinishReason;
 import dev.moecluster.proto.GenerateRequest;
@@ -36,7 +38,9 @@ import java.util.logging.Logger;
 
 /**
  * Continuous batching. One loop thread runs decode steps over every active sequence: new requests
- * join between steps, finished or cancelled ones leave and free their KV cache. Each step carries one
+ * join between steps when the paged KV pool (bf16 blocks of {@link KvBlockPool#DEFAULT_BLOCK_TOKENS}
+ * positions, as many as {@code kvCacheBudgetBytes} holds) has blocks free for their prompt and
+ * max_tokens, and finished or cancelled ones hand their blocks back at once. Each step carries one
  * token per decoding sequence plus prompt chunks of sequences still prefilling (at most
  * {@code prefillTokensPerStep} prompt tokens per step, so a long prompt never stalls running
  * decodes), and the MoE dispatch of each layer carries all of them at once. With overlap on, the
@@ -60,7 +64,7 @@ public final class GenerationScheduler implements AutoCloseable {
     private final ExecutorService microBatches = Executors.newSingleThreadExecutor(
             r -> Thread.ofPlatform().name("moe-generate-microbatch").daemon().unstarted(r));
     private final Thread loop;
-    private final AtomicLong reservedBytes = new AtomicLong();
+    private final KvBlockPool pool;
     private final AtomicLong steps = new AtomicLong();
     private final AtomicLong generatedTokens = new AtomicLong();
     private final AtomicLong promptTokens = new AtomicLong();
@@ -93,6 +97,14 @@ public final class GenerationScheduler implements AutoCloseable {
         this.context = context;
         this.eos = Set.copyOf(eos);
         this.queue = new ArrayBlockingQueue<>(Math.max(1, config.maxQueuedRequests()));
+        long bytesPerBlock = KvBlockPool.DEFAULT_BLOCK_TOKENS * model.kvBytesPerToken(DType.BF16);
+        long blocks = config.kvCacheBudgetBytes() / bytesPerBlock;
+        if (blocks < 1) {
+            throw new IllegalArgumentException("a KV-cache budget of " + config.kvCacheBudgetBytes()
+                    + " bytes holds no KV block of " + bytesPerBlock + " bytes (" + KvBlockPool.DEFAULT_BLOCK_TOKENS
+                    + " tokens)");
+        }
+        this.pool = model.newBlockPool(DType.BF16, KvBlockPool.DEFAULT_BLOCK_TOKENS, (int) Math.min(Integer.MAX_VALUE, blocks));
         this.loop = Thread.ofPlatform().name("moe-generate").daemon().start(this::run);
     }
 
@@ -110,14 +122,19 @@ public final class GenerationScheduler implements AutoCloseable {
         return unfinished.get();
     }
 
-    /** KV-cache bytes reserved by active sequences. */
+    /** KV-cache bytes in the blocks reserved by active sequences. */
     public long kvCacheReservedBytes() {
-        return reservedBytes.get();
+        return pool.reservedBlocks() * pool.bytesPerBlock();
     }
 
-    /** The KV-cache budget reservations are checked against. */
+    /** Bytes of the whole KV block pool: the budget rounded down to whole blocks. */
     public long kvCacheCapacityBytes() {
-        return config.kvCacheBudgetBytes();
+        return pool.totalBlocks() * pool.bytesPerBlock();
+    }
+
+    /** The KV blocks sequences are admitted against. */
+    public KvBlockPool kvBlockPool() {
+        return pool;
     }
 
     public long steps() {
@@ -217,13 +234,14 @@ public final class GenerationScheduler implements AutoCloseable {
         int maxTokens = p.hasMaxTokens() ? p.getMaxTokens() : Sampler.DEFAULT_MAX_TOKENS;
         // in 64 bits: max_tokens may be anything up to 2^31-1, and prompt + max_tokens in int wraps negative
         int capacity = (int) Math.min(context, (long) prompt.length + maxTokens);
-        long bytes = Math.multiplyExact((long) capacity, model.kvBytesPerToken());
-        if (bytes > config.kvCacheBudgetBytes()) {
+        int blocks = pool.blocksFor(capacity);
+        if (blocks > pool.totalBlocks()) {
             throw Status.RESOURCE_EXHAUSTED.withDescription("prompt + max_tokens need " + capacity + " tokens of KV cache ("
-                    + bytes / (1024 * 1024) + " MiB), more than the router's whole budget of "
-                    + config.kvCacheBudgetBytes() / (1024 * 1024) + " MiB").asRuntimeException();
+                    + blocks + " blocks, " + blocks * pool.bytesPerBlock() / (1024 * 1024) + " MiB), more than the router's "
+                    + "whole pool of " + pool.totalBlocks() + " blocks (" + kvCacheCapacityBytes() / (1024 * 1024) + " MiB)")
+                    .asRuntimeException();
         }
-        Sequence seq = new Sequence(prompt, maxTokens, capacity, bytes, Sampler.of(p, prompt),
+        Sequence seq = new Sequence(prompt, maxTokens, capacity, blocks, Sampler.of(p, prompt),
                 new TextStream(tokenizer, p.getStopList()), responses, p.getIgnoreEos());
         seq.logprobs = p.getLogprobs() ? p.getTopLogprobs() : -1;
         return seq;
@@ -243,7 +261,8 @@ public final class GenerationScheduler implements AutoCloseable {
         final int[] prompt;
         final int maxTokens;
         final int capacity;
-        final long bytes;
+        /** KV blocks reserved for prompt + max_tokens. */
+        final int blocks;
         final Sampler sampler;
         final TextStream text;
         final StreamObserver<GenerateResponse> out;
@@ -261,13 +280,13 @@ public final class GenerationScheduler implements AutoCloseable {
         final long admittedNanos = System.nanoTime();
         long lastTokenNanos;
 
-        Sequence(int[] prompt, int maxTokens, int capacity, long bytes, Sampler sampler, TextStream text,
+        Sequence(int[] prompt, int maxTokens, int capacity, int blocks, Sampler sampler, TextStream text,
                 StreamObserver<GenerateResponse> out, boolean ignoreEos) {
             this.prompt = prompt;
             this.ignoreEos = ignoreEos;
             this.maxTokens = maxTokens;
             this.capacity = capacity;
-            this.bytes = bytes;
+            this.blocks = blocks;
             this.sampler = sampler;
             this.text = text;
             this.out = out;
@@ -300,11 +319,11 @@ public final class GenerationScheduler implements AutoCloseable {
         }
     }
 
-    /** Moves queued requests into the batch while slots and KV budget allow (first come, first served). */
+    /** Moves queued requests into the batch while slots and free KV blocks allow (first come, first served). */
     private void admitWaiting() {
         while (active.size() < config.maxActiveSequences()) {
             Sequence next = queue.peek();
-            if (next == null || next.bytes + reservedBytes.get() > config.kvCacheBudgetBytes()) {
+            if (next == null || next.blocks > pool.unreservedBlocks()) {
                 return;
             }
             queue.poll();
@@ -317,11 +336,11 @@ public final class GenerationScheduler implements AutoCloseable {
             leave(s);
             return true;
         }
-        if (!active.isEmpty() && s.bytes + reservedBytes.get() > config.kvCacheBudgetBytes()) {
-            return false;
-        }
         try {
-            s.cache = model.newCache(s.capacity);
+            s.cache = pool.tryNewCache(s.capacity);
+            if (s.cache == null) {
+                return false; // blocks free up as running sequences finish
+            }
         } catch (RuntimeException | OutOfMemoryError e) {
             // this sequence alone fails; the running batch and the reservations stay as they were
             LOG.log(Level.WARNING, "cannot allocate a KV cache of " + s.capacity + " tokens", e);
@@ -329,7 +348,6 @@ public final class GenerationScheduler implements AutoCloseable {
                     + " tokens: " + e.getMessage()).asRuntimeException());
             return true;
         }
-        reservedBytes.addAndGet(s.bytes);
         active.add(s);
         activeCount = active.size();
         return true;
@@ -471,9 +489,8 @@ public final class GenerationScheduler implements AutoCloseable {
 
     private void release(Sequence s) {
         if (s.cache != null) {
-            s.cache.clear();
+            s.cache.release();
             s.cache = null;
-            reservedBytes.addAndGet(-s.bytes);
         }
     }
 
