@@ -15,7 +15,8 @@ import java.util.TreeMap;
  * Which rows of one MoE-layer call go to which worker: a pure value computed from the gate's
  * choices, the placement and a snapshot of the workers' load and health, with no transport in it.
  * Each expert's rows go to one of its replicas: a healthy one before an unhealthy one, then the one
- * with the fewest outstanding rows, counting what this plan already gave it.
+ * expected to answer first (its observed latency, scaled by the rows queued there, this plan's
+ * included), then the one with the fewest outstanding rows.
  *
  * @param layer the MoE layer
  * @param shares one entry per worker that gets rows, in the order they were first chosen
@@ -40,6 +41,11 @@ record DispatchPlan(int layer, List<WorkerShare> shares) {
         long outstandingRows(String address);
 
         boolean healthy(String address);
+
+        /** When {@code rows} more rows sent now would come back, {@code rowsAhead} rows being queued there; 0 when unknown. */
+        default long expectedNanos(String address, long rowsAhead, long rows) {
+            return 0;
+        }
     }
 
     DispatchPlan {
@@ -72,6 +78,7 @@ record DispatchPlan(int layer, List<WorkerShare> shares) {
         for (ExpertRows g : todo) {
             int best = -1;
             long bestLoad = Long.MAX_VALUE;
+            long bestExpected = Long.MAX_VALUE;
             boolean bestHealthy = false;
             int[] replicas = placement.replicas(layer, g.expert());
             for (int w : replicas) {
@@ -80,10 +87,14 @@ record DispatchPlan(int layer, List<WorkerShare> shares) {
                 }
                 String address = placement.workers().get(w);
                 long load = workers.outstandingRows(address) + planned[w];
+                long expected = workers.expectedNanos(address, load, g.slots().length);
                 boolean healthy = workers.healthy(address);
-                if (best < 0 || (healthy && !bestHealthy) || (healthy == bestHealthy && load < bestLoad)) {
+                boolean better = best < 0 || (healthy && !bestHealthy)
+                        || (healthy == bestHealthy && (expected < bestExpected || (expected == bestExpected && load < bestLoad)));
+                if (better) {
                     best = w;
                     bestLoad = load;
+                    bestExpected = expected;
                     bestHealthy = healthy;
                 }
             }

@@ -26,6 +26,17 @@ public final class DispatchStats {
             .help("Worker batches resent to a replica, by the worker that failed or missed its deadline")
             .labelNames("worker")
             .build();
+    // Labelled by outcome: bounded (hedge, primary, neither).
+    private final Counter hedges = Counter.builder()
+            .name("moe_router_hedged_batches_total")
+            .help("Batches resent to other replicas because they were slower than 95 % of recent batches, by which copy answered first")
+            .labelNames("first")
+            .build();
+    {
+        for (String first : new String[] {"hedge", "primary", "neither"}) {
+            hedges.labelValues(first); // every outcome exported from the start, at 0
+        }
+    }
     // Labelled by worker address: bounded by the placement's workers.
     private final Histogram workerLatency = Histogram.builder()
             .name("moe_router_dispatch_duration_seconds")
@@ -62,12 +73,11 @@ public final class DispatchStats {
     void recordFailover(String worker) {
         failovers.increment();
         failoversByWorker.labelValues(worker).inc();
-        health(worker).failures.increment();
     }
 
-    /** A worker answered a batch. */
-    void recordAnswer(String worker) {
-        health(worker).answers.increment();
+    /** A worker answered a batch ({@code answered}), or it failed or missed its deadline. */
+    void recordOutcome(String worker, boolean answered) {
+        (answered ? health(worker).answers : health(worker).failures).increment();
     }
 
     private WorkerHealth health(String worker) {
@@ -93,6 +103,21 @@ public final class DispatchStats {
     private static final class WorkerHealth {
         final LongAdder failures = new LongAdder();
         final LongAdder answers = new LongAdder();
+    }
+
+    /** A slow batch was hedged; {@code first} is hedge, primary or neither (both failed). */
+    void recordHedge(String first) {
+        hedges.labelValues(first).inc();
+    }
+
+    /** Hedged batches by outcome, registered by {@link RouterMetrics}. */
+    Counter hedges() {
+        return hedges;
+    }
+
+    /** Hedged batches whose hedge answered first. */
+    public long hedgesWon() {
+        return (long) hedges.labelValues("hedge").get();
     }
 
     /** Failovers per failed worker, registered by {@link RouterMetrics}. */

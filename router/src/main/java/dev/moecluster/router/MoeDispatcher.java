@@ -25,6 +25,9 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicReference;
 import java.util.concurrent.CompletionException;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicLong;
 
 /**
@@ -33,9 +36,12 @@ import java.util.concurrent.atomic.AtomicLong;
  * <p>For one layer call: a {@link DispatchPlan} says which worker gets which expert's rows; each
  * worker gets one {@link ExpertBatch} whose activations are written once, in the wire dtype, straight
  * from the hidden states; the results' rows are scatter-added into the f32 output as they arrive on
- * the wire, weighted by the gate unless the architecture scaled the input instead. A worker that fails or misses its deadline has its experts
- * resent to other replicas at once (expert compute is pure, so a resend is always safe); only an
- * expert with no replica left fails the call, with UNAVAILABLE naming it.
+ * the wire, weighted by the gate unless the architecture scaled the input instead. Each expert goes to
+ * the replica expected to answer first ({@link WorkerLatency}). A batch still out when 95 % of recent
+ * batches had come back is hedged: resent to other replicas, first complete answer wins. A worker that
+ * fails or misses its deadline has its experts resent to other replicas at once (expert compute is
+ * pure, so a resend is always safe); only an expert with no replica left fails the call, with
+ * UNAVAILABLE naming it.
  */
 final class MoeDispatcher {
     private static final java.util.logging.Logger LOG = java.util.logging.Logger.getLogger(MoeDispatcher.class.getName());
@@ -49,6 +55,7 @@ final class MoeDispatcher {
     private final AtomicLong batchIds = new AtomicLong();
     private final ChannelCredentials workerCredentials;
     private final int channelsPerWorker;
+    private final WorkerLatency latency = new WorkerLatency();
 
     MoeDispatcher(ExpertPlacement placement, int maxInboundMessageBytes, DType wireDtype, Duration expertTimeout,
             DispatchStats stats, ChannelCredentials workerCredentials, int channelsPerWorker) {
@@ -94,7 +101,7 @@ final class MoeDispatcher {
     }
 
     /** What went to one worker and is awaited. */
-    private record Sent(DispatchPlan.WorkerShare share, CompletableFuture<ExpertResult> result, long bytesOut) {}
+    private record Sent(DispatchPlan.WorkerShare share, CompletableFuture<ExpertResult> result, long bytesOut, long sentNanos) {}
 
     /** The channels' current load and health, as the plan reads them. */
     private final DispatchPlan.WorkerView view = new DispatchPlan.WorkerView() {
@@ -106,6 +113,11 @@ final class MoeDispatcher {
         @Override
         public boolean healthy(String address) {
             return channel(address).healthy();
+        }
+
+        @Override
+        public long expectedNanos(String address, long rowsAhead, long rows) {
+            return latency.expectedNanos(address, rowsAhead, rows, System.nanoTime());
         }
     };
 
@@ -126,7 +138,7 @@ final class MoeDispatcher {
             DispatchPlan plan = DispatchPlan.of(placement, layer, todo, failed, view, lastError);
             List<Sent> sent = new ArrayList<>(plan.shares().size());
             for (DispatchPlan.WorkerShare share : plan.shares()) {
-                sent.add(send(layer, share, x, gate));
+                sent.add(send(layer, share, x, gate, false));
             }
             if (!overlapped) {
                 overlapped = true;
@@ -134,7 +146,7 @@ final class MoeDispatcher {
             }
             todo = new ArrayList<>();
             for (Sent s : sent) {
-                String error = awaitAndCombine(s, gate, x.cols(), out);
+                String error = awaitHedged(s, layer, placement, x, gate, out);
                 if (error != null) {
                     failed.add(s.share().worker());
                     lastError.put(s.share().worker(), error);
@@ -150,7 +162,7 @@ final class MoeDispatcher {
      * Packs one worker's rows straight from the hidden states into the message's buffer in the wire
      * dtype (scaled by the gate first where the architecture scales inputs) and sends it.
      */
-    private Sent send(int layer, DispatchPlan.WorkerShare share, FloatMatrix x, GateResult gate) {
+    private Sent send(int layer, DispatchPlan.WorkerShare share, FloatMatrix x, GateResult gate, boolean hedge) {
         int h = x.cols();
         int k = gate.k();
         int rows = share.rows();
@@ -159,7 +171,9 @@ final class MoeDispatcher {
         int r = 0;
         for (DispatchPlan.ExpertRows g : share.experts()) {
             batch.addSlices(ExpertSlice.newBuilder().setExpert(g.expert()).setRows(g.slots().length));
-            stats.recordRows(layer, g.expert(), g.slots().length);
+            if (!hedge) { // a hedge's rows are the same tokens' second copy: the load report counts them once
+                stats.recordRows(layer, g.expert(), g.slots().length);
+            }
             for (int slot : g.slots()) {
                 act.putRow(r++, x.data(), (slot / k) * h, gate.scalesInput() ? gate.weights()[slot] : 1f);
             }
@@ -167,13 +181,97 @@ final class MoeDispatcher {
         ExpertBatch message = batch.setActivations(WireTensors.tensor(act)).build();
         long started = System.nanoTime();
         CompletableFuture<ExpertResult> result = channel(share.address()).send(message, rows, expertTimeout);
-        result.whenComplete((ignored, error) -> {
-            stats.recordWorkerLatency(share.address(), System.nanoTime() - started);
-            if (error == null) {
-                stats.recordAnswer(share.address());
+        result.whenComplete((answer, error) -> {
+            long now = System.nanoTime();
+            stats.recordWorkerLatency(share.address(), now - started);
+            boolean answered = error == null && answer.getErrorCode() == 0;
+            stats.recordOutcome(share.address(), answered);
+            if (answered) {
+                latency.record(share.address(), rows, now - started, now);
             }
         });
-        return new Sent(share, result, message.getSerializedSize());
+        return new Sent(share, result, message.getSerializedSize(), started);
+    }
+
+    /**
+     * Waits for {@code s} and combines its result. A batch still out when 95 % of recent batches had
+     * come back is hedged: its experts go to their other replicas too, the first complete answer is
+     * combined and the other ignored (the worker still computes it; its rows stay counted against that
+     * worker until it answers). Returns an error text when the answer used failed.
+     */
+    private String awaitHedged(Sent s, int layer, ExpertPlacement placement, FloatMatrix x, GateResult gate, float[] out) {
+        long hedgeAfter = latency.hedgeAfterNanos();
+        if (hedgeAfter >= 0 && !s.result().isDone()) {
+            long wait = hedgeAfter - (System.nanoTime() - s.sentNanos());
+            if (wait > 0) {
+                try {
+                    s.result().get(wait, TimeUnit.NANOSECONDS);
+                } catch (TimeoutException | ExecutionException | java.util.concurrent.CancellationException slowOrFailed) {
+                    // slow: hedged below; failed: combined (as an error) below
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            }
+            if (!s.result().isDone()) {
+                List<Sent> hedges = hedge(s, layer, placement, x, gate);
+                if (!hedges.isEmpty()) {
+                    return race(s, hedges, gate, x.cols(), out);
+                }
+            }
+        }
+        return awaitAndCombine(s, gate, x.cols(), out);
+    }
+
+    /** Sends {@code slow}'s experts to their other replicas; none when some expert has no other replica. */
+    private List<Sent> hedge(Sent slow, int layer, ExpertPlacement placement, FloatMatrix x, GateResult gate) {
+        DispatchPlan plan;
+        try {
+            plan = DispatchPlan.of(placement, layer, slow.share().experts(), Set.of(slow.share().worker()), view, new LinkedHashMap<>());
+        } catch (StatusRuntimeException noOtherReplica) {
+            return List.of();
+        }
+        List<Sent> hedges = new ArrayList<>(plan.shares().size());
+        for (DispatchPlan.WorkerShare share : plan.shares()) {
+            hedges.add(send(layer, share, x, gate, true));
+        }
+        return hedges;
+    }
+
+    /** Combines whichever of {@code primary} and all of {@code hedges} answers first without error. */
+    private String race(Sent primary, List<Sent> hedges, GateResult gate, int h, float[] out) {
+        CompletableFuture<Boolean> primaryOk = primary.result().handle((r, e) -> e == null && r.getErrorCode() == 0);
+        CompletableFuture<Boolean> hedgesOk = CompletableFuture.allOf(hedges.stream().map(Sent::result).toArray(CompletableFuture[]::new))
+                .handle((v, e) -> e == null && hedges.stream().allMatch(hs -> hs.result().join().getErrorCode() == 0));
+        CompletableFuture<String> first = new CompletableFuture<>();
+        primaryOk.thenAccept(ok -> {
+            if (ok) {
+                first.complete("primary");
+            } else if (hedgesOk.isDone() && !hedgesOk.join()) {
+                first.complete("neither");
+            }
+        });
+        hedgesOk.thenAccept(ok -> {
+            if (ok) {
+                first.complete("hedge");
+            } else if (primaryOk.isDone() && !primaryOk.join()) {
+                first.complete("neither");
+            }
+        });
+        String winner = first.join();
+        stats.recordHedge(winner);
+        if (winner.equals("hedge")) {
+            for (Sent hs : hedges) {
+                String error = shapeError(hs, h);
+                if (error != null) {
+                    return error; // nothing combined yet: the failover resends the experts elsewhere
+                }
+            }
+            for (Sent hs : hedges) {
+                awaitAndCombine(hs, gate, h, out);
+            }
+            return null;
+        }
+        return awaitAndCombine(primary, gate, h, out); // the primary answered first, or its error starts the failover
     }
 
     /**
@@ -181,10 +279,29 @@ final class MoeDispatcher {
      * and weighting them by the gate in f32; returns an error text on failure.
      */
     private String awaitAndCombine(Sent s, GateResult gate, int h, float[] out) {
+        String error = shapeError(s, h);
+        if (error != null) {
+            return error;
+        }
+        ExpertResult result = s.result().join();
+        RowBatch y = WireTensors.rows(result.getOutputs(), "worker outputs");
+        stats.recordBatch(s.bytesOut(), result.getSerializedSize());
+        int k = gate.k();
+        int r = 0;
+        for (DispatchPlan.ExpertRows g : s.share().experts()) {
+            for (int slot : g.slots()) {
+                y.addRowTo(r++, gate.scalesInput() ? 1f : gate.weights()[slot], out, (slot / k) * h);
+            }
+        }
+        return null;
+    }
+
+    /** Waits for one worker's result; what is wrong with it (failed, an error, a malformed or misshapen output), or null. */
+    private static String shapeError(Sent s, int h) {
         ExpertResult result;
         try {
             result = s.result().join();
-        } catch (CompletionException e) {
+        } catch (CompletionException | java.util.concurrent.CancellationException e) {
             Status st = Status.fromThrowable(e.getCause() == null ? e : e.getCause());
             return st.getCode() + (st.getDescription() == null ? "" : ": " + st.getDescription());
         }
@@ -200,14 +317,6 @@ final class MoeDispatcher {
         int expectedRows = s.share().rows();
         if (y.rows() != expectedRows || y.width() != h) {
             return "result has shape " + y.rows() + "x" + y.width() + ", expected " + expectedRows + "x" + h;
-        }
-        stats.recordBatch(s.bytesOut(), result.getSerializedSize());
-        int k = gate.k();
-        int r = 0;
-        for (DispatchPlan.ExpertRows g : s.share().experts()) {
-            for (int slot : g.slots()) {
-                y.addRowTo(r++, gate.scalesInput() ? 1f : gate.weights()[slot], out, (slot / k) * h);
-            }
         }
         return null;
     }

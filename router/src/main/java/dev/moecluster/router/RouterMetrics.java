@@ -108,6 +108,7 @@ final class RouterMetrics {
         counter(registry, "moe_router_received_bytes_total", "Bytes of results received from workers", stats,
                 DispatchStats::bytesReceived);
         registry.register(stats.failoversByWorker());
+        registry.register(stats.hedges());
         registry.register(stats.workerLatency());
         gauge(registry, "moe_router_placement_epoch", "Epoch of the placement new calls are routed with", placementEpoch,
                 LongSupplier::getAsLong);

@@ -1,0 +1,80 @@
+package dev.moecluster.cli;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import dev.moecluster.core.model.Architecture;
+import dev.moecluster.core.model.ModelConfig;
+import dev.moecluster.core.moe.ReferenceMoeBlock;
+import dev.moecluster.core.tensor.DType;
+import dev.moecluster.core.tensor.FloatMatrix;
+import dev.moecluster.worker.CpuBackend;
+import dev.moecluster.worker.Round;
+import io.grpc.ManagedChannel;
+import java.nio.file.Path;
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+
+/**
+ * A replica that turns slow (a gray failure short of failing): batches to it that are slower than 95 %
+ * of recent ones are hedged to the other replica, whose answer is used; from then on the router expects
+ * it to answer late and sends its rows to the fast replica. No call fails or returns a wrong result.
+ */
+class HedgingTest {
+    private static final long SLOW_MILLIS = 400;
+    private final Path dir = Clusters.tinyModel(Architecture.MIXTRAL);
+
+    /** A cpu backend that, once armed, takes {@value #SLOW_MILLIS} ms longer for every round. */
+    static final class SlowBackend extends ForwardingBackend {
+        volatile boolean slow;
+
+        @Override
+        public PendingRound submit(Round round) {
+            if (slow) {
+                try {
+                    Thread.sleep(SLOW_MILLIS);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            }
+            return cpu.submit(round);
+        }
+    }
+
+    @Test
+    void batchesToASlowReplicaAreHedgedAndItsRowsGoToTheFastOne() throws Exception {
+        SlowBackend slowing = new SlowBackend();
+        var options = LocalCluster.Options.of(dir, 2, 2).withBackends(i -> i == 0 ? slowing : new CpuBackend());
+        try (LocalCluster cluster = LocalCluster.start(options);
+                ReferenceMoeBlock reference = ReferenceMoeBlock.open(dir)) {
+            ModelConfig cfg = cluster.model();
+            String slow = cluster.workers().get(0).address();
+            String fast = cluster.workers().get(1).address();
+            ManagedChannel channel = Clusters.channel(cluster.router().address());
+            try {
+                call(channel, cfg, reference, 0, 40); // latencies for the percentile, both replicas fast
+                cluster.router().stats().takeWorkerHealth();
+                slowing.slow = true;
+                call(channel, cfg, reference, 40, 40);
+                assertThat(cluster.router().stats().hedgesWon()).as("hedges answered before the slow replica").isPositive();
+                Map<String, long[]> after = cluster.router().stats().takeWorkerHealth();
+                long slowAnswers = after.getOrDefault(slow, new long[2])[1];
+                long fastAnswers = after.getOrDefault(fast, new long[2])[1];
+                assertThat(fastAnswers).as("batches answered by the fast replica (slow one: %d)", slowAnswers)
+                        .isGreaterThan(4 * slowAnswers);
+            } finally {
+                channel.shutdownNow();
+                slowing.slow = false;
+            }
+        }
+    }
+
+    /** {@code n} MoeForward calls, each checked against the reference. */
+    private static void call(ManagedChannel channel, ModelConfig cfg, ReferenceMoeBlock reference, int from, int n) {
+        for (int i = from; i < from + n; i++) {
+            int layer = i % 2;
+            FloatMatrix x = Clusters.hidden(cfg, 8, 500 + i, DType.F32);
+            FloatMatrix y = Clusters.output(Clusters.stub(channel).moeForward(Clusters.request(layer, x, DType.F32)));
+            assertThat(Clusters.relativeError(y, reference.forward(layer, x).output())).as("call %d", i).isLessThan(1e-5);
+        }
+    }
+}

@@ -1,0 +1,35 @@
+package dev.moecluster.router;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import org.junit.jupiter.api.Test;
+
+/** The router's latency estimates: per worker for replica choice, over all workers for when to hedge. */
+class WorkerLatencyTest {
+    private static final long MS = 1_000_000;
+
+    @Test
+    void expectedTimeScalesWithQueuedRowsAndFadesWithoutSamples() {
+        WorkerLatency latency = new WorkerLatency();
+        assertThat(latency.expectedNanos("new:1", 0, 8, 0)).as("never measured: try it").isZero();
+        latency.record("w:1", 8, 10 * MS, 1_000);
+        assertThat(latency.expectedNanos("w:1", 0, 8, 1_000)).isEqualTo(10 * MS);
+        assertThat(latency.expectedNanos("w:1", 24, 8, 1_000)).as("four batches' worth in line").isEqualTo(40 * MS);
+        assertThat(latency.expectedNanos("w:1", 0, 8, 1_000 + WorkerLatency.FADE_HALF_LIFE_NANOS)).isEqualTo(5 * MS);
+        latency.record("w:1", 8, 20 * MS, 2_000);
+        assertThat(latency.expectedNanos("w:1", 0, 8, 2_000)).as("moving average, new sample weighted 0.2").isEqualTo(12 * MS);
+    }
+
+    @Test
+    void hedgesAfterThe95thPercentileOnceThereAreEnoughSamples() {
+        WorkerLatency latency = new WorkerLatency();
+        for (int i = 1; i < WorkerLatency.MIN_SAMPLES_TO_HEDGE; i++) {
+            latency.record("w:1", 1, i * MS, i);
+        }
+        assertThat(latency.hedgeAfterNanos()).isEqualTo(-1);
+        for (int i = WorkerLatency.MIN_SAMPLES_TO_HEDGE; i <= 100; i++) {
+            latency.record("w:1", 1, i * MS, i);
+        }
+        assertThat(latency.hedgeAfterNanos()).isEqualTo(95 * MS);
+    }
+}
