@@ -58,9 +58,10 @@ final class TensorMaps {
             MemorySegment strides = arena.allocateFrom(ValueLayout.JAVA_LONG, m.cols() * 2);
             MemorySegment box = arena.allocateFrom(ValueLayout.JAVA_INT, m.boxCols(), m.boxRows());
             MemorySegment elementStrides = arena.allocateFrom(ValueLayout.JAVA_INT, 1, 1);
+            MethodHandle encodeTiled = encodeTiled();
             int result;
             try {
-                result = (int) Driver.ENCODE_TILED.invokeExact(map, DATA_TYPE_BFLOAT16, 2, MemorySegment.ofAddress(m.address()),
+                result = (int) encodeTiled.invokeExact(map, DATA_TYPE_BFLOAT16, 2, MemorySegment.ofAddress(m.address()),
                         dims, strides, box, elementStrides, INTERLEAVE_NONE, SWIZZLE_128B, L2_PROMOTION_256B, OOB_FILL_ZERO);
             } catch (Throwable t) {
                 throw new CudaFailure("cuTensorMapEncodeTiled could not be called: " + t);
@@ -72,14 +73,27 @@ final class TensorMaps {
         }
     }
 
+    private static volatile MethodHandle encodeTiled;
+
     /** The driver entry point, bound on first use. */
-    private static final class Driver {
-        static final MethodHandle ENCODE_TILED = Linker.nativeLinker().downcallHandle(
-                SymbolLookup.libraryLookup("libcuda.so.1", Arena.global()).find("cuTensorMapEncodeTiled")
-                        .orElseThrow(() -> new CudaFailure("libcuda.so.1 has no cuTensorMapEncodeTiled: the driver predates CUDA 12")),
-                FunctionDescriptor.of(ValueLayout.JAVA_INT,
-                        ValueLayout.ADDRESS, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.ADDRESS,
-                        ValueLayout.ADDRESS, ValueLayout.ADDRESS, ValueLayout.ADDRESS, ValueLayout.ADDRESS,
-                        ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT));
+    private static MethodHandle encodeTiled() {
+        MethodHandle h = encodeTiled;
+        if (h == null) {
+            SymbolLookup driver;
+            try {
+                driver = SymbolLookup.libraryLookup("libcuda.so.1", Arena.global());
+            } catch (IllegalArgumentException e) {
+                throw new CudaFailure("cannot load libcuda.so.1, the NVIDIA driver, to encode TMA tensor maps: " + e.getMessage());
+            }
+            h = Linker.nativeLinker().downcallHandle(
+                    driver.find("cuTensorMapEncodeTiled")
+                            .orElseThrow(() -> new CudaFailure("libcuda.so.1 has no cuTensorMapEncodeTiled: the driver predates CUDA 12")),
+                    FunctionDescriptor.of(ValueLayout.JAVA_INT,
+                            ValueLayout.ADDRESS, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.ADDRESS,
+                            ValueLayout.ADDRESS, ValueLayout.ADDRESS, ValueLayout.ADDRESS, ValueLayout.ADDRESS,
+                            ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT));
+            encodeTiled = h;
+        }
+        return h;
     }
 }

@@ -199,4 +199,14 @@ class Sm90LayoutTest {
         assertThatThrownBy(() -> new TensorMaps.Bf16Matrix(0x1000, 300, 136, 512)).hasMessageContaining("1 to 256 rows");
         assertThatThrownBy(() -> new TensorMaps.Bf16Matrix(0x1000, 0, 136, 128)).isInstanceOf(IllegalArgumentException.class);
     }
+
+    @Test
+    void withoutTheDriverEncodingSaysWhatIsMissing() {
+        assumeTrue(java.nio.file.Files.notExists(Path.of("/usr/lib/x86_64-linux-gnu/libcuda.so.1"))
+                && java.nio.file.Files.notExists(Path.of("/usr/lib64/libcuda.so.1")), "this machine has an NVIDIA driver");
+        TensorMaps.Bf16Matrix m = new TensorMaps.Bf16Matrix(0x1000, 300, 136, 128);
+        assertThatThrownBy(() -> TensorMaps.encode(m)).isInstanceOf(CudaFailure.class).hasMessageContaining("libcuda.so.1");
+        assertThatThrownBy(() -> TensorMaps.encode(m)).as("and again, not a class-initialisation error")
+                .isInstanceOf(CudaFailure.class).hasMessageContaining("libcuda.so.1");
+    }
 }
