@@ -44,7 +44,7 @@ import jcuda.driver.CUstream_flags;
 
 /**
  * Runs experts on an NVIDIA GPU through JCuda's driver API and this module's own tensor-core kernels
- * ({@code moe_ffn.cu}, no cuBLAS). Expert weights are uploaded as bf16 when the worker
+ * ({@code moe_ffn.cu}, no cuBLAS; on compute capability 9.0 the wgmma/TMA kernels of {@code moe_ffn_sm90.cu}). Expert weights are uploaded as bf16 when the worker
  * {@linkplain #load loads} an expert and stay resident until {@link #unload} frees them. A round
  * gathers its rows, grouped by expert, into a pinned buffer (a plain copy for bf16 activations),
  * copies them up on an upload stream, runs the gate/up and down kernels on a compute stream (one
