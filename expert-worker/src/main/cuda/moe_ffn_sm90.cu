@@ -134,10 +134,11 @@ __device__ __forceinline__ void mbar_arrive(uint32_t bar) {
     asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
 }
 
-// A tensor map the host wrote into global memory before the launch is read by the tensormap proxy:
-// acquire it once per block before its first use.
+// A tensor map the host wrote into global memory (cuMemcpyHtoD) before the launch is read by the
+// tensormap proxy: acquire it, at system scope as the writer was the host, once per block and expert
+// before its first use.
 __device__ __forceinline__ void tensormap_acquire(const TensorMap* map) {
-    asm volatile("fence.proxy.tensormap::generic.acquire.gpu [%0], 128;\n" ::"l"(map) : "memory");
+    asm volatile("fence.proxy.tensormap::generic.acquire.sys [%0], 128;\n" ::"l"(map) : "memory");
 }
 
 __device__ __forceinline__ void tensormap_prefetch(const TensorMap* map) {
