@@ -12,8 +12,9 @@
 //    swizzle, and signals each stage's "full" mbarrier by transaction bytes;
 //  - warpgroups 1.. are consumers: each waits for a stage, multiplies its 64 rows of A by the stage's
 //    BN rows of B with wgmma.mma_async (m64n128k16, operands read from shared memory through matrix
-//    descriptors, f32 accumulators in registers), then arrives on the stage's "empty" mbarrier so the
-//    producer may overwrite it;
+//    descriptors, f32 accumulators in registers), keeps that group in flight while it waits for the
+//    next stage, and arrives on a stage's "empty" mbarrier once its group has retired, so the producer
+//    may overwrite it;
 //  - the block walks the round's tiles in a grid-stride loop (tile = blockIdx.x, + gridDim.x, ...),
 //    so the producer fetches the next tile's first stages while consumers run the epilogue.
 // Tiles are numbered as in moe_ffn.cu (LaunchPlan.java): per expert, m-fastest, so consecutive tiles
@@ -300,6 +301,7 @@ __device__ __forceinline__ void consume(float (&acc)[T::NH][64], int consumer, i
         }
     }
     const int lane = static_cast<int>(threadIdx.x) & 31;
+    uint32_t previous = 0;
     for (int kt = 0; kt < ktiles; ++kt, ++it) {
         const uint32_t s = it % T::STAGES;
         mbar_wait(full + 8 * s, (it / T::STAGES) & 1);
@@ -319,16 +321,27 @@ __device__ __forceinline__ void consume(float (&acc)[T::NH][64], int consumer, i
             }
         }
         wgmma_commit();
-        wgmma_wait<0>();
+        // Keep this stage's group in flight (the tensor cores stay busy while the next stage is
+        // awaited) and retire the previous one, whose stage may then be refilled.
+        wgmma_wait<1>();
 #pragma unroll
         for (int h = 0; h < T::NH; ++h) {
             fence_operands(acc[h]);
         }
         // One arrival per consumer warp (the barrier counts 4 per warpgroup): this warp's part of the
         // stage has been read.
-        if (lane == 0) {
-            mbar_arrive(empty + 8 * s);
+        if (kt > 0 && lane == 0) {
+            mbar_arrive(empty + 8 * previous);
         }
+        previous = s;
+    }
+    wgmma_wait<0>();
+#pragma unroll
+    for (int h = 0; h < T::NH; ++h) {
+        fence_operands(acc[h]);
+    }
+    if (lane == 0) {
+        mbar_arrive(empty + 8 * previous);
     }
 }
 
