@@ -6,8 +6,10 @@
 #   bash bench/gpu/check.sh router     (only (r), issue 12's dense kernels, about 1 minute; needs no JDK:
 #                                       bench/gpu/kit/dense_check, or the device's nvcc to build it)
 # Prints (0) the GPU and, where nvcc and cuobjdump exist there, the kernels' registers, spills and
-# tensor-core instructions; (b) torch.matmul on the FFN shapes; DeviceCheck: (a) cuda vs cpu
-# correctness and (b) our TFLOP/s, ending with the summary table for bench/RESULTS.md; then (c)
+# tensor-core instructions (the mma.sync kernels and the Hopper wgmma/TMA kernels); (b) torch.matmul
+# (bf16) and torch._scaled_mm (fp8) on the FFN shapes; DeviceCheck: (a) cuda vs cpu correctness of
+# every tile the device loads (on compute capability 9.0 the Hopper tiles too) and (b) our TFLOP/s per
+# tile beside torch's, ending with the summary table for bench/RESULTS.md; then (c)
 # MoeForward through a local cluster whose workers use the cuda backend, checked against the
 # in-process reference, with cluster vs in-process throughput. Logs go to $OUT (the device tool's
 # folder) or /tmp/moe-check.
@@ -65,17 +67,26 @@ if command -v nvcc >/dev/null 2>&1; then
     cuobjdump --dump-sass "$LOGS/moe_ffn.sm_90.cubin" > "$LOGS/moe_ffn.sm_90.sass" 2>&1
     echo "  SASS: $(grep -c HMMA "$LOGS/moe_ffn.sm_90.sass") HMMA, $(grep -c LDSM "$LOGS/moe_ffn.sm_90.sass") LDSM, $(grep -c LDGSTS "$LOGS/moe_ffn.sm_90.sass") LDGSTS, $(grep -cE 'LDL|STL' "$LOGS/moe_ffn.sm_90.sass") local-memory instructions"
   fi
+  # The Hopper kernels; ptxas says here if it serialized the wgmma (a C7510-style warning).
+  timeout 120 nvcc -cubin -arch=sm_90a -O3 -Xptxas -v -o "$LOGS/moe_ffn_sm90.sm_90a.cubin" \
+    expert-worker/src/main/cuda/moe_ffn_sm90.cu 2>&1 | tee "$LOGS/moe_ffn_sm90.ptxas.log" | grep -E "Compiling entry|registers|spill" | paste - - - \
+    | sed -E "s/.*entry function '([^']*)'.* ([0-9]+) bytes spill stores.*Used ([0-9]+) registers.*/  \1: \3 registers, \2 bytes spilled/"
+  grep -iE "warning|serializ" "$LOGS/moe_ffn_sm90.ptxas.log" | sed 's/^/  ptxas: /'
+  if command -v cuobjdump >/dev/null 2>&1; then
+    cuobjdump --dump-sass "$LOGS/moe_ffn_sm90.sm_90a.cubin" > "$LOGS/moe_ffn_sm90.sm_90a.sass" 2>&1
+    echo "  SASS (sm_90a): $(grep -c HGMMA "$LOGS/moe_ffn_sm90.sm_90a.sass") HGMMA, $(grep -c UTMALDG "$LOGS/moe_ffn_sm90.sm_90a.sass") UTMALDG, $(grep -c SYNCS "$LOGS/moe_ffn_sm90.sm_90a.sass") SYNCS, $(grep -cE 'LDL|STL' "$LOGS/moe_ffn_sm90.sm_90a.sass") local-memory instructions"
+  fi
 fi
 
 echo
-echo "== (b) torch.matmul on the same shapes =="
+echo "== (b) torch.matmul (bf16) and torch._scaled_mm (fp8) on the same shapes =="
 timeout 150 python3 bench/gpu/torch_ffn.py "$LOGS/torch.tsv" 2>&1 | tail -n 20 || echo "torch_ffn.py failed or timed out"
 
 echo
-timeout 120 "${JAVA[@]}" -Xmx48g dev.moecluster.worker.cuda.DeviceCheck --torch "$LOGS/torch.tsv" 2>&1 \
+timeout 180 "${JAVA[@]}" -Xmx48g dev.moecluster.worker.cuda.DeviceCheck --torch "$LOGS/torch.tsv" 2>&1 \
   | grep -v "^WARNING: Using incubator" | tee "$LOGS/devicecheck.log"
 status=${PIPESTATUS[0]}
-[[ $status -eq 124 ]] && echo "check.sh: DeviceCheck timed out after 120 s"
+[[ $status -eq 124 ]] && echo "check.sh: DeviceCheck timed out after 180 s"
 
 fi
 

@@ -22,126 +22,13 @@
 
 #define MOE_EMULATE 1
 
-#include <ucontext.h>
-
-#include <cmath>
-#include <cstdint>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
-#include <deque>
-#include <fstream>
-#include <map>
-#include <sstream>
-#include <string>
-#include <vector>
-
-struct dim3 {
-    unsigned x = 0, y = 0, z = 0;
-};
-static dim3 threadIdx, blockIdx, blockDim, gridDim;
-
-#define __global__
-#define __device__
-#define __forceinline__ inline
-#define __launch_bounds__(...)
-#define __shared__
-#define __align__(n) __attribute__((aligned(n)))
+#include "fiber_grid.h"
 
 namespace moe {
 extern unsigned char moe_smem[];
 }
 
 namespace emu {
-
-[[noreturn]] static void die(const std::string& why) {
-    std::fprintf(stderr, "moe_emulator: %s (block %u, thread %u)\n", why.c_str(), blockIdx.x, threadIdx.x);
-    std::fflush(stderr);
-    std::_Exit(2);  // no exit handlers: this may run on a fiber's stack
-}
-
-constexpr size_t kSmemCapacity = 228 * 1024;
-static size_t smem_bytes;   // dynamic shared memory of the current launch
-static bool eager_copies;
-
-// Global memory the current launch may touch.
-struct Region {
-    const unsigned char* base;
-    size_t bytes;
-    const char* name;
-};
-static std::vector<Region> regions;
-
-static void check_global(const void* p, size_t n, const char* what) {
-    auto a = static_cast<const unsigned char*>(p);
-    for (const Region& r : regions) {
-        if (a >= r.base && a + n <= r.base + r.bytes) {
-            return;
-        }
-    }
-    die(std::string(what) + " outside every buffer of the launch");
-}
-
-static void check_smem(uint32_t addr, size_t n, size_t align, const char* what) {
-    if (addr % align != 0 || addr + n > smem_bytes) {
-        die(std::string(what) + " at shared offset " + std::to_string(addr) + " is misaligned or past the "
-            + std::to_string(smem_bytes) + " bytes of the launch");
-    }
-}
-
-// ---- fibers ----
-struct Copy {
-    uint32_t dst;
-    const void* src;
-    int bytes;
-};
-
-struct Fiber {
-    ucontext_t ctx;
-    std::vector<char> stack;
-    unsigned tid = 0;
-    bool done = false;
-    std::vector<Copy> pending;             // issued, not yet committed
-    std::deque<std::vector<Copy>> groups;  // committed, not yet retired
-};
-
-static ucontext_t scheduler;
-static std::vector<Fiber> fibers;
-static Fiber* current;
-static bool progress;
-static void (*kernel_body)();
-
-static void yield() {
-    swapcontext(&current->ctx, &scheduler);
-}
-
-static void fiber_main() {
-    kernel_body();
-    current->done = true;
-    progress = true;
-}
-
-struct Barrier {
-    int expected = 0;
-    int arrived = 0;
-    unsigned generation = 0;
-};
-
-// Arrives; the last thread to arrive runs complete() for everyone, the others wait for it.
-template <class F>
-static void arrive_and_wait(Barrier& b, F complete) {
-    progress = true;
-    unsigned gen = b.generation;
-    if (++b.arrived == b.expected) {
-        b.arrived = 0;
-        complete();
-        b.generation++;
-        return;
-    }
-    while (b.generation == gen) {
-        yield();
-    }
-}
 
 enum class Op { None, Ldsm, Mma };
 
@@ -156,7 +43,6 @@ struct Warp {
     float d[32][4];
 };
 static std::vector<Warp> warps;
-static Barrier block_barrier;
 
 static void same_op(const Warp& w, Op op, const char* name) {
     for (int l = 0; l < 32; l++) {
@@ -164,22 +50,6 @@ static void same_op(const Warp& w, Op op, const char* name) {
             die(std::string("warp diverged at ") + name);
         }
     }
-}
-
-static float bf16_to_f32(uint16_t v) {
-    uint32_t bits = static_cast<uint32_t>(v) << 16;
-    float f;
-    std::memcpy(&f, &bits, 4);
-    return f;
-}
-
-static uint16_t f32_to_bf16(float f) {
-    uint32_t bits;
-    std::memcpy(&bits, &f, 4);
-    if ((bits & 0x7fffffffu) > 0x7f800000u) {
-        return static_cast<uint16_t>((bits >> 16) | 0x40);
-    }
-    return static_cast<uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
 }
 
 static void run_copies(const std::vector<Copy>& copies) {
@@ -348,69 +218,19 @@ __attribute__((aligned(128))) unsigned char moe_smem[emu::kSmemCapacity];
 
 namespace emu {
 
-// Runs `body` as a grid of `grid` blocks of `threads` threads.
-static void launch(unsigned grid, unsigned threads, size_t smem, void (*body)()) {
-    if (smem > kSmemCapacity) {
-        die("launch asks for more shared memory than a GPU block can have");
-    }
-    smem_bytes = smem;
-    kernel_body = body;
-    gridDim.x = grid;
-    blockDim.x = threads;
-    fibers.assign(threads, Fiber());
-    warps.assign((threads + 31) / 32, Warp());
-    for (Fiber& f : fibers) {
-        f.stack.resize(256 * 1024);
-    }
-    for (unsigned b = 0; b < grid; b++) {
-        blockIdx.x = b;
-        std::memset(moe::moe_smem, 0xff, kSmemCapacity);
-        block_barrier = Barrier{static_cast<int>(threads)};
-        for (Warp& w : warps) {
-            w.barrier = Barrier{32};
-            for (int l = 0; l < 32; l++) {
-                w.op[l] = Op::None;
-            }
-        }
-        for (unsigned t = 0; t < threads; t++) {
-            Fiber& f = fibers[t];
-            f.tid = t;
-            f.done = false;
-            f.pending.clear();
-            f.groups.clear();
-            getcontext(&f.ctx);
-            f.ctx.uc_stack.ss_sp = f.stack.data();
-            f.ctx.uc_stack.ss_size = f.stack.size();
-            f.ctx.uc_link = &scheduler;
-            makecontext(&f.ctx, fiber_main, 0);
-        }
-        for (;;) {
-            bool alive = false;
-            progress = false;
-            for (Fiber& f : fibers) {
-                if (!f.done) {
-                    alive = true;
-                    current = &f;
-                    threadIdx.x = f.tid;
-                    swapcontext(&scheduler, &f.ctx);
-                }
-            }
-            if (!alive) {
-                break;
-            }
-            if (!progress) {
-                die("deadlock: threads wait at a barrier the others never reach");
-            }
+static void reset_warps() {
+    for (Warp& w : warps) {
+        w.barrier = Barrier{32};
+        for (int l = 0; l < 32; l++) {
+            w.op[l] = Op::None;
         }
     }
 }
 
-static std::vector<unsigned char> read_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) {
-        die("cannot read " + path);
-    }
-    return std::vector<unsigned char>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+// Runs `body` as a grid of `grid` blocks of `threads` threads.
+static void launch(unsigned grid, unsigned threads, size_t smem, void (*body)()) {
+    warps.assign((threads + 31) / 32, Warp());
+    launch(grid, threads, smem, moe::moe_smem, body, reset_warps);
 }
 
 // Kernel arguments of the launch being run (the bodies below read them).

@@ -9,6 +9,7 @@ import static jcuda.driver.JCudaDriver.cuEventQuery;
 import static jcuda.driver.JCudaDriver.cuEventRecord;
 import static jcuda.driver.JCudaDriver.cuEventSynchronize;
 import static jcuda.driver.JCudaDriver.cuMemcpyDtoHAsync;
+import static jcuda.driver.JCudaDriver.cuMemcpyHtoD;
 import static jcuda.driver.JCudaDriver.cuMemcpyHtoDAsync;
 import static jcuda.driver.JCudaDriver.cuMemsetD16Async;
 import static jcuda.driver.JCudaDriver.cuStreamCreate;
@@ -34,6 +35,7 @@ import java.util.concurrent.ArrayBlockingQueue;
 import java.util.concurrent.BlockingQueue;
 import java.util.logging.Level;
 import java.util.logging.Logger;
+import jcuda.Pointer;
 import jcuda.driver.CUevent;
 import jcuda.driver.CUresult;
 import jcuda.driver.CUevent_flags;
@@ -42,7 +44,7 @@ import jcuda.driver.CUstream_flags;
 
 /**
  * Runs experts on an NVIDIA GPU through JCuda's driver API and this module's own tensor-core kernels
- * ({@code moe_ffn.cu}, no cuBLAS). Expert weights are uploaded as bf16 when the worker
+ * ({@code moe_ffn.cu}, no cuBLAS; on compute capability 9.0 the wgmma/TMA kernels of {@code moe_ffn_sm90.cu}). Expert weights are uploaded as bf16 when the worker
  * {@linkplain #load loads} an expert and stay resident until {@link #unload} frees them. A round
  * gathers its rows, grouped by expert, into a pinned buffer (a plain copy for bf16 activations),
  * copies them up on an upload stream, runs the gate/up and down kernels on a compute stream (one
@@ -62,10 +64,22 @@ public final class CudaBackend implements ExpertBackend {
     static final long MEMORY_RESERVE_BYTES = 512L << 20;
     private static final short BF16_NAN_BITS = (short) 0xffff;
 
-    /** An expert's weights on the device: gate/up interleaved {@code [2I, H]} and down {@code [H, I]}, bf16. */
-    record DeviceExpert(DeviceBuffer gateUp, DeviceBuffer down, int hidden, int intermediate) {
+    /**
+     * An expert's weights on the device: gate/up interleaved {@code [2I, H]} and down {@code [H, I]}, bf16;
+     * on Hopper also their two TMA tensor maps (gate/up's, then down's), which the Hopper kernels' slot
+     * table points at, else null.
+     */
+    record DeviceExpert(DeviceBuffer gateUp, DeviceBuffer down, DeviceBuffer tensorMaps, int hidden, int intermediate) {
         long bytes() {
-            return gateUp.bytes() + down.bytes();
+            return gateUp.bytes() + down.bytes() + (tensorMaps == null ? 0 : tensorMaps.bytes());
+        }
+
+        void free() {
+            gateUp.free();
+            down.free();
+            if (tensorMaps != null) {
+                tensorMaps.free();
+            }
         }
     }
 
@@ -226,7 +240,7 @@ public final class CudaBackend implements ExpertBackend {
         if (total == 0) {
             return new PendingBatch(null, List.of(), 0);
         }
-        TileConfig tile = forcedTile != null ? forcedTile : TileConfig.forRows(maxRows);
+        TileConfig tile = forcedTile != null ? forcedTile : TileConfig.forRows(maxRows, kernels.hopper());
         LaunchPlan gateUp = LaunchPlan.gateUp(tile, rows, hidden, intermediate);
         LaunchPlan down = LaunchPlan.down(tile, rows, hidden, intermediate);
         int totalRows = Math.toIntExact(total);
@@ -255,8 +269,9 @@ public final class CudaBackend implements ExpertBackend {
                         if (d == null) {
                             throw new IllegalStateException("expert is not loaded on the device (unloaded while a round was on its way?)");
                         }
-                        gateUpAddress[e] = d.gateUp().address();
-                        downAddress[e] = d.down().address();
+                        // The Hopper kernels find an expert's weights through its tensor maps.
+                        gateUpAddress[e] = tile.hopper ? d.tensorMaps().address() : d.gateUp().address();
+                        downAddress[e] = tile.hopper ? d.tensorMaps().address() + TensorMaps.BYTES : d.down().address();
                     }
                 }
                 MemorySegment slots = b.hostSlots.segment();
@@ -322,9 +337,8 @@ public final class CudaBackend implements ExpertBackend {
             }
             device.makeCurrent();
             CudaFailure.check(cuCtxSynchronize(), "cuCtxSynchronize");
-            d.gateUp().free();
-            d.down().free();
             expertBytes -= d.bytes();
+            d.free();
         }
     }
 
@@ -349,6 +363,9 @@ public final class CudaBackend implements ExpertBackend {
 
     /** Forces one tile shape instead of choosing by rows (null restores the choice); for the device check. */
     void forceTile(TileConfig tile) {
+        if (tile != null && !kernels.tiles().contains(tile)) {
+            throw new IllegalArgumentException("tile " + tile.suffix() + " is not loaded on " + device.properties().name());
+        }
         this.forcedTile = tile;
     }
 
@@ -396,6 +413,7 @@ public final class CudaBackend implements ExpertBackend {
         }
         DeviceBuffer gateUp = DeviceBuffer.allocate(gateUpBytes);
         DeviceBuffer down = null;
+        DeviceBuffer maps = null;
         try {
             down = DeviceBuffer.allocate(downBytes);
             streamRows(gateUp, WeightLayout.gateUpRows(w), 2L * hidden,
@@ -403,13 +421,39 @@ public final class CudaBackend implements ExpertBackend {
             streamRows(down, WeightLayout.downRows(w), 2L * intermediate,
                     (first, count, dst) -> WeightLayout.writeDownRows(w, first, count, dst));
             CudaFailure.check(cuStreamSynchronize(uploadStream), "cuStreamSynchronize(upload)");
-            return new DeviceExpert(gateUp, down, hidden, intermediate);
+            if (kernels.hopper()) {
+                maps = uploadTensorMaps(gateUp, down, w);
+            }
+            return new DeviceExpert(gateUp, down, maps, hidden, intermediate);
         } catch (RuntimeException | Error e) {
             cuStreamSynchronize(uploadStream);
             gateUp.free();
             if (down != null) {
                 down.free();
             }
+            if (maps != null) {
+                maps.free();
+            }
+            throw e;
+        }
+    }
+
+    /**
+     * The expert's two weight tensor maps, encoded once for the life of its upload: the Hopper kernels
+     * load B tiles of 128 rows by 64 columns through them.
+     */
+    private static DeviceBuffer uploadTensorMaps(DeviceBuffer gateUp, DeviceBuffer down, ExpertWeights w) {
+        byte[] maps = new byte[2 * TensorMaps.BYTES];
+        System.arraycopy(TensorMaps.encode(new TensorMaps.Bf16Matrix(gateUp.address(), WeightLayout.gateUpRows(w),
+                w.hiddenSize(), Sm90Layout.B_BOX_ROWS)), 0, maps, 0, TensorMaps.BYTES);
+        System.arraycopy(TensorMaps.encode(new TensorMaps.Bf16Matrix(down.address(), WeightLayout.downRows(w),
+                w.intermediateSize(), Sm90Layout.B_BOX_ROWS)), 0, maps, TensorMaps.BYTES, TensorMaps.BYTES);
+        DeviceBuffer buffer = DeviceBuffer.allocate(maps.length);
+        try {
+            CudaFailure.check(cuMemcpyHtoD(buffer, Pointer.to(maps), maps.length), "cuMemcpyHtoD(tensor maps)");
+            return buffer;
+        } catch (RuntimeException e) {
+            buffer.free();
             throw e;
         }
     }
@@ -458,8 +502,7 @@ public final class CudaBackend implements ExpertBackend {
             }
             try {
                 for (DeviceExpert d : resident.values()) {
-                    d.gateUp().free();
-                    d.down().free();
+                    d.free();
                 }
                 resident.clear();
                 expertBytes = 0;

@@ -40,9 +40,11 @@ import jcuda.driver.CUstream_flags;
 
 /**
  * The GPU machine's check of the cuda backend (run by {@code bench/gpu/check.sh}): (a) the cuda
- * backend against the cpu backend on random inputs, outputs poisoned with NaN first; (b) expert-FFN
- * TFLOP/s of the kernels for 8 experts at Llama 4 Scout's shape, beside {@code torch.matmul}'s figures
- * from {@code bench/gpu/torch_ffn.py}; the end-to-end rate through {@link CudaBackend#computeGroup},
+ * backend against the cpu backend on random inputs, outputs poisoned with NaN first, with every tile
+ * the device loaded (on compute capability 9.0 the Hopper wgmma/TMA tiles as well as the mma.sync
+ * ones); (b) expert-FFN TFLOP/s of every loaded tile for 8 experts at Llama 4 Scout's shape, beside
+ * {@code torch.matmul}'s (bf16) and {@code torch._scaled_mm}'s (fp8) figures from
+ * {@code bench/gpu/torch_ffn.py}; the end-to-end rate through {@link CudaBackend#computeGroup},
  * transfers included. The last lines printed are the summary table.
  *
  * <p>Usage: {@code DeviceCheck [--torch FILE] [--reps N] [--only a|b]}. Exit status 0 when every
@@ -63,6 +65,8 @@ public final class DeviceCheck {
     private final Map<String, Double> ourKernels = new LinkedHashMap<>();
     /** End-to-end TFLOP/s, one batch at a time / two in flight, by rows per expert. */
     private final Map<Integer, String> endToEnd = new LinkedHashMap<>();
+    /** Whether the Hopper tiles were loaded: which tile "auto" means in the summary. */
+    private boolean hopper;
 
     DeviceCheck(int reps, Map<String, double[]> torch) {
         this.reps = reps;
@@ -102,6 +106,9 @@ public final class DeviceCheck {
         try (CudaBackend backend = opened) {
             System.out.printf(Locale.ROOT, "kernels: PTX loaded (driver JIT) in %.0f ms%n", backend.kernels().loadNanos() / 1e6);
             backend.kernels().resourceReport().forEach(l -> System.out.println("  " + l));
+            check.hopper(backend.kernels().hopper());
+            System.out.println("kernels: " + (check.hopper ? "Hopper sm_90a (wgmma, TMA) and mma.sync" : "mma.sync only (not compute capability 9.0)")
+                    + "; tiles " + backend.kernels().tiles().stream().map(TileConfig::suffix).toList());
             if (only.contains("a")) {
                 check.correctness(backend);
             }
@@ -125,12 +132,15 @@ public final class DeviceCheck {
             List<ExpertWeights> small = experts(arena, 6, 512, 1024, seeds.nextLong());
             small.forEach(backend::load); // weights go up at load, as a worker loads its experts
             int[] mixed = {1, 5, 64, 65, 130, 300};
-            for (TileConfig tile : new TileConfig[] {null, TileConfig.SMALL, TileConfig.MEDIUM, TileConfig.LARGE}) {
+            List<TileConfig> tiles = new ArrayList<>();
+            tiles.add(null); // the backend's own choice
+            tiles.addAll(backend.kernels().tiles());
+            for (TileConfig tile : tiles) {
                 group(backend, "H512 I1024 mixed rows", small, mixed, tile, seeds.nextLong());
             }
             List<ExpertWeights> odd = experts(arena, 3, 136, 200, seeds.nextLong());
             odd.forEach(backend::load);
-            for (TileConfig tile : TileConfig.values()) {
+            for (TileConfig tile : backend.kernels().tiles()) {
                 group(backend, "H136 I200 partial tiles", odd, new int[] {3, 0, 129}, tile, seeds.nextLong());
             }
             single(backend, small.get(2), 77, seeds.nextLong());
@@ -147,6 +157,11 @@ public final class DeviceCheck {
             scout.forEach(backend::load);
             group(backend, "H5120 I8192 (Scout)", scout, new int[] {16, 200}, null, seeds.nextLong());
             group(backend, "H5120 I8192 (Scout)", scout, new int[] {16, 200}, TileConfig.SMALL, seeds.nextLong());
+            if (backend.kernels().hopper()) {
+                for (TileConfig tile : TileConfig.of(true)) {
+                    group(backend, "H5120 I8192 (Scout)", scout, new int[] {16, 200}, tile, seeds.nextLong());
+                }
+            }
             for (ExpertWeights w : scout) {
                 backend.unload(w);
             }
@@ -199,7 +214,9 @@ public final class DeviceCheck {
         DeviceMemory before = backend.deviceMemory();
         backend.unload(extra);
         DeviceMemory after = backend.deviceMemory();
-        long expected = 3L * extra.hiddenSize() * extra.intermediateSize() * 2;
+        // bf16 weights, and on Hopper the expert's two tensor maps.
+        long expected = 3L * extra.hiddenSize() * extra.intermediateSize() * 2
+                + (backend.kernels().hopper() ? 2L * TensorMaps.BYTES : 0);
         boolean ok = before.expertBytes() - after.expertBytes() == expected
                 && after.residentExperts() == before.residentExperts() - 1;
         String line = String.format(Locale.ROOT, "%-4s unload frees %d bytes of expert memory (accounted %d -> %d bytes,"
@@ -331,6 +348,10 @@ public final class DeviceCheck {
             FfnKernels k = backend.kernels();
             long[] gateUp = new long[BENCH_EXPERTS];
             long[] down = new long[BENCH_EXPERTS];
+            // The Hopper kernels' slots hold tensor-map addresses: one gate/up and one down map per expert.
+            long[] gateUpMaps = new long[BENCH_EXPERTS];
+            long[] downMaps = new long[BENCH_EXPERTS];
+            byte[] maps = new byte[2 * BENCH_EXPERTS * TensorMaps.BYTES];
             for (int e = 0; e < BENCH_EXPERTS; e++) {
                 DeviceBuffer gu = own(owned, 4 * inter * h);
                 DeviceBuffer dn = own(owned, 2 * h * inter);
@@ -338,6 +359,20 @@ public final class DeviceCheck {
                 k.fillRandomBf16(dn.address(), h * inter, 2000 + e, (float) Math.sqrt(3.0 / inter), stream);
                 gateUp[e] = gu.address();
                 down[e] = dn.address();
+                if (k.hopper()) {
+                    System.arraycopy(TensorMaps.encode(new TensorMaps.Bf16Matrix(gu.address(), 2 * inter, h, Sm90Layout.B_BOX_ROWS)),
+                            0, maps, 2 * e * TensorMaps.BYTES, TensorMaps.BYTES);
+                    System.arraycopy(TensorMaps.encode(new TensorMaps.Bf16Matrix(dn.address(), h, inter, Sm90Layout.B_BOX_ROWS)),
+                            0, maps, (2 * e + 1) * TensorMaps.BYTES, TensorMaps.BYTES);
+                }
+            }
+            if (k.hopper()) {
+                DeviceBuffer devMaps = own(owned, maps.length);
+                CudaFailure.check(cuMemcpyHtoD(devMaps, Pointer.to(maps), maps.length), "cuMemcpyHtoD(tensor maps)");
+                for (int e = 0; e < BENCH_EXPERTS; e++) {
+                    gateUpMaps[e] = devMaps.address() + 2L * e * TensorMaps.BYTES;
+                    downMaps[e] = devMaps.address() + (2L * e + 1) * TensorMaps.BYTES;
+                }
             }
             DeviceBuffer x = own(owned, maxRows * h * 2);
             DeviceBuffer act = own(owned, maxRows * inter * 2);
@@ -351,11 +386,11 @@ public final class DeviceCheck {
                 int[] rows = new int[BENCH_EXPERTS];
                 Arrays.fill(rows, rowsPerExpert);
                 double flops = ffnFlops(BENCH_EXPERTS, rowsPerExpert, BENCH_HIDDEN, BENCH_INTERMEDIATE);
-                for (TileConfig tile : TileConfig.values()) {
+                for (TileConfig tile : k.tiles()) {
                     LaunchPlan gu = LaunchPlan.gateUp(tile, rows, BENCH_HIDDEN, BENCH_INTERMEDIATE);
                     LaunchPlan dn = LaunchPlan.down(tile, rows, BENCH_HIDDEN, BENCH_INTERMEDIATE);
-                    gu.writeSlots(slots.segment(), gateUp);
-                    dn.writeSlots(slots.segment().asSlice(gu.slotBytes()), down);
+                    gu.writeSlots(slots.segment(), tile.hopper ? gateUpMaps : gateUp);
+                    dn.writeSlots(slots.segment().asSlice(gu.slotBytes()), tile.hopper ? downMaps : down);
                     CudaFailure.check(cuMemcpyHtoD(devSlots, slots.pointer(0), gu.slotBytes() + dn.slotBytes()), "cuMemcpyHtoD(slots)");
                     long outValues = (long) rowsPerExpert * BENCH_EXPERTS * h;
                     CudaFailure.check(cuMemsetD32Async(y, 0x7fc00000, outValues, stream), "poison");
@@ -378,7 +413,7 @@ public final class DeviceCheck {
                     int nonFinite = countNonFinite(y, outValues);
                     double ms = median(total);
                     String line = String.format(Locale.ROOT,
-                            "ours %-8s rows/expert %5d: %8.3f ms = %6.1f TFLOP/s (gate/up %.3f ms, down %.3f ms; grid %d + %d; padded rows %d)%s",
+                            "ours %-13s rows/expert %5d: %8.3f ms = %6.1f TFLOP/s (gate/up %.3f ms, down %.3f ms; grid %d + %d; padded rows %d)%s",
                             tile.suffix(), rowsPerExpert, ms, flops / ms / 1e9, median(first), median(second),
                             gu.gridSize(), dn.gridSize(), gu.paddedRows(),
                             nonFinite > 0 ? "  FAIL: " + nonFinite + " outputs not finite" : "");
@@ -494,7 +529,10 @@ public final class DeviceCheck {
 
     // ---- summary ----
 
-    /** torch_ffn.py's TSV: {@code torch_matmul|torch_ffn <TAB> rows <TAB> ms <TAB> tflops}; empty if absent. */
+    /**
+     * torch_ffn.py's TSV: {@code torch_matmul|torch_ffn|torch_scaled_mm <TAB> rows <TAB> ms <TAB> tflops};
+     * empty if absent.
+     */
     static Map<String, double[]> readTorch(Path file) throws IOException {
         Map<String, double[]> m = new LinkedHashMap<>();
         if (file == null || !Files.exists(file)) {
@@ -519,6 +557,11 @@ public final class DeviceCheck {
         ourKernels.put(rowsPerExpert + " " + tile.name(), ms);
     }
 
+    /** Sets whether the Hopper tiles were loaded, as opening the backend does. */
+    void hopper(boolean loaded) {
+        this.hopper = loaded;
+    }
+
     /** The summary table (markdown, for bench/RESULTS.md) and the result line. */
     List<String> summary(String device) {
         List<String> out = new ArrayList<>();
@@ -529,9 +572,9 @@ public final class DeviceCheck {
             head.append(" ours ").append(t.suffix()).append(" TFLOP/s |");
         }
         head.append(" auto tile | torch.matmul TFLOP/s | torch FFN TFLOP/s | ours (auto) / torch.matmul | ours (best) / torch.matmul |"
-                + " end to end 1 / 2 in flight TFLOP/s |");
+                + " end to end 1 / 2 in flight TFLOP/s | torch._scaled_mm fp8 TFLOP/s |");
         out.add(head.toString());
-        out.add("|" + " --- |".repeat(TileConfig.values().length + 7));
+        out.add("|" + " --- |".repeat(TileConfig.values().length + 8));
         for (int rows : BENCH_ROWS) {
             double flops = ffnFlops(BENCH_EXPERTS, rows, BENCH_HIDDEN, BENCH_INTERMEDIATE);
             StringBuilder line = new StringBuilder("| " + rows + " |");
@@ -543,17 +586,19 @@ public final class DeviceCheck {
                     best = flops / ms / 1e9;
                 }
             }
-            TileConfig auto = TileConfig.forRows(rows);
+            TileConfig auto = TileConfig.forRows(rows, hopper);
             Double ours = ourKernels.get(rows + " " + auto.name());
             double[] mm = torch.get("torch_matmul " + rows);
             double[] ffn = torch.get("torch_ffn " + rows);
+            double[] fp8 = torch.get("torch_scaled_mm " + rows);
             line.append(' ').append(auto.suffix()).append(" | ")
                     .append(mm == null ? "n/a" : String.format(Locale.ROOT, "%.1f", mm[1])).append(" | ")
                     .append(ffn == null ? "n/a" : String.format(Locale.ROOT, "%.1f", ffn[1])).append(" | ")
                     .append(ours == null || mm == null ? "n/a" : String.format(Locale.ROOT, "%.0f%%", 100 * (flops / ours / 1e9) / mm[1]))
                     .append(" | ")
                     .append(Double.isNaN(best) || mm == null ? "n/a" : String.format(Locale.ROOT, "%.0f%%", 100 * best / mm[1]))
-                    .append(" | ").append(endToEnd.getOrDefault(rows, "n/a")).append(" |");
+                    .append(" | ").append(endToEnd.getOrDefault(rows, "n/a")).append(" | ")
+                    .append(fp8 == null ? "n/a" : String.format(Locale.ROOT, "%.1f", fp8[1])).append(" |");
             out.add(line.toString());
         }
         out.add(failures.isEmpty() ? "RESULT: correctness PASS" : "RESULT: FAIL (" + failures.size() + ")");

@@ -18,6 +18,7 @@ import java.util.Arrays;
 import java.util.EnumMap;
 import java.util.List;
 import java.util.Map;
+import java.util.logging.Logger;
 import jcuda.Pointer;
 import jcuda.driver.CUfunction;
 import jcuda.driver.CUmodule;
@@ -26,12 +27,19 @@ import jcuda.driver.CUstream;
 
 /**
  * The kernels of {@code moe_ffn.cu}, loaded from the PTX resource with {@code cuModuleLoadData} (the
- * driver compiles the PTX for the device it runs on), and their launches.
+ * driver compiles the PTX for the device it runs on), and their launches. Where the device reports
+ * compute capability 9.0 the Hopper kernels of {@code moe_ffn_sm90.cu} are loaded too, from their
+ * sm_90a PTX, and the backend prefers them; the mma.sync kernels stay loaded as the fallback and for
+ * the device check's side-by-side timing.
  */
 final class FfnKernels implements AutoCloseable {
+    private static final Logger LOG = Logger.getLogger(FfnKernels.class.getName());
     static final String PTX_RESOURCE = "/cuda/moe_ffn.ptx";
+    static final String SM90A_PTX_RESOURCE = "/cuda/moe_ffn_sm90a.ptx";
 
     private final CUmodule module = new CUmodule();
+    private final CUmodule sm90Module = new CUmodule();
+    private final boolean hopper;
     private final Map<TileConfig, CUfunction> gateUp = new EnumMap<>(TileConfig.class);
     private final Map<TileConfig, CUfunction> down = new EnumMap<>(TileConfig.class);
     private final CUfunction fillRandom = new CUfunction();
@@ -40,53 +48,82 @@ final class FfnKernels implements AutoCloseable {
     private boolean closed;
 
     private FfnKernels(CudaDevice device) {
-        this.multiprocessors = device.properties().multiprocessors();
-        byte[] ptx = ptx();
+        CudaDevice.Properties p = device.properties();
+        this.multiprocessors = p.multiprocessors();
         long start = System.nanoTime();
-        int result = cuModuleLoadData(module, Arrays.copyOf(ptx, ptx.length + 1)); // the driver reads a C string
-        if (result != CUresult.CUDA_SUCCESS) {
-            String hint = result == CUresult.CUDA_ERROR_UNSUPPORTED_PTX_VERSION
-                    ? " (the PTX was built by a newer nvcc than this driver knows: rebuild it with the CUDA version of the driver)"
-                    : "";
-            throw new CudaFailure("cuModuleLoadData(" + PTX_RESOURCE + ") failed: " + CUresult.stringFor(result) + hint);
+        load(module, PTX_RESOURCE);
+        // sm_90a PTX (wgmma, TMA) loads on compute capability 9.0 exactly, not on later GPUs.
+        boolean sm90 = p.major() == 9 && p.minor() == 0 && !Boolean.getBoolean("moe.cuda.noSm90");
+        if (sm90) {
+            try {
+                load(sm90Module, SM90A_PTX_RESOURCE);
+            } catch (CudaFailure e) {
+                LOG.warning("Hopper kernels unavailable, using the mma.sync kernels: " + e.getMessage());
+                sm90 = false;
+            }
         }
+        this.hopper = sm90;
         this.loadNanos = System.nanoTime() - start;
         for (TileConfig t : TileConfig.values()) {
-            if (t.sharedMemoryBytes() > device.properties().maxSharedPerBlock()) {
-                throw new CudaFailure("kernel tile " + t.suffix() + " needs " + t.sharedMemoryBytes()
-                        + " bytes of shared memory per block; " + device.properties().name() + " allows "
-                        + device.properties().maxSharedPerBlock());
+            if (t.hopper && !hopper) {
+                continue;
             }
-            gateUp.put(t, function(t.gateUpKernel(), t.sharedMemoryBytes()));
-            down.put(t, function(t.downKernel(), t.sharedMemoryBytes()));
+            if (t.sharedMemoryBytes() > p.maxSharedPerBlock()) {
+                throw new CudaFailure("kernel tile " + t.suffix() + " needs " + t.sharedMemoryBytes()
+                        + " bytes of shared memory per block; " + p.name() + " allows " + p.maxSharedPerBlock());
+            }
+            CUmodule m = t.hopper ? sm90Module : module;
+            gateUp.put(t, function(m, t.gateUpKernel(), t.sharedMemoryBytes()));
+            down.put(t, function(m, t.downKernel(), t.sharedMemoryBytes()));
         }
         CudaFailure.check(cuModuleGetFunction(fillRandom, module, "moe_fill_random_bf16"), "cuModuleGetFunction(moe_fill_random_bf16)");
     }
 
-    /** Loads the module into the current context. */
+    private static void load(CUmodule m, String resource) {
+        byte[] ptx = ptx(resource);
+        int result = cuModuleLoadData(m, Arrays.copyOf(ptx, ptx.length + 1)); // the driver reads a C string
+        if (result != CUresult.CUDA_SUCCESS) {
+            String hint = result == CUresult.CUDA_ERROR_UNSUPPORTED_PTX_VERSION
+                    ? " (the PTX was built by a newer nvcc than this driver knows: rebuild it with the CUDA version of the driver)"
+                    : "";
+            throw new CudaFailure("cuModuleLoadData(" + resource + ") failed: " + CUresult.stringFor(result) + hint);
+        }
+    }
+
+    /** Loads the modules into the current context. */
     static FfnKernels load(CudaDevice device) {
         return new FfnKernels(device);
     }
 
-    /** The PTX text bundled in the jar. */
-    static byte[] ptx() {
-        try (InputStream in = FfnKernels.class.getResourceAsStream(PTX_RESOURCE)) {
+    /** The PTX text of {@code resource} bundled in the jar. */
+    static byte[] ptx(String resource) {
+        try (InputStream in = FfnKernels.class.getResourceAsStream(resource)) {
             if (in == null) {
-                throw new IllegalStateException("resource " + PTX_RESOURCE + " is missing from the expert-worker jar");
+                throw new IllegalStateException("resource " + resource + " is missing from the expert-worker jar");
             }
             return in.readAllBytes();
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot read " + PTX_RESOURCE, e);
+            throw new UncheckedIOException("cannot read " + resource, e);
         }
     }
 
-    private CUfunction function(String name, int sharedBytes) {
+    private static CUfunction function(CUmodule m, String name, int sharedBytes) {
         CUfunction f = new CUfunction();
-        CudaFailure.check(cuModuleGetFunction(f, module, name), "cuModuleGetFunction(" + name + ")");
+        CudaFailure.check(cuModuleGetFunction(f, m, name), "cuModuleGetFunction(" + name + ")");
         // Past 48 KiB a kernel must opt in to its dynamic shared memory.
         CudaFailure.check(cuFuncSetAttribute(f, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, sharedBytes),
                 "cuFuncSetAttribute(" + name + ", max dynamic shared memory " + sharedBytes + ")");
         return f;
+    }
+
+    /** Whether the Hopper (sm_90a) kernels are loaded: the device is compute capability 9.0. */
+    boolean hopper() {
+        return hopper;
+    }
+
+    /** The tiles whose kernels are loaded. */
+    List<TileConfig> tiles() {
+        return List.copyOf(gateUp.keySet());
     }
 
     /** Time {@code cuModuleLoadData} took, mostly the driver's PTX compilation. */
@@ -94,18 +131,30 @@ final class FfnKernels implements AutoCloseable {
         return loadNanos;
     }
 
-    /** {@code act[rows, I] = silu(x · gateᵀ) * (x · upᵀ)}, bf16, for every expert of the plan. */
+    /**
+     * {@code act[rows, I] = silu(x · gateᵀ) * (x · upᵀ)}, bf16, for every expert of the plan. For a
+     * Hopper tile the slot table's weight addresses are those of the experts' gate/up tensor maps.
+     */
     void launchGateUp(LaunchPlan plan, long slots, long x, long act, CUstream stream) {
-        launch(gateUp.get(plan.tile()), plan, slots, x, act, stream);
+        launch(gateUp, plan, slots, x, act, stream);
     }
 
     /** {@code y[rows, H] = act · downᵀ}, accumulated in f32 and written as bf16, for every expert of the plan. */
     void launchDown(LaunchPlan plan, long slots, long act, long y, CUstream stream) {
-        launch(down.get(plan.tile()), plan, slots, act, y, stream);
+        launch(down, plan, slots, act, y, stream);
     }
 
-    private static void launch(CUfunction f, LaunchPlan plan, long slots, long a, long c, CUstream stream) {
+    private void launch(Map<TileConfig, CUfunction> kernels, LaunchPlan plan, long slots, long a, long c, CUstream stream) {
         if (plan.gridSize() == 0) {
+            return;
+        }
+        TileConfig t = plan.tile();
+        CUfunction f = kernels.get(t);
+        if (f == null) {
+            throw new IllegalStateException("tile " + t.suffix() + " is not loaded on this device");
+        }
+        if (t.hopper) {
+            launchHopper(f, plan, slots, a, c, stream);
             return;
         }
         Pointer params = Pointer.to(
@@ -115,9 +164,28 @@ final class FfnKernels implements AutoCloseable {
                 Pointer.to(new long[] {c}),
                 Pointer.to(new int[] {plan.n()}),
                 Pointer.to(new int[] {plan.k()}));
-        TileConfig t = plan.tile();
         CudaFailure.check(cuLaunchKernel(f, plan.gridSize(), 1, 1, t.threads, 1, 1, t.sharedMemoryBytes(), stream, params, null),
                 "cuLaunchKernel(" + t.suffix() + ", grid " + plan.gridSize() + ")");
+    }
+
+    /**
+     * A persistent launch, one block per multiprocessor walking all of the plan's tiles; A's tensor map
+     * (the round's packed rows) is encoded here and passed by value as a {@code __grid_constant__}.
+     */
+    private void launchHopper(CUfunction f, LaunchPlan plan, long slots, long a, long c, CUstream stream) {
+        TileConfig t = plan.tile();
+        byte[] aMap = TensorMaps.encode(new TensorMaps.Bf16Matrix(a, plan.totalRows(), plan.k(), t.bm));
+        Pointer params = Pointer.to(
+                Pointer.to(new long[] {slots}),
+                Pointer.to(new int[] {plan.slotCount()}),
+                Pointer.to(new int[] {plan.gridSize()}),
+                Pointer.to(aMap),
+                Pointer.to(new long[] {c}),
+                Pointer.to(new int[] {plan.n()}),
+                Pointer.to(new int[] {plan.k()}));
+        int grid = Sm90Layout.persistentGrid(plan.gridSize(), multiprocessors);
+        CudaFailure.check(cuLaunchKernel(f, grid, 1, 1, t.threads, 1, 1, t.sharedMemoryBytes(), stream, params, null),
+                "cuLaunchKernel(" + t.suffix() + ", " + plan.gridSize() + " tiles on " + grid + " blocks)");
     }
 
     /** Fills {@code count} bf16 values at {@code dst} with uniform values in {@code [-scale, scale)}. */
@@ -134,7 +202,7 @@ final class FfnKernels implements AutoCloseable {
     /** Registers and local (spill) bytes per thread of each FFN kernel, as the driver compiled them. */
     List<String> resourceReport() {
         List<String> lines = new ArrayList<>();
-        for (TileConfig t : TileConfig.values()) {
+        for (TileConfig t : gateUp.keySet()) {
             lines.add(report(t.gateUpKernel(), gateUp.get(t)));
             lines.add(report(t.downKernel(), down.get(t)));
         }
@@ -153,6 +221,9 @@ final class FfnKernels implements AutoCloseable {
     public void close() {
         if (!closed) {
             closed = true;
+            if (hopper) {
+                CudaFailure.check(cuModuleUnload(sm90Module), "cuModuleUnload");
+            }
             CudaFailure.check(cuModuleUnload(module), "cuModuleUnload");
         }
     }

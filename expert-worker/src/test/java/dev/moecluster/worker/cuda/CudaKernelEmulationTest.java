@@ -25,16 +25,24 @@ import org.junit.jupiter.params.provider.CsvSource;
 
 /**
  * Runs the real kernels of {@code moe_ffn.cu} on the CPU through {@code src/test/cuda/moe_emulator.cpp}
- * (a warp-level emulation of ldmatrix, mma.sync and cp.async), with launch plans, slot tables and weight
+ * (a warp-level emulation of ldmatrix, mma.sync and cp.async), and the Hopper kernels of
+ * {@code moe_ffn_sm90.cu} through {@code moe_emulator_sm90.cpp} (TMA with the 128-byte swizzle,
+ * mbarriers, wgmma through shared-memory descriptors), with launch plans, slot tables and weight
  * layouts made by the backend's own Java code, and compares with the cpu backend. Shapes are chosen to
  * hit every edge: an expert of one row, an expert with no rows, partial row tiles, a partial column
- * tile, a k extent that is not a multiple of the pipeline's slice, and more slices than stages.
+ * tile, a k extent that is not a multiple of the pipeline's slice, and more slices than stages; the
+ * Hopper launches run on {@value #EMULATED_MULTIPROCESSORS} persistent blocks, so each block walks
+ * several tiles and the mbarrier ring wraps many times.
  */
 class CudaKernelEmulationTest {
+
+    /** Multiprocessors of the emulated GPU: the persistent Hopper launches' block count. */
+    static final int EMULATED_MULTIPROCESSORS = 3;
 
     @TempDir
     static Path build;
     static Path emulator;
+    static Path sm90Emulator;
 
     @BeforeAll
     static void compileEmulator() throws Exception {
@@ -43,10 +51,16 @@ class CudaKernelEmulationTest {
         int rc = run(List.of("g++", "-std=c++17", "-O2", "-Wall", "-Wno-unknown-pragmas", "-o", emulator.toString(),
                 "src/test/cuda/moe_emulator.cpp"), build);
         assertThat(rc).as("the emulator did not compile").isZero();
+        sm90Emulator = build.resolve("moe_emulator_sm90");
+        rc = run(List.of("g++", "-std=c++17", "-O2", "-Wall", "-Wno-unknown-pragmas", "-Wno-psabi", "-o", sm90Emulator.toString(),
+                "src/test/cuda/moe_emulator_sm90.cpp"), build);
+        assertThat(rc).as("the sm90 emulator did not compile").isZero();
     }
 
     @ParameterizedTest(name = "{0} tiles, {1} copies")
-    @CsvSource({"LARGE, deferred", "MEDIUM, deferred", "SMALL, deferred", "SMALL, eager"})
+    @CsvSource({"LARGE, deferred", "MEDIUM, deferred", "SMALL, deferred", "SMALL, eager",
+            "HOPPER_LARGE, deferred", "HOPPER_MEDIUM, deferred", "HOPPER_SMALL, deferred", "HOPPER_LARGE, eager",
+            "HOPPER_MEDIUM, eager", "HOPPER_SMALL, eager"})
     void kernelsComputeTheExpertFfnOfEveryExpertInTheBatch(TileConfig tile, String copies, @TempDir Path dir) throws Exception {
         int hidden = 136;          // k of gate/up: 4 full 32-wide slices and a partial one
         int intermediate = 200;    // n of gate/up is 400 (a partial 256-wide tile); k of down is 200
@@ -85,18 +99,29 @@ class CudaKernelEmulationTest {
                 write(dir.resolve("w_down_" + e + ".bin"), arena, 2L * hidden * intermediate,
                         seg -> WeightLayout.writeDownRows(w, 0, WeightLayout.downRows(w), seg));
             }
-            Files.writeString(dir.resolve("plan.txt"), String.join("\n",
+            List<String> plan = new ArrayList<>(List.of(
                     "variant " + tile.suffix(),
                     "threads " + tile.threads,
                     "smem " + tile.sharedMemoryBytes(),
                     "experts " + rows.length,
                     "rows " + total,
                     "hidden " + hidden,
-                    "intermediate " + intermediate,
-                    "grid_gate_up " + gateUp.gridSize(),
-                    "grid_down " + down.gridSize()) + "\n");
+                    "intermediate " + intermediate));
+            if (tile.hopper) {
+                // As FfnKernels launches them: persistent blocks over the plan's tiles, A's box one tile tall.
+                plan.addAll(List.of(
+                        "grid_gate_up " + Sm90Layout.persistentGrid(gateUp.gridSize(), EMULATED_MULTIPROCESSORS),
+                        "grid_down " + Sm90Layout.persistentGrid(down.gridSize(), EMULATED_MULTIPROCESSORS),
+                        "tiles_gate_up " + gateUp.gridSize(),
+                        "tiles_down " + down.gridSize(),
+                        "a_box_rows " + tile.bm,
+                        "b_box_rows " + Sm90Layout.B_BOX_ROWS));
+            } else {
+                plan.addAll(List.of("grid_gate_up " + gateUp.gridSize(), "grid_down " + down.gridSize()));
+            }
+            Files.writeString(dir.resolve("plan.txt"), String.join("\n", plan) + "\n");
 
-            int rc = run(List.of(emulator.toString(), dir.toString(), copies), dir);
+            int rc = run(List.of((tile.hopper ? sm90Emulator : emulator).toString(), dir.toString(), copies), dir);
             assertThat(rc).as("emulator failed: %s", Files.exists(dir.resolve("log")) ? Files.readString(dir.resolve("log")) : "")
                     .isZero();
 

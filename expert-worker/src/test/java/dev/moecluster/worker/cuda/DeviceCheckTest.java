@@ -14,11 +14,13 @@ class DeviceCheckTest {
     @Test
     void readsTorchFiguresAndIgnoresOtherLines(@TempDir Path dir) throws Exception {
         Path file = dir.resolve("torch.tsv");
-        Files.writeString(file, "torch_matmul\t2048\t6.5000\t633.40\ntorch_ffn\t2048\t7.1000\t580.00\nnoise\n");
+        Files.writeString(file, "torch_matmul\t2048\t6.5000\t633.40\ntorch_ffn\t2048\t7.1000\t580.00\n"
+                + "torch_scaled_mm\t2048\t3.9000\t1100.00\nnoise\n");
 
         Map<String, double[]> t = DeviceCheck.readTorch(file);
 
-        assertThat(t).containsOnlyKeys("torch_matmul 2048", "torch_ffn 2048");
+        assertThat(t).containsOnlyKeys("torch_matmul 2048", "torch_ffn 2048", "torch_scaled_mm 2048");
+        assertThat(t.get("torch_scaled_mm 2048")).containsExactly(3.9, 1100.0);
         assertThat(t.get("torch_matmul 2048")).containsExactly(6.5, 633.4);
         assertThat(DeviceCheck.readTorch(dir.resolve("absent.tsv"))).isEmpty();
     }
@@ -34,10 +36,25 @@ class DeviceCheckTest {
         List<String> lines = check.summary("NVIDIA H100");
 
         assertThat(lines.getFirst()).contains("NVIDIA H100");
-        assertThat(lines.get(1)).startsWith("| rows/expert | ours 128x256 TFLOP/s | ours 128x128 TFLOP/s | ours 64x128 TFLOP/s | auto tile |");
+        assertThat(lines.get(1)).startsWith("| rows/expert | ours 128x256 TFLOP/s | ours 128x128 TFLOP/s | ours 64x128 TFLOP/s |"
+                + " ours sm90_128x256 TFLOP/s | ours sm90_128x128 TFLOP/s | ours sm90_64x128 TFLOP/s | auto tile |");
         assertThat(lines.get(2).split("\\|")).hasSize(lines.get(1).split("\\|").length);
-        assertThat(lines).contains("| 2048 | 400.0 | 300.0 | 200.0 | 128x128 | 600.0 | n/a | 50% | 67% | n/a |",
-                "| 16 | n/a | n/a | n/a | 64x128 | n/a | n/a | n/a | n/a | n/a |");
+        assertThat(lines).contains("| 2048 | 400.0 | 300.0 | 200.0 | n/a | n/a | n/a | 128x128 | 600.0 | n/a | 50% | 67% | n/a | n/a |",
+                "| 16 | n/a | n/a | n/a | n/a | n/a | n/a | 64x128 | n/a | n/a | n/a | n/a | n/a | n/a |");
         assertThat(lines.getLast()).isEqualTo("RESULT: correctness PASS");
+    }
+
+    @Test
+    void onHopperTheSummaryComparesTheChosenWgmmaTileAndShowsTorchFp8() {
+        double flops256 = 6.0 * 8 * 256 * 5120 * 8192;
+        DeviceCheck check = new DeviceCheck(20, Map.of("torch_matmul 256", new double[] {flops256 / 500e9, 500},
+                "torch_scaled_mm 256", new double[] {flops256 / 900e9, 900}));
+        check.hopper(true);
+        check.recordKernels(256, TileConfig.MEDIUM, flops256 / 250e9);
+        check.recordKernels(256, TileConfig.HOPPER_MEDIUM, flops256 / 450e9);
+
+        List<String> lines = check.summary("NVIDIA H200");
+
+        assertThat(lines).contains("| 256 | n/a | 250.0 | n/a | n/a | 450.0 | n/a | sm90_128x128 | 500.0 | n/a | 90% | 90% | n/a | 900.0 |");
     }
 }

@@ -11,12 +11,12 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * The committed PTX is what builds without nvcc package: where nvcc is installed, it must equal a fresh
- * compile of the source with the flags of {@code build-ptx.sh}.
+ * The committed PTX is what builds without nvcc package: where nvcc is installed, each file must equal
+ * a fresh compile of its source with the flags of {@code build-ptx.sh}.
  */
 class PtxFreshnessTest {
     static final Path CUDA_SOURCES = Path.of("src/main/cuda");
-    static final Path COMMITTED_PTX = Path.of("src/main/resources/cuda/moe_ffn.ptx");
+    static final Path COMMITTED_PTX = Path.of("src/main/resources/cuda");
 
     static boolean nvccAvailable() {
         try {
@@ -35,27 +35,40 @@ class PtxFreshnessTest {
     @Test
     void committedPtxMatchesAFreshCompileOfTheSource(@TempDir Path tmp) throws Exception {
         assumeTrue(nvccAvailable(), "nvcc is not installed: the committed PTX is used as is");
-        Path fresh = tmp.resolve("moe_ffn.ptx");
-        Process p = new ProcessBuilder("bash", CUDA_SOURCES.resolve("build-ptx.sh").toString(), fresh.toString())
+        Process p = new ProcessBuilder("bash", CUDA_SOURCES.resolve("build-ptx.sh").toString(), tmp.toString())
                 .redirectErrorStream(true).start();
         String log = new String(p.getInputStream().readAllBytes());
         assertThat(p.waitFor(5, TimeUnit.MINUTES)).isTrue();
         assertThat(p.exitValue()).as("build-ptx.sh failed:%n%s", log).isZero();
 
-        assertThat(Files.readString(COMMITTED_PTX))
-                .as("expert-worker/%s is stale: regenerate it with expert-worker/src/main/cuda/build-ptx.sh"
-                        + " expert-worker/%s and commit it", COMMITTED_PTX, COMMITTED_PTX)
-                .isEqualTo(Files.readString(fresh));
+        for (String name : new String[] {"moe_ffn.ptx", "moe_ffn_sm90a.ptx"}) {
+            Path committed = COMMITTED_PTX.resolve(name);
+            assertThat(Files.readString(committed))
+                    .as("expert-worker/%s is stale: regenerate it with expert-worker/src/main/cuda/build-ptx.sh"
+                            + " expert-worker/%s and commit it", committed, COMMITTED_PTX)
+                    .isEqualTo(Files.readString(tmp.resolve(name)));
+        }
     }
 
     @Test
     void jarCarriesPtxWithEveryKernelTheBackendLoads() {
-        String ptx = new String(FfnKernels.ptx());
-        for (TileConfig t : TileConfig.values()) {
+        String ptx = new String(FfnKernels.ptx(FfnKernels.PTX_RESOURCE));
+        for (TileConfig t : TileConfig.of(false)) {
             assertThat(ptx).contains(".entry " + t.gateUpKernel() + "(", ".entry " + t.downKernel() + "(");
         }
         assertThat(ptx).contains(".entry moe_fill_random_bf16(", ".target sm_80",
                 "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32", "ldmatrix.sync.aligned.m8n8.x4.shared.b16",
                 "cp.async.cg.shared.global");
+    }
+
+    @Test
+    void jarCarriesHopperPtxWithEveryHopperKernel() {
+        String ptx = new String(FfnKernels.ptx(FfnKernels.SM90A_PTX_RESOURCE));
+        for (TileConfig t : TileConfig.of(true)) {
+            assertThat(ptx).contains(".entry " + t.gateUpKernel() + "(", ".entry " + t.downKernel() + "(");
+        }
+        assertThat(ptx).contains(".target sm_90a", "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16",
+                "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes",
+                "mbarrier.try_wait.parity.shared::cta.b64", "setmaxnreg.inc.sync.aligned.u32");
     }
 }
