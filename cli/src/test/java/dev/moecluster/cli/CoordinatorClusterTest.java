@@ -181,6 +181,18 @@ class CoordinatorClusterTest {
     }
 
     @Test
+    void aTakenMemberPortIsReportedWithItsAddressAndTheFlagToChange() throws Exception {
+        try (java.net.ServerSocket taken = new java.net.ServerSocket(0, 1, java.net.InetAddress.getByName("127.0.0.1"))) {
+            int port = taken.getLocalPort();
+            CoordinatorConfig cc = CoordinatorConfig.local("moe-taken-" + UUID.randomUUID(), port, dir, 1, 1);
+            org.assertj.core.api.Assertions.assertThatThrownBy(() -> CoordinatorServer.start(cc).close())
+                    .isInstanceOf(java.io.IOException.class)
+                    .hasMessage("cannot serve the Hazelcast member port on 127.0.0.1:" + port
+                            + ": Address already in use (another process has the port? choose another --port)");
+        }
+    }
+
+    @Test
     void drainedWorkerHandsOverWithoutFailuresAndANewWorkerTakesLoad() throws Exception {
         try (LocalCluster cluster = LocalCluster.start(LocalCluster.Options.of(dir, 2, 1).withCoordinator(true));
                 ReferenceMoeBlock reference = ReferenceMoeBlock.open(dir)) {
