@@ -97,7 +97,7 @@ public final class Moe {
         boolean unanswered = status.getCode() == io.grpc.Status.Code.UNAVAILABLE
                 || status.getCode() == io.grpc.Status.Code.DEADLINE_EXCEEDED;
         if (unanswered && target != null && target.getValue() != null) {
-            m.append(" (calling ").append((Object) target.getValue()).append(", set by --target)");
+            m.append(" (calling ").append(target.<Object>getValue()).append(", set by --target)");
         }
         return m.toString();
     }
