@@ -7,6 +7,8 @@
 #   /lib, /lib64    the C libraries that runtime and the native libraries inside the dependency jars
 #                   (gRPC's epoll transport, DJL tokenizers, JCuda) link against, copied from the build
 #                   machine (glibc), found with ldd; libcuda itself comes from the NVIDIA runtime
+#   /usr/lib/locale the C.UTF-8 locale (LANG in the image), so the JVM writes UTF-8 to stdout and stderr
+#                   (without a locale it falls back to ASCII and prints generated text as '?')
 #   /etc            passwd/group with the unprivileged user 65532 (moe), nsswitch.conf
 #   /tmp            world-writable with the sticky bit (the chart mounts an emptyDir over it)
 # Usage: deploy/image/rootfs.sh OUT_DIR DEPENDENCY_JAR_DIR
@@ -52,6 +54,13 @@ for lib in $libs /lib64/ld-linux-x86-64.so.2; do
   cp "$real" "$dest"
 done
 echo "rootfs: $(echo "$libs" | wc -w) system libraries: $(echo "$libs" | xargs -n1 basename | tr '\n' ' ')"
+
+# glibc loads C.UTF-8 from files (it is not built in); Debian and Ubuntu ship it as C.utf8.
+LOCALE=/usr/lib/locale/C.utf8
+[[ -f "$LOCALE/LC_CTYPE" ]] || { echo "rootfs.sh: needs the C.UTF-8 locale at $LOCALE (Debian/Ubuntu: libc-bin)" >&2; exit 1; }
+mkdir -p "$OUT/usr/lib/locale"
+cp -r "$LOCALE" "$OUT/usr/lib/locale/"
+echo "rootfs: locale C.UTF-8 ($(du -sh "$LOCALE" | cut -f1))"
 
 cat > "$OUT/etc/passwd" <<'EOF'
 root:x:0:0:root:/root:/sbin/nologin

@@ -3,6 +3,7 @@ package dev.moecluster.cli;
 import com.google.protobuf.MessageOrBuilder;
 import com.google.protobuf.util.JsonFormat;
 import dev.moecluster.control.BearerToken;
+import dev.moecluster.coordinator.MemorySize;
 import dev.moecluster.core.placement.ExpertPlacement;
 import dev.moecluster.proto.AdminGrpc;
 import dev.moecluster.proto.AdminStatusRequest;
@@ -22,6 +23,9 @@ import dev.moecluster.proto.WorkerTime;
 import io.grpc.ManagedChannel;
 import java.io.PrintStream;
 import java.nio.file.Path;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
 import java.util.concurrent.Callable;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Function;
@@ -103,12 +107,12 @@ final class AdminCommand {
                 printJson(list);
                 return 0;
             }
-            out.printf("%-12s %-21s %-8s %-9s %8s %10s %12s %10s  %s%n", "worker", "address", "backend", "state", "experts",
-                    "memory", "load tokens", "heartbeat", "rows/s: planned (small batch, large batch, live)");
+            out.printf("%-12s %-21s %-8s %-9s %8s %23s %12s %10s  %s%n", "worker", "address", "backend", "state", "experts",
+                    "memory used / budget", "load tokens", "heartbeat", "rows/s: planned (small batch, large batch, live)");
             for (WorkerInfo w : list.getWorkersList()) {
-                out.printf("%-12s %-21s %-8s %-9s %8d %7d MiB %12d %7d ms  %s%n", w.getId(), w.getAddress(), w.getBackend(),
-                        w.getState(), w.getExperts(), w.getMemoryBytes() >> 20, w.getLoadTokens(), w.getHeartbeatAgeMs(),
-                        throughput(w));
+                out.printf("%-12s %-21s %-8s %-9s %8d %23s %12d %7d ms  %s%n", w.getId(), w.getAddress(), w.getBackend(),
+                        w.getState(), w.getExperts(), MemorySize.format(w.getMemoryUsedBytes()) + " / "
+                                + MemorySize.format(w.getMemoryBytes()), w.getLoadTokens(), w.getHeartbeatAgeMs(), throughput(w));
             }
             return 0;
         }
@@ -124,16 +128,21 @@ final class AdminCommand {
                 return 0;
             }
             ExpertPlacement p = ExpertPlacement.fromJson(info.getJson());
+            // the placement names workers by address; operators know them by id (moe admin workers, drain)
+            Map<String, String> names = new HashMap<>();
+            call(stub -> stub.listWorkers(ListWorkersRequest.getDefaultInstance())).getWorkersList()
+                    .forEach(w -> names.put(w.getAddress(), w.getId()));
+            List<String> labels = p.workers().stream().map(a -> names.getOrDefault(a, a)).toList();
             out.printf("placement epoch %d over %d workers%n", p.epoch(), p.workers().size());
             for (int i = 0; i < p.workers().size(); i++) {
-                out.printf("  w%-3d %s%n", i, p.workers().get(i));
+                out.printf("  %-12s %s%n", labels.get(i), p.workers().get(i));
             }
             p.layers().forEach((layer, experts) -> {
                 StringBuilder row = new StringBuilder(String.format("layer %-4d", layer));
                 for (int e = 0; e < experts.length; e++) {
                     row.append(String.format(" e%d:", e));
                     for (int r = 0; r < experts[e].length; r++) {
-                        row.append(r == 0 ? "" : ",").append("w").append(experts[e][r]);
+                        row.append(r == 0 ? "" : ",").append(labels.get(experts[e][r]));
                     }
                 }
                 out.println(row);

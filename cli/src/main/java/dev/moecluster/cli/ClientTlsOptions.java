@@ -1,5 +1,6 @@
 package dev.moecluster.cli;
 
+import dev.moecluster.client.MoeClient;
 import dev.moecluster.control.TlsConfig;
 import io.grpc.ManagedChannel;
 import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
@@ -22,5 +23,21 @@ final class ClientTlsOptions {
     /** A channel to {@code target}: TLS when any option was given, else plaintext. */
     ManagedChannel channel(String target) {
         return NettyChannelBuilder.forTarget(target, TlsConfig.channelCredentials(TlsConfig.fromPemFiles(cert, key, ca))).build();
+    }
+
+    /** A router client for {@code target} with these files; they are checked first, so a bad one is named before any call. */
+    MoeClient.Builder client(String target) {
+        MoeClient.Builder builder = MoeClient.builder(target);
+        if (TlsConfig.fromPemFiles(cert, key, ca) == null) {
+            return builder;
+        }
+        builder.tls();
+        if (ca != null) {
+            builder.tls(ca);
+        }
+        if (cert != null) {
+            builder.clientCertificate(cert, key);
+        }
+        return builder;
     }
 }

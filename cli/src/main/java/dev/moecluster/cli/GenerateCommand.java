@@ -1,16 +1,14 @@
 package dev.moecluster.cli;
 
-import dev.moecluster.proto.GenerateRequest;
-import dev.moecluster.proto.GenerateResponse;
-import dev.moecluster.proto.RouterGrpc;
-import dev.moecluster.proto.SamplingParams;
-import io.grpc.ManagedChannel;
+import dev.moecluster.client.GenerateStream;
+import dev.moecluster.client.MoeClient;
 import dev.moecluster.control.BearerToken;
+import dev.moecluster.proto.GenerateResponse;
+import dev.moecluster.proto.SamplingParams;
 import java.nio.file.Path;
-import java.util.Iterator;
+import java.time.Duration;
 import java.util.List;
 import java.util.concurrent.Callable;
-import java.util.concurrent.TimeUnit;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
@@ -52,31 +50,30 @@ final class GenerateCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        BearerToken token = tokenFile == null ? null : BearerToken.readFrom(tokenFile);
-        ManagedChannel channel = tls.channel(target);
-        try {
-            SamplingParams.Builder sampling = SamplingParams.newBuilder().setMaxTokens(maxTokens).setTemperature(temperature)
-                    .setTopP(topP).setTopK(topK).addAllStop(stop);
-            if (seed != null) {
-                sampling.setSeed(seed);
-            }
+        MoeClient.Builder builder = tls.client(target).deadline(Duration.ofMinutes(10));
+        if (tokenFile != null) {
+            BearerToken.readFrom(tokenFile); // the router's rules for the file, with its messages
+            builder.bearerTokenFile(tokenFile);
+        }
+        SamplingParams.Builder sampling = SamplingParams.newBuilder().setMaxTokens(maxTokens).setTemperature(temperature)
+                .setTopP(topP).setTopK(topK).addAllStop(stop);
+        if (seed != null) {
+            sampling.setSeed(seed);
+        }
+        try (MoeClient client = builder.build()) {
             long start = System.nanoTime();
             long first = 0;
-            var stub = RouterGrpc.newBlockingStub(channel);
-            if (token != null) {
-                stub = stub.withCallCredentials(token.callCredentials());
-            }
-            Iterator<GenerateResponse> stream = stub.withDeadlineAfter(10, TimeUnit.MINUTES)
-                    .generate(GenerateRequest.newBuilder().setText(prompt).setSampling(sampling).build());
             GenerateResponse last = null;
             System.out.print(prompt);
-            while (stream.hasNext()) {
-                last = stream.next();
-                if (first == 0) {
-                    first = System.nanoTime();
+            try (GenerateStream stream = client.generate(prompt, sampling.build())) {
+                while (stream.hasNext()) {
+                    last = stream.next();
+                    if (first == 0) {
+                        first = System.nanoTime();
+                    }
+                    System.out.print(last.getText());
+                    System.out.flush();
                 }
-                System.out.print(last.getText());
-                System.out.flush();
             }
             System.out.println();
             double seconds = (System.nanoTime() - start) / 1e9;
@@ -85,8 +82,6 @@ final class GenerateCommand implements Callable<Integer> {
                     last == null ? "no output" : last.getFinishReason().name().replace("FINISH_REASON_", "").toLowerCase(java.util.Locale.ROOT),
                     last == null ? 0 : last.getUsage().getPromptTokens(), tokens, (first - start) / 1e6, tokens / seconds);
             return 0;
-        } finally {
-            channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
         }
     }
 }

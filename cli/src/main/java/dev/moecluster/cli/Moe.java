@@ -64,7 +64,7 @@ public final class Moe {
         CommandLine cl = new CommandLine(Moe.class);
         cl.setExecutionExceptionHandler((e, cmd, parsed) -> {
             String message = e instanceof io.grpc.StatusRuntimeException s
-                    ? s.getStatus().getCode() + ": " + s.getStatus().getDescription() : e.getMessage() == null ? e.toString() : e.getMessage();
+                    ? describe(s, cmd) : e.getMessage() == null ? e.toString() : e.getMessage();
             cmd.getErr().println("moe " + cmd.getCommandName() + ": " + message);
             if (System.getenv("MOE_DEBUG") != null) {
                 e.printStackTrace(cmd.getErr());
@@ -72,5 +72,33 @@ public final class Moe {
             return 1;
         });
         return cl;
+    }
+
+    /**
+     * A failed call as a user can act on it: the code, the description, what the transport said when that
+     * is more ("Connection refused: /127.0.0.1:50051" rather than gRPC's bare "io exception"), and, when the
+     * call never got an answer, the address the command dialled and the flag that sets it.
+     */
+    static String describe(io.grpc.StatusRuntimeException e, CommandLine cmd) {
+        io.grpc.Status status = e.getStatus();
+        StringBuilder m = new StringBuilder(status.getCode().toString());
+        String description = status.getDescription();
+        if (description != null) {
+            m.append(": ").append(description);
+        }
+        Throwable root = status.getCause();
+        while (root != null && root.getCause() != null) {
+            root = root.getCause();
+        }
+        if (root != null && root.getMessage() != null && (description == null || !description.contains(root.getMessage()))) {
+            m.append(": ").append(root.getMessage());
+        }
+        CommandLine.Model.OptionSpec target = cmd.getCommandSpec().findOption("--target");
+        boolean unanswered = status.getCode() == io.grpc.Status.Code.UNAVAILABLE
+                || status.getCode() == io.grpc.Status.Code.DEADLINE_EXCEEDED;
+        if (unanswered && target != null && target.getValue() != null) {
+            m.append(" (calling ").append(target.<Object>getValue()).append(", set by --target)");
+        }
+        return m.toString();
     }
 }

@@ -130,6 +130,27 @@ class CoordinatorClusterTest {
                 assertThat(workers).hasSize(3);
                 int copies = workers.stream().mapToInt(w -> w.getExperts()).sum();
                 assertThat(copies).isEqualTo(2 * cfg.numExperts() * cfg.moeLayerList().size());
+                long perExpert = dev.moecluster.coordinator.ModelShape.of(cfg).bytesPerExpert();
+                assertThat(workers).allSatisfy(w -> {
+                    assertThat(w.getMemoryUsedBytes()).isEqualTo(w.getExperts() * perExpert);
+                    assertThat(w.getMemoryUsedBytes()).isPositive().isLessThan(w.getMemoryBytes());
+                });
+                // the CLI's tables: memory used and budget; placement rows name the workers by id
+                String target = cluster.coordinator().adminAddress();
+                Object[] table = MoeCommandTest.run("admin", "workers", "--target", target);
+                assertThat(table[0]).as("stderr: %s", table[2]).isEqualTo(0);
+                var first = workers.getFirst();
+                assertThat((String) table[1]).contains("memory used / budget", dev.moecluster.coordinator.MemorySize.format(first.getMemoryUsedBytes())
+                        + " / " + dev.moecluster.coordinator.MemorySize.format(first.getMemoryBytes()));
+                Object[] placement = MoeCommandTest.run("admin", "placement", "--target", target);
+                assertThat(placement[0]).as("stderr: %s", placement[2]).isEqualTo(0);
+                String shown = (String) placement[1];
+                for (var w : workers) {
+                    assertThat(shown).containsPattern("(?m)^  " + java.util.regex.Pattern.quote(w.getId()) + " +"
+                            + java.util.regex.Pattern.quote(w.getAddress()) + "$");
+                }
+                assertThat(shown).containsPattern("layer \\d+ +e0:worker-\\d,worker-\\d e1:");
+                assertThat(shown).doesNotContainPattern("e\\d+:w\\d");
             } finally {
                 ch.shutdownNow();
                 adm.shutdownNow();
@@ -156,6 +177,18 @@ class CoordinatorClusterTest {
             var workers = cluster.coordinator().hazelcast().<String, String>getMap(ControlMaps.WORKERS);
             assertThat(WorkerRecord.fromJson(workers.get(victim)).state()).isEqualTo(WorkerState.DEAD);
             assertThat(cluster.router().placement().epoch()).isGreaterThan(1);
+        }
+    }
+
+    @Test
+    void aTakenMemberPortIsReportedWithItsAddressAndTheFlagToChange() throws Exception {
+        try (java.net.ServerSocket taken = new java.net.ServerSocket(0, 1, java.net.InetAddress.getByName("127.0.0.1"))) {
+            int port = taken.getLocalPort();
+            CoordinatorConfig cc = CoordinatorConfig.local("moe-taken-" + UUID.randomUUID(), port, dir, 1, 1);
+            org.assertj.core.api.Assertions.assertThatThrownBy(() -> CoordinatorServer.start(cc).close())
+                    .isInstanceOf(java.io.IOException.class)
+                    .hasMessage("cannot serve the Hazelcast member port on 127.0.0.1:" + port
+                            + ": Address already in use (another process has the port? choose another --port)");
         }
     }
 

@@ -12,6 +12,7 @@ import java.io.StringWriter;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import picocli.CommandLine;
@@ -34,6 +35,24 @@ class MoeCommandTest {
             return new Object[] {code, out.toString(StandardCharsets.UTF_8), err.toString()};
         } finally {
             System.setOut(oldOut);
+        }
+    }
+
+    /** gRPC says only "UNAVAILABLE: io exception"; the command adds what refused and which address it dialled. */
+    @Test
+    void aClientCommandThatReachesNoServerNamesTheAddressAndTheFlag() throws Exception {
+        int closed;
+        try (java.net.ServerSocket s = new java.net.ServerSocket(0, 1, java.net.InetAddress.getByName("127.0.0.1"))) {
+            closed = s.getLocalPort();
+        }
+        String target = "127.0.0.1:" + closed;
+        for (String[] args : List.of(new String[] {"generate", "--target", target, "--prompt", "hi"},
+                new String[] {"probe", "--target", target, "--requests", "1"},
+                new String[] {"admin", "status", "--target", target})) {
+            Object[] r = run(args);
+            assertThat(r[0]).as(String.join(" ", args)).isEqualTo(1);
+            assertThat((String) r[2]).as(String.join(" ", args))
+                    .contains("UNAVAILABLE: io exception: ", "Connection refused", "(calling " + target + ", set by --target)");
         }
     }
 

@@ -155,6 +155,29 @@ class TlsClusterTest {
                 .isInstanceOf(java.io.IOException.class);
     }
 
+    /** MoeClient with the CA, a client certificate and the token file: the same files the CLI takes. */
+    @Test
+    void moeClientWithCertificateAndTokenFileGetsTheReferenceResult() throws Exception {
+        ModelConfig cfg = router.model();
+        int layer = cfg.moeLayerList().getFirst();
+        FloatMatrix x = Clusters.hidden(cfg, 8, 41, DType.F32);
+        try (ReferenceMoeBlock reference = ReferenceMoeBlock.open(model);
+                dev.moecluster.client.MoeClient moe = dev.moecluster.client.MoeClient.builder(router.address())
+                        .tls(ca.caFile()).clientCertificate(client.cert(), client.key()).bearerTokenFile(tokenFile).build()) {
+            MoeForwardResponse resp = moe.moeForward(Clusters.request(layer, x, DType.F32));
+            assertThat(Clusters.relativeError(Clusters.output(resp), reference.forward(layer, x).output())).isLessThan(1e-5);
+            var done = moe.generate("hello", dev.moecluster.proto.SamplingParams.newBuilder().setMaxTokens(3)
+                    .setTemperature(0f).setIgnoreEos(true).build()).readAll();
+            assertThat(done.tokenIds()).hasSize(3);
+        }
+        // trusting the CA but presenting no certificate: the router refuses the handshake
+        try (dev.moecluster.client.MoeClient noCertificate = dev.moecluster.client.MoeClient.builder(router.address())
+                .tls(ca.caFile()).bearerTokenFile(tokenFile).retries(1, java.time.Duration.ZERO).build()) {
+            assertThatThrownBy(noCertificate::modelInfo).isInstanceOfSatisfying(StatusRuntimeException.class,
+                    e -> assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.UNAVAILABLE));
+        }
+    }
+
     @Test
     void clientWithoutACertificateIsRefused() {
         assertRefused(router.port(), TlsConfig.fromPemFiles(null, null, ca.caFile()).channelCredentials());

@@ -7,6 +7,7 @@ import io.grpc.ServerServiceDefinition;
 import io.grpc.health.v1.HealthCheckResponse.ServingStatus;
 import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
 import io.grpc.protobuf.services.HealthStatusManager;
+import io.grpc.protobuf.services.ProtoReflectionService;
 import io.grpc.protobuf.services.ProtoReflectionServiceV1;
 import java.io.IOException;
 import java.net.InetSocketAddress;
@@ -16,7 +17,7 @@ import java.util.concurrent.atomic.AtomicBoolean;
 
 /**
  * The one way components serve gRPC: a Netty server on {@code host:port} with the component's
- * services, gRPC health and server reflection. Health answers three kinds of names: {@value #LIVENESS}
+ * services, gRPC health and server reflection (v1, and v1alpha for older tools). Health answers three kinds of names: {@value #LIVENESS}
  * is SERVING from start until the endpoint stops; {@code ""} ({@link #READINESS}) is NOT_SERVING until
  * the component calls {@link #ready(boolean) ready(true)}; each service's own name is SERVING while
  * started. {@link #close()} drains in-flight calls for up to 5 s; {@link #kill()} drops them, as a
@@ -51,7 +52,8 @@ public final class GrpcEndpoint implements AutoCloseable {
                 .permitKeepAliveTime(PERMIT_KEEPALIVE_SECONDS, TimeUnit.SECONDS)
                 .permitKeepAliveWithoutCalls(true)
                 .addService(MalformedRequests.guard(health.getHealthService().bindService()))
-                .addService(MalformedRequests.guard(ProtoReflectionServiceV1.newInstance().bindService()));
+                .addService(MalformedRequests.guard(ProtoReflectionServiceV1.newInstance().bindService()))
+                .addService(MalformedRequests.guard(reflectionV1Alpha()));
         services.forEach(s -> builder.addService(MalformedRequests.guard(s)));
         try {
             this.server = builder.build().start();
@@ -65,6 +67,15 @@ public final class GrpcEndpoint implements AutoCloseable {
         for (ServerServiceDefinition s : services) {
             health.setStatus(s.getServiceDescriptor().getName(), ServingStatus.SERVING);
         }
+    }
+
+    /**
+     * grpc.reflection.v1alpha, which grpc-java deprecates in favour of v1 but which older grpcurl, Postman and
+     * grpc_cli releases still ask for first.
+     */
+    @SuppressWarnings("deprecation")
+    private static ServerServiceDefinition reflectionV1Alpha() {
+        return ProtoReflectionService.newInstance().bindService();
     }
 
     /** Starts serving {@code services}; port 0 picks a free one. */

@@ -54,6 +54,40 @@ class GrpcEndpointTest {
         }
     }
 
+    /** Older tools (grpcurl before 1.8.8, Postman, grpc_cli) speak only v1alpha reflection. */
+    @Test
+    @SuppressWarnings("deprecation")
+    void answersV1AlphaReflectionForOlderTools() throws Exception {
+        try (GrpcEndpoint endpoint = GrpcEndpoint.start("127.0.0.1", 0, 1 << 20, List.of(reflectionProbe()))) {
+            ManagedChannel ch = NettyChannelBuilder.forAddress("127.0.0.1", endpoint.port()).usePlaintext().build();
+            try {
+                LinkedBlockingQueue<io.grpc.reflection.v1alpha.ServerReflectionResponse> answers = new LinkedBlockingQueue<>();
+                var req = io.grpc.reflection.v1alpha.ServerReflectionGrpc.newStub(ch).withDeadlineAfter(10, TimeUnit.SECONDS)
+                        .serverReflectionInfo(new StreamObserver<>() {
+                            @Override
+                            public void onNext(io.grpc.reflection.v1alpha.ServerReflectionResponse value) {
+                                answers.add(value);
+                            }
+
+                            @Override
+                            public void onError(Throwable t) {}
+
+                            @Override
+                            public void onCompleted() {}
+                        });
+                req.onNext(io.grpc.reflection.v1alpha.ServerReflectionRequest.newBuilder().setListServices("").build());
+                var answer = answers.poll(10, TimeUnit.SECONDS);
+                assertThat(answer).as("a v1alpha answer").isNotNull();
+                assertThat(answer.getListServicesResponse().getServiceList().stream().map(s -> s.getName()).toList())
+                        .contains("grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection",
+                                "grpc.reflection.v1alpha.ServerReflection");
+                req.onCompleted();
+            } finally {
+                ch.shutdownNow();
+            }
+        }
+    }
+
     @Test
     void readinessStartsNotServingAndFollowsReadyWhileLivenessStaysServing() throws Exception {
         GrpcEndpoint endpoint = GrpcEndpoint.start("127.0.0.1", 0, 1 << 20, List.of(reflectionProbe()));

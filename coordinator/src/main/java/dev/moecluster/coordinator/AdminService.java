@@ -116,6 +116,7 @@ final class AdminService extends AdminGrpc.AdminImplBase {
             WorkerInfo.Builder info = WorkerInfo.newBuilder().setId(w.id()).setAddress(address)
                     .setBackend(w.backend() == null ? "" : w.backend())
                     .setState(w.state().name()).setExperts(w.expertCount()).setMemoryBytes(w.memoryBytes())
+                    .setMemoryUsedBytes(w.expertCount() * reconciler.shape().bytesPerExpert())
                     .setHeartbeatAgeMs(now - w.heartbeatMillis()).setLoadTokens(tokens);
             WorkerThroughput t = w.throughput();
             if (t != null) {

@@ -81,10 +81,27 @@ public final class CoordinatorServer implements AutoCloseable {
                 : ServerInterceptors.intercept(service, config.adminTokens().serverInterceptor(AdminService.READ_ONLY_METHODS));
     }
 
+    /** The Hazelcast member; a taken port is reported with its address and the flag that sets it. */
+    private static HazelcastInstance startMember(CoordinatorConfig config) throws IOException {
+        try {
+            return Hazelcast.newHazelcastInstance(hazelcastConfig(config));
+        } catch (RuntimeException e) {
+            Throwable root = e;
+            while (root.getCause() != null) {
+                root = root.getCause();
+            }
+            if (root instanceof java.net.BindException) {
+                throw new IOException("cannot serve the Hazelcast member port on " + config.host() + ":" + config.hazelcastPort()
+                        + ": " + root.getMessage() + " (another process has the port? choose another --port)", e);
+            }
+            throw e;
+        }
+    }
+
     public static CoordinatorServer start(CoordinatorConfig config) throws IOException {
         requireNonNull(config, "config is null");
         ModelShape shape = ModelShape.of(ModelConfig.load(config.modelDir()));
-        HazelcastInstance hz = Hazelcast.newHazelcastInstance(hazelcastConfig(config));
+        HazelcastInstance hz = startMember(config);
         MetricsEndpoint metrics = null;
         try {
             metrics = MetricsEndpoint.start("coordinator", config.host(), config.metricsPort());

@@ -71,6 +71,8 @@ final class Reconciler {
     private long leadingSince = -1;
     /** SUSPECT workers by address, and when they were last reported failing (or found SUSPECT). */
     private final Map<String, Long> suspectSince = new HashMap<>();
+    /** Experts the planner cannot place (min replicas unmet, memory short): logged when it starts or changes. */
+    private final ConditionLog unplaceable = new ConditionLog(LOG, "cannot place experts");
 
     Reconciler(HazelcastInstance hz, CoordinatorConfig config, ModelShape shape) {
         this.hz = hz;
@@ -79,6 +81,11 @@ final class Reconciler {
         this.planner = new PlacementPlanner(config.policy());
         this.signer = config.signingKey();
         this.gate = new PlacementGate(null, shape.moeLayers(), shape.numExperts());
+    }
+
+    /** The model's MoE layers, experts and bytes per expert, as the planner sees them. */
+    ModelShape shape() {
+        return shape;
     }
 
     /**
@@ -188,7 +195,7 @@ final class Reconciler {
             if (current == null) {
                 boolean waitedEnough = now - startedMillis > config.initialWait().toMillis();
                 if (active >= config.expectedWorkers() || (waitedEnough && active >= config.policy().minReplicas())) {
-                    start(renumbered(planner.plan(shape, capacities, load), firstEpoch()), null, "initial placement", "initial");
+                    start(renumbered(plan(capacities, load, null), firstEpoch()), null, "initial placement", "initial");
                 }
                 return;
             }
@@ -202,7 +209,7 @@ final class Reconciler {
             // experts; the placement's balancedness cannot see it, so the scheduled check looks for it
             boolean idle = scheduled && hasIdleWorker(current, capacities);
             if (why != null || asked || (scheduled && balancedness < config.rebalanceBelow()) || idle) {
-                PlacementPlan plan = planner.plan(shape, capacities, load, current);
+                PlacementPlan plan = plan(capacities, load, current);
                 if (plan.changed()) {
                     String reason = why != null ? why : asked ? "rebalance requested"
                             : balancedness < config.rebalanceBelow() ? "balancedness " + String.format("%.2f", balancedness)
@@ -214,10 +221,17 @@ final class Reconciler {
                 }
             }
         } catch (InfeasiblePlacementException e) {
-            LOG.warning("cannot place experts: " + e.getMessage());
+            unplaceable.holds(e.getMessage());
         } catch (RuntimeException e) {
             LOG.log(Level.WARNING, "reconcile failed (will retry)", e);
         }
+    }
+
+    /** The planner's placement for these workers ({@code current} null: a first one), ending an unplaceable condition. */
+    private PlacementPlan plan(List<WorkerCapacity> capacities, ExpertLoad load, ExpertPlacement current) {
+        PlacementPlan plan = current == null ? planner.plan(shape, capacities, load) : planner.plan(shape, capacities, load, current);
+        unplaceable.ended("the experts fit on " + capacities.stream().filter(c -> !c.draining()).count() + " active worker(s)");
+        return plan;
     }
 
     /**

@@ -117,8 +117,12 @@ class ChartDefaultValuesTest {
     void routerAndWorkerServicesExposeGrpcAndMetrics() {
         Service router = objects.get(Service.class, ROUTER);
         assertThat(router.getSpec().getType()).isEqualTo("ClusterIP");
-        assertThat(ports(router.getSpec().getPorts())).containsExactlyInAnyOrderEntriesOf(Map.of("grpc", 50051, "metrics", 9400));
+        // http: the OpenAI-compatible API the router serves on --http-port
+        assertThat(ports(router.getSpec().getPorts()))
+                .containsExactlyInAnyOrderEntriesOf(Map.of("grpc", 50051, "http", 8000, "metrics", 9400));
         assertThat(router.getSpec().getPorts()).allSatisfy(p -> assertThat(p.getTargetPort().getStrVal()).isEqualTo(p.getName()));
+        assertThat(router.getSpec().getPorts()).filteredOn(p -> p.getName().equals("http"))
+                .singleElement().satisfies(p -> assertThat(p.getAppProtocol()).isEqualTo("http"));
 
         Service workers = objects.get(Service.class, WORKER);
         assertThat(workers.getSpec().getClusterIP()).isEqualTo("None");
@@ -133,7 +137,8 @@ class ChartDefaultValuesTest {
         assertThat(containerPorts(WORKER))
                 .containsExactlyInAnyOrderEntriesOf(Map.of("grpc", 50061, "health", 50062, "metrics", 9401));
         assertThat(containerPorts(ROUTER))
-                .containsExactlyInAnyOrderEntriesOf(Map.of("grpc", 50051, "health", 50052, "metrics", 9400));
+                .containsExactlyInAnyOrderEntriesOf(Map.of("grpc", 50051, "http", 8000, "health", 50052, "metrics", 9400));
+        assertThat(flag(objects.container(ROUTER), "--http-port")).isEqualTo("8000");
     }
 
     @Test

@@ -60,6 +60,32 @@ class ChartValuesTest {
         assertThat(objects.container(ROUTER).getArgs()).doesNotContain("--auth-token-file");
     }
 
+    /** The README's install line: the image the user built and pushed, at the chart's appVersion, in every pod. */
+    @Test
+    void theImageRepositoryTheUserPushedToIsWhatEveryPodRuns() {
+        var objects = render(Map.of("image.repository", "registry.example.com/team/moe"));
+        for (String workload : WORKLOADS) {
+            assertThat(objects.container(workload).getImage()).as(workload).isEqualTo("registry.example.com/team/moe:0.1.0");
+        }
+        var tagged = render(Map.of("image.repository", "registry.example.com/team/moe", "image.tag", "dev-1"));
+        assertThat(tagged.container(ROUTER).getImage()).isEqualTo("registry.example.com/team/moe:dev-1");
+    }
+
+    @Test
+    void theRoutersHttpPortIsOneValueForFlagContainerAndServiceAndHttpsWithTls() {
+        var objects = render(Map.of("router.ports.http", 8080, "tls.enabled", true, "tls.secretName", "my-tls"));
+        assertThat(flag(objects.container(ROUTER), "--http-port")).isEqualTo("8080");
+        assertThat(objects.container(ROUTER).getPorts()).filteredOn(p -> p.getName().equals("http"))
+                .singleElement().satisfies(p -> assertThat(p.getContainerPort()).isEqualTo(8080));
+        assertThat(objects.get(io.fabric8.kubernetes.api.model.Service.class, ROUTER).getSpec().getPorts())
+                .filteredOn(p -> p.getName().equals("http")).singleElement().satisfies(p -> {
+                    assertThat(p.getPort()).isEqualTo(8080);
+                    assertThat(p.getTargetPort().getStrVal()).isEqualTo("http");
+                    assertThat(p.getAppProtocol()).isEqualTo("https");
+                });
+        assertThatThrownBy(() -> render(Map.of("router.ports.http", 70000))).hasMessageContaining("http");
+    }
+
     @Test
     void autoscalingReplacesTheRouterReplicaCount() {
         var objects = render(Map.of("router.autoscaling.enabled", true));
