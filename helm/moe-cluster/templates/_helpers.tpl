@@ -147,6 +147,9 @@ Checks across values that would otherwise render a broken cluster; each failure 
 # the root file system is read-only: the built-in model is generated under /tmp
 - name: XDG_CACHE_HOME
   value: /tmp/cache
+# text, or json: one JSON object per log line for pipelines that parse fields
+- name: MOE_LOG_FORMAT
+  value: {{ .ctx.Values.logFormat | quote }}
 {{- with .component.javaOptions }}
 - name: JAVA_TOOL_OPTIONS
   value: {{ . | quote }}

@@ -43,6 +43,16 @@ public final class Moe {
 
     public static void main(String[] args) {
         System.setProperty("java.util.logging.SimpleFormatter.format", "%1$tT %4$s %3$s: %5$s%6$s%n");
+        try {
+            if (JsonLogFormatter.wanted(System.getenv(JsonLogFormatter.ENV))) {
+                for (java.util.logging.Handler h : Logger.getLogger("").getHandlers()) {
+                    h.setFormatter(new JsonLogFormatter());
+                }
+            }
+        } catch (IllegalArgumentException e) {
+            System.err.println("moe: " + e.getMessage());
+            System.exit(2);
+        }
         for (Logger l : QUIET) {
             l.setLevel(Level.WARNING);
         }

@@ -7,7 +7,6 @@ import dev.moecluster.core.model.ModelConfig;
 import dev.moecluster.core.moe.ReferenceMoeBlock;
 import dev.moecluster.core.tensor.DType;
 import dev.moecluster.core.tensor.FloatMatrix;
-import dev.moecluster.worker.CpuBackend;
 import dev.moecluster.worker.Round;
 import io.grpc.ManagedChannel;
 import java.nio.file.Path;
@@ -15,21 +14,23 @@ import java.util.Map;
 import org.junit.jupiter.api.Test;
 
 /**
- * A replica that turns slow (a gray failure short of failing): batches to it that are slower than 95 %
- * of recent ones are hedged to the other replica, whose answer is used; from then on the router expects
- * it to answer late and sends its rows to the fast replica. No call fails or returns a wrong result.
+ * Slow batches (a gray failure short of failing): a batch slower than 95 % of recent ones is hedged to
+ * the other replica, whose answer is used; a replica that stays slow is expected to answer late and its
+ * rows go to the fast one. No call fails or returns a wrong result.
  */
 class HedgingTest {
     private static final long SLOW_MILLIS = 400;
     private final Path dir = Clusters.tinyModel(Architecture.MIXTRAL);
 
-    /** A cpu backend that, once armed, takes {@value #SLOW_MILLIS} ms longer for every round. */
+    /** A cpu backend that takes {@value #SLOW_MILLIS} ms longer for every {@code slowEvery}-th round (0: never). */
     static final class SlowBackend extends ForwardingBackend {
-        volatile boolean slow;
+        volatile int slowEvery;
+        private final java.util.concurrent.atomic.AtomicLong rounds = new java.util.concurrent.atomic.AtomicLong();
 
         @Override
         public PendingRound submit(Round round) {
-            if (slow) {
+            int every = slowEvery;
+            if (every > 0 && rounds.incrementAndGet() % every == 0) {
                 try {
                     Thread.sleep(SLOW_MILLIS);
                 } catch (InterruptedException e) {
@@ -41,9 +42,10 @@ class HedgingTest {
     }
 
     @Test
-    void batchesToASlowReplicaAreHedgedAndItsRowsGoToTheFastOne() throws Exception {
-        SlowBackend slowing = new SlowBackend();
-        var options = LocalCluster.Options.of(dir, 2, 2).withBackends(i -> i == 0 ? slowing : new CpuBackend());
+    void slowBatchesAreHedgedAndASlowReplicasRowsGoToTheFastOne() throws Exception {
+        SlowBackend first = new SlowBackend();
+        SlowBackend second = new SlowBackend();
+        var options = LocalCluster.Options.of(dir, 2, 2).withBackends(i -> i == 0 ? first : second);
         try (LocalCluster cluster = LocalCluster.start(options);
                 ReferenceMoeBlock reference = ReferenceMoeBlock.open(dir)) {
             ModelConfig cfg = cluster.model();
@@ -52,10 +54,19 @@ class HedgingTest {
             ManagedChannel channel = Clusters.channel(cluster.router().address());
             try {
                 call(channel, cfg, reference, 0, 40); // latencies for the percentile, both replicas fast
+                // every third round on either replica is slow: whichever the router picks, some batches
+                // outlast 95 % of the others and are hedged to the other replica, which is usually fast
+                first.slowEvery = 3;
+                second.slowEvery = 3;
+                call(channel, cfg, reference, 40, 30);
+                assertThat(cluster.router().stats().hedgesWon()).as("hedges answered before the slow copy").isPositive();
+
+                // one replica slow for good: the router expects it to answer late and routes to the other
+                second.slowEvery = 0;
+                first.slowEvery = 1;
+                call(channel, cfg, reference, 70, 10);
                 cluster.router().stats().takeWorkerHealth();
-                slowing.slow = true;
-                call(channel, cfg, reference, 40, 40);
-                assertThat(cluster.router().stats().hedgesWon()).as("hedges answered before the slow replica").isPositive();
+                call(channel, cfg, reference, 80, 30);
                 Map<String, long[]> after = cluster.router().stats().takeWorkerHealth();
                 long slowAnswers = after.getOrDefault(slow, new long[2])[1];
                 long fastAnswers = after.getOrDefault(fast, new long[2])[1];
@@ -63,7 +74,8 @@ class HedgingTest {
                         .isGreaterThan(4 * slowAnswers);
             } finally {
                 channel.shutdownNow();
-                slowing.slow = false;
+                first.slowEvery = 0;
+                second.slowEvery = 0;
             }
         }
     }

@@ -110,6 +110,19 @@ class ChartValuesTest {
     }
 
     @Test
+    void logsAreTextUnlessJsonIsAsked() {
+        for (String workload : WORKLOADS) {
+            assertThat(render(Map.of()).container(workload).getEnv()).anySatisfy(e -> {
+                assertThat(e.getName()).isEqualTo("MOE_LOG_FORMAT");
+                assertThat(e.getValue()).isEqualTo("text");
+            });
+            assertThat(render(Map.of("logFormat", "json")).container(workload).getEnv())
+                    .anySatisfy(e -> assertThat(e.getName() + "=" + e.getValue()).isEqualTo("MOE_LOG_FORMAT=json"));
+        }
+        assertThatThrownBy(() -> chart.template(null, Map.of("logFormat", "yaml"))).hasMessageContaining("logFormat");
+    }
+
+    @Test
     void longReleaseNamesStillGiveValidObjectNames() {
         var objects = RenderedObjects.parse(chart.template(null,
                 Map.of("fullnameOverride", "a-very-long-release-name-for-a-production-moe-cluster-deployment",
