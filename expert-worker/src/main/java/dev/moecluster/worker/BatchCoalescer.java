@@ -16,6 +16,7 @@ import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.LongAdder;
+import java.util.concurrent.locks.ReentrantLock;
 import java.util.function.Consumer;
 import java.util.logging.Level;
 import java.util.logging.Logger;
@@ -29,6 +30,10 @@ import java.util.logging.Logger;
  * additionally waits that long after the first item for more. A backend that enqueues rounds on a
  * device gets the next round submitted while the previous one computes, and the previous one's
  * results are delivered as soon as it is done.
+ *
+ * <p>A small batch that finds the compute thread idle and nothing queued is computed on the thread
+ * that submits it (the gRPC thread that parsed it), when the backend may run on any thread: with
+ * nothing to coalesce it with, waking the compute thread only adds a thread hand-off to its latency.
  */
 final class BatchCoalescer implements AutoCloseable {
     private static final Logger LOG = Logger.getLogger(BatchCoalescer.class.getName());
@@ -45,14 +50,24 @@ final class BatchCoalescer implements AutoCloseable {
 
     private final ExpertBackend backend;
     private final long windowNanos;
+    /**
+     * Multiply-adds up to which a batch may run on its submitting thread: about a millisecond of one
+     * core, so a stream's next batches (serialised behind it on that thread) wait no longer than that.
+     */
+    static final long INLINE_MAX_MACS = 1L << 25;
+
     private final BlockingQueue<Work> queue = new LinkedBlockingQueue<>();
+    /** Held by whoever runs a round: the compute thread (while it has one in flight) or a submitter. */
+    private final ReentrantLock computing = new ReentrantLock();
+    private final boolean inlineAllowed;
+    private final AtomicLong inlineRounds = new AtomicLong();
     private final Thread thread;
     private final AtomicLong rounds = new AtomicLong();
     private final AtomicLong calls = new AtomicLong();
     private final AtomicLong rowsComputed = new AtomicLong();
     /** Wall time some round was on the backend (overlapping rounds counted once), for the live rows/s. */
     private final AtomicLong busyNanos = new AtomicLong();
-    /** When the last round finished; only the compute thread touches it. */
+    /** When the last round finished; guarded by {@link #computing}. */
     private long lastFinishedNanos;
     private final Map<Long, LongAdder> rowsByExpert = new ConcurrentHashMap<>();
     private final Histogram rowsPerCall = Histogram.builder()
@@ -72,15 +87,47 @@ final class BatchCoalescer implements AutoCloseable {
     BatchCoalescer(ExpertBackend backend, Duration window) {
         this.backend = requireNonNull(backend, "backend is null");
         this.windowNanos = window.toNanos();
+        // A coalescing window asks for rounds to wait for company, so none runs alone on arrival.
+        this.inlineAllowed = backend.computesOnAnyThread() && windowNanos == 0;
         this.thread = Thread.ofPlatform().name("moe-expert-compute").daemon().start(this::run);
     }
 
-    void submit(Work work) {
+    /** Queues the slices of one batch, or computes them at once on this thread (see the class comment). */
+    void submit(List<Work> batch) {
         if (!running) {
-            work.onError().accept(new IllegalStateException("worker is shutting down"));
+            for (Work w : batch) {
+                w.onError().accept(new IllegalStateException("worker is shutting down"));
+            }
             return;
         }
-        queue.add(work);
+        if (inlineAllowed && queue.isEmpty() && macs(batch) <= INLINE_MAX_MACS && computing.tryLock()) {
+            try {
+                if (queue.isEmpty()) {
+                    inlineRounds.incrementAndGet();
+                    Submitted s = start(batch);
+                    if (s != null) {
+                        finish(s);
+                    }
+                    return;
+                }
+            } finally {
+                computing.unlock();
+            }
+        }
+        queue.addAll(batch);
+    }
+
+    private static long macs(List<Work> batch) {
+        long macs = 0;
+        for (Work w : batch) {
+            macs += 3L * w.input().rows() * w.weights().hiddenSize() * w.weights().intermediateSize();
+        }
+        return macs;
+    }
+
+    /** Rounds computed on the thread that submitted them rather than the compute thread. */
+    long inlineRounds() {
+        return inlineRounds.get();
     }
 
     /** Expert computations so far (one per expert per round) and the rows they computed; rows per call is the coalescing gain. */
@@ -133,6 +180,7 @@ final class BatchCoalescer implements AutoCloseable {
                     if (inFlight != null) {
                         finish(inFlight);
                         inFlight = null;
+                        computing.unlock();
                     }
                     continue;
                 }
@@ -149,6 +197,9 @@ final class BatchCoalescer implements AutoCloseable {
                         round.add(w);
                     }
                 }
+                if (inFlight == null) {
+                    computing.lock(); // a submitter may be computing a batch of its own: wait for it
+                }
                 queue.drainTo(round);
                 Submitted next = start(round);
                 if (inFlight != null) {
@@ -160,6 +211,9 @@ final class BatchCoalescer implements AutoCloseable {
                 } else {
                     inFlight = next;
                 }
+                if (inFlight == null) {
+                    computing.unlock();
+                }
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
                 break;
@@ -167,6 +221,9 @@ final class BatchCoalescer implements AutoCloseable {
         }
         if (inFlight != null) {
             finish(inFlight);
+        }
+        if (computing.isHeldByCurrentThread()) {
+            computing.unlock();
         }
     }
 

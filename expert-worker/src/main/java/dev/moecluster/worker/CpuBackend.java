@@ -66,6 +66,11 @@ public final class CpuBackend implements ExpertBackend {
     }
 
     @Override
+    public boolean computesOnAnyThread() {
+        return true;
+    }
+
+    @Override
     public PendingRound submit(Round round) {
         for (List<Round.Slice> group : round.byExpert()) {
             List<RowBatch> in = new ArrayList<>(group.size());

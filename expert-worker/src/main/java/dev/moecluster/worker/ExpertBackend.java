@@ -32,6 +32,14 @@ public interface ExpertBackend extends AutoCloseable {
      */
     PendingRound submit(Round round);
 
+    /**
+     * Whether rounds may be submitted from any thread (one at a time), so a small one can run on the
+     * thread that received it; a device backend bound to its own thread says no.
+     */
+    default boolean computesOnAnyThread() {
+        return false;
+    }
+
     /** Computes a round and waits for it. */
     default void compute(Round round) {
         submit(round).await();

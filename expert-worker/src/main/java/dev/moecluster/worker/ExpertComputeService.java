@@ -14,6 +14,8 @@ import dev.moecluster.proto.WorkerDescription;
 import io.grpc.Status;
 import io.grpc.stub.ServerCallStreamObserver;
 import io.grpc.stub.StreamObserver;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Set;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -195,14 +197,16 @@ final class ExpertComputeService extends ExpertServiceGrpc.ExpertServiceImplBase
         }
 
         void submit() {
+            List<BatchCoalescer.Work> work = new ArrayList<>(weights.length);
             int row = 0;
             for (int i = 0; i < weights.length; i++) {
                 ExpertSlice s = batch.getSlices(i);
                 int rows = s.getRows();
-                coalescer.submit(new BatchCoalescer.Work(batch.getLayer(), s.getExpert(), weights[i],
+                work.add(new BatchCoalescer.Work(batch.getLayer(), s.getExpert(), weights[i],
                         input.slice(row, rows), output.slice(row, rows), this::finishOne, this::fail));
                 row += rows;
             }
+            coalescer.submit(work);
         }
 
         private void finishOne() {

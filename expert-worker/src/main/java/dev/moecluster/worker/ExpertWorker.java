@@ -181,7 +181,7 @@ public final class ExpertWorker implements AutoCloseable {
         return service.batchesServed();
     }
 
-    /** Backend calls and rows computed; rows per call shows how much coalescing pooled. */
+    /** Expert computations (one per expert per round) and rows computed; rows per computation shows how much coalescing pooled. */
     public long backendCalls() {
         return coalescer.backendCalls();
     }

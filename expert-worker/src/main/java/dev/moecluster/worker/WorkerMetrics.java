@@ -33,7 +33,7 @@ final class WorkerMetrics {
             rows.callback(cb -> cb.call(coalescer.rowsComputed()));
         }
         rows.register(registry);
-        CounterWithCallback.builder().name("moe_worker_backend_calls_total").help("Backend calls (coalesced batches)")
+        CounterWithCallback.builder().name("moe_worker_backend_calls_total").help("Expert computations: one per expert per backend round")
                 .callback(cb -> cb.call(coalescer.backendCalls())).register(registry);
         registry.register(coalescer.rowsPerCall());
         registry.register(coalescer.computeSeconds());

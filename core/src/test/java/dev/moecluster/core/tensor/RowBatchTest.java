@@ -107,6 +107,44 @@ class RowBatchTest {
         assertThat(at % width).isEqualTo(33);
     }
 
+    @ParameterizedTest
+    @EnumSource(DType.class)
+    void rowsWiderThanTheConversionChunksConvertEveryElementAsTheScalarAccessDoes(DType dtype) {
+        // 2053 columns cross the 1024-element chunks of the bulk conversions twice, and three rows
+        // cross the 4096-element chunk of the finiteness scan.
+        int width = 2053;
+        float[] v = gaussian(3 * width, 11);
+        RowBatch b = RowBatch.onHeap(dtype, 3, width);
+        for (int r = 0; r < 3; r++) {
+            b.putRow(r, v, r * width, 0.75f);
+        }
+        float[] wide = new float[3 * width];
+        b.widen(0, 3, wide, 0);
+        float[] acc = new float[width];
+        java.util.Arrays.fill(acc, 2f);
+        b.addRowTo(2, 0.5f, acc, 0);
+        float tol = switch (dtype) {
+            case F32 -> 0f;
+            case BF16 -> 0.08f;
+            case F16 -> 0.01f;
+            case FP8_E4M3 -> 1.5f;
+        };
+        for (int r = 0; r < 3; r++) {
+            for (int c = 0; c < width; c++) {
+                float stored = b.get(r, c);
+                assertThat(stored).as("(%d, %d)", r, c).isCloseTo(0.75f * v[r * width + c], within(tol));
+                assertThat(wide[r * width + c]).as("(%d, %d)", r, c).isEqualTo(stored);
+            }
+        }
+        for (int c = 0; c < width; c++) {
+            assertThat(acc[c]).as("column %d", c).isEqualTo(2f + 0.5f * b.get(2, c));
+        }
+        assertThat(b.firstNonFinite()).isEqualTo(-1);
+        v[2 * width + 2000] = dtype == DType.FP8_E4M3 ? Float.NaN : Float.NEGATIVE_INFINITY;
+        b.putRow(2, v, 2 * width, 1f);
+        assertThat(b.firstNonFinite()).isEqualTo(2L * width + 2000);
+    }
+
     @Test
     void copyFromCopiesSameDtypeAndConvertsOthers() {
         float[] v = gaussian(2 * 16, 4);
