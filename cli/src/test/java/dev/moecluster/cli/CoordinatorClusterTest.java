@@ -87,6 +87,17 @@ class CoordinatorClusterTest {
         }
     }
 
+    private static double balancedness(CoordinatorServer coordinator) {
+        try {
+            return Exposition.scrape(coordinator.metricsPort()).sum("moe_coordinator_balancedness", m -> true);
+        } catch (java.io.IOException e) {
+            throw new java.io.UncheckedIOException(e);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException(e);
+        }
+    }
+
     static void await(String what, Duration timeout, BooleanSupplier condition) throws InterruptedException {
         long deadline = System.nanoTime() + timeout.toNanos();
         while (!condition.getAsBoolean()) {
@@ -282,7 +293,8 @@ class CoordinatorClusterTest {
         RouterServer router = null;
         try (ReferenceMoeBlock reference = ReferenceMoeBlock.open(dir)) {
             for (int port : ports) {
-                coordinators.add(CoordinatorServer.start(CoordinatorConfig.local(name, port, dir, 3, 2).withMembers(members, port)));
+                coordinators.add(CoordinatorServer.start(CoordinatorConfig.local(name, port, dir, 3, 2).withMembers(members, port)
+                        .withMetricsPort(0)));
             }
             await("three members", Duration.ofSeconds(60),
                     () -> coordinators.getFirst().hazelcast().getCluster().getMembers().size() == 3);
@@ -300,6 +312,13 @@ class CoordinatorClusterTest {
             RouterServer r = router;
             try (Traffic traffic = new Traffic(router.address(), cfg, reference)) {
                 await("traffic", Duration.ofSeconds(30), () -> traffic.ok.get() > 3);
+                // every coordinator exports the balancedness the leader acts on, not only the leader
+                CoordinatorServer follower = coordinators.stream().filter(c -> !c.isLeader()).findFirst().orElseThrow();
+                await("the follower's balancedness metric follows the leader's", Duration.ofSeconds(30), () -> {
+                    double mine = balancedness(follower);
+                    double leaders = balancedness(leader);
+                    return Math.abs(mine - leaders) < 0.02 && leaders < 1.0;
+                });
                 // a member killed while partitions still migrate to the newer members can take one with it
                 await("partitions migrated", Duration.ofSeconds(60), () -> leader.hazelcast().getPartitionService().isClusterSafe());
                 leader.kill();

@@ -66,8 +66,7 @@ final class AdminService extends AdminGrpc.AdminImplBase {
         b.setPlacementEpoch(p == null ? 0 : p.epoch());
         String rollout = hz.<String, String>getMap(ControlMaps.PLACEMENT).get(ControlMaps.PENDING);
         b.setRollout(rollout == null ? "idle" : describe(rollout));
-        b.setBalancedness(p == null ? 0
-                : PlacementPlanner.balancedness(p, reconciler.load(), Reconciler.capacities(reconciler.workers())));
+        b.setBalancedness(p == null ? 0 : reconciler.balancedness()); // the figure moe_coordinator_balancedness exports
         b.setMinReplicas(p == null ? 0 : minReplicas(p));
         Map<String, Integer> byState = new TreeMap<>();
         reconciler.workers().values().forEach(w -> byState.merge(w.state().name(), 1, Integer::sum));

@@ -165,6 +165,11 @@ final class Reconciler {
             long now = System.currentTimeMillis();
             ExpertLoad load = aggregateLoad(now);
             lastLoad = load;
+            ExpertPlacement shared = currentPlacement();
+            if (shared != null) {
+                // on every member, so each coordinator's metric and Status say what the leader sees
+                balancedness = PlacementPlanner.balancedness(shared, load, capacities(workers()));
+            }
             if (!isLeader()) {
                 leadingSince = -1;
                 return;
@@ -182,9 +187,6 @@ final class Reconciler {
             markSuspects(workers, now);
             Rollout rollout = readRollout();
             ExpertPlacement current = readCurrent();
-            if (current != null) {
-                balancedness = PlacementPlanner.balancedness(current, load, capacities(workers));
-            }
             if (rollout != null) {
                 advance(rollout, current, workers, now);
                 return;
