@@ -53,20 +53,22 @@ class HedgingTest {
             String fast = cluster.workers().get(1).address();
             ManagedChannel channel = Clusters.channel(cluster.router().address());
             try {
-                call(channel, cfg, reference, 0, 40); // latencies for the percentile, both replicas fast
+                // latencies for the percentile, both replicas fast: enough that the cold first calls are
+                // under 5 % of them (the recent window is 30 s, a test is shorter)
+                call(channel, cfg, reference, 0, 200);
                 // every third round on either replica is slow: whichever the router picks, some batches
                 // outlast 95 % of the others and are hedged to the other replica, which is usually fast
                 first.slowEvery = 3;
                 second.slowEvery = 3;
-                call(channel, cfg, reference, 40, 30);
+                call(channel, cfg, reference, 200, 30);
                 assertThat(cluster.router().stats().hedgesWon()).as("hedges answered before the slow copy").isPositive();
 
                 // one replica slow for good: the router expects it to answer late and routes to the other
                 second.slowEvery = 0;
                 first.slowEvery = 1;
-                call(channel, cfg, reference, 70, 10);
+                call(channel, cfg, reference, 230, 10);
                 cluster.router().stats().takeWorkerHealth();
-                call(channel, cfg, reference, 80, 30);
+                call(channel, cfg, reference, 240, 30);
                 Map<String, long[]> after = cluster.router().stats().takeWorkerHealth();
                 long slowAnswers = after.getOrDefault(slow, new long[2])[1];
                 long fastAnswers = after.getOrDefault(fast, new long[2])[1];

@@ -5,7 +5,6 @@ import static org.assertj.core.api.Assertions.assertThat;
 import dev.moecluster.core.moe.ExpertWeights;
 import dev.moecluster.core.tensor.DType;
 import dev.moecluster.core.tensor.RowBatch;
-import dev.moecluster.core.tensor.Tensor;
 import java.lang.foreign.Arena;
 import java.time.Duration;
 import java.util.List;
@@ -18,25 +17,14 @@ class BatchCoalescerTest {
     private static final int H = 32;
     private static final int I = 48;
 
-    private static float[] gaussian(int n, SplittableRandom r) {
-        float[] v = new float[n];
-        for (int i = 0; i < n; i++) {
-            v[i] = (float) r.nextGaussian() * 0.5f;
-        }
-        return v;
-    }
-
     private static ExpertWeights expert(Arena arena, SplittableRandom r) {
-        return new ExpertWeights(
-                Tensor.of(arena, DType.BF16, new long[] {I, H}, gaussian(I * H, r)),
-                Tensor.of(arena, DType.BF16, new long[] {I, H}, gaussian(I * H, r)),
-                Tensor.of(arena, DType.BF16, new long[] {H, I}, gaussian(H * I, r)));
+        return RandomExperts.bf16(arena, r, H, I);
     }
 
     private static RowBatch rows(int n, SplittableRandom r) {
         RowBatch b = RowBatch.onHeap(DType.BF16, n, H);
         for (int i = 0; i < n; i++) {
-            b.putRow(i, gaussian(H, r), 0, 1f);
+            b.putRow(i, RandomExperts.gaussian(H, r), 0, 1f);
         }
         return b;
     }

@@ -200,7 +200,7 @@ final class MoeDispatcher {
      * worker until it answers). Returns an error text when the answer used failed.
      */
     private String awaitHedged(Sent s, int layer, ExpertPlacement placement, FloatMatrix x, GateResult gate, float[] out) {
-        long hedgeAfter = latency.hedgeAfterNanos();
+        long hedgeAfter = latency.hedgeAfterNanos(System.nanoTime());
         if (hedgeAfter >= 0 && !s.result().isDone()) {
             long wait = hedgeAfter - (System.nanoTime() - s.sentNanos());
             if (wait > 0) {

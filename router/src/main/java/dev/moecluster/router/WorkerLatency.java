@@ -8,8 +8,9 @@ import java.util.concurrent.ConcurrentHashMap;
  * How long workers take to answer a batch, as the router observed it: per worker a moving average of
  * the latency and of the batch size (so the dispatcher can estimate when a new batch would come back
  * from each replica), and over all workers the recent latencies whose 95th percentile decides when a
- * batch is slow enough to hedge. A worker's estimate fades while it gets no batches, so a replica
- * that was avoided for being slow is tried again and judged afresh.
+ * batch is slow enough to hedge (those of the last {@value #RECENT_WINDOW_SECONDS} s, so a start's cold
+ * batches stop counting). A worker's estimate fades while it gets no batches, so a replica that was
+ * avoided for being slow is tried again and judged afresh.
  */
 final class WorkerLatency {
     /** Weight of a new sample in the moving averages. */
@@ -18,11 +19,14 @@ final class WorkerLatency {
     static final long FADE_HALF_LIFE_NANOS = 5_000_000_000L;
     /** Recent latencies over all workers kept for the hedging percentile. */
     private static final int RECENT = 256;
-    /** No hedging before this many samples: the percentile would be noise. */
+    /** No hedging before this many recent samples: the percentile would be noise. */
     static final int MIN_SAMPLES_TO_HEDGE = 32;
+    /** Samples older than this do not count for the hedging percentile. */
+    static final long RECENT_WINDOW_SECONDS = 30;
 
     private final Map<String, Estimate> workers = new ConcurrentHashMap<>();
     private final long[] recent = new long[RECENT];
+    private final long[] recentAt = new long[RECENT];
     private long samples;
 
     private static final class Estimate {
@@ -41,7 +45,9 @@ final class WorkerLatency {
             e.lastSample = now;
         }
         synchronized (recent) {
-            recent[(int) (samples++ % RECENT)] = nanos;
+            int slot = (int) (samples++ % RECENT);
+            recent[slot] = nanos;
+            recentAt[slot] = now;
         }
     }
 
@@ -67,16 +73,21 @@ final class WorkerLatency {
         return (long) (faded * Math.max(1.0, (rowsAhead + rows) / perBatch));
     }
 
-    /** The 95th percentile of recent batch latencies, or -1 while there are too few to tell. */
-    long hedgeAfterNanos() {
-        long[] copy;
+    /** The 95th percentile of the recent batch latencies at {@code now}, or -1 while there are too few to tell. */
+    long hedgeAfterNanos(long now) {
+        long[] copy = new long[RECENT];
+        int n = 0;
         synchronized (recent) {
-            if (samples < MIN_SAMPLES_TO_HEDGE) {
-                return -1;
+            for (int i = 0; i < Math.min(samples, RECENT); i++) {
+                if (now - recentAt[i] <= RECENT_WINDOW_SECONDS * 1_000_000_000L) {
+                    copy[n++] = recent[i];
+                }
             }
-            copy = Arrays.copyOf(recent, (int) Math.min(samples, RECENT));
         }
-        Arrays.sort(copy);
-        return copy[(int) Math.min(copy.length - 1, Math.ceil(copy.length * 0.95) - 1)];
+        if (n < MIN_SAMPLES_TO_HEDGE) {
+            return -1;
+        }
+        Arrays.sort(copy, 0, n);
+        return copy[(int) Math.min(n - 1, Math.ceil(n * 0.95) - 1)];
     }
 }

@@ -26,10 +26,24 @@ class WorkerLatencyTest {
         for (int i = 1; i < WorkerLatency.MIN_SAMPLES_TO_HEDGE; i++) {
             latency.record("w:1", 1, i * MS, i);
         }
-        assertThat(latency.hedgeAfterNanos()).isEqualTo(-1);
+        assertThat(latency.hedgeAfterNanos(100)).isEqualTo(-1);
         for (int i = WorkerLatency.MIN_SAMPLES_TO_HEDGE; i <= 100; i++) {
             latency.record("w:1", 1, i * MS, i);
         }
-        assertThat(latency.hedgeAfterNanos()).isEqualTo(95 * MS);
+        assertThat(latency.hedgeAfterNanos(100)).isEqualTo(95 * MS);
+    }
+
+    @Test
+    void oldSamplesStopCountingForTheHedgingPercentile() {
+        WorkerLatency latency = new WorkerLatency();
+        long start = 1_000;
+        for (int i = 0; i < 10; i++) {
+            latency.record("w:1", 1, 900 * MS, start + i); // a cold start
+        }
+        long later = start + (WorkerLatency.RECENT_WINDOW_SECONDS + 1) * 1_000 * MS;
+        for (int i = 0; i < 100; i++) {
+            latency.record("w:1", 1, 2 * MS, later + i);
+        }
+        assertThat(latency.hedgeAfterNanos(later + 100)).isEqualTo(2 * MS);
     }
 }
