@@ -28,7 +28,7 @@ class GrayFailureTest {
         GatedBackend hung = new GatedBackend();
         var options = LocalCluster.Options.of(dir, 3, 2).withCoordinator(true)
                 .withBackends(i -> i == 0 ? hung : new CpuBackend())
-                .withRouterSettings(rc -> rc.withExpertTimeout(Duration.ofMillis(500)));
+                .withRouterSettings(rc -> rc.withExpertTimeout(Duration.ofSeconds(2)));
         try (LocalCluster cluster = LocalCluster.start(options);
                 ReferenceMoeBlock reference = ReferenceMoeBlock.open(dir)) {
             ModelConfig cfg = cluster.model();

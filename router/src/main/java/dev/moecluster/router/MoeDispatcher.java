@@ -188,6 +188,8 @@ final class MoeDispatcher {
             stats.recordOutcome(share.address(), answered);
             if (answered) {
                 latency.record(share.address(), rows, now - started, now);
+            } else {
+                latency.recordFailure(share.address(), rows, now - started, now);
             }
         });
         return new Sent(share, result, message.getSerializedSize(), started);

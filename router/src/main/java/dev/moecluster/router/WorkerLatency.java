@@ -33,21 +33,34 @@ final class WorkerLatency {
         double nanos;
         double rows;
         long lastSample;
+        boolean measured;
     }
 
     /** A batch of {@code rows} rows answered by {@code address} after {@code nanos}. */
     void record(String address, int rows, long nanos, long now) {
-        Estimate e = workers.computeIfAbsent(address, k -> new Estimate());
-        synchronized (e) {
-            boolean first = e.lastSample == 0;
-            e.nanos = first ? nanos : e.nanos + ALPHA * (nanos - e.nanos);
-            e.rows = first ? rows : e.rows + ALPHA * (rows - e.rows);
-            e.lastSample = now;
-        }
+        estimate(address, rows, nanos, now);
         synchronized (recent) {
             int slot = (int) (samples++ % RECENT);
             recent[slot] = nanos;
             recentAt[slot] = now;
+        }
+    }
+
+    /**
+     * A batch that failed or missed its deadline after {@code nanos}: it counts against the worker's
+     * estimate (so its rows go elsewhere until the estimate fades) but not toward the hedging percentile.
+     */
+    void recordFailure(String address, int rows, long nanos, long now) {
+        estimate(address, rows, nanos, now);
+    }
+
+    private void estimate(String address, int rows, long nanos, long now) {
+        Estimate e = workers.computeIfAbsent(address, k -> new Estimate());
+        synchronized (e) {
+            e.nanos = e.measured ? e.nanos + ALPHA * (nanos - e.nanos) : nanos;
+            e.rows = e.measured ? e.rows + ALPHA * (rows - e.rows) : rows;
+            e.lastSample = now;
+            e.measured = true;
         }
     }
 

@@ -34,6 +34,18 @@ class WorkerLatencyTest {
     }
 
     @Test
+    void aFailedBatchCountsAgainstItsWorkerButNotForHedging() {
+        WorkerLatency latency = new WorkerLatency();
+        latency.record("w:1", 8, 2 * MS, 0);
+        latency.recordFailure("w:1", 8, 502 * MS, 0);
+        assertThat(latency.expectedNanos("w:1", 0, 8, 0)).isEqualTo(102 * MS);
+        for (int i = 0; i < WorkerLatency.MIN_SAMPLES_TO_HEDGE - 1; i++) {
+            latency.recordFailure("w:1", 8, 500 * MS, 0);
+        }
+        assertThat(latency.hedgeAfterNanos(0)).as("one answered sample").isEqualTo(-1);
+    }
+
+    @Test
     void oldSamplesStopCountingForTheHedgingPercentile() {
         WorkerLatency latency = new WorkerLatency();
         long start = 1_000;
