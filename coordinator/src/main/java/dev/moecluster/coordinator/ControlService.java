@@ -28,8 +28,10 @@ import io.grpc.stub.ServerCallStreamObserver;
 import io.grpc.stub.StreamObserver;
 import java.util.Map;
 import java.util.Set;
+import java.util.TreeMap;
 import java.util.UUID;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.function.BiConsumer;
 import java.util.logging.Level;
 import java.util.logging.Logger;
 
@@ -258,7 +260,7 @@ final class ControlService extends ControlGrpc.ControlImplBase implements AutoCl
             return;
         }
         long now = System.currentTimeMillis();
-        Map<String, HealthReport.Counts> health = new java.util.TreeMap<>();
+        Map<String, HealthReport.Counts> health = new TreeMap<>();
         request.getWorkerHealthList().forEach(h -> health.merge(h.getAddress(), new HealthReport.Counts(h.getFailures(), h.getAnswers()),
                 (a, b) -> new HealthReport.Counts(a.failures() + b.failures(), a.answers() + b.answers())));
         try {
@@ -356,7 +358,7 @@ final class ControlService extends ControlGrpc.ControlImplBase implements AutoCl
     }
 
     /** Hands each added or updated entry (key, value) to {@code action}. */
-    private record Changes(java.util.function.BiConsumer<String, String> action)
+    private record Changes(BiConsumer<String, String> action)
             implements EntryAddedListener<String, String>, EntryUpdatedListener<String, String> {
         @Override
         public void entryAdded(EntryEvent<String, String> event) {

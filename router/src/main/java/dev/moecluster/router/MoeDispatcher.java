@@ -262,14 +262,16 @@ final class MoeDispatcher {
         String winner = first.join();
         stats.recordHedge(winner);
         if (winner.equals("hedge")) {
+            List<Answer> answers = new ArrayList<>(hedges.size());
             for (Sent hs : hedges) {
-                String error = shapeError(hs, h);
-                if (error != null) {
-                    return error; // nothing combined yet: the failover resends the experts elsewhere
+                Answer a = answer(hs, h);
+                if (a.error() != null) {
+                    return a.error(); // nothing combined yet: the failover resends the experts elsewhere
                 }
+                answers.add(a);
             }
-            for (Sent hs : hedges) {
-                awaitAndCombine(hs, gate, h, out);
+            for (int i = 0; i < hedges.size(); i++) {
+                combine(hedges.get(i), answers.get(i), gate, h, out);
             }
             return null;
         }
@@ -281,45 +283,53 @@ final class MoeDispatcher {
      * and weighting them by the gate in f32; returns an error text on failure.
      */
     private String awaitAndCombine(Sent s, GateResult gate, int h, float[] out) {
-        String error = shapeError(s, h);
-        if (error != null) {
-            return error;
+        Answer a = answer(s, h);
+        if (a.error() == null) {
+            combine(s, a, gate, h, out);
         }
-        ExpertResult result = s.result().join();
-        RowBatch y = WireTensors.rows(result.getOutputs(), "worker outputs");
-        stats.recordBatch(s.bytesOut(), result.getSerializedSize());
+        return a.error();
+    }
+
+    /** A worker's result read as rows, or what is wrong with it. */
+    private record Answer(ExpertResult result, RowBatch rows, String error) {
+        static Answer failed(String error) {
+            return new Answer(null, null, error);
+        }
+    }
+
+    private void combine(Sent s, Answer a, GateResult gate, int h, float[] out) {
+        stats.recordBatch(s.bytesOut(), a.result().getSerializedSize());
         int k = gate.k();
         int r = 0;
         for (DispatchPlan.ExpertRows g : s.share().experts()) {
             for (int slot : g.slots()) {
-                y.addRowTo(r++, gate.scalesInput() ? 1f : gate.weights()[slot], out, (slot / k) * h);
+                a.rows().addRowTo(r++, gate.scalesInput() ? 1f : gate.weights()[slot], out, (slot / k) * h);
             }
         }
-        return null;
     }
 
-    /** Waits for one worker's result; what is wrong with it (failed, an error, a malformed or misshapen output), or null. */
-    private static String shapeError(Sent s, int h) {
+    /** Waits for one worker's result and reads its rows; the error when it failed, has an error, or is malformed or misshapen. */
+    private static Answer answer(Sent s, int h) {
         ExpertResult result;
         try {
             result = s.result().join();
         } catch (CompletionException | java.util.concurrent.CancellationException e) {
             Status st = Status.fromThrowable(e.getCause() == null ? e : e.getCause());
-            return st.getCode() + (st.getDescription() == null ? "" : ": " + st.getDescription());
+            return Answer.failed(st.getCode() + (st.getDescription() == null ? "" : ": " + st.getDescription()));
         }
         if (result.getErrorCode() != 0) {
-            return Status.fromCodeValue(result.getErrorCode()).getCode() + ": " + result.getErrorMessage();
+            return Answer.failed(Status.fromCodeValue(result.getErrorCode()).getCode() + ": " + result.getErrorMessage());
         }
         RowBatch y;
         try {
             y = WireTensors.rows(result.getOutputs(), "worker outputs");
         } catch (IllegalArgumentException e) {
-            return "malformed result: " + e.getMessage();
+            return Answer.failed("malformed result: " + e.getMessage());
         }
         int expectedRows = s.share().rows();
         if (y.rows() != expectedRows || y.width() != h) {
-            return "result has shape " + y.rows() + "x" + y.width() + ", expected " + expectedRows + "x" + h;
+            return Answer.failed("result has shape " + y.rows() + "x" + y.width() + ", expected " + expectedRows + "x" + h);
         }
-        return null;
+        return new Answer(result, y, null);
     }
 }
