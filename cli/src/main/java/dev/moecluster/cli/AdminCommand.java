@@ -87,7 +87,9 @@ final class AdminCommand {
                 return 0;
             }
             out.printf("model            %s%n", s.getModel());
-            out.printf("leader           %s%n", s.getLeader());
+            out.printf("leader           %s%n", s.getLeader().isEmpty()
+                    ? "none (this coordinator's side has no majority of the coordinators)"
+                    : s.getLeader() + (s.getLeading() ? " (this coordinator)" : ""));
             out.printf("members          %s%n", String.join(", ", s.getMembersList()));
             out.printf("placement epoch  %d (rollout: %s)%n", s.getPlacementEpoch(), s.getRollout());
             out.printf("min replicas     %d%n", s.getMinReplicas());

@@ -30,7 +30,7 @@ import picocli.CommandLine.Option;
 
 /** {@code moe bench}: end-to-end benchmarks. */
 @Command(name = "bench", mixinStandardHelpOptions = true, description = "Benchmarks; results are recorded in bench/RESULTS.md.",
-        subcommands = {BenchCommand.MoeLayer.class, BenchCommand.Generate.class, BenchCommand.Failover.class,
+        subcommands = {BenchCommand.MoeLayer.class, BenchCommand.Generate.class, BenchCommand.Failover.class, BenchCommand.Faults.class,
                 BenchCommand.WorkerHost.class, BenchCommand.Planner.class})
 final class BenchCommand {
     private BenchCommand() {}
@@ -425,6 +425,76 @@ final class BenchCommand {
                 out.printf("latency kill -> restored:  p50 %7.2f ms  p99 %7.2f ms  (%d calls)%n", during.getValueAtPercentile(50) / 1000.0,
                         during.getValueAtPercentile(99) / 1000.0, during.getTotalCount());
                 return failed == 0 && restored != 0 ? 0 : 1;
+            }
+        }
+    }
+
+    /** The fault matrix: a cluster of processes in network namespaces under steady traffic, one fault after another. */
+    @Command(name = "faults", mixinStandardHelpOptions = true,
+            description = "Runs each fault of the matrix on a cluster of separate processes, one network namespace per host"
+                    + " (3 coordinators, the workers, a router), under steady MoeForward traffic checked against the in-process"
+                    + " reference, and prints per fault: failed calls, p50/p99 before, during and after, time to recover, time"
+                    + " until the victim's experts were re-placed, the most coordinators leading at once, and healthy workers"
+                    + " some coordinator declared dead or suspect. Needs root, iproute2 and nftables. Faults: worker-sigkill,"
+                    + " worker-sigstop, data-plane-blackhole, slow-replica, packet-loss, leader-sigkill, leader-partition.")
+    static final class Faults implements Callable<Integer> {
+        @Mixin
+        BenchModel bench;
+
+        @Option(names = "--faults", split = ",", paramLabel = "FAULT,...", description = "Faults to run, in order. Default: all.")
+        List<String> faults;
+
+        @Option(names = "--replicas", defaultValue = "2", description = "Workers per expert (default: ${DEFAULT-VALUE}).")
+        int replicas;
+
+        @Option(names = "--tokens", defaultValue = "8", description = "Tokens per call (default: ${DEFAULT-VALUE}).")
+        int tokens;
+
+        @Option(names = "--concurrency", defaultValue = "2", description = "Calls in flight (default: ${DEFAULT-VALUE}).")
+        int concurrency;
+
+        @Option(names = "--before-s", defaultValue = "10", description = "Steady seconds measured before each fault (default: ${DEFAULT-VALUE}).")
+        int beforeSeconds;
+
+        @Option(names = "--fault-s", defaultValue = "15", description = "Seconds each fault lasts before its repair (default: ${DEFAULT-VALUE}).")
+        int faultSeconds;
+
+        @Option(names = "--after-s", defaultValue = "15", description = "Seconds measured after each repair (default: ${DEFAULT-VALUE}).")
+        int afterSeconds;
+
+        @Option(names = "--heap", defaultValue = "512m", description = "-Xmx of each process (default: ${DEFAULT-VALUE}).")
+        String heap;
+
+        @Option(names = "--logs", paramLabel = "DIR", description = "Where each process logs. Default: a new folder under the temp directory.")
+        Path logs;
+
+        @Override
+        public Integer call() throws Exception {
+            var unavailable = dev.moecluster.bench.fault.Netns.unavailable();
+            if (unavailable.isPresent()) {
+                System.err.println("moe bench faults: " + unavailable.get());
+                return 2;
+            }
+            List<dev.moecluster.bench.fault.Fault> matrix = faults == null ? List.of(dev.moecluster.bench.fault.Fault.values())
+                    : faults.stream().map(dev.moecluster.bench.fault.Fault::byLabel).toList();
+            Path dir = bench.resolve();
+            Path logDir = logs != null ? logs : Files.createTempDirectory("moe-fault-logs");
+            PrintStream out = System.out;
+            out.printf("bench faults: %s in %s, 3 coordinators, %d workers, %d replicas, %d tokens/call, %d in flight; logs in %s%n",
+                    dir.getFileName(), "network namespaces", bench.workers, replicas, tokens, concurrency, logDir);
+            var o = new dev.moecluster.bench.fault.FaultCluster.Options(dir, 3, bench.workers, replicas, logDir,
+                    dev.moecluster.bench.fault.FaultCluster.javaCommand(heap));
+            try (var cluster = dev.moecluster.bench.fault.FaultCluster.start(o)) {
+                out.println("starting the processes and waiting for the first placement...");
+                cluster.awaitSteady(300);
+                try (var traffic = new dev.moecluster.bench.fault.SteadyTraffic(cluster.routerAddress(), dir, cluster.model(),
+                        tokens, concurrency)) {
+                    var results = new dev.moecluster.bench.fault.FaultMatrix(cluster, traffic,
+                            new dev.moecluster.bench.fault.FaultMatrix.Timing(beforeSeconds, faultSeconds, afterSeconds), out)
+                            .runAll(matrix);
+                    dev.moecluster.bench.fault.FaultMatrix.print(results, out);
+                    return results.stream().allMatch(r -> r.failed() == 0) ? 0 : 1;
+                }
             }
         }
     }

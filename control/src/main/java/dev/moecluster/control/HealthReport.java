@@ -5,7 +5,7 @@ import java.util.TreeMap;
 
 /**
  * How each worker answered one router's batches over the last 10 s: batches failed (or timed out)
- * and batches answered, by worker address. The leader sums the fresh reports
+ * and batches answered, and how many failed in a row since its last answer, by worker address. The leader sums the fresh reports
  * of all routers to find workers whose data plane fails while their heartbeats go on.
  */
 public record HealthReport(String router, long millis, Map<String, Counts> workers) {
@@ -13,8 +13,12 @@ public record HealthReport(String router, long millis, Map<String, Counts> worke
         workers = new TreeMap<>(workers);
     }
 
-    /** Batches failed and answered. */
-    public record Counts(long failures, long answers) {}
+    /** Batches failed and answered over the window, and failed since the last answer. */
+    public record Counts(long failures, long answers, long failingStreak) {
+        public Counts plus(Counts o) {
+            return new Counts(failures + o.failures, answers + o.answers, failingStreak + o.failingStreak);
+        }
+    }
 
     public String toJson() {
         return Json.GSON.toJson(this);

@@ -53,15 +53,16 @@ final class AdminService extends AdminGrpc.AdminImplBase {
     @Override
     public void status(AdminStatusRequest request, StreamObserver<ClusterStatus> responses) {
         ClusterStatus.Builder b = ClusterStatus.newBuilder();
-        boolean first = true;
-        for (Member m : hz.getCluster().getMembers()) {
+        Set<Member> members = hz.getCluster().getMembers();
+        boolean majority = members.size() >= config.majority();
+        for (Member m : members) {
             String address = m.getAddress().getHost() + ":" + m.getAddress().getPort();
-            if (first) {
+            if (majority && b.getMembersCount() == 0) {
                 b.setLeader(address);
-                first = false;
             }
             b.addMembers(address);
         }
+        b.setLeading(reconciler.isLeader());
         ExpertPlacement p = current();
         b.setPlacementEpoch(p == null ? 0 : p.epoch());
         String rollout = hz.<String, String>getMap(ControlMaps.PLACEMENT).get(ControlMaps.PENDING);

@@ -244,7 +244,7 @@ final class ControlService extends ControlGrpc.ControlImplBase implements AutoCl
             }
             for (WorkerHealth h : request.getWorkerHealthList()) {
                 requireName(h.getAddress(), "worker address in the health report");
-                if (h.getFailures() < 0 || h.getAnswers() < 0) {
+                if (h.getFailures() < 0 || h.getAnswers() < 0 || h.getFailingStreak() < 0) {
                     throw new IllegalArgumentException("negative batch counts for worker " + ErrorText.excerpt(h.getAddress()));
                 }
             }
@@ -261,8 +261,8 @@ final class ControlService extends ControlGrpc.ControlImplBase implements AutoCl
         }
         long now = System.currentTimeMillis();
         Map<String, HealthReport.Counts> health = new TreeMap<>();
-        request.getWorkerHealthList().forEach(h -> health.merge(h.getAddress(), new HealthReport.Counts(h.getFailures(), h.getAnswers()),
-                (a, b) -> new HealthReport.Counts(a.failures() + b.failures(), a.answers() + b.answers())));
+        request.getWorkerHealthList().forEach(h -> health.merge(h.getAddress(),
+                new HealthReport.Counts(h.getFailures(), h.getAnswers(), h.getFailingStreak()), HealthReport.Counts::plus));
         try {
             // times are this coordinator's clock: the leader compares them with its own
             map(ControlMaps.ROUTERS).set(router.id(), new RouterRecord(router.id(), router.address(), router.epoch(), now).toJson());

@@ -42,8 +42,11 @@ final class Reconciler {
     private static final long LOAD_WINDOW_MILLIS = 60_000;
     private static final long ROLLOUT_TIMEOUT_MILLIS = 120_000;
     private static final long ROUTER_SWITCH_TIMEOUT_MILLIS = 10_000;
-    /** Failed batches in the routers' fresh reports, with none answered, that make a worker SUSPECT. */
-    static final int SUSPECT_FAILURES = 3;
+    /**
+     * How long every router that sends a worker batches must see them fail (none answered since) before
+     * the worker is SUSPECT: longer than a GC pause, far shorter than the expert timeout.
+     */
+    static final long SUSPECT_AFTER_MILLIS = 2_000;
     /** Heartbeat timeouts a SUSPECT worker waits without failure reports before it is ACTIVE again. */
     static final int SUSPECT_PROBATION_TIMEOUTS = 10;
 
@@ -71,6 +74,8 @@ final class Reconciler {
     private long leadingSince = -1;
     /** SUSPECT workers by address, and when they were last reported failing (or found SUSPECT). */
     private final Map<String, Long> suspectSince = new HashMap<>();
+    /** Since when every router that sends the worker batches has seen them fail (workers failing now only). */
+    private final Map<String, Long> failingSince = new HashMap<>();
     /** Experts the planner cannot place (min replicas unmet, memory short): logged when it starts or changes. */
     private final ConditionLog unplaceable = new ConditionLog(LOG, "cannot place experts");
 
@@ -184,9 +189,9 @@ final class Reconciler {
             if (now - leadingSince > config.heartbeatTimeout().toMillis()) {
                 markDead(workers, now);
             }
-            markSuspects(workers, now);
-            Rollout rollout = readRollout();
             ExpertPlacement current = readCurrent();
+            markSuspects(workers, current, now);
+            Rollout rollout = readRollout();
             if (rollout != null) {
                 advance(rollout, current, workers, now);
                 return;
@@ -386,12 +391,14 @@ final class Reconciler {
     }
 
     /**
-     * Gray failures: an ACTIVE worker whose batches all failed in the routers' fresh reports (at least
-     * {@value #SUSPECT_FAILURES}, none answered) becomes SUSPECT, so its experts move as a dead worker's
-     * do although its heartbeats go on. A SUSPECT worker no router reports failing comes back to ACTIVE
-     * after a probation of {@value #SUSPECT_PROBATION_TIMEOUTS} heartbeat timeouts.
+     * Gray failures: an ACTIVE worker that stopped answering every router that sends it batches (each
+     * router's last batch to it failed, and so for {@value #SUSPECT_AFTER_MILLIS} ms in a row) becomes
+     * SUSPECT, so its experts move as a dead worker's do although its heartbeats go on. A SUSPECT worker
+     * no router reports failing comes back to ACTIVE after a probation of
+     * {@value #SUSPECT_PROBATION_TIMEOUTS} heartbeat timeouts.
      */
-    private void markSuspects(Map<String, WorkerRecord> workers, long now) {
+    private void markSuspects(Map<String, WorkerRecord> workers, ExpertPlacement current, long now) {
+        // per worker: failures in a row summed over routers, and how many routers do not see it failing now
         Map<String, long[]> reported = new HashMap<>();
         for (String json : map(ControlMaps.HEALTH).values()) {
             try {
@@ -399,8 +406,8 @@ final class Reconciler {
                 if (now - r.millis() <= config.heartbeatTimeout().toMillis()) {
                     r.workers().forEach((address, c) -> {
                         long[] sum = reported.computeIfAbsent(address, k -> new long[2]);
-                        sum[0] += c.failures();
-                        sum[1] += c.answers();
+                        sum[0] += c.failingStreak();
+                        sum[1] += c.failingStreak() == 0 ? 1 : 0;
                     });
                 }
             } catch (RuntimeException unreadable) {
@@ -411,15 +418,23 @@ final class Reconciler {
         for (Map.Entry<String, WorkerRecord> e : workers.entrySet()) {
             WorkerRecord w = e.getValue();
             long[] counts = reported.getOrDefault(e.getKey(), new long[2]);
-            boolean failing = counts[0] >= SUSPECT_FAILURES && counts[1] == 0;
-            if (w.state() == WorkerState.ACTIVE && failing) {
-                LOG.warning("worker " + w.id() + " (" + e.getKey() + ") answers heartbeats but routers report " + counts[0]
-                        + " batches failed and none answered: SUSPECT, its experts move elsewhere");
+            // a worker the placement gives nothing gets no batches: failures reported of it are its past's
+            boolean failing = counts[0] > 0 && counts[1] == 0 && current != null && current.workers().contains(e.getKey())
+                    && !current.heldBy(current.indexOf(e.getKey())).isEmpty();
+            if (failing) {
+                failingSince.putIfAbsent(e.getKey(), now);
+            } else {
+                failingSince.remove(e.getKey());
+            }
+            if (w.state() == WorkerState.ACTIVE && failing && now - failingSince.get(e.getKey()) >= SUSPECT_AFTER_MILLIS) {
+                LOG.warning("worker " + w.id() + " (" + e.getKey() + ") answers heartbeats but routers report its last " + counts[0]
+                        + " batches failed and none answered for " + (now - failingSince.get(e.getKey()))
+                        + " ms: SUSPECT, its experts move elsewhere");
                 setState(e, WorkerState.SUSPECT);
                 suspectSince.put(e.getKey(), now);
             } else if (w.state() == WorkerState.SUSPECT) {
                 long since = suspectSince.computeIfAbsent(e.getKey(), k -> now); // a new leader starts the probation over
-                if (counts[0] > 0 && counts[1] == 0) {
+                if (counts[0] > 0) {
                     suspectSince.put(e.getKey(), now);
                 } else if (now - since > probation) {
                     LOG.info("worker " + w.id() + " (" + e.getKey() + ") has had no failure reports for " + probation

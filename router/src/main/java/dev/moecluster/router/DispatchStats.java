@@ -77,7 +77,24 @@ public final class DispatchStats {
 
     /** A worker answered a batch ({@code answered}), or it failed or missed its deadline. */
     void recordOutcome(String worker, boolean answered) {
-        (answered ? health(worker).answers : health(worker).failures).increment();
+        WorkerHealth h = health(worker);
+        if (answered) {
+            h.answers.increment();
+            h.failingStreak.set(0);
+        } else {
+            h.failures.increment();
+            h.failingStreak.incrementAndGet();
+        }
+    }
+
+    /** A batch already counted as failed (overdue) came back answered after all: the worker is alive. */
+    void recordLateAnswer(String worker) {
+        health(worker).failingStreak.set(0);
+    }
+
+    /** Drops what the router knows of a worker's health, e.g. when the placement no longer names it. */
+    void forgetWorkerHealth(String worker) {
+        health.remove(worker);
     }
 
     private WorkerHealth health(String worker) {
@@ -85,16 +102,18 @@ public final class DispatchStats {
     }
 
     /**
-     * Batches failed and answered per worker since the previous call, for the coordinators: a worker
-     * whose batches all fail while its heartbeats go on is a gray failure only routers can see.
+     * Batches failed and answered per worker since the previous call, and failed since the worker's
+     * last answer, for the coordinators: a worker whose batches all fail while its heartbeats go on is
+     * a gray failure only routers can see.
      */
     public Map<String, long[]> takeWorkerHealth() {
         Map<String, long[]> out = new TreeMap<>();
         health.forEach((worker, h) -> {
             long failures = h.failures.sumThenReset();
             long answers = h.answers.sumThenReset();
-            if (failures + answers > 0) {
-                out.put(worker, new long[] {failures, answers});
+            long streak = h.failingStreak.get();
+            if (failures + answers + streak > 0) {
+                out.put(worker, new long[] {failures, answers, streak});
             }
         });
         return out;
@@ -103,6 +122,7 @@ public final class DispatchStats {
     private static final class WorkerHealth {
         final LongAdder failures = new LongAdder();
         final LongAdder answers = new LongAdder();
+        final java.util.concurrent.atomic.AtomicLong failingStreak = new java.util.concurrent.atomic.AtomicLong();
     }
 
     /** A slow batch was hedged; {@code first} is hedge, primary or neither (both failed). */
@@ -113,6 +133,15 @@ public final class DispatchStats {
     /** Hedged batches by outcome, registered by {@link RouterMetrics}. */
     Counter hedges() {
         return hedges;
+    }
+
+    /** Batches hedged so far, whichever copy answered first. */
+    public long hedged() {
+        long n = 0;
+        for (String first : new String[] {"hedge", "primary", "neither"}) {
+            n += (long) hedges.labelValues(first).get();
+        }
+        return n;
     }
 
     /** Hedged batches whose hedge answered first. */

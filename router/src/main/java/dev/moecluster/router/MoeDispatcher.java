@@ -28,6 +28,7 @@ import java.util.concurrent.CompletionException;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
 
 /**
@@ -101,7 +102,19 @@ final class MoeDispatcher {
     }
 
     /** What went to one worker and is awaited. */
-    private record Sent(DispatchPlan.WorkerShare share, CompletableFuture<ExpertResult> result, long bytesOut, long sentNanos) {}
+    /**
+     * A batch in flight. {@code judged} turns true once its outcome went into the worker's health
+     * counts: when it completes, or earlier when a hedge overtook it by {@link #OVERDUE_AFTER_HEDGE_NANOS}.
+     */
+    private record Sent(DispatchPlan.WorkerShare share, CompletableFuture<ExpertResult> result, long bytesOut, long sentNanos,
+            AtomicBoolean judged) {}
+
+    /**
+     * A batch still out this long after its hedge answered counts as failed at once: the same rows came
+     * back from another replica, so a worker this far behind has stopped answering (a dead data plane,
+     * a frozen process), and the coordinators hear so without waiting for the expert timeout.
+     */
+    static final long OVERDUE_AFTER_HEDGE_NANOS = TimeUnit.SECONDS.toNanos(1);
 
     /** The channels' current load and health, as the plan reads them. */
     private final DispatchPlan.WorkerView view = new DispatchPlan.WorkerView() {
@@ -181,18 +194,23 @@ final class MoeDispatcher {
         ExpertBatch message = batch.setActivations(WireTensors.tensor(act)).build();
         long started = System.nanoTime();
         CompletableFuture<ExpertResult> result = channel(share.address()).send(message, rows, expertTimeout);
+        AtomicBoolean judged = new AtomicBoolean();
         result.whenComplete((answer, error) -> {
             long now = System.nanoTime();
             stats.recordWorkerLatency(share.address(), now - started);
             boolean answered = error == null && answer.getErrorCode() == 0;
-            stats.recordOutcome(share.address(), answered);
+            if (judged.compareAndSet(false, true)) {
+                stats.recordOutcome(share.address(), answered);
+            } else if (answered) {
+                stats.recordLateAnswer(share.address());
+            }
             if (answered) {
                 latency.record(share.address(), rows, now - started, now);
             } else {
                 latency.recordFailure(share.address(), rows, now - started, now);
             }
         });
-        return new Sent(share, result, message.getSerializedSize(), started);
+        return new Sent(share, result, message.getSerializedSize(), started, judged);
     }
 
     /**
@@ -262,6 +280,11 @@ final class MoeDispatcher {
         String winner = first.join();
         stats.recordHedge(winner);
         if (winner.equals("hedge")) {
+            CompletableFuture.delayedExecutor(OVERDUE_AFTER_HEDGE_NANOS, TimeUnit.NANOSECONDS).execute(() -> {
+                if (!primary.result().isDone() && primary.judged().compareAndSet(false, true)) {
+                    stats.recordOutcome(primary.share().address(), false);
+                }
+            });
             List<Answer> answers = new ArrayList<>(hedges.size());
             for (Sent hs : hedges) {
                 Answer a = answer(hs, h);

@@ -104,6 +104,16 @@ final class PlacementFollower implements AutoCloseable {
     }
 
     private void follow(ExpertPlacement published) {
+        // failures of a worker the placement no longer gives experts are settled; a worker that comes back
+        // at the same address (a restarted pod) starts with a clean record, not its predecessor's streak
+        for (String worker : dispatcher.placement().workers()) {
+            if (!published.workers().contains(worker) || published.heldBy(published.indexOf(worker)).isEmpty()) {
+                stats.forgetWorkerHealth(worker);
+                synchronized (recentHealth) {
+                    recentHealth.forEach(e -> e.getValue().remove(worker));
+                }
+            }
+        }
         dispatcher.update(published);
         placementKnown.run();
     }
@@ -120,18 +130,23 @@ final class PlacementFollower implements AutoCloseable {
         RouterHeartbeatRequest.Builder heartbeat = RouterHeartbeatRequest.newBuilder()
                 .setRouterJson(new RouterRecord(id, address, dispatcher.placement().epoch(), now).toJson())
                 .setLoadJson(new LoadReport(id, now, tokens).toJson());
-        recentHealth.addLast(Map.entry(now, stats.takeWorkerHealth()));
-        while (now - recentHealth.peekFirst().getKey() > HEALTH_WINDOW_MILLIS) {
-            recentHealth.removeFirst();
-        }
         Map<String, long[]> health = new TreeMap<>();
-        recentHealth.forEach(e -> e.getValue().forEach((worker, counts) -> {
-            long[] sum = health.computeIfAbsent(worker, k -> new long[2]);
-            sum[0] += counts[0];
-            sum[1] += counts[1];
-        }));
-        health.forEach((worker, counts) -> heartbeat.addWorkerHealth(
-                WorkerHealth.newBuilder().setAddress(worker).setFailures(counts[0]).setAnswers(counts[1])));
+        synchronized (recentHealth) { // follow() forgets workers from another thread
+            recentHealth.addLast(Map.entry(now, stats.takeWorkerHealth()));
+            while (now - recentHealth.peekFirst().getKey() > HEALTH_WINDOW_MILLIS) {
+                recentHealth.removeFirst();
+            }
+            recentHealth.forEach(e -> e.getValue().forEach((worker, counts) -> {
+                long[] sum = health.computeIfAbsent(worker, k -> new long[3]);
+                sum[0] += counts[0];
+                sum[1] += counts[1];
+                sum[2] = counts[2]; // the latest entry naming the worker has its streak now (a streak above 0 is always named)
+            }));
+        }
+        // a streak with no failure in the window is old news: the worker lost its experts and gets no batches
+        // to answer, and reporting it for ever would keep it SUSPECT for ever
+        health.forEach((worker, counts) -> heartbeat.addWorkerHealth(WorkerHealth.newBuilder().setAddress(worker)
+                .setFailures(counts[0]).setAnswers(counts[1]).setFailingStreak(counts[0] > 0 ? counts[2] : 0)));
         client.routerHeartbeat(heartbeat.build()).ifPresent(this::consider);
     }
 
