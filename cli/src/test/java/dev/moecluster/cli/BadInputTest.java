@@ -19,10 +19,18 @@ import dev.moecluster.proto.MoeForwardRequest;
 import dev.moecluster.proto.Tensor;
 import dev.moecluster.router.RouterConfig;
 import dev.moecluster.router.RouterServer;
+import dev.moecluster.worker.ExpertWorker;
+import io.grpc.CallOptions;
 import io.grpc.ManagedChannel;
+import io.grpc.MethodDescriptor;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
+import io.grpc.stub.ClientCalls;
 import io.grpc.stub.StreamObserver;
+import java.io.ByteArrayInputStream;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.UncheckedIOException;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.concurrent.LinkedBlockingQueue;
@@ -149,7 +157,7 @@ class BadInputTest {
 
     @Test
     void oversizedMessageIsResourceExhausted() throws Exception {
-        var rc = RouterConfig.defaults(dir, cluster.placement()).withMaxInboundMessageBytes(64 * 1024);
+        var rc = RouterConfig.defaults(dir, cluster.placement()).withMaxInboundMessageBytes(64 * 1024).withMetricsPort(0);
         try (RouterServer small = RouterServer.start(rc)) {
             ManagedChannel ch = Clusters.channel(small.address());
             try {
@@ -159,6 +167,9 @@ class BadInputTest {
                             assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.RESOURCE_EXHAUSTED);
                             assertThat(e.getStatus().getDescription()).contains("exceeds maximum");
                         });
+                // refused by gRPC's size limit before any handler ran, and counted all the same
+                assertThat(eventually(() -> count(small.metricsPort(), "moe_router_requests_total", "MoeForward",
+                        "RESOURCE_EXHAUSTED"), 1)).isEqualTo(1);
                 // the same router still serves calls within its limit
                 FloatMatrix x = Clusters.hidden(cfg, 4, 5, DType.F32);
                 FloatMatrix y = Clusters.output(Clusters.stub(ch).moeForward(Clusters.request(1, x, DType.F32)));
@@ -233,6 +244,73 @@ class BadInputTest {
         }
         stillServes();
     }
+
+    @Test
+    void aMalformedFrameOnTheDataPlaneIsCountedAsInvalidArgumentAndTheWorkerKeepsServing() throws Exception {
+        ExpertWorker worker = cluster.workers().getFirst();
+        double before = count(worker.metricsPort(), "moe_worker_requests_total", "Compute", "INVALID_ARGUMENT");
+        ManagedChannel ch = Clusters.channel(worker.address());
+        try {
+            MethodDescriptor<byte[], byte[]> raw = ExpertServiceGrpc.getComputeMethod().toBuilder(BYTES, BYTES).build();
+            LinkedBlockingQueue<Object> events = new LinkedBlockingQueue<>();
+            StreamObserver<byte[]> stream = ClientCalls.asyncBidiStreamingCall(ch.newCall(raw, CallOptions.DEFAULT), new StreamObserver<>() {
+                @Override
+                public void onNext(byte[] value) {
+                    events.add(value);
+                }
+
+                @Override
+                public void onError(Throwable t) {
+                    events.add(t);
+                }
+
+                @Override
+                public void onCompleted() {
+                    events.add("completed");
+                }
+            });
+            stream.onNext(new byte[] {0x0a, 0x05, 'a'}); // field 1 says 5 bytes, 1 follows
+            Object end = events.poll(30, TimeUnit.SECONDS);
+            assertThat(end).isInstanceOfSatisfying(StatusRuntimeException.class,
+                    e -> assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.INVALID_ARGUMENT));
+        } finally {
+            ch.shutdownNow();
+        }
+        assertThat(count(worker.metricsPort(), "moe_worker_requests_total", "Compute", "INVALID_ARGUMENT") - before).isEqualTo(1);
+        stillServes();
+    }
+
+    /** {@code series} of calls to {@code method} that ended with {@code code} (0 before the first such call). */
+    private static double count(int metricsPort, String series, String method, String code) throws Exception {
+        Exposition e = Exposition.scrape(metricsPort);
+        return e.names().contains(series) ? e.sum(series, s -> s.is("method", method) && s.is("code", code)) : 0;
+    }
+
+    /** {@code value} once it reaches {@code atLeast} (or after 30 s): for counts the transport makes after the client saw the call end. */
+    private static double eventually(java.util.concurrent.Callable<Double> value, double atLeast) throws Exception {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+        double v;
+        while ((v = value.call()) < atLeast && System.nanoTime() < deadline) {
+            Thread.sleep(20);
+        }
+        return v;
+    }
+
+    private static final MethodDescriptor.Marshaller<byte[]> BYTES = new MethodDescriptor.Marshaller<>() {
+        @Override
+        public InputStream stream(byte[] value) {
+            return new ByteArrayInputStream(value);
+        }
+
+        @Override
+        public byte[] parse(InputStream stream) {
+            try {
+                return stream.readAllBytes();
+            } catch (IOException e) {
+                throw new UncheckedIOException(e);
+            }
+        }
+    };
 
     private static ExpertBatch batch(long id, int layer, int expert, int rows, Tensor act) {
         return ExpertBatch.newBuilder().setId(id).setLayer(layer)

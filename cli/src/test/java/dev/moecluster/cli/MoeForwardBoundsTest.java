@@ -183,9 +183,17 @@ class MoeForwardBoundsTest {
                 ? e.sum("moe_router_requests_total", s -> s.labels().get("code").equals(code)) : 0;
     }
 
+    /** moe_router_requests_total of gRPC calls to {@code method} that ended with {@code code}. */
+    private static double requests(RouterServer router, String method, String code) throws Exception {
+        Exposition e = Exposition.scrape(router.metricsPort());
+        return e.names().contains("moe_router_requests_total") ? e.sum("moe_router_requests_total",
+                s -> s.is("api", "grpc") && s.is("method", method) && s.is("code", code)) : 0;
+    }
+
     @Test
     void theTokenLimitIsCheckedFromTheShapeBeforeTheDataIsDecoded() throws Exception {
-        try (RouterServer router = RouterServer.start(RouterConfig.defaults(dir, cluster.placement()).withMaxTokensPerRequest(8))) {
+        try (RouterServer router = RouterServer.start(RouterConfig.defaults(dir, cluster.placement()).withMaxTokensPerRequest(8)
+                .withMetricsPort(0))) {
             ManagedChannel ch = Clusters.channel(router.address());
             try {
                 Tensor nineTokens = Clusters.request(1, Clusters.hidden(cfg, 9, 4, DType.F32), DType.F32).getHiddenStates();
@@ -199,6 +207,7 @@ class MoeForwardBoundsTest {
                                 assertThat(e.getStatus().getDescription()).contains("tokens; this router accepts at most 8 per call");
                             });
                 }
+                assertThat(requests(router, "MoeForward", "RESOURCE_EXHAUSTED")).isEqualTo(2);
                 servesASmallCallCorrectly(ch);
             } finally {
                 ch.shutdownNow();
@@ -228,9 +237,15 @@ class MoeForwardBoundsTest {
     void malformedMessagesAndHugeEchoesGetShortInvalidArgumentOrNotFound() throws Exception {
         ManagedChannel ch = Clusters.channel(cluster.router().address());
         try {
+            RouterServer router = cluster.router();
+            double moeForwardBefore = requests(router, "MoeForward", "INVALID_ARGUMENT");
+            double generateBefore = requests(router, "Generate", "INVALID_ARGUMENT");
             assertThat(raw(ch, RouterGrpc.getMoeForwardMethod(), new byte[] {0x1a, 0x7f, 0x01})).isEqualTo(Status.Code.INVALID_ARGUMENT);
+            // refused before the service saw it, and still counted with its code
+            assertThat(requests(router, "MoeForward", "INVALID_ARGUMENT") - moeForwardBefore).isEqualTo(1);
             // text (field 2) that is not UTF-8
             assertThat(raw(ch, RouterGrpc.getGenerateMethod(), new byte[] {0x12, 0x02, (byte) 0xc3, 0x28})).isEqualTo(Status.Code.INVALID_ARGUMENT);
+            assertThat(requests(router, "Generate", "INVALID_ARGUMENT") - generateBefore).isEqualTo(1);
             String model = "m".repeat(100_000);
             MoeForwardRequest wrongModel = Clusters.request(1, Clusters.hidden(cfg, 1, 1, DType.F32), DType.F32).toBuilder().setModel(model).build();
             assertThatThrownBy(() -> Clusters.stub(ch).moeForward(wrongModel))

@@ -3,7 +3,9 @@ package dev.moecluster.control;
 import io.grpc.InsecureServerCredentials;
 import io.grpc.Server;
 import io.grpc.ServerCredentials;
+import io.grpc.ServerInterceptors;
 import io.grpc.ServerServiceDefinition;
+import io.grpc.Status;
 import io.grpc.health.v1.HealthCheckResponse.ServingStatus;
 import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
 import io.grpc.protobuf.services.HealthStatusManager;
@@ -24,7 +26,8 @@ import java.util.concurrent.atomic.AtomicBoolean;
  * crash would. Either may be called more than once. Optionally the port speaks TLS, and a second,
  * plaintext port serves only gRPC health with the same statuses (for probes when the main port
  * requires client certificates). Requests are parsed with malformed ones refused as INVALID_ARGUMENT, every
- * status sent is {@link ErrorText#bounded bounded}, and clients may send keepalive pings every 10 s.
+ * status sent is {@link ErrorText#bounded bounded}, and clients may send keepalive pings every 10 s. Given a
+ * {@link CallCounter}, every call to the component's services is counted once with the code it ended with.
  */
 public final class GrpcEndpoint implements AutoCloseable {
     /** Health service name of readiness: may this component take traffic now. */
@@ -45,8 +48,18 @@ public final class GrpcEndpoint implements AutoCloseable {
     private final HealthStatusManager health = new HealthStatusManager();
     private final AtomicBoolean stopped = new AtomicBoolean();
 
+    /**
+     * Hears how each call to a component's services ended: the method's bare name and the final code, including
+     * calls refused before any handler ran (malformed, too large, unauthenticated) and calls the client abandoned
+     * ({@code CANCELLED}, {@code DEADLINE_EXCEEDED}) whatever the handler answered later.
+     */
+    @FunctionalInterface
+    public interface CallCounter {
+        void count(String method, Status.Code code);
+    }
+
     private GrpcEndpoint(String host, int port, int maxInboundMessageBytes, List<ServerServiceDefinition> services,
-            TlsConfig tls, int healthPort) throws IOException {
+            TlsConfig tls, int healthPort, CallCounter calls) throws IOException {
         NettyServerBuilder builder = NettyServerBuilder.forAddress(new InetSocketAddress(host, port), credentials(tls))
                 .maxInboundMessageSize(maxInboundMessageBytes)
                 .permitKeepAliveTime(PERMIT_KEEPALIVE_SECONDS, TimeUnit.SECONDS)
@@ -54,7 +67,14 @@ public final class GrpcEndpoint implements AutoCloseable {
                 .addService(MalformedRequests.guard(health.getHealthService().bindService()))
                 .addService(MalformedRequests.guard(ProtoReflectionServiceV1.newInstance().bindService()))
                 .addService(MalformedRequests.guard(reflectionV1Alpha()));
-        services.forEach(s -> builder.addService(MalformedRequests.guard(s)));
+        if (calls == null) {
+            services.forEach(s -> builder.addService(MalformedRequests.guard(s)));
+        } else {
+            // outside the guard and every interceptor of the service, so every refusal is seen
+            CallOutcomes outcomes = new CallOutcomes(services, calls);
+            builder.addStreamTracerFactory(outcomes.tracers());
+            services.forEach(s -> builder.addService(ServerInterceptors.intercept(MalformedRequests.guard(s), outcomes)));
+        }
         try {
             this.server = builder.build().start();
         } catch (IOException e) {
@@ -81,7 +101,7 @@ public final class GrpcEndpoint implements AutoCloseable {
     /** Starts serving {@code services}; port 0 picks a free one. */
     public static GrpcEndpoint start(String host, int port, int maxInboundMessageBytes, List<ServerServiceDefinition> services)
             throws IOException {
-        return new GrpcEndpoint(host, port, maxInboundMessageBytes, services, null, NO_HEALTH_PORT);
+        return new GrpcEndpoint(host, port, maxInboundMessageBytes, services, null, NO_HEALTH_PORT, null);
     }
 
     /**
@@ -91,8 +111,14 @@ public final class GrpcEndpoint implements AutoCloseable {
      */
     public static GrpcEndpoint start(String host, int port, int maxInboundMessageBytes, List<ServerServiceDefinition> services,
             TlsConfig tls, int healthPort) throws IOException {
+        return start(host, port, maxInboundMessageBytes, services, tls, healthPort, null);
+    }
+
+    /** As {@link #start(String, int, int, List, TlsConfig, int)}, counting every call to {@code services} with {@code calls} unless it is null. */
+    public static GrpcEndpoint start(String host, int port, int maxInboundMessageBytes, List<ServerServiceDefinition> services,
+            TlsConfig tls, int healthPort, CallCounter calls) throws IOException {
         requireHealthPort(healthPort);
-        return new GrpcEndpoint(host, port, maxInboundMessageBytes, services, tls, healthPort);
+        return new GrpcEndpoint(host, port, maxInboundMessageBytes, services, tls, healthPort, calls);
     }
 
     private static String rootMessage(Throwable e) {

@@ -83,7 +83,9 @@ public final class ExpertStore implements AutoCloseable {
                         backend.load(w);
                     } catch (RuntimeException failed) {
                         arena.close();
-                        throw failed;
+                        // the backend knows the weights, not which expert they are: name it for the operator
+                        throw new IllegalStateException("cannot load expert " + expert + " of layer " + e.getKey() + ": "
+                                + failed.getMessage(), failed);
                     }
                     experts.put(k, new Loaded(w, arena));
                     changes++;

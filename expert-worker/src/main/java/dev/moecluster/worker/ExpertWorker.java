@@ -59,10 +59,12 @@ public final class ExpertWorker implements AutoCloseable {
         this.coalescer = new BatchCoalescer(backend, config.coalesceWindow());
         this.service = new ExpertComputeService(config.workerId(), backend.name(), store, coalescer,
                 config.maxBatchesInFlightPerStream());
-        WorkerMetrics.register(metrics.registry(), coalescer, store, backend.name(), config.perExpertMetrics());
+        GrpcEndpoint.CallCounter calls = WorkerMetrics.register(metrics.registry(), coalescer, store, backend.name(),
+                config.perExpertMetrics());
         this.throughput = new ThroughputMeter(calibrated, coalescer::rowsComputed, coalescer::busyNanos);
         this.server = GrpcEndpoint.start(config.host(), config.port(), config.maxInboundMessageBytes(),
-                List.of(dataPlane(DataPlaneMarshalling.bind(service), config.dataPlane())), config.tls(), config.healthPort());
+                List.of(dataPlane(DataPlaneMarshalling.bind(service), config.dataPlane())), config.tls(), config.healthPort(),
+                calls);
         this.agent = config.controlPlane() == null ? null : new WorkerAgent(
                 ControlClient.connect(config.controlPlane(), "worker-" + config.workerId()), store, config.workerId(),
                 address(), backend.name(), backend.memory().budget(config.memoryBytes()), throughput::current,

@@ -1,5 +1,7 @@
 package dev.moecluster.worker;
 
+import dev.moecluster.control.GrpcEndpoint;
+import io.prometheus.metrics.core.metrics.Counter;
 import io.prometheus.metrics.core.metrics.CounterWithCallback;
 import io.prometheus.metrics.core.metrics.GaugeWithCallback;
 import io.prometheus.metrics.core.metrics.Info;
@@ -15,8 +17,9 @@ import java.util.Set;
 final class WorkerMetrics {
     private WorkerMetrics() {}
 
-    static void register(PrometheusRegistry registry, BatchCoalescer coalescer, ExpertStore store, String backend,
-            boolean perExpert) {
+    /** Registers the worker's series; returns the counter of {@code ExpertService} calls for its gRPC endpoint. */
+    static GrpcEndpoint.CallCounter register(PrometheusRegistry registry, BatchCoalescer coalescer, ExpertStore store,
+            String backend, boolean perExpert) {
         CounterWithCallback.Builder rows = CounterWithCallback.builder()
                 .name("moe_worker_rows_total")
                 .help("Rows (token-expert pairs) computed" + (perExpert ? ", per held expert" : ""));
@@ -46,5 +49,9 @@ final class WorkerMetrics {
         Info info = Info.builder().name("moe_worker_backend_info").help("The expert backend this worker computes with")
                 .labelNames("backend").register(registry);
         info.setLabelValues(backend);
+        Counter requests = Counter.builder().name("moe_worker_requests_total")
+                .help("ExpertService calls finished, by method and gRPC status code")
+                .labelNames("method", "code").register(registry);
+        return (method, code) -> requests.labelValues(method, code.name()).inc();
     }
 }

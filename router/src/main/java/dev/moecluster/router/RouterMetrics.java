@@ -1,26 +1,17 @@
 package dev.moecluster.router;
 
+import dev.moecluster.control.GrpcEndpoint;
 import dev.moecluster.router.generate.GenerationScheduler;
-import io.grpc.ForwardingServerCall;
-import io.grpc.ForwardingServerCallListener;
-import io.grpc.Context;
-import io.grpc.Metadata;
-import io.grpc.ServerCall;
-import io.grpc.ServerCallHandler;
-import io.grpc.ServerInterceptor;
-import io.grpc.Status;
 import io.prometheus.metrics.core.metrics.Counter;
 import io.prometheus.metrics.core.metrics.CounterWithCallback;
 import io.prometheus.metrics.core.metrics.GaugeWithCallback;
 import io.prometheus.metrics.model.registry.PrometheusRegistry;
-import java.util.concurrent.TimeoutException;
-import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.function.LongSupplier;
 import java.util.function.ToDoubleFunction;
 
 /**
  * The router's Prometheus series. Most read the counters the router keeps anyway ({@link DispatchStats},
- * {@link GenerationScheduler}) when scraped; requests are counted by an interceptor on the public API.
+ * {@link GenerationScheduler}) when scraped; gRPC requests are counted by the endpoint serving the public API.
  */
 final class RouterMetrics {
     private RouterMetrics() {}
@@ -41,40 +32,9 @@ final class RouterMetrics {
             counter.labelValues(api, method, code).inc();
         }
 
-        /** The interceptor that counts {@code moe.v1.Router} calls. */
-        ServerInterceptor grpcInterceptor() {
-            return new ServerInterceptor() {
-                @Override
-                public <Q, R> ServerCall.Listener<Q> interceptCall(ServerCall<Q, R> call, Metadata headers,
-                        ServerCallHandler<Q, R> next) {
-                    String method = call.getMethodDescriptor().getBareMethodName();
-                    // the call's own context, cancelled at once when the client goes (the call's
-                    // isCancelled() only once the handler has returned)
-                    Context context = Context.current();
-                    AtomicBoolean counted = new AtomicBoolean();
-                    ServerCall.Listener<Q> listener = next.startCall(new ForwardingServerCall.SimpleForwardingServerCall<>(call) {
-                        @Override
-                        public void close(Status status, Metadata trailers) {
-                            // a call whose client gave up is counted as such, whatever the handler answered
-                            Status.Code code = context.isCancelled() ? abandoned(context) : status.getCode();
-                            if (counted.compareAndSet(false, true)) {
-                                count("grpc", method, code.name());
-                            }
-                            super.close(status, trailers);
-                        }
-                    }, headers);
-                    return new ForwardingServerCallListener.SimpleForwardingServerCallListener<>(listener) {
-                        @Override
-                        public void onCancel() {
-                            // a Generate stream the client cancelled is never closed by the scheduler
-                            if (counted.compareAndSet(false, true)) {
-                                count("grpc", method, abandoned(context).name());
-                            }
-                            super.onCancel();
-                        }
-                    };
-                }
-            };
+        /** Counts {@code moe.v1.Router} calls as the gRPC endpoint reports them, each with the code it ended with. */
+        GrpcEndpoint.CallCounter grpcCalls() {
+            return (method, code) -> count("grpc", method, code.name());
         }
     }
 
@@ -113,15 +73,6 @@ final class RouterMetrics {
         gauge(registry, "moe_router_placement_epoch", "Epoch of the placement new calls are routed with", placementEpoch,
                 LongSupplier::getAsLong);
         return new Requests(requests);
-    }
-
-    /** DEADLINE_EXCEEDED for a call whose deadline passed, CANCELLED for one the client cancelled. */
-    private static Status.Code abandoned(Context context) {
-        // null when the listener hears of the cancellation before the context does
-        Throwable cause = context.cancellationCause();
-        return cause instanceof TimeoutException
-                || cause != null && Status.fromThrowable(cause).getCode() == Status.Code.DEADLINE_EXCEEDED
-                ? Status.Code.DEADLINE_EXCEEDED : Status.Code.CANCELLED;
     }
 
     private static <T> void counter(PrometheusRegistry registry, String name, String help, T source,

@@ -23,7 +23,6 @@ import java.util.Set;
 import java.util.TreeSet;
 import dev.moecluster.control.BearerToken;
 import dev.moecluster.control.TlsConfig;
-import io.grpc.ServerInterceptor;
 import io.grpc.ServerInterceptors;
 import io.grpc.ServerServiceDefinition;
 import java.io.IOException;
@@ -86,7 +85,7 @@ public final class RouterServer implements AutoCloseable {
         var requests = RouterMetrics.register(metrics.registry(), stats, scheduler, () -> dispatcher.placement().epoch());
         this.service = new RouterService(model, moe, config.maxTokensPerRequest(), config.maxTokensInFlight(), scheduler);
         this.server = GrpcEndpoint.start(config.host(), config.port(), config.maxInboundMessageBytes(), List.of(
-                publicApi(service, requests.grpcInterceptor(), config.authToken())), config.tls(), config.healthPort());
+                publicApi(service, config.authToken())), config.tls(), config.healthPort(), requests.grpcCalls());
         try {
             this.http = config.httpPort() == RouterConfig.NO_HTTP_PORT ? null : OpenAiServer.start(config.host(),
                     config.httpPort(), config.tls(), config.authToken(), scheduler,
@@ -116,13 +115,11 @@ public final class RouterServer implements AutoCloseable {
     }
 
     /**
-     * The public service with its interceptors: requests are counted first, so refusals for a missing
-     * or wrong bearer token show up as UNAUTHENTICATED in the metrics.
+     * The public service behind its bearer token, if any. The endpoint counts calls outside it, so refusals
+     * for a missing or wrong token show up as UNAUTHENTICATED in the metrics.
      */
-    private static ServerServiceDefinition publicApi(RouterService service, ServerInterceptor countRequests, BearerToken token) {
-        return token == null ? ServerInterceptors.intercept(service, countRequests)
-                // the last interceptor listed runs first
-                : ServerInterceptors.intercept(service, token.serverInterceptor(), countRequests);
+    private static ServerServiceDefinition publicApi(RouterService service, BearerToken token) {
+        return token == null ? service.bindService() : ServerInterceptors.intercept(service, token.serverInterceptor());
     }
 
     /** Loads the model and starts serving. */

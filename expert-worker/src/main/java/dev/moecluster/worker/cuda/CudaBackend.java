@@ -9,12 +9,10 @@ import static jcuda.driver.JCudaDriver.cuEventQuery;
 import static jcuda.driver.JCudaDriver.cuEventRecord;
 import static jcuda.driver.JCudaDriver.cuEventSynchronize;
 import static jcuda.driver.JCudaDriver.cuMemcpyDtoHAsync;
-import static jcuda.driver.JCudaDriver.cuMemcpyHtoD;
 import static jcuda.driver.JCudaDriver.cuMemcpyHtoDAsync;
 import static jcuda.driver.JCudaDriver.cuMemsetD16Async;
 import static jcuda.driver.JCudaDriver.cuStreamCreate;
 import static jcuda.driver.JCudaDriver.cuStreamDestroy;
-import static jcuda.driver.JCudaDriver.cuStreamSynchronize;
 import static jcuda.driver.JCudaDriver.cuStreamWaitEvent;
 
 import dev.moecluster.core.moe.ExpertWeights;
@@ -27,15 +25,12 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 import java.util.ArrayList;
-import java.util.IdentityHashMap;
 import java.util.List;
 import java.util.Locale;
-import java.util.Map;
 import java.util.concurrent.ArrayBlockingQueue;
 import java.util.concurrent.BlockingQueue;
 import java.util.logging.Level;
 import java.util.logging.Logger;
-import jcuda.Pointer;
 import jcuda.driver.CUevent;
 import jcuda.driver.CUresult;
 import jcuda.driver.CUevent_flags;
@@ -45,7 +40,8 @@ import jcuda.driver.CUstream_flags;
 /**
  * Runs experts on an NVIDIA GPU through JCuda's driver API and this module's own tensor-core kernels
  * ({@code moe_ffn.cu}, no cuBLAS; on compute capability 9.0 the wgmma/TMA kernels of {@code moe_ffn_sm90.cu}). Expert weights are uploaded as bf16 when the worker
- * {@linkplain #load loads} an expert and stay resident until {@link #unload} frees them. A round
+ * {@linkplain #load loads} an expert and stay resident until {@link #unload} frees them ({@link ResidentExperts}
+ * keeps that account, through the driver calls of {@link DeviceMemoryDriver}). A round
  * gathers its rows, grouped by expert, into a pinned buffer (a plain copy for bf16 activations),
  * copies them up on an upload stream, runs the gate/up and down kernels on a compute stream (one
  * grouped launch each for all the round's experts) and copies the outputs down on a third stream
@@ -58,42 +54,17 @@ import jcuda.driver.CUstream_flags;
 public final class CudaBackend implements ExpertBackend {
     private static final Logger LOG = Logger.getLogger(CudaBackend.class.getName());
 
-    /** Bytes of each half of the pinned buffer weights are streamed through on upload. */
-    static final long STAGING_HALF_BYTES = 16L << 20;
-    /** Device memory left free when uploading experts, for batch buffers and the driver. */
-    static final long MEMORY_RESERVE_BYTES = 512L << 20;
     private static final short BF16_NAN_BITS = (short) 0xffff;
-
-    /**
-     * An expert's weights on the device: gate/up interleaved {@code [2I, H]} and down {@code [H, I]}, bf16;
-     * on Hopper also their two TMA tensor maps (gate/up's, then down's), which the Hopper kernels' slot
-     * table points at, else null.
-     */
-    record DeviceExpert(DeviceBuffer gateUp, DeviceBuffer down, DeviceBuffer tensorMaps, int hidden, int intermediate) {
-        long bytes() {
-            return gateUp.bytes() + down.bytes() + (tensorMaps == null ? 0 : tensorMaps.bytes());
-        }
-
-        void free() {
-            gateUp.free();
-            down.free();
-            if (tensorMaps != null) {
-                tensorMaps.free();
-            }
-        }
-    }
 
     private final CudaDevice device;
     private final FfnKernels kernels;
     private final CUstream uploadStream = new CUstream();
     private final CUstream computeStream = new CUstream();
     private final CUstream downloadStream = new CUstream();
-    private final PinnedBuffer staging;
-    private final CUevent[] stagingFree = {new CUevent(), new CUevent()};
-    private final Map<ExpertWeights, DeviceExpert> resident = new IdentityHashMap<>();
+    private final JCudaMemoryDriver memoryDriver;
+    private final ResidentExperts resident;
     private final List<BatchBuffers> allBuffers = new ArrayList<>();
     private final BlockingQueue<BatchBuffers> freeBuffers = new ArrayBlockingQueue<>(2);
-    private long expertBytes;
     private volatile boolean closed;
     private volatile TileConfig forcedTile;
     private volatile boolean poisonOutputs;
@@ -104,11 +75,8 @@ public final class CudaBackend implements ExpertBackend {
         CudaFailure.check(cuStreamCreate(uploadStream, CUstream_flags.CU_STREAM_NON_BLOCKING), "cuStreamCreate");
         CudaFailure.check(cuStreamCreate(computeStream, CUstream_flags.CU_STREAM_NON_BLOCKING), "cuStreamCreate");
         CudaFailure.check(cuStreamCreate(downloadStream, CUstream_flags.CU_STREAM_NON_BLOCKING), "cuStreamCreate");
-        for (CUevent e : stagingFree) {
-            CudaFailure.check(cuEventCreate(e, CUevent_flags.CU_EVENT_DISABLE_TIMING), "cuEventCreate");
-            CudaFailure.check(cuEventRecord(e, uploadStream), "cuEventRecord");
-        }
-        this.staging = PinnedBuffer.allocate(2 * STAGING_HALF_BYTES);
+        this.memoryDriver = new JCudaMemoryDriver(device, uploadStream);
+        this.resident = new ResidentExperts(memoryDriver, kernels.hopper());
         for (int i = 0; i < 2; i++) {
             BatchBuffers b = new BatchBuffers();
             allBuffers.add(b);
@@ -149,11 +117,14 @@ public final class CudaBackend implements ExpertBackend {
         preload(expert);
     }
 
+    /** The device's memory less batch buffers and a reserve ({@link ResidentExperts#memory}). */
     @Override
     public BackendMemory memory() {
-        DeviceMemory m = deviceMemory();
-        return new BackendMemory(m.expertBytes(), Math.max(0, m.totalBytes() - m.bufferBytes() - MEMORY_RESERVE_BYTES),
-                m.residentExperts());
+        synchronized (this) {
+            checkOpen();
+            device.makeCurrent();
+            return resident.memory(bufferBytes());
+        }
     }
 
     /**
@@ -265,7 +236,7 @@ public final class CudaBackend implements ExpertBackend {
                 long[] downAddress = new long[rows.length];
                 for (int e = 0; e < rows.length; e++) {
                     if (rows[e] > 0) {
-                        DeviceExpert d = resident.get(experts.get(e));
+                        ResidentExperts.DeviceExpert d = resident.get(experts.get(e));
                         if (d == null) {
                             throw new IllegalStateException("expert is not loaded on the device (unloaded while a round was on its way?)");
                         }
@@ -320,25 +291,19 @@ public final class CudaBackend implements ExpertBackend {
         synchronized (this) {
             checkOpen();
             device.makeCurrent();
-            residentOrUpload(expert);
+            resident.load(expert);
         }
     }
 
-    /** Frees {@code expert}'s device memory once the work already enqueued is done; a later batch uploads it again. */
+    /** Frees {@code expert}'s device memory once the work already enqueued is done; it is not computed again until loaded again. */
     @Override
     public void unload(ExpertWeights expert) {
         synchronized (this) {
-            if (closed) {
-                return;
-            }
-            DeviceExpert d = resident.remove(expert);
-            if (d == null) {
+            if (closed || resident.get(expert) == null) {
                 return;
             }
             device.makeCurrent();
-            CudaFailure.check(cuCtxSynchronize(), "cuCtxSynchronize");
-            expertBytes -= d.bytes();
-            d.free();
+            resident.unload(expert);
         }
     }
 
@@ -347,13 +312,16 @@ public final class CudaBackend implements ExpertBackend {
         synchronized (this) {
             checkOpen();
             device.makeCurrent();
-            long[] info = device.memoryInfo();
-            long buffers = 0;
-            for (BatchBuffers b : allBuffers) {
-                buffers += b.deviceBytes();
-            }
-            return new DeviceMemory(expertBytes, buffers, info[0], info[1], resident.size());
+            return resident.deviceMemory(bufferBytes());
         }
+    }
+
+    private long bufferBytes() {
+        long buffers = 0;
+        for (BatchBuffers b : allBuffers) {
+            buffers += b.deviceBytes();
+        }
+        return buffers;
     }
 
     /** The device this backend runs on, in one line. */
@@ -388,102 +356,6 @@ public final class CudaBackend implements ExpertBackend {
         }
     }
 
-    private DeviceExpert residentOrUpload(ExpertWeights w) {
-        DeviceExpert d = resident.get(w);
-        if (d == null) {
-            d = upload(w);
-            resident.put(w, d);
-            expertBytes += d.bytes();
-        }
-        return d;
-    }
-
-    private DeviceExpert upload(ExpertWeights w) {
-        int hidden = w.hiddenSize();
-        int intermediate = w.intermediateSize();
-        LaunchPlan.checkShape(hidden, intermediate);
-        long gateUpBytes = 4L * intermediate * hidden;
-        long downBytes = 2L * hidden * intermediate;
-        long free = device.memoryInfo()[0];
-        if (free < gateUpBytes + downBytes + MEMORY_RESERVE_BYTES) {
-            throw new CudaFailure(String.format(Locale.ROOT,
-                    "GPU memory is full: an expert needs %d MiB and %d MiB are free (%d experts, %d MiB resident);"
-                            + " hold fewer experts on this worker",
-                    (gateUpBytes + downBytes) >> 20, free >> 20, resident.size(), expertBytes >> 20));
-        }
-        DeviceBuffer gateUp = DeviceBuffer.allocate(gateUpBytes);
-        DeviceBuffer down = null;
-        DeviceBuffer maps = null;
-        try {
-            down = DeviceBuffer.allocate(downBytes);
-            streamRows(gateUp, WeightLayout.gateUpRows(w), 2L * hidden,
-                    (first, count, dst) -> WeightLayout.writeGateUpRows(w, first, count, dst));
-            streamRows(down, WeightLayout.downRows(w), 2L * intermediate,
-                    (first, count, dst) -> WeightLayout.writeDownRows(w, first, count, dst));
-            CudaFailure.check(cuStreamSynchronize(uploadStream), "cuStreamSynchronize(upload)");
-            if (kernels.hopper()) {
-                maps = uploadTensorMaps(gateUp, down, w);
-            }
-            return new DeviceExpert(gateUp, down, maps, hidden, intermediate);
-        } catch (RuntimeException | Error e) {
-            cuStreamSynchronize(uploadStream);
-            gateUp.free();
-            if (down != null) {
-                down.free();
-            }
-            if (maps != null) {
-                maps.free();
-            }
-            throw e;
-        }
-    }
-
-    /**
-     * The expert's two weight tensor maps, encoded once for the life of its upload: the Hopper kernels
-     * load B tiles of 128 rows by 64 columns through them.
-     */
-    private static DeviceBuffer uploadTensorMaps(DeviceBuffer gateUp, DeviceBuffer down, ExpertWeights w) {
-        byte[] maps = new byte[2 * TensorMaps.BYTES];
-        System.arraycopy(TensorMaps.encode(new TensorMaps.Bf16Matrix(gateUp.address(), WeightLayout.gateUpRows(w),
-                w.hiddenSize(), Sm90Layout.B_BOX_ROWS)), 0, maps, 0, TensorMaps.BYTES);
-        System.arraycopy(TensorMaps.encode(new TensorMaps.Bf16Matrix(down.address(), WeightLayout.downRows(w),
-                w.intermediateSize(), Sm90Layout.B_BOX_ROWS)), 0, maps, TensorMaps.BYTES, TensorMaps.BYTES);
-        DeviceBuffer buffer = DeviceBuffer.allocate(maps.length);
-        try {
-            CudaFailure.check(cuMemcpyHtoD(buffer, Pointer.to(maps), maps.length), "cuMemcpyHtoD(tensor maps)");
-            return buffer;
-        } catch (RuntimeException e) {
-            buffer.free();
-            throw e;
-        }
-    }
-
-    /** Writes rows of a host layout into a device matrix. */
-    private interface RowWriter {
-        void write(int first, int count, MemorySegment dst);
-    }
-
-    /**
-     * Streams a matrix through the two halves of the pinned staging buffer: the host lays out one
-     * chunk while the previous chunk's copy runs.
-     */
-    private void streamRows(DeviceBuffer dst, int rows, long rowBytes, RowWriter writer) {
-        if (rowBytes > STAGING_HALF_BYTES) {
-            throw new IllegalArgumentException("a weight row of " + rowBytes + " bytes exceeds the staging buffer");
-        }
-        int perChunk = (int) Math.min(rows, STAGING_HALF_BYTES / rowBytes);
-        int half = 0;
-        for (int first = 0; first < rows; first += perChunk, half ^= 1) {
-            int count = Math.min(perChunk, rows - first);
-            CudaFailure.check(cuEventSynchronize(stagingFree[half]), "cuEventSynchronize(staging)");
-            long offset = half * STAGING_HALF_BYTES;
-            writer.write(first, count, staging.segment().asSlice(offset, count * rowBytes));
-            CudaFailure.check(cuMemcpyHtoDAsync(dst.withByteOffset(first * rowBytes), staging.pointer(offset),
-                    count * rowBytes, uploadStream), "cuMemcpyHtoDAsync(weights)");
-            CudaFailure.check(cuEventRecord(stagingFree[half], uploadStream), "cuEventRecord");
-        }
-    }
-
     /**
      * Releases the device: waits for enqueued work, frees experts and buffers, releases the context.
      * Call it after the last batch has been awaited.
@@ -501,18 +373,11 @@ public final class CudaBackend implements ExpertBackend {
                 LOG.warning("cuda backend closing after a device error: " + jcuda.driver.CUresult.stringFor(sync));
             }
             try {
-                for (DeviceExpert d : resident.values()) {
-                    d.free();
-                }
-                resident.clear();
-                expertBytes = 0;
+                resident.freeAll();
                 for (BatchBuffers b : allBuffers) {
                     b.free();
                 }
-                staging.free();
-                for (CUevent e : stagingFree) {
-                    cuEventDestroy(e);
-                }
+                memoryDriver.close();
                 cuStreamDestroy(uploadStream);
                 cuStreamDestroy(computeStream);
                 cuStreamDestroy(downloadStream);

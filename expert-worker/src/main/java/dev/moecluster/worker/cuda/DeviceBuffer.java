@@ -9,7 +9,7 @@ import jcuda.driver.CUdeviceptr;
  * Device memory from {@code cuMemAlloc}, with its address readable on the host (the slot table the
  * kernels read holds weight addresses). Not thread-safe; owners free it once.
  */
-final class DeviceBuffer extends CUdeviceptr {
+final class DeviceBuffer extends CUdeviceptr implements DeviceMemoryDriver.Allocation {
     private final long bytes;
     private boolean freed;
 
@@ -26,12 +26,14 @@ final class DeviceBuffer extends CUdeviceptr {
         return b;
     }
 
-    long bytes() {
+    @Override
+    public long bytes() {
         return bytes;
     }
 
     /** The device address, as kernels see it. */
-    long address() {
+    @Override
+    public long address() {
         return getNativePointer();
     }
 
