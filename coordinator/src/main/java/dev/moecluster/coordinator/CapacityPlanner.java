@@ -4,8 +4,6 @@ import static java.util.Objects.requireNonNull;
 
 import com.google.gson.JsonElement;
 import com.google.gson.JsonObject;
-import com.google.gson.JsonParseException;
-import com.google.gson.JsonParser;
 import dev.moecluster.core.model.Architecture;
 import dev.moecluster.core.model.ModelConfig;
 import dev.moecluster.core.tensor.DType;
@@ -43,18 +41,9 @@ public final class CapacityPlanner {
         if (!Files.isRegularFile(file)) {
             throw new IOException("no config.json in " + dirOrFile + " (expected a Hugging Face model directory)");
         }
-        JsonObject json;
-        try {
-            JsonElement e = JsonParser.parseString(Files.readString(file));
-            if (!e.isJsonObject()) {
-                throw new IllegalArgumentException(file + " is not a JSON object");
-            }
-            json = e.getAsJsonObject();
-        } catch (JsonParseException e) {
-            throw new IllegalArgumentException(file + " is not valid JSON: " + e.getMessage(), e);
-        }
+        JsonObject json = ModelConfig.readObject(file);
         String name = dir == null || dir.getFileName() == null ? "model" : dir.getFileName().toString();
-        return ModelConfig.parse(json, name);
+        return ModelConfig.parse(json, name, file.toString());
     }
 
     /**
