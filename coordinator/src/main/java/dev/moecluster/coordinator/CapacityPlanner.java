@@ -22,6 +22,9 @@ import java.util.Locale;
  * experts the leftover memory takes. Pure arithmetic on the config; no weights are read.
  */
 public final class CapacityPlanner {
+    /** The router's paged KV cache stores keys and values in bf16 (see the router's {@code --kv-cache-mb}). */
+    static final DType ROUTER_KV_DTYPE = DType.BF16;
+
     private CapacityPlanner() {}
 
     /**
@@ -95,9 +98,6 @@ public final class CapacityPlanner {
         return new CapacityPlan(model, request, shape, expertDtype, denseDtype, slots, workers, routers, notes);
     }
 
-    /** The router's paged KV cache stores keys and values in bf16 (see the router's {@code --kv-cache-mb}). */
-    static final DType ROUTER_KV_DTYPE = DType.BF16;
-
     private static RouterPlan planRouters(ModelConfig config, ModelFootprint model, CapacityRequest request,
             RouterRequest r, DType denseDtype, int workers, long bytesPerExpert, List<String> notes) {
         long dense = model.denseBytes(denseDtype);
@@ -169,7 +169,18 @@ public final class CapacityPlanner {
         try {
             d = DecoderConfig.from(config);
         } catch (IllegalArgumentException e) {
-            throw new IllegalArgumentException("cannot size the router's KV cache: " + e.getMessage(), e);
+            // A setting the reference decoder refuses (a rope type, say) leaves the shape readable: size
+            // it with every layer attending to every position rather than fail the whole plan.
+            JsonObject c = config.raw();
+            long heads = intOr(c, "num_attention_heads", 0);
+            if (heads <= 0) {
+                throw new IllegalArgumentException("cannot size the router's KV cache: " + e.getMessage(), e);
+            }
+            long headDim = intOr(c, "head_dim", config.architecture() == Architecture.LLAMA4 && !c.has("head_dim")
+                    ? 128 : config.hiddenSize() / heads);
+            long perToken = config.numLayers() * 2L * intOr(c, "num_key_value_heads", heads) * headDim * element;
+            notes.add("KV cache sized with every layer attending to every position: " + e.getMessage());
+            return new KvLayout(perToken, perToken * context);
         }
         long perLayer = 2L * d.kvDim() * element;
         long read = 0;

@@ -150,6 +150,16 @@ class RouterPlanTest {
     }
 
     @Test
+    void aRopeTheDecoderRefusesStillSizesTheCacheFromTheAttentionShape() {
+        JsonObject json = JsonParser.parseString(CapacityPlannerTest.SMALL_MIXTRAL).getAsJsonObject();
+        json.add("rope_scaling", JsonParser.parseString("{\"rope_type\": \"yarn\", \"factor\": 4.0}"));
+        CapacityPlan plan = CapacityPlanner.plan(ModelConfig.parse(json, "yarn"), CapacityRequest.of(200_000));
+        assertThat(plan.routers().kvBytesPerToken()).isEqualTo(2 * 2 * 16 * 2 * 2);
+        assertThat(plan.notes()).anyMatch(n -> n.startsWith("KV cache sized with every layer attending")
+                && n.contains("rope type yarn"));
+    }
+
+    @Test
     void badRouterRequestsAreRefusedWithTheirNames() {
         assertThatThrownBy(() -> RouterRequest.defaults().withConcurrency(0)).hasMessageContaining("concurrency");
         assertThatThrownBy(() -> RouterRequest.defaults().withContextTokens(0)).hasMessageContaining("context");
