@@ -5,6 +5,8 @@ import dev.moecluster.coordinator.CapacityPlanner;
 import dev.moecluster.coordinator.CapacityRequest;
 import dev.moecluster.coordinator.MemorySize;
 import dev.moecluster.coordinator.ModelFootprint;
+import dev.moecluster.coordinator.RouterPlan;
+import dev.moecluster.coordinator.RouterRequest;
 import dev.moecluster.core.model.ModelConfig;
 import dev.moecluster.core.tensor.DType;
 import java.io.PrintWriter;
@@ -19,11 +21,13 @@ import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
 import picocli.CommandLine.TypeConversionException;
 
-/** {@code moe plan}: how many expert workers a model needs at a given accelerator memory. */
+/** {@code moe plan}: the workers and routers a model needs at a given accelerator memory and load. */
 @Command(name = "plan", mixinStandardHelpOptions = true,
-        description = "Size the expert workers for a model from its config.json: parameters (experts vs dense), bytes per"
-                + " expert, workers needed at the given accelerator memory, experts and memory per worker, and the headroom"
-                + " for redundant copies of hot experts. Reads no weights.")
+        description = "Size a whole deployment for a model from its config.json: parameters (experts vs dense), bytes per"
+                + " expert, workers needed at the given accelerator memory, experts and memory per worker, the headroom"
+                + " for redundant copies of hot experts; the routers for --concurrency sequences of --context tokens"
+                + " (dense weights and KV cache, on CPU hosts or GPUs); the accelerators in all; and whether the routers"
+                + " or the workers set the decode speed. Reads no weights.")
 final class PlanCommand implements Callable<Integer> {
     @Spec
     CommandSpec spec;
@@ -48,6 +52,32 @@ final class PlanCommand implements Callable<Integer> {
             description = "Share of each accelerator kept for activations, buffers and the runtime (default: ${DEFAULT-VALUE}).")
     double reserveFraction;
 
+    @Option(names = "--concurrency", defaultValue = "" + RouterRequest.DEFAULT_CONCURRENCY, paramLabel = "N",
+            description = "Sequences decoded at once over all routers, as the router's --max-sequences (default: ${DEFAULT-VALUE}).")
+    int concurrency;
+
+    @Option(names = "--context", defaultValue = "" + RouterRequest.DEFAULT_CONTEXT_TOKENS, paramLabel = "TOKENS",
+            description = "Tokens one sequence holds at its longest, prompt and generated: sizes its KV cache (default: ${DEFAULT-VALUE}).")
+    int context;
+
+    @Option(names = "--router-on", defaultValue = "cpu", paramLabel = "cpu|gpu",
+            description = "Where routers run: cpu (a CPU host each, what the router runs on today) or gpu (one accelerator"
+                    + " of --accelerator-memory each, for the router's cuda backend) (default: ${DEFAULT-VALUE}).")
+    String routerOn;
+
+    @Option(names = "--router-host-memory", paramLabel = "SIZE", converter = MemorySizeConverter.class,
+            description = "Memory of one CPU router host; routers are added until the concurrency fits (default: one host,"
+                    + " and the plan says how much memory it needs).")
+    MemorySize routerHostMemory;
+
+    @Option(names = "--accelerator-bandwidth", defaultValue = "" + RouterRequest.DEFAULT_ACCELERATOR_GBPS, paramLabel = "GB/s",
+            description = "Memory bandwidth of one accelerator for the decode-speed estimate (default: ${DEFAULT-VALUE}, H100 SXM).")
+    double acceleratorBandwidth;
+
+    @Option(names = "--host-bandwidth", defaultValue = "" + RouterRequest.DEFAULT_HOST_GBPS, paramLabel = "GB/s",
+            description = "Memory bandwidth of one CPU router host for the decode-speed estimate (default: ${DEFAULT-VALUE}).")
+    double hostBandwidth;
+
     @Option(names = "--json", description = "Print the plan as JSON (bytes and parameter counts as integers).")
     boolean json;
 
@@ -56,7 +86,9 @@ final class PlanCommand implements Callable<Integer> {
         ModelConfig model = CapacityPlanner.readConfig(config);
         CapacityRequest request = new CapacityRequest(acceleratorMemory.bytes(), reserveFraction, replicas,
                 Optional.ofNullable(dtype).map(DType::parse));
-        CapacityPlan plan = CapacityPlanner.plan(model, request);
+        RouterRequest routers = new RouterRequest(concurrency, context, RouterRequest.Device.parse(routerOn),
+                routerHostMemory == null ? 0 : routerHostMemory.bytes(), acceleratorBandwidth, hostBandwidth);
+        CapacityPlan plan = CapacityPlanner.plan(model, request, routers);
         PrintWriter out = spec.commandLine().getOut();
         out.println(json ? plan.toJson() : table(plan));
         out.flush();
@@ -87,8 +119,7 @@ final class PlanCommand implements Callable<Integer> {
         row(s, "one expert", MemorySize.format(plan.bytesPerExpert()),
                 String.format(Locale.ROOT, "%,d bytes, %s parameters", plan.bytesPerExpert(), params(m.paramsPerExpert())));
         row(s, "all routed experts", MemorySize.format(plan.routedExpertBytes()), "");
-        row(s, "dense part (router)", MemorySize.format(plan.denseBytes()),
-                plan.denseFitsOneAccelerator() ? "fits one accelerator" : "does not fit one accelerator");
+        row(s, "dense part", MemorySize.format(plan.denseBytes()), "held by every router");
         s.append(System.lineSeparator());
 
         s.append(String.format(Locale.ROOT, "Workers (%s = %s each, %.0f%% reserve -> %s for experts)%n",
@@ -105,9 +136,69 @@ final class PlanCommand implements Callable<Integer> {
                 String.format(Locale.ROOT, "%.1f%% of the experts, for hot-expert replicas",
                         100.0 * plan.redundantCopies() / plan.totalExperts()));
 
+        s.append(System.lineSeparator());
+        routers(s, plan);
+
         s.append(System.lineSeparator()).append("Notes").append(System.lineSeparator());
         plan.notes().forEach(n -> s.append("  - ").append(n).append(System.lineSeparator()));
         return s.toString().stripTrailing();
+    }
+
+    private static void routers(StringBuilder s, CapacityPlan plan) {
+        RouterPlan p = plan.routers();
+        RouterRequest r = p.request();
+        boolean gpu = r.device() == RouterRequest.Device.GPU;
+        s.append(String.format(Locale.ROOT, "Routers (%d sequences of up to %d tokens; %s)%n", r.concurrency(),
+                r.contextTokens(), gpu ? "one " + MemorySize.format(plan.request().acceleratorBytes()) + " accelerator each"
+                        : p.memoryBytesPerRouter() == 0 ? "one CPU host"
+                        : "CPU hosts of " + MemorySize.format(r.hostBytes()) + " each"));
+        row(s, "dense weights", MemorySize.format(p.denseBytes()), "a copy on every router");
+        row(s, "KV cache per token", MemorySize.format(p.kvBytesPerToken()),
+                String.format(Locale.ROOT, "%,d bytes, %s", p.kvBytesPerToken(), CapacityPlan.dtypeName(p.kvDtype())));
+        row(s, "KV cache per sequence", MemorySize.format(p.kvBytesPerSequence()), "at " + r.contextTokens() + " tokens");
+        row(s, "KV cache, all sequences", MemorySize.format(p.kvBytes()), "");
+        if (!p.fits()) {
+            row(s, "routers needed", "-", "dense weights and one sequence do not fit one router (see notes)");
+            s.append(String.format(Locale.ROOT, "%nIn all: %d accelerators for the workers; no router fits%n",
+                    plan.workers()));
+            return;
+        }
+        row(s, "routers needed", String.valueOf(p.routers()), p.sequencesPerRouter() + " sequences on the fullest");
+        row(s, "memory per router", MemorySize.format(p.bytesPerRouter()),
+                p.memoryBytesPerRouter() == 0 ? "dense weights and KV cache: the host needs this plus room for the runtime"
+                        : "of " + MemorySize.format(p.memoryBytesPerRouter()) + " usable");
+        s.append(System.lineSeparator());
+        String each = MemorySize.format(plan.request().acceleratorBytes());
+        if (gpu) {
+            s.append(String.format(Locale.ROOT, "In all: %d accelerators of %s (%s + %s)%n",
+                    plan.accelerators(), each, count(plan.workers(), "expert worker"), count(p.routers(), "router")));
+        } else {
+            s.append(String.format(Locale.ROOT, "In all: %d accelerators of %s for the expert workers + %s with %s"
+                    + " each for dense weights and KV cache%n",
+                    plan.workers(), each, count(p.routers(), "CPU router host"), MemorySize.format(p.bytesPerRouter())));
+        }
+        s.append(System.lineSeparator());
+        double perSecond = p.stepsPerSecond();
+        String routerPart = String.format(Locale.ROOT,
+                "a router reads its dense weights and %d sequences' KV cache each step (%s, %.1f ms at %.0f GB/s)",
+                p.sequencesPerRouter(), MemorySize.format(p.routerStepBytes()), p.routerStepSeconds() * 1e3,
+                gpu ? r.acceleratorGbps() : r.hostGbps());
+        String workerPart = String.format(Locale.ROOT,
+                "the fullest worker reads %s of experts (%.1f of %d experts per MoE layer reached by %d tokens;"
+                        + " %.1f ms at %.0f GB/s)",
+                MemorySize.format(p.workerStepBytes()), p.expertsTouchedPerLayer(), plan.model().expertsPerLayer(),
+                r.concurrency(), p.workerStepSeconds() * 1e3, r.acceleratorGbps());
+        s.append(String.format(Locale.ROOT, "Decode speed is set by the %s: %s, while %s.%n",
+                p.routersSetTheSpeed() ? "routers" : "expert workers",
+                p.routersSetTheSpeed() ? routerPart : workerPart, p.routersSetTheSpeed() ? workerPart : routerPart));
+        s.append(String.format(Locale.ROOT,
+                "At most %.0f tokens/s per sequence, %,.0f tokens/s in all, with every sequence at full context,"
+                        + " from memory bandwidth alone.%n",
+                perSecond, perSecond * r.concurrency()));
+    }
+
+    private static String count(int n, String thing) {
+        return n + " " + thing + (n == 1 ? "" : "s");
     }
 
     private static void row3(StringBuilder s, String label, String a, String b) {

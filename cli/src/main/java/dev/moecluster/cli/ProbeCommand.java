@@ -44,10 +44,17 @@ final class ProbeCommand implements Callable<Integer> {
     @Option(names = "--concurrency", defaultValue = "1", description = "Calls in flight (default: ${DEFAULT-VALUE}).")
     int concurrency;
 
+    @Option(names = "--max-message-mb", defaultValue = "64", paramLabel = "MIB",
+            description = "Largest answer taken, MiB: an answer is as large as its call, so match the router's --max-message-mb (default: ${DEFAULT-VALUE}).")
+    int maxMessageMb;
+
     @Override
     public Integer call() throws Exception {
+        if (maxMessageMb < 1 || maxMessageMb > 2047) {
+            throw new IllegalArgumentException("--max-message-mb must be 1..2047, got " + maxMessageMb);
+        }
         BearerToken token = tokenFile == null ? null : BearerToken.readFrom(tokenFile);
-        ManagedChannel channel = tls.channel(target);
+        ManagedChannel channel = tls.channel(target, maxMessageMb * 1024 * 1024);
         try {
             var stub = RouterGrpc.newBlockingStub(channel);
             if (token != null) {

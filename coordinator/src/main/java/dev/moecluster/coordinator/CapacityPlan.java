@@ -23,6 +23,7 @@ import java.util.Locale;
  * @param denseDtype the dtype of the dense part on the router (the checkpoint's)
  * @param slotsPerWorker experts one worker's usable memory holds
  * @param workers workers needed: enough slots for every copy, and at least {@code minReplicas}
+ * @param routers the routers for the requested concurrency and context, and what sets the decode speed
  * @param notes assumptions and caveats, for people
  */
 public record CapacityPlan(
@@ -33,6 +34,7 @@ public record CapacityPlan(
         DType denseDtype,
         long slotsPerWorker,
         int workers,
+        RouterPlan routers,
         List<String> notes) {
     private static final Gson GSON = new GsonBuilder().setPrettyPrinting().disableHtmlEscaping().create();
 
@@ -42,6 +44,7 @@ public record CapacityPlan(
         requireNonNull(shape, "shape is null");
         requireNonNull(expertDtype, "expertDtype is null");
         requireNonNull(denseDtype, "denseDtype is null");
+        requireNonNull(routers, "routers is null");
         notes = List.copyOf(notes);
         if (workers < request.minReplicas() || (long) workers * slotsPerWorker < expertCopies(shape, request)) {
             throw new IllegalArgumentException(workers + " workers of " + slotsPerWorker + " slots cannot hold "
@@ -77,9 +80,9 @@ public record CapacityPlan(
         return model.denseBytes(denseDtype);
     }
 
-    /** Whether the dense part fits one accelerator's usable memory (a router on one such device). */
-    public boolean denseFitsOneAccelerator() {
-        return denseBytes() <= request.usableBytes();
+    /** Accelerators the deployment takes: the workers', and the routers' when they run on GPUs. */
+    public int accelerators() {
+        return workers + routers.accelerators();
     }
 
     /** Experts on the fullest worker when the copies are spread evenly. */
@@ -165,7 +168,6 @@ public record CapacityPlan(
         mem.addProperty("bytes_per_expert", bytesPerExpert());
         mem.addProperty("routed_experts_bytes", routedExpertBytes());
         mem.addProperty("dense_bytes", denseBytes());
-        mem.addProperty("dense_fits_one_accelerator", denseFitsOneAccelerator());
         root.add("memory", mem);
 
         JsonObject w = new JsonObject();
@@ -183,6 +185,35 @@ public record CapacityPlan(
         w.addProperty("free_bytes_per_worker_max", maxFreeBytesPerWorker());
         w.addProperty("redundant_copies_that_fit", redundantCopies());
         root.add("workers", w);
+
+        RouterRequest rr = routers.request();
+        JsonObject r = new JsonObject();
+        r.addProperty("device", rr.device().cliName());
+        r.addProperty("concurrency", rr.concurrency());
+        r.addProperty("context_tokens", rr.contextTokens());
+        r.addProperty("kv_dtype", dtypeName(routers.kvDtype()));
+        r.addProperty("dense_bytes", routers.denseBytes());
+        r.addProperty("kv_bytes_per_token", routers.kvBytesPerToken());
+        r.addProperty("kv_bytes_per_sequence", routers.kvBytesPerSequence());
+        r.addProperty("kv_bytes_all_sequences", routers.kvBytes());
+        r.addProperty("memory_bytes_per_router", routers.memoryBytesPerRouter());
+        r.addProperty("count", routers.routers());
+        r.addProperty("sequences_per_router_max", routers.sequencesPerRouter());
+        r.addProperty("bytes_per_router_max", routers.bytesPerRouter());
+        root.add("routers", r);
+
+        JsonObject speed = new JsonObject();
+        speed.addProperty("accelerator_gbps", rr.acceleratorGbps());
+        speed.addProperty("router_host_gbps", rr.hostGbps());
+        speed.addProperty("router_bytes_per_step", routers.routerStepBytes());
+        speed.addProperty("router_seconds_per_step", routers.routerStepSeconds());
+        speed.addProperty("experts_touched_per_layer", routers.expertsTouchedPerLayer());
+        speed.addProperty("worker_bytes_per_step", routers.workerStepBytes());
+        speed.addProperty("worker_seconds_per_step", routers.workerStepSeconds());
+        speed.addProperty("set_by", routers.routersSetTheSpeed() ? "routers" : "workers");
+        speed.addProperty("steps_per_second", routers.stepsPerSecond());
+        root.add("decode", speed);
+        root.addProperty("accelerators", accelerators());
 
         JsonArray n = new JsonArray();
         notes.forEach(n::add);

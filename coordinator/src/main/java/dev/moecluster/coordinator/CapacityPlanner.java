@@ -4,10 +4,9 @@ import static java.util.Objects.requireNonNull;
 
 import com.google.gson.JsonElement;
 import com.google.gson.JsonObject;
-import com.google.gson.JsonParseException;
-import com.google.gson.JsonParser;
 import dev.moecluster.core.model.Architecture;
 import dev.moecluster.core.model.ModelConfig;
+import dev.moecluster.core.runner.DecoderConfig;
 import dev.moecluster.core.tensor.DType;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -23,6 +22,9 @@ import java.util.Locale;
  * experts the leftover memory takes. Pure arithmetic on the config; no weights are read.
  */
 public final class CapacityPlanner {
+    /** The router's paged KV cache stores keys and values in bf16 (see the router's {@code --kv-cache-mb}). */
+    static final DType ROUTER_KV_DTYPE = DType.BF16;
+
     private CapacityPlanner() {}
 
     /**
@@ -43,18 +45,9 @@ public final class CapacityPlanner {
         if (!Files.isRegularFile(file)) {
             throw new IOException("no config.json in " + dirOrFile + " (expected a Hugging Face model directory)");
         }
-        JsonObject json;
-        try {
-            JsonElement e = JsonParser.parseString(Files.readString(file));
-            if (!e.isJsonObject()) {
-                throw new IllegalArgumentException(file + " is not a JSON object");
-            }
-            json = e.getAsJsonObject();
-        } catch (JsonParseException e) {
-            throw new IllegalArgumentException(file + " is not valid JSON: " + e.getMessage(), e);
-        }
+        JsonObject json = ModelConfig.readObject(file);
         String name = dir == null || dir.getFileName() == null ? "model" : dir.getFileName().toString();
-        return ModelConfig.parse(json, name);
+        return ModelConfig.parse(json, name, file.toString());
     }
 
     /**
@@ -64,8 +57,20 @@ public final class CapacityPlanner {
      *     memory cannot hold even one expert
      */
     public static CapacityPlan plan(ModelConfig config, CapacityRequest request) {
+        return plan(config, request, RouterRequest.defaults());
+    }
+
+    /**
+     * Plans the workers for {@code config}, and the routers for {@code routerRequest}'s concurrency and
+     * context.
+     *
+     * @throws IllegalArgumentException when the model has no MoE layers, or one accelerator's usable
+     *     memory cannot hold even one expert
+     */
+    public static CapacityPlan plan(ModelConfig config, CapacityRequest request, RouterRequest routerRequest) {
         requireNonNull(config, "config is null");
         requireNonNull(request, "request is null");
+        requireNonNull(routerRequest, "routerRequest is null");
         ModelFootprint model = ModelFootprint.of(config);
         if (model.moeLayers() == 0) {
             throw new IllegalArgumentException(config.name() + " has no MoE layers: there are no experts to place on workers");
@@ -88,12 +93,136 @@ public final class CapacityPlanner {
         long byMemory = Math.ceilDiv(copies, slots);
         int workers = Math.toIntExact(Math.max(request.minReplicas(), byMemory));
         ModelShape shape = new ModelShape(config.moeLayerList(), config.numExperts(), perExpert);
-        return new CapacityPlan(model, request, shape, expertDtype, denseDtype, slots, workers,
-                notes(config, request, model, expertDtype, denseDtype, byMemory, workers, usable, slots));
+        List<String> notes = notes(config, request, model, expertDtype, denseDtype, byMemory, workers, slots);
+        RouterPlan routers = planRouters(config, model, request, routerRequest, denseDtype, workers, perExpert, notes);
+        return new CapacityPlan(model, request, shape, expertDtype, denseDtype, slots, workers, routers, notes);
+    }
+
+    private static RouterPlan planRouters(ModelConfig config, ModelFootprint model, CapacityRequest request,
+            RouterRequest r, DType denseDtype, int workers, long bytesPerExpert, List<String> notes) {
+        long dense = model.denseBytes(denseDtype);
+        KvLayout kv = kvLayout(config, r.contextTokens(), notes);
+        long perSequence = kv.bytesPerToken() * r.contextTokens();
+        long memory = switch (r.device()) {
+            case GPU -> request.usableBytes();
+            case CPU -> r.hostBytes() == 0 ? 0 : (long) Math.floor(r.hostBytes() * (1 - request.reserveFraction()));
+        };
+        int routers;
+        if (memory == 0) {
+            routers = 1;
+        } else {
+            long sequences = memory < dense + perSequence ? 0 : (memory - dense) / Math.max(1, perSequence);
+            routers = sequences == 0 ? 0 : Math.toIntExact(Math.ceilDiv(r.concurrency(), Math.min(sequences, r.concurrency())));
+        }
+        // Each of n tokens picks k of E experts: a given expert is missed by all with (1 - k/E)^n.
+        double e = config.numExperts();
+        double touched = e * (1 - Math.pow(1 - config.expertsPerToken() / e, r.concurrency()));
+        long expertBytes = Math.round(model.moeLayers() * touched * bytesPerExpert);
+        RouterPlan plan = new RouterPlan(r, ROUTER_KV_DTYPE, dense, kv.bytesPerToken(), kv.readBytesPerSequence(),
+                memory, routers, touched, expertBytes, workers);
+        routerNotes(plan, memory, notes);
+        return plan;
+    }
+
+    private static void routerNotes(RouterPlan plan, long memory, List<String> notes) {
+        RouterRequest r = plan.request();
+        if (r.device() == RouterRequest.Device.GPU) {
+            notes.add("GPU routers are sized for the router's cuda backend, which is not available yet (moe router"
+                    + " --backend cuda fails at start): --router-on cpu sizes what runs today");
+        }
+        if (!plan.fits()) {
+            notes.add("one router cannot hold the dense weights (" + MemorySize.format(plan.denseBytes())
+                    + ") and one sequence's KV cache (" + MemorySize.format(plan.kvBytesPerSequence()) + ") in "
+                    + MemorySize.format(memory) + ": give " + (r.device() == RouterRequest.Device.GPU
+                            ? "a larger accelerator, --router-on cpu" : "more --router-host-memory")
+                    + " or a shorter --context");
+        }
+        notes.add(String.format(Locale.ROOT,
+                "decode speed from memory bandwidth alone (%.0f GB/s per accelerator%s): each step a router reads"
+                        + " every dense weight once and its sequences' KV cache, and the workers read each expert"
+                        + " some token chose once, experts chosen uniformly (E(1-(1-k/E)^n) of E per layer for n"
+                        + " tokens); compute, network and gaps between steps come on top",
+                r.acceleratorGbps(), r.device() == RouterRequest.Device.CPU
+                        ? String.format(Locale.ROOT, ", %.0f GB/s per router host", r.hostGbps()) : ""));
+    }
+
+    /**
+     * Keys and values per position, and what a decode step at full context reads of them.
+     *
+     * @param bytesPerToken every layer's keys and values for one position, as the router holds them
+     * @param readBytesPerSequence what one step reads for a sequence at full context
+     */
+    private record KvLayout(long bytesPerToken, long readBytesPerSequence) {}
+
+    private static KvLayout kvLayout(ModelConfig config, int context, List<String> notes) {
+        long element = ROUTER_KV_DTYPE.byteSize();
+        if (config.architecture() == Architecture.DEEPSEEK_V3) {
+            // MLA caches one compressed latent and the shared rope key per position, not per-head K and V.
+            JsonObject c = config.raw();
+            long latent = intOr(c, "kv_lora_rank", 512) + intOr(c, "qk_rope_head_dim", 64);
+            long perToken = config.numLayers() * latent * element;
+            notes.add("KV cache sized as MLA's compressed latent (kv_lora_rank + qk_rope_head_dim per layer), as"
+                    + " vLLM caches it; the router does not run MLA attention yet");
+            return new KvLayout(perToken, perToken * context);
+        }
+        DecoderConfig d;
+        try {
+            d = DecoderConfig.from(config);
+        } catch (IllegalArgumentException e) {
+            // A setting the reference decoder refuses (a rope type, say) leaves the shape readable: size
+            // it with every layer attending to every position rather than fail the whole plan.
+            JsonObject c = config.raw();
+            long heads = intOr(c, "num_attention_heads", 0);
+            if (heads <= 0) {
+                throw new IllegalArgumentException("cannot size the router's KV cache: " + e.getMessage(), e);
+            }
+            long headDim = intOr(c, "head_dim", config.architecture() == Architecture.LLAMA4 && !c.has("head_dim")
+                    ? 128 : config.hiddenSize() / heads);
+            long perToken = config.numLayers() * 2L * intOr(c, "num_key_value_heads", heads) * headDim * element;
+            notes.add("KV cache sized with every layer attending to every position: " + e.getMessage());
+            return new KvLayout(perToken, perToken * context);
+        }
+        long perLayer = 2L * d.kvDim() * element;
+        long read = 0;
+        int windowed = 0;
+        int window = 0;
+        for (DecoderConfig.LayerAttention layer : d.layers()) {
+            // The most positions one query sees: a chunk ends at chunkSize, a sliding window at its width.
+            long visible = context;
+            if (layer.chunkSize() > 0) {
+                visible = Math.min(visible, layer.chunkSize());
+            }
+            if (layer.slidingWindow() > 0) {
+                visible = Math.min(visible, layer.slidingWindow());
+            }
+            if (layer.chunkSize() > 0 || layer.slidingWindow() > 0) {
+                windowed++;
+                window = layer.chunkSize() > 0 ? layer.chunkSize() : layer.slidingWindow();
+            }
+            read += perLayer * visible;
+        }
+        notes.add(String.format(Locale.ROOT,
+                "KV cache per token: %d layers x %d KV heads x head_dim %d x 2 (K and V) x %d bytes (%s),"
+                        + " every position of every layer held, as the router's paged cache holds it",
+                d.numLayers(), d.numKvHeads(), d.headDim(), element, CapacityPlan.dtypeName(ROUTER_KV_DTYPE)));
+        if (windowed > 0) {
+            notes.add(String.format(Locale.ROOT,
+                    "%d of %d layers attend within %s of %d positions: they hold every position but a step reads"
+                            + " at most %d of them%s", windowed, d.numLayers(),
+                    config.architecture() == Architecture.LLAMA4 ? "chunks" : "a sliding window", window, window,
+                    context > window ? " (a cache that dropped positions outside the window would need less memory)"
+                            : ""));
+        }
+        return new KvLayout(perLayer * d.numLayers(), read);
+    }
+
+    private static long intOr(JsonObject c, String key, long def) {
+        JsonElement e = c.get(key);
+        return e == null || e.isJsonNull() ? def : e.getAsLong();
     }
 
     private static List<String> notes(ModelConfig config, CapacityRequest request, ModelFootprint model,
-            DType expertDtype, DType denseDtype, long byMemory, int workers, long usable, long slots) {
+            DType expertDtype, DType denseDtype, long byMemory, int workers, long slots) {
         List<String> notes = new ArrayList<>();
         JsonElement comment = config.raw().get("_comment");
         if (comment != null && comment.isJsonPrimitive()) {
@@ -101,8 +230,8 @@ public final class CapacityPlanner {
         }
         notes.add(String.format(Locale.ROOT,
                 "%.0f%% of each accelerator (%s) is kept back for activations, batch buffers and the runtime;"
-                        + " the router's KV cache is not part of this plan",
-                request.reserveFraction() * 100, MemorySize.format(request.acceleratorBytes() - usable)));
+                        + " GPU routers, and router hosts of a given memory, keep back the same share",
+                request.reserveFraction() * 100, MemorySize.format(request.acceleratorBytes() - request.usableBytes())));
         if (workers > byMemory) {
             notes.add("the worker count is set by the " + request.minReplicas()
                     + " replicas of every expert (each copy on a distinct worker), not by memory");
@@ -122,13 +251,9 @@ public final class CapacityPlanner {
                     + " while the checkpoint is " + CapacityPlan.dtypeName(config.dtype())
                     + ": workers load experts in the checkpoint's dtype, so this is a what-if for a converted checkpoint");
         }
-        notes.add("the dense part stays on the router at the checkpoint's dtype ("
+        notes.add("every router holds the dense part at the checkpoint's dtype ("
                 + CapacityPlan.dtypeName(denseDtype) + ")"
                 + (model.dense().sharedExperts() > 0 ? ", shared experts included" : ""));
-        if (model.denseBytes(denseDtype) > usable) {
-            notes.add("the dense part (" + MemorySize.format(model.denseBytes(denseDtype))
-                    + ") does not fit one accelerator's usable memory: the router needs a larger device or host");
-        }
         if (config.weightPrefix().startsWith("language_model.")) {
             notes.add("multimodal checkpoint: the vision encoder and projector are not counted");
         }

@@ -65,15 +65,15 @@ public record ModelFootprint(
         int layers = config.numLayers();
         int moe = config.moeLayers().size();
         int dense = layers - moe;
-        long vocab = required(c, "vocab_size");
+        long vocab = required(config, "vocab_size");
         long embeddings = vocab * h;
         long lmHead = bool(c, "tie_word_embeddings", false) ? 0 : vocab * h;
         long perExpert = 3 * h * config.expertIntermediateSize();
         long experts = config.numExperts();
 
         long attentionPerLayer = config.architecture() == Architecture.DEEPSEEK_V3
-                ? latentAttention(c, h)
-                : groupedQueryAttention(c, config.architecture(), h);
+                ? latentAttention(config, h)
+                : groupedQueryAttention(config, h);
         long denseFfnWidth = switch (config.architecture()) {
             case MIXTRAL -> 0;
             case LLAMA4 -> optional(c, "intermediate_size_mlp", 16384); // Llama4TextConfig's default
@@ -100,8 +100,10 @@ public record ModelFootprint(
     }
 
     /** q, k, v and o projections with grouped KV heads, plus Qwen2's q/k/v biases and Qwen3's q/k norms. */
-    private static long groupedQueryAttention(JsonObject c, Architecture arch, long h) {
-        long heads = required(c, "num_attention_heads");
+    private static long groupedQueryAttention(ModelConfig config, long h) {
+        JsonObject c = config.raw();
+        Architecture arch = config.architecture();
+        long heads = required(config, "num_attention_heads");
         long kvHeads = optional(c, "num_key_value_heads", heads);
         long headDim = optional(c, "head_dim", h / heads);
         long q = heads * headDim;
@@ -121,8 +123,9 @@ public record ModelFootprint(
     }
 
     /** DeepSeek-V3's multi-head latent attention: low-rank q (or a full q_proj) and compressed kv. */
-    private static long latentAttention(JsonObject c, long h) {
-        long heads = required(c, "num_attention_heads");
+    private static long latentAttention(ModelConfig config, long h) {
+        JsonObject c = config.raw();
+        long heads = required(config, "num_attention_heads");
         long nope = optional(c, "qk_nope_head_dim", 128);
         long rope = optional(c, "qk_rope_head_dim", 64);
         long v = optional(c, "v_head_dim", 128);
@@ -176,10 +179,12 @@ public record ModelFootprint(
         return dense.total() * dtype.byteSize();
     }
 
-    private static long required(JsonObject c, String key) {
-        JsonElement e = c.get(key);
+    private static long required(ModelConfig config, String key) {
+        JsonElement e = config.raw().get(key);
         if (e == null || e.isJsonNull()) {
-            throw new IllegalArgumentException("config.json is missing " + key + " (needed to count parameters)");
+            throw new IllegalArgumentException(config.source() + " is missing "
+                    + (config.weightPrefix().startsWith("language_model.") ? "text_config." : "") + key
+                    + " (needed to count parameters)");
         }
         return e.getAsLong();
     }

@@ -34,7 +34,7 @@ class CapacityPlannerTest {
      * active          38,208 + 2 layers × 2 × 24,576      = 136,512
      * </pre>
      */
-    private static final String SMALL_MIXTRAL = """
+    static final String SMALL_MIXTRAL = """
             {"architectures": ["MixtralForCausalLM"], "hidden_size": 64, "intermediate_size": 128,
              "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
              "num_local_experts": 4, "num_experts_per_tok": 2, "vocab_size": 100, "torch_dtype": "bfloat16"}
@@ -88,7 +88,6 @@ class CapacityPlannerTest {
         assertThat(plan.minFreeBytesPerWorker()).isEqualTo(180_000 - 147_456);
         assertThat(plan.maxFreeBytesPerWorker()).isEqualTo(180_000 - 98_304);
         assertThat(plan.redundantCopies()).isEqualTo(1);
-        assertThat(plan.denseFitsOneAccelerator()).isTrue();
     }
 
     @Test
@@ -225,7 +224,7 @@ class CapacityPlannerTest {
         assertThat(at80.workers()).isEqualTo(48);
         assertThat(at141.slotsPerWorker()).isEqualTo(57);
         assertThat(at141.workers()).isEqualTo(27);
-        assertThat(at80.denseFitsOneAccelerator()).isFalse();
+        assertThat(at80.routers().denseBytes()).isGreaterThan(at80.request().usableBytes());
         assertThat(at80.notes()).first().asString().startsWith("Hypothetical Behemoth-scale config");
         assertThat(at80.notes()).anyMatch(n -> n.contains("little room for hot-expert replicas"));
     }
@@ -386,7 +385,7 @@ class CapacityPlannerTest {
         return ModelConfig.parse(JsonParser.parseString(json).getAsJsonObject(), "small");
     }
 
-    private static ModelConfig example(String name) throws IOException {
+    static ModelConfig example(String name) throws IOException {
         Path dir = Path.of("").toAbsolutePath();
         while (dir != null && !Files.isDirectory(dir.resolve("deploy/examples"))) {
             dir = dir.getParent();

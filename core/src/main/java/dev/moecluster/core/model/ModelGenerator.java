@@ -109,7 +109,7 @@ public final class ModelGenerator {
         Files.writeString(dir.resolve("config.json"), gson.toJson(config));
         Files.writeString(dir.resolve("tokenizer.json"), gson.toJson(tokenizer.toTokenizerJson(addsBos())));
         Files.writeString(dir.resolve("tokenizer_config.json"), gson.toJson(tokenizerConfig()));
-        return ModelConfig.parse(config, dir.getFileName().toString());
+        return ModelConfig.parse(config, ModelLocation.nameOf(dir), dir.resolve("config.json").toString());
     }
 
     /**

@@ -17,8 +17,8 @@ import java.util.Locale;
  * absent. {@link ModelConfig} covers the MoE side; this record covers everything else the dense
  * forward needs.
  *
- * @param headDim {@code head_dim}; when absent Llama 4 uses its config default 128, the others
- *     {@code hidden_size / num_attention_heads}
+ * @param headDim {@code head_dim}; when absent Llama 4 uses its config default 128, and the others
+ *     (or Llama 4 given {@code null}) {@code hidden_size / num_attention_heads}
  * @param qkvBias q, k and v projections have a bias (Qwen2-MoE {@code qkv_bias}, Qwen3-MoE and
  *     Llama 4 {@code attention_bias})
  * @param outputBias the o projection has a bias (Qwen3-MoE and Llama 4 {@code attention_bias})
@@ -150,8 +150,22 @@ public record DecoderConfig(
         return layers.get(layer);
     }
 
-    /** Reads the decoder settings from {@code config.raw()}, the text model's config object. */
+    /**
+     * Reads the decoder settings from {@code config.raw()}, the text model's config object.
+     *
+     * @throws IllegalArgumentException naming the config file and the key when a field is missing,
+     *     malformed or names a setting the reference decoder does not run
+     */
     public static DecoderConfig from(ModelConfig config) {
+        try {
+            return read(config);
+        } catch (IllegalArgumentException | IllegalStateException | UnsupportedOperationException e) {
+            String where = config.weightPrefix().startsWith("language_model.") ? " (text_config)" : "";
+            throw new IllegalArgumentException(config.source() + where + ": " + e.getMessage(), e);
+        }
+    }
+
+    private static DecoderConfig read(ModelConfig config) {
         JsonObject c = config.raw();
         Architecture arch = config.architecture();
         if (arch == Architecture.DEEPSEEK_V3) {
@@ -161,8 +175,9 @@ public record DecoderConfig(
         int layers = config.numLayers();
         int heads = req(c, "num_attention_heads");
         int kvHeads = opt(c, "num_key_value_heads", heads);
+        // Llama4TextConfig's head_dim field defaults to 128, but an explicit null means hidden / heads.
         int headDim = isSet(c, "head_dim") ? c.get("head_dim").getAsInt()
-                : arch == Architecture.LLAMA4 ? 128 : hidden / heads;
+                : arch == Architecture.LLAMA4 && !c.has("head_dim") ? 128 : hidden / heads;
         float eps = (float) optDouble(c, "rms_norm_eps", arch == Architecture.MIXTRAL || arch == Architecture.LLAMA4 ? 1e-5 : 1e-6);
         boolean attentionBias = optBool(c, "attention_bias", false);
         boolean qkvBias = switch (arch) {
@@ -309,7 +324,7 @@ public record DecoderConfig(
 
     private static int req(JsonObject c, String key) {
         if (!isSet(c, key)) {
-            throw new IllegalArgumentException("config.json is missing " + key);
+            throw new IllegalArgumentException("missing " + key);
         }
         return c.get(key).getAsInt();
     }

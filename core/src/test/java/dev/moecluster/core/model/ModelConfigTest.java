@@ -253,7 +253,7 @@ class ModelConfigTest {
         j.remove("num_local_experts");
         assertThatThrownBy(() -> ModelConfig.parse(j, "x"))
                 .isInstanceOf(IllegalArgumentException.class)
-                .hasMessage("config.json is missing num_local_experts");
+                .hasMessage("config.json is missing num_local_experts (or num_experts)");
         JsonObject q = json(QWEN3);
         q.remove("moe_intermediate_size");
         assertThatThrownBy(() -> ModelConfig.parse(q, "x"))
