@@ -56,6 +56,7 @@ class MetricsTest {
 
             Exposition coordinator = Exposition.scrape(cluster.coordinator().metricsPort());
             assertThat(coordinator.sum("moe_coordinator_leader", s -> true)).isEqualTo(1);
+            assertThat(coordinator.sum("moe_coordinator_leader_term", s -> true)).as("the first leader's term").isEqualTo(1);
             assertThat(coordinator.sum("moe_coordinator_workers", s -> s.is("state", "active"))).isEqualTo(3);
             assertThat(coordinator.sum("moe_coordinator_min_replicas", s -> true)).isEqualTo(1);
             assertThat(coordinator.sum("moe_coordinator_experts_without_live_replica", s -> true)).isZero();

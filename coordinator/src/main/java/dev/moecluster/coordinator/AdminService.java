@@ -63,6 +63,8 @@ final class AdminService extends AdminGrpc.AdminImplBase {
             b.addMembers(address);
         }
         b.setLeading(reconciler.isLeader());
+        Map.Entry<Long, String> term = LeaderTerm.current(hz);
+        b.setLeaderTerm(term == null ? 0 : term.getKey());
         ExpertPlacement p = current();
         b.setPlacementEpoch(p == null ? 0 : p.epoch());
         String rollout = hz.<String, String>getMap(ControlMaps.PLACEMENT).get(ControlMaps.PENDING);

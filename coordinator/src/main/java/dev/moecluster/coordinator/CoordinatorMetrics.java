@@ -23,6 +23,9 @@ final class CoordinatorMetrics {
     static void register(PrometheusRegistry registry, Reconciler reconciler) {
         GaugeWithCallback.builder().name("moe_coordinator_leader").help("1 on the member running the control loop, else 0")
                 .callback(cb -> cb.call(reconciler.isLeader() ? 1 : 0)).register(registry);
+        GaugeWithCallback.builder().name("moe_coordinator_leader_term")
+                .help("The leader's term this coordinator holds (it grows with every change of leader); 0 when it does not lead")
+                .callback(cb -> cb.call(Math.max(0, reconciler.term()))).register(registry);
         GaugeWithCallback.builder().name("moe_coordinator_workers").help("Registered workers by state")
                 .labelNames("state")
                 .callback(cb -> {

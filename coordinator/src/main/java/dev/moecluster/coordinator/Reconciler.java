@@ -46,7 +46,7 @@ final class Reconciler {
      * How long every router that sends a worker batches must see them fail (none answered since) before
      * the worker is SUSPECT: longer than a GC pause, far shorter than the expert timeout.
      */
-    static final long SUSPECT_AFTER_MILLIS = 2_000;
+    static final long SUSPECT_AFTER_MILLIS = 3_000;
     /** Heartbeat timeouts a SUSPECT worker waits without failure reports before it is ACTIVE again. */
     static final int SUSPECT_PROBATION_TIMEOUTS = 10;
 
@@ -72,6 +72,8 @@ final class Reconciler {
     private String published;
     /** When this member began to lead (its clock), or -1 while it does not lead. */
     private long leadingSince = -1;
+    /** The leader's term this coordinator holds, -1 when it does not lead; claimed again on every tick. */
+    private volatile long term = -1;
     /** SUSPECT workers by address, and when they were last reported failing (or found SUSPECT). */
     private final Map<String, Long> suspectSince = new HashMap<>();
     /** Since when every router that sends the worker batches has seen them fail (workers failing now only). */
@@ -94,10 +96,21 @@ final class Reconciler {
     }
 
     /**
-     * The oldest member leads, and only on a side of the cluster with a majority of the coordinators:
-     * a minority cannot write (split-brain protection) and must not act as if it could.
+     * The oldest member leads, and only on a side of the cluster with a majority of the coordinators
+     * (a minority cannot write: split-brain protection), and only while it holds the leader's term
+     * ({@link LeaderTerm}), which the other members grant: a member they have expelled does not lead
+     * on its own stale view of the cluster.
      */
     boolean isLeader() {
+        return term > 0 && oldestOfMajority();
+    }
+
+    /** The term this coordinator leads with, or -1 when it does not lead. */
+    long term() {
+        return term;
+    }
+
+    private boolean oldestOfMajority() {
         Set<Member> members = hz.getCluster().getMembers();
         return members.size() >= config.majority() && members.iterator().next().localMember();
     }
@@ -165,6 +178,15 @@ final class Reconciler {
         return hz.getMap(name);
     }
 
+    /** The term the other members grant this one, or -1 (refused, or no majority to write the record). */
+    private long claimTerm() {
+        try {
+            return LeaderTerm.claim(hz, config.majority());
+        } catch (RuntimeException refused) { // split-brain protection, or the owner is gone mid-call
+            return -1;
+        }
+    }
+
     void tick() {
         try {
             long now = System.currentTimeMillis();
@@ -175,15 +197,22 @@ final class Reconciler {
                 // on every member, so each coordinator's metric and Status say what the leader sees
                 balancedness = PlacementPlanner.balancedness(shared, load, capacities(workers()));
             }
-            if (!isLeader()) {
+            long granted = oldestOfMajority() ? claimTerm() : -1;
+            if (granted < 0) {
+                if (term > 0) {
+                    LOG.warning("this coordinator no longer leads (term " + term + "): it is not the oldest member of a"
+                            + " majority, or the others no longer count it");
+                }
+                term = -1;
                 leadingSince = -1;
                 return;
             }
-            if (leadingSince < 0) {
+            if (granted != term) {
+                term = granted;
                 leadingSince = now;
-                LOG.info("this coordinator leads now (" + hz.getCluster().getMembers().size() + " members, majority "
-                        + config.majority() + "); it declares no worker dead for the first " + config.heartbeatTimeout().toMillis()
-                        + " ms, while heartbeats that went to the old leader find their way here");
+                LOG.info("this coordinator leads now with term " + term + " (" + hz.getCluster().getMembers().size()
+                        + " members, majority " + config.majority() + "); it declares no worker dead for the first "
+                        + config.heartbeatTimeout().toMillis() + " ms, while heartbeats that went to the old leader find their way here");
             }
             Map<String, WorkerRecord> workers = workers();
             if (now - leadingSince > config.heartbeatTimeout().toMillis()) {

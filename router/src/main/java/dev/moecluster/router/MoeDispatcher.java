@@ -114,7 +114,7 @@ final class MoeDispatcher {
      * back from another replica, so a worker this far behind has stopped answering (a dead data plane,
      * a frozen process), and the coordinators hear so without waiting for the expert timeout.
      */
-    static final long OVERDUE_AFTER_HEDGE_NANOS = TimeUnit.SECONDS.toNanos(1);
+    static final long OVERDUE_AFTER_HEDGE_NANOS = TimeUnit.SECONDS.toNanos(2);
 
     /** The channels' current load and health, as the plan reads them. */
     private final DispatchPlan.WorkerView view = new DispatchPlan.WorkerView() {

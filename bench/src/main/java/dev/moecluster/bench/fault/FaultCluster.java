@@ -58,10 +58,10 @@ public final class FaultCluster implements AutoCloseable {
     }
 
     /** One coordinator's answer to Status and ListWorkers, or {@code reachable = false}. */
-    public record CoordinatorView(String node, boolean reachable, String leader, boolean leading, int members,
+    public record CoordinatorView(String node, boolean reachable, String leader, boolean leading, long term, int members,
             long epoch, Map<String, String> workerStates) {
         static CoordinatorView unreachable(String node) {
-            return new CoordinatorView(node, false, "", false, 0, 0, Map.of());
+            return new CoordinatorView(node, false, "", false, 0, 0, 0, Map.of());
         }
 
         /** "c1 leads, 3 members, epoch 7, workers ACTIVE×3" or "c1 unreachable". */
@@ -73,7 +73,7 @@ public final class FaultCluster implements AutoCloseable {
             workerStates.values().forEach(s -> byState.merge(s, 1, Integer::sum));
             StringBuilder states = new StringBuilder();
             byState.forEach((s, n) -> states.append(states.isEmpty() ? "" : " ").append(s).append('×').append(n));
-            return node + (leading ? " leads" : leader.isEmpty() ? " (no majority)" : " follows") + ", " + members
+            return node + (leading ? " leads" : leader.isEmpty() ? " (no majority)" : " follows") + ", term " + term + ", " + members
                     + " members, epoch " + epoch + ", workers " + states;
         }
     }
@@ -250,7 +250,8 @@ public final class FaultCluster implements AutoCloseable {
             for (WorkerInfo w : stub.listWorkers(ListWorkersRequest.getDefaultInstance()).getWorkersList()) {
                 states.put(w.getAddress(), w.getState());
             }
-            return new CoordinatorView(c, true, s.getLeader(), s.getLeading(), s.getMembersCount(), s.getPlacementEpoch(), states);
+            return new CoordinatorView(c, true, s.getLeader(), s.getLeading(), s.getLeaderTerm(), s.getMembersCount(),
+                    s.getPlacementEpoch(), states);
         } catch (RuntimeException e) {
             return CoordinatorView.unreachable(c);
         }
