@@ -7,9 +7,13 @@ import dev.moecluster.core.model.ModelConfig;
 import dev.moecluster.core.model.ModelGenerator;
 import dev.moecluster.core.moe.ExpertWeights;
 import dev.moecluster.core.moe.ReferenceMoeBlock;
+import dev.moecluster.core.runner.DecoderModel;
 import dev.moecluster.core.tensor.DType;
 import dev.moecluster.core.tensor.FloatMatrix;
+import dev.moecluster.proto.GenerateRequest;
 import dev.moecluster.proto.MoeForwardResponse;
+import dev.moecluster.proto.SamplingParams;
+import dev.moecluster.proto.TokenIds;
 import dev.moecluster.worker.CpuBackend;
 import io.grpc.ManagedChannel;
 import java.nio.file.Path;
@@ -22,7 +26,8 @@ import org.junit.jupiter.api.Test;
  * An FP8 checkpoint in the layout of Meta's Llama 4 FP8 release (multimodal names, compressed-tensors
  * per-channel e4m3 experts, bf16 elsewhere) served through a real cluster (3 workers, Netty on
  * loopback): MoeForward equals the in-process reference on the dequantized weights, and stays within
- * FP8's precision of the bf16 model the checkpoint was quantized from.
+ * FP8's precision of the bf16 model the checkpoint was quantized from; Generate gives the in-process
+ * model's greedy tokens.
  */
 class Fp8CheckpointClusterTest {
 
@@ -76,6 +81,18 @@ class Fp8CheckpointClusterTest {
                 assertThat(backends).hasSize(3).allSatisfy(b -> assertThat(b.memory().usedBytes())
                         .isEqualTo(b.memory().experts() * perExpert));
                 assertThat(backends.stream().mapToInt(b -> b.memory().experts()).sum()).isEqualTo(cfg.numExperts());
+
+                // Generate reads the dense half from the multimodal names and gives the in-process model's tokens.
+                try (DecoderModel reference = DecoderModel.open(fp8Dir)) {
+                    int[] prompt = {3, 41, 97, 12, 250, 7, 64};
+                    GenerateRequest request = GenerateRequest.newBuilder()
+                            .setTokenIds(TokenIds.newBuilder().addAllIds(Arrays.stream(prompt).boxed().toList()))
+                            .setSampling(SamplingParams.newBuilder().setMaxTokens(10).setTemperature(0f).setIgnoreEos(true))
+                            .build();
+                    GenerateClusterTest.Generated g = GenerateClusterTest.collect(Clusters.stub(channel).generate(request));
+                    int[] expected = reference.generateGreedy(prompt, 10, DType.BF16);
+                    assertThat(g.ids()).hasSize(10).containsExactlyElementsOf(Arrays.stream(expected).boxed().toList());
+                }
             } finally {
                 channel.shutdownNow();
             }
