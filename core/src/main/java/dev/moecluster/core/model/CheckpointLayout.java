@@ -196,8 +196,8 @@ public final class CheckpointLayout {
         if (!checkpoint.contains(base + "gate_proj.weight")) {
             return Optional.empty();
         }
-        ExpertWeights ffn = new ExpertWeights(checkpoint.tensor(base + "gate_proj.weight"),
-                checkpoint.tensor(base + "up_proj.weight"), checkpoint.tensor(base + "down_proj.weight"));
-        return Optional.of(new SharedExpert(ffn, gate == null ? null : checkpoint.tensor(gate)));
+        ExpertWeights ffn = new ExpertWeights(checkpoint.denseTensor(base + "gate_proj.weight"),
+                checkpoint.denseTensor(base + "up_proj.weight"), checkpoint.denseTensor(base + "down_proj.weight"));
+        return Optional.of(new SharedExpert(ffn, gate == null ? null : checkpoint.denseTensor(gate)));
     }
 }

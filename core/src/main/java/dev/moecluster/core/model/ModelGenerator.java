@@ -378,9 +378,9 @@ public final class ModelGenerator {
                     String m = p + "block_sparse_moe.";
                     gate(arena, m + "gate", e, h);
                     for (int x = 0; x < e; x++) {
-                        expertLinear(arena, m + "experts." + x + ".w1", h, values(h, inter, h), inter, h);
-                        expertLinear(arena, m + "experts." + x + ".w3", h, values(h, inter, h), inter, h);
-                        expertLinear(arena, m + "experts." + x + ".w2", inter, values(inter, h, inter), h, inter);
+                        expertLinear(arena, m + "experts." + x + ".w1", values(h, inter, h), inter, h);
+                        expertLinear(arena, m + "experts." + x + ".w3", values(h, inter, h), inter, h);
+                        expertLinear(arena, m + "experts." + x + ".w2", values(inter, h, inter), h, inter);
                     }
                 }
                 case QWEN3_MOE, QWEN2_MOE -> {
@@ -389,9 +389,9 @@ public final class ModelGenerator {
                         gate(arena, m + "gate", e, h);
                         for (int x = 0; x < e; x++) {
                             String ex = m + "experts." + x + ".";
-                            expertLinear(arena, ex + "gate_proj", h, values(h, inter, h), inter, h);
-                            expertLinear(arena, ex + "up_proj", h, values(h, inter, h), inter, h);
-                            expertLinear(arena, ex + "down_proj", inter, values(inter, h, inter), h, inter);
+                            expertLinear(arena, ex + "gate_proj", values(h, inter, h), inter, h);
+                            expertLinear(arena, ex + "up_proj", values(h, inter, h), inter, h);
+                            expertLinear(arena, ex + "down_proj", values(inter, h, inter), h, inter);
                         }
                         if (arch == Architecture.QWEN2_MOE) {
                             mlp(arena, m + "shared_expert.", h, parsed.sharedExpertIntermediateSize());
@@ -444,7 +444,7 @@ public final class ModelGenerator {
      * One routed expert's Linear weight {@code [out, in]} from {@code vals}: in {@code dtype}, or
      * quantized to FP8 from its {@code dtype} rounding with a per-row {@code weight_scale [out, 1]}.
      */
-    private void expertLinear(Arena arena, String module, double fanIn, float[] vals, int out, int in) {
+    private void expertLinear(Arena arena, String module, float[] vals, int out, int in) {
         if (!spec.fp8Experts()) {
             writer.put(module + ".weight", Tensor.of(arena, spec.dtype(), new long[] {out, in}, vals));
             return;
@@ -491,9 +491,9 @@ public final class ModelGenerator {
                     d[o * inter + i] = down[(x * inter + i) * h + o];
                 }
             }
-            expertLinear(arena, prefix + x + ".gate_proj", h, gate, inter, h);
-            expertLinear(arena, prefix + x + ".up_proj", h, up, inter, h);
-            expertLinear(arena, prefix + x + ".down_proj", inter, d, h, inter);
+            expertLinear(arena, prefix + x + ".gate_proj", gate, inter, h);
+            expertLinear(arena, prefix + x + ".up_proj", up, inter, h);
+            expertLinear(arena, prefix + x + ".down_proj", d, h, inter);
         }
     }
 

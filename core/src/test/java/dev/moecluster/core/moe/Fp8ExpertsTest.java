@@ -279,6 +279,28 @@ class Fp8ExpertsTest {
     }
 
     @Test
+    void fp8OutsideTheRoutedExpertsFailsNamingTheTensorRatherThanRunningUnscaled() throws IOException {
+        Path src = tmp.resolve("fp8");
+        ModelGenerator.generate(spec(Architecture.MIXTRAL).withFp8Experts(true), src);
+        Path dir = tmp.resolve("fp8-attention");
+        String q = "model.layers.1.self_attn.q_proj.weight";
+        try (Checkpoint c = Checkpoint.open(src); Arena arena = Arena.ofConfined()) {
+            SafetensorsWriter writer = new SafetensorsWriter();
+            for (String name : c.tensorNames()) {
+                Tensor t = c.tensor(name);
+                writer.put(name, name.equals(q) ? Tensor.of(arena, DType.FP8_E4M3, t.shape(), t.toFloatArray()) : t);
+            }
+            Files.createDirectories(dir);
+            writer.write(dir.resolve("model.safetensors"));
+        }
+        java.nio.file.Files.copy(src.resolve("config.json"), dir.resolve("config.json"));
+        java.nio.file.Files.copy(src.resolve("tokenizer.json"), dir.resolve("tokenizer.json"));
+        assertThatThrownBy(() -> dev.moecluster.core.runner.DecoderModel.open(dir).close())
+                .hasMessageContaining(q)
+                .hasMessageContaining("only routed experts may be FP8");
+    }
+
+    @Test
     void expertDtypeReadsTheQuantizationConfigsFp8Forms() {
         JsonObject base = JsonParser.parseString("""
                 {"architectures": ["MixtralForCausalLM"], "torch_dtype": "bfloat16", "hidden_size": 64,
