@@ -43,15 +43,21 @@ final class GenModelCommand implements Callable<Integer> {
     @Option(names = "--shards", defaultValue = "1", description = "Safetensors files to split the weights into, with an index when > 1 (default: ${DEFAULT-VALUE}).")
     int shards;
 
+    @Option(names = "--fp8-experts", description = "Write an FP8 checkpoint in the layout of Meta's Llama 4 FP8 release: routed experts"
+            + " quantized to e4m3 with a per-channel weight_scale (compressed-tensors), everything else in --dtype; the"
+            + " weights are the same-seed model's, quantized, so that model is its reference.")
+    boolean fp8Experts;
+
     @Override
     public Integer call() throws Exception {
         var spec = new ModelGenerator.Spec(Architecture.fromCli(arch), layers, hidden, intermediate, experts, topK, seed,
-                DType.parse(dtype), shards);
+                DType.parse(dtype), shards).withFp8Experts(fp8Experts);
         ModelConfig config = ModelGenerator.generate(spec, out);
-        System.out.printf("wrote %s model to %s: %d layers (MoE layers %s), hidden %d, %d experts x intermediate %d, top-%d, %s%n",
+        System.out.printf("wrote %s model to %s: %d layers (MoE layers %s), hidden %d, %d experts x intermediate %d, top-%d, %s%s%n",
                 config.architecture().hfName(), out.toAbsolutePath(), config.numLayers(), config.moeLayerList(),
                 config.hiddenSize(), config.numExperts(), config.expertIntermediateSize(), config.expertsPerToken(),
-                config.dtype().name().toLowerCase(java.util.Locale.ROOT));
+                config.dtype().name().toLowerCase(java.util.Locale.ROOT),
+                config.expertDtype() == DType.FP8_E4M3 ? ", experts fp8 e4m3 with per-channel scales" : "");
         return 0;
     }
 }

@@ -1,9 +1,11 @@
 package dev.moecluster.cli;
 
+import dev.moecluster.core.model.ModelConfig;
 import dev.moecluster.core.tensor.DType;
 import dev.moecluster.worker.CpuBackend;
 import dev.moecluster.worker.ExpertBackends;
 import dev.moecluster.worker.ExpertWorker;
+import java.nio.file.Path;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CountDownLatch;
 import picocli.CommandLine.Command;
@@ -58,8 +60,10 @@ final class LocalCommand implements Callable<Integer> {
             throw new picocli.CommandLine.ParameterException(spec.commandLine(),
                     "--throughput-rows-per-s must be -1 (measure), 0 (none) or a positive figure, got " + throughput);
         }
-        var options = LocalCluster.Options.of(model.resolve(), workers + cpuWorkers, replicas)
-                .withBackends(i -> i < workers ? ExpertBackends.create(backend) : new CpuBackend())
+        Path dir = model.resolve();
+        DType expertWeights = ModelConfig.load(dir).expertDtype();
+        var options = LocalCluster.Options.of(dir, workers + cpuWorkers, replicas)
+                .withBackends(i -> i < workers ? ExpertBackends.create(backend, "auto", expertWeights) : new CpuBackend())
                 .withThroughputs(i -> throughput)
                 .withCoordinator(true)
                 .withRouterPort(port)

@@ -5,6 +5,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import dev.moecluster.core.model.Architecture;
 import dev.moecluster.core.model.Checkpoint;
 import dev.moecluster.core.model.ModelConfig;
+import dev.moecluster.core.tensor.DType;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
 import java.io.PrintWriter;
@@ -74,6 +75,23 @@ class MoeCommandTest {
         try (Checkpoint ck = Checkpoint.open(out)) {
             assertThat(ck.shapeOf("model.layers.2.mlp.experts.5.down_proj.weight")).containsExactly(32, 48);
             assertThat(ck.shapeOf("model.layers.0.mlp.gate.weight")).containsExactly(6, 32);
+        }
+    }
+
+    @Test
+    void genModelWithFp8ExpertsWritesMetasFp8Layout() throws Exception {
+        Path out = tmp.resolve("llama-fp8");
+        Object[] r = run("gen-model", "--arch", "llama4", "--out", out.toString(), "--hidden", "32", "--intermediate", "48",
+                "--experts", "4", "--fp8-experts");
+        assertThat(r[0]).isEqualTo(0);
+        assertThat((String) r[1]).contains("wrote Llama4ForCausalLM model", "bf16, experts fp8 e4m3 with per-channel scales");
+        ModelConfig cfg = ModelConfig.load(out);
+        assertThat(cfg.expertDtype()).isEqualTo(DType.FP8_E4M3);
+        assertThat(cfg.weightPrefix()).isEqualTo("language_model.model.");
+        try (Checkpoint ck = Checkpoint.open(out)) {
+            String e = "language_model.model.layers.1.feed_forward.experts.3.";
+            assertThat(ck.tensor(e + "up_proj.weight").dtype()).isEqualTo(DType.FP8_E4M3);
+            assertThat(ck.shapeOf(e + "up_proj.weight_scale")).containsExactly(48, 1);
         }
     }
 

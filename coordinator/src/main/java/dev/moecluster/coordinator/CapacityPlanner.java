@@ -75,7 +75,7 @@ public final class CapacityPlanner {
         if (model.moeLayers() == 0) {
             throw new IllegalArgumentException(config.name() + " has no MoE layers: there are no experts to place on workers");
         }
-        DType expertDtype = request.expertDtype().orElse(config.dtype());
+        DType expertDtype = request.expertDtype().orElse(config.expertDtype());
         DType denseDtype = config.dtype();
         long perExpert = model.bytesPerExpert(expertDtype);
         long usable = request.usableBytes();
@@ -245,10 +245,10 @@ public final class CapacityPlanner {
                             + " worker(s) give at least %d (10%% of the experts)",
                     redundant, slots, Math.ceilDiv(wanted - redundant, slots), wanted));
         }
-        if (expertDtype != config.dtype()) {
+        if (expertDtype != config.expertDtype()) {
             notes.add("experts sized at " + CapacityPlan.dtypeName(expertDtype)
                     + (expertDtype == DType.FP8_E4M3 ? " (e4m3 with one f32 scale per weight row)" : "")
-                    + " while the checkpoint is " + CapacityPlan.dtypeName(config.dtype())
+                    + " while the checkpoint's experts are " + CapacityPlan.dtypeName(config.expertDtype())
                     + ": workers load experts in the checkpoint's dtype, so this is a what-if for a converted checkpoint");
         }
         notes.add("every router holds the dense part at the checkpoint's dtype ("

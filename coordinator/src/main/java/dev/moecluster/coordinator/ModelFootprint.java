@@ -6,6 +6,7 @@ import com.google.gson.JsonElement;
 import com.google.gson.JsonObject;
 import dev.moecluster.core.model.Architecture;
 import dev.moecluster.core.model.ModelConfig;
+import dev.moecluster.core.moe.ExpertWeights;
 import dev.moecluster.core.tensor.DType;
 
 /**
@@ -167,11 +168,7 @@ public record ModelFootprint(
      */
     public long bytesPerExpert(DType dtype) {
         requireNonNull(dtype, "dtype is null");
-        long bytes = paramsPerExpert * dtype.byteSize();
-        if (dtype == DType.FP8_E4M3) {
-            bytes += Float.BYTES * (2L * expertIntermediateSize + hiddenSize);
-        }
-        return bytes;
+        return ExpertWeights.byteSize(dtype, hiddenSize, expertIntermediateSize);
     }
 
     /** Bytes of the dense part at {@code dtype} (FP8 is counted without its scales). */

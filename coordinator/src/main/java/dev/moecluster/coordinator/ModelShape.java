@@ -3,6 +3,7 @@ package dev.moecluster.coordinator;
 import static java.util.Objects.requireNonNull;
 
 import dev.moecluster.core.model.ModelConfig;
+import dev.moecluster.core.moe.ExpertWeights;
 import java.util.List;
 import java.util.TreeSet;
 
@@ -32,10 +33,11 @@ public record ModelShape(List<Integer> moeLayers, int numExperts, long bytesPerE
 
     /**
      * The shape of a checkpoint: an expert is three {@code hidden × intermediate} matrices (gate, up,
-     * down) in the checkpoint's dtype.
+     * down) in the dtype its experts are stored in (FP8 checkpoints: one byte per weight plus one f32
+     * scale per weight row).
      */
     public static ModelShape of(ModelConfig config) {
-        long bytes = 3L * config.hiddenSize() * config.expertIntermediateSize() * config.dtype().byteSize();
+        long bytes = ExpertWeights.byteSize(config.expertDtype(), config.hiddenSize(), config.expertIntermediateSize());
         return new ModelShape(config.moeLayerList(), config.numExperts(), bytes);
     }
 

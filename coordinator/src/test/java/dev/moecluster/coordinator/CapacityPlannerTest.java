@@ -207,6 +207,32 @@ class CapacityPlannerTest {
     }
 
     @Test
+    void maverickFp8ReleaseIsPlannedAtItsStoredFp8SizeWithoutAsking() throws IOException {
+        // Meta's FP8 release is the bf16 config plus a compressed-tensors quantization_config beside text_config.
+        Path dir = Path.of("").toAbsolutePath();
+        while (!Files.isDirectory(dir.resolve("deploy/examples"))) {
+            dir = dir.getParent();
+        }
+        JsonObject json = JsonParser.parseString(
+                Files.readString(dir.resolve("deploy/examples/llama4-maverick/config.json"))).getAsJsonObject();
+        json.add("quantization_config", JsonParser.parseString("""
+                {"quant_method": "compressed-tensors", "format": "float-quantized",
+                 "config_groups": {"group_0": {"targets": ["Linear"],
+                   "weights": {"num_bits": 8, "type": "float", "strategy": "channel", "dynamic": false}}}}"""));
+        CapacityPlan plan = CapacityPlanner.plan(ModelConfig.parse(json, "maverick-fp8"),
+                CapacityRequest.of(MemorySize.parse("80GiB").bytes()));
+
+        // 3·5120·8192 codes + 4·(2·8192 + 5120) scale bytes = 125,915,136 per expert; 72 GiB holds 613;
+        // 3072 experts → 6 workers (5 hold only 3065)
+        assertThat(plan.expertDtype()).isEqualTo(DType.FP8_E4M3);
+        assertThat(plan.denseDtype()).isEqualTo(DType.BF16);
+        assertThat(plan.bytesPerExpert()).isEqualTo(125_915_136L);
+        assertThat(plan.slotsPerWorker()).isEqualTo(613);
+        assertThat(plan.workers()).isEqualTo(6);
+        assertThat(plan.notes()).noneMatch(n -> n.contains("what-if"));
+    }
+
+    @Test
     void behemothScaleExampleComesToTwoTrillion() throws IOException {
         ModelConfig config = example("behemoth-scale");
         CapacityPlan at80 = CapacityPlanner.plan(config, CapacityRequest.of(MemorySize.parse("80GiB").bytes()));

@@ -354,6 +354,24 @@ class PlacementPlannerTest {
     }
 
     @Test
+    void fp8CheckpointsAreSizedAtOneBytePerExpertWeightPlusTheirScales() {
+        // Maverick's FP8 release: multimodal config, bf16 torch_dtype, compressed-tensors FP8 experts.
+        ModelConfig config = ModelConfig.parse(JsonParser.parseString("""
+                {"architectures": ["Llama4ForConditionalGeneration"], "torch_dtype": "bfloat16",
+                 "quantization_config": {"quant_method": "compressed-tensors", "format": "float-quantized",
+                   "config_groups": {"group_0": {"targets": ["Linear"],
+                     "weights": {"num_bits": 8, "type": "float", "strategy": "channel"}}}},
+                 "text_config": {"hidden_size": 5120, "num_hidden_layers": 48, "num_local_experts": 128,
+                   "num_experts_per_tok": 1, "intermediate_size": 8192, "interleave_moe_layer_step": 2,
+                   "torch_dtype": "bfloat16"}}""").getAsJsonObject(), "maverick-fp8");
+        ModelShape shape = ModelShape.of(config);
+        assertThat(shape.moeLayers()).hasSize(24);
+        assertThat(shape.bytesPerExpert()).isEqualTo(3L * 5120 * 8192 + 4L * (2 * 8192 + 5120));
+        // 128 experts x 24 layers at ~120 MiB: half the 720 GiB of the bf16 release.
+        assertThat(shape.bytesPerExpert() * shape.totalExperts() / (1L << 30)).isEqualTo(360);
+    }
+
+    @Test
     void policyRejectsValuesOutOfRange() {
         assertThatThrownBy(() -> PlacementPolicy.defaults().withMinReplicas(0))
                 .hasMessageContaining("min replicas must be at least 1");

@@ -26,7 +26,7 @@ import org.openjdk.jmh.annotations.TearDown;
 @OutputTimeUnit(TimeUnit.SECONDS)
 @Fork(jvmArgs = {"--add-modules=jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED", "-Xmx4g"})
 public class ExpertFfnBenchmark {
-    @Param({"BF16", "F32"})
+    @Param({"BF16", "F32", "FP8_E4M3"})
     public DType dtype;
 
     @Param({"1", "16", "256"})

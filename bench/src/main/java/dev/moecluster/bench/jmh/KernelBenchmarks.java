@@ -18,7 +18,7 @@ import org.openjdk.jmh.runner.options.TimeValue;
  * Runs the expert-FFN JMH benchmarks in forked JVMs and prints GFLOP/s (FFNs per second × 6·rows·H·I)
  * with JMH's 99.9% confidence half-width. Usage:
  * {@code KernelBenchmarks [ffn|single-thread]… [--forks N] [--warmup N] [--iterations N]
- * [--time SECONDS] [--rows 1,16,256] [--dtype BF16,F32] [--cpus N] [--json FILE]}. The host JVM needs
+ * [--time SECONDS] [--rows 1,16,256] [--dtype BF16,F32,FP8_E4M3] [--cpus N] [--json FILE]}. The host JVM needs
  * {@code --add-modules jdk.incubator.vector}; the forks get their flags from the benchmarks' {@code @Fork}.
  */
 public final class KernelBenchmarks {
@@ -93,7 +93,7 @@ public final class KernelBenchmarks {
 
     private static void usage(PrintStream out) {
         out.println("usage: KernelBenchmarks [ffn|single-thread]... [--forks N] [--warmup N]"
-                + " [--iterations N] [--time SECONDS] [--rows 1,16,256] [--dtype BF16,F32] [--cpus N] [--json FILE]");
+                + " [--iterations N] [--time SECONDS] [--rows 1,16,256] [--dtype BF16,F32,FP8_E4M3] [--cpus N] [--json FILE]");
     }
 
     /** One line per benchmark and parameter set: FFNs/s and GFLOP/s, each ± the 99.9% CI half-width. */

@@ -32,7 +32,7 @@ public class SingleThreadFfnBenchmark {
     @Param({"vector", "native"})
     public String kernel;
 
-    @Param({"BF16", "F32"})
+    @Param({"BF16", "F32", "FP8_E4M3"})
     public DType dtype;
 
     @Param({"1", "16", "256"})

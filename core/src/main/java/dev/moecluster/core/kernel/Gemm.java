@@ -1,5 +1,6 @@
 package dev.moecluster.core.kernel;
 
+import dev.moecluster.core.tensor.DType;
 import dev.moecluster.core.tensor.Numerics;
 import dev.moecluster.core.tensor.Tensor;
 import java.lang.foreign.MemorySegment;
@@ -15,9 +16,11 @@ import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
- * The portable CPU GEMM, {@code C = A · Wᵀ} with f32 activations and f32 or bf16 weights used as
- * stored ({@code W} is {@code [N, K]}, the layout of a Linear weight). bf16 is widened to f32 in
- * registers, never copied, by splitting int lanes of weight pairs (see {@link #splitPairs}).
+ * The portable CPU GEMM, {@code C = A · Wᵀ} with f32 activations and f32, bf16 or FP8 e4m3 weights
+ * used as stored ({@code W} is {@code [N, K]}, the layout of a Linear weight). bf16 is widened to f32
+ * in registers, never copied, by splitting int lanes of weight pairs (see {@link #splitPairs}); FP8
+ * the same way from int lanes of four codes (see {@link #splitQuads}). FP8 results are the dot
+ * products of the codes' values: the caller applies the per-channel scales.
  * Register-blocked micro-kernels (4 rows × 3 weight rows, and 1 × 4 for the batch-1 GEMV) run over
  * column ranges split across a fork-join pool.
  */
@@ -28,6 +31,8 @@ public final class Gemm {
     private static final int L = F.length();
     private static final ValueLayout.OfShort SHORT_LE = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     private static final ValueLayout.OfFloat FLOAT_LE = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    /** e4m3 code bits placed in an f32's exponent and mantissa read 2^120 too small (bias 127 against 7). */
+    private static final float FP8_BIAS_FIX = 0x1p120f;
     /** Below this many multiply-adds a GEMM runs on the calling thread: forking costs more. */
     private static final long PARALLEL_THRESHOLD = 1L << 18;
 
@@ -72,6 +77,11 @@ public final class Gemm {
      * {@code c} is {@code rows × N}, both row-major from index 0.
      */
     public static void matmulTransposed(float[] a, int rows, int k, Tensor w, float[] c) {
+        if (w.dtype() == DType.FP8_E4M3) {
+            checkShapes(a, rows, k, w, c);
+            split(splitQuads(a, rows, k), rows, k, w.data(), false, c, Math.toIntExact(w.dim(0)), Gemm::columnsFp8);
+            return;
+        }
         boolean bf16 = checkOperands(a, rows, k, w, c);
         float[] x = bf16 ? splitPairs(a, rows, k) : a;
         split(x, rows, k, w.data(), bf16, c, Math.toIntExact(w.dim(0)), Gemm::columns);
@@ -83,6 +93,15 @@ public final class Gemm {
      * @throws IllegalArgumentException on mismatched shapes, short buffers or another weight dtype
      */
     static boolean checkOperands(float[] a, int rows, int k, Tensor w, float[] c) {
+        checkShapes(a, rows, k, w, c);
+        return switch (w.dtype()) {
+            case BF16 -> true;
+            case F32 -> false;
+            default -> throw new IllegalArgumentException("GEMM weights must be f32 or bf16, got " + w.dtype());
+        };
+    }
+
+    private static void checkShapes(float[] a, int rows, int k, Tensor w, float[] c) {
         if (w.rank() != 2 || w.dim(1) != k) {
             throw new IllegalArgumentException("weight " + w + " does not take inputs of width " + k);
         }
@@ -90,11 +109,6 @@ public final class Gemm {
         if (a.length < rows * k || c.length < rows * n) {
             throw new IllegalArgumentException("buffers too small for " + rows + " rows");
         }
-        return switch (w.dtype()) {
-            case BF16 -> true;
-            case F32 -> false;
-            default -> throw new IllegalArgumentException("GEMM weights must be f32 or bf16, got " + w.dtype());
-        };
     }
 
     /** Output columns {@code [from, to)} of {@code C = A · Wᵀ} for all rows, on the calling thread. */
@@ -471,6 +485,184 @@ public final class Gemm {
     }
 
     /**
+     * FP8 weights are read as int lanes of four codes (k = 4j .. 4j+3 in lane j) and widened with
+     * shifts and a mask, as bf16 pairs are (see {@link #splitPairs}): within every block of
+     * {@code 4L} activations, the k ≡ 0 (mod 4) values come first, then k ≡ 1, 2 and 3; the tail after
+     * the last whole block stays in place.
+     */
+    static float[] splitQuads(float[] a, int rows, int k) {
+        float[] x = new float[rows * k];
+        int upper = k - k % (4 * L);
+        for (int r = 0; r < rows; r++) {
+            int base = r * k;
+            for (int b = 0; b < upper; b += 4 * L) {
+                for (int j = 0; j < L; j++) {
+                    for (int q = 0; q < 4; q++) {
+                        x[base + b + q * L + j] = a[base + b + 4 * j + q];
+                    }
+                }
+            }
+            System.arraycopy(a, base + upper, x, base + upper, k - upper);
+        }
+        return x;
+    }
+
+    /**
+     * Code {@code q} (0..3) of every lane of {@code quads}, widened to f32: the code is moved to the
+     * top byte, then an arithmetic shift by 4 lands its exponent and mantissa bits in the f32's
+     * (bits 20..26) and its sign in bit 31; the mask clears the rest. That reads the value 2^120 too
+     * small for normal and subnormal codes alike, which one exact multiply puts right. (e4m3fn's NaN
+     * codes would read as ±480; quantizers saturate at ±448 and never write them.)
+     */
+    private static FloatVector fp8(IntVector quads, int q) {
+        IntVector top = q == 3 ? quads : quads.lanewise(VectorOperators.LSHL, 24 - 8 * q);
+        return top.lanewise(VectorOperators.ASHR, 4).lanewise(VectorOperators.AND, 0x87f00000)
+                .reinterpretAsFloats().mul(FP8_BIAS_FIX);
+    }
+
+    private static float fp8(MemorySegment w, long offset) {
+        return Numerics.fromFp8(w.get(ValueLayout.JAVA_BYTE, offset));
+    }
+
+    /** Computes output columns [from, to) for all rows of FP8 weights and activations from {@link #splitQuads}. */
+    private static void columnsFp8(float[] a, int rows, int k, MemorySegment w, boolean unused, float[] c, int n,
+            int from, int to) {
+        long rowBytes = k;
+        int fullRows = rows & ~3;
+        int rowTile = Math.max(4, (256 * 1024 / Math.max(1, k * 4)) & ~3);
+        for (int r0 = 0; r0 < fullRows; r0 += rowTile) {
+            int r1 = Math.min(fullRows, r0 + rowTile);
+            int col = from;
+            for (; col + 2 < to; col += 3) {
+                for (int r = r0; r < r1; r += 4) {
+                    block4x3Fp8(a, r, k, w, col * rowBytes, rowBytes, c, n, col);
+                }
+            }
+            for (; col < to; col++) {
+                for (int r = r0; r < r1; r++) {
+                    c[r * n + col] = dotFp8(a, r * k, k, w, col * rowBytes);
+                }
+            }
+        }
+        for (int r = fullRows; r < rows; r++) {
+            int col = from;
+            for (; col + 3 < to; col += 4) {
+                block1x4Fp8(a, r * k, k, w, col * rowBytes, rowBytes, c, r * n + col);
+            }
+            for (; col < to; col++) {
+                c[r * n + col] = dotFp8(a, r * k, k, w, col * rowBytes);
+            }
+        }
+    }
+
+    /** {@link #block4x3} for FP8 weights: each int load of a weight row feeds four codes, widened one quarter at a time. */
+    private static void block4x3Fp8(float[] a, int r, int k, MemorySegment w, long w0, long rowBytes,
+            float[] c, int n, int col) {
+        long w1 = w0 + rowBytes;
+        long w2 = w1 + rowBytes;
+        int a0 = r * k;
+        int a1 = a0 + k;
+        int a2 = a1 + k;
+        int a3 = a2 + k;
+        FloatVector c00 = FloatVector.zero(F), c01 = FloatVector.zero(F), c02 = FloatVector.zero(F);
+        FloatVector c10 = FloatVector.zero(F), c11 = FloatVector.zero(F), c12 = FloatVector.zero(F);
+        FloatVector c20 = FloatVector.zero(F), c21 = FloatVector.zero(F), c22 = FloatVector.zero(F);
+        FloatVector c30 = FloatVector.zero(F), c31 = FloatVector.zero(F), c32 = FloatVector.zero(F);
+        int upper = k - k % (4 * L);
+        int i = 0;
+        for (; i < upper; i += 4 * L) {
+            for (int q = 0; q < 4; q++) {
+                // Reloaded per quarter (an L1 hit) rather than kept, so the loop fits in 16 registers.
+                FloatVector b0 = fp8(pairs(w, w0 + i), q);
+                FloatVector b1 = fp8(pairs(w, w1 + i), q);
+                FloatVector b2 = fp8(pairs(w, w2 + i), q);
+                int at = i + q * L;
+                FloatVector x = FloatVector.fromArray(F, a, a0 + at);
+                c00 = x.fma(b0, c00);
+                c01 = x.fma(b1, c01);
+                c02 = x.fma(b2, c02);
+                x = FloatVector.fromArray(F, a, a1 + at);
+                c10 = x.fma(b0, c10);
+                c11 = x.fma(b1, c11);
+                c12 = x.fma(b2, c12);
+                x = FloatVector.fromArray(F, a, a2 + at);
+                c20 = x.fma(b0, c20);
+                c21 = x.fma(b1, c21);
+                c22 = x.fma(b2, c22);
+                x = FloatVector.fromArray(F, a, a3 + at);
+                c30 = x.fma(b0, c30);
+                c31 = x.fma(b1, c31);
+                c32 = x.fma(b2, c32);
+            }
+        }
+        float[] s = {
+            c00.reduceLanes(VectorOperators.ADD), c01.reduceLanes(VectorOperators.ADD), c02.reduceLanes(VectorOperators.ADD),
+            c10.reduceLanes(VectorOperators.ADD), c11.reduceLanes(VectorOperators.ADD), c12.reduceLanes(VectorOperators.ADD),
+            c20.reduceLanes(VectorOperators.ADD), c21.reduceLanes(VectorOperators.ADD), c22.reduceLanes(VectorOperators.ADD),
+            c30.reduceLanes(VectorOperators.ADD), c31.reduceLanes(VectorOperators.ADD), c32.reduceLanes(VectorOperators.ADD)
+        };
+        for (; i < k; i++) {
+            tail4x3(s, a[a0 + i], a[a1 + i], a[a2 + i], a[a3 + i], fp8(w, w0 + i), fp8(w, w1 + i), fp8(w, w2 + i));
+        }
+        store4x3(s, c, r * n + col, n);
+    }
+
+    /** {@link #block1x4} for FP8 weights and activations from {@link #splitQuads}. */
+    private static void block1x4Fp8(float[] a, int a0, int k, MemorySegment w, long w0, long rowBytes, float[] c, int out) {
+        long w1 = w0 + rowBytes;
+        long w2 = w1 + rowBytes;
+        long w3 = w2 + rowBytes;
+        FloatVector c0 = FloatVector.zero(F), c1 = FloatVector.zero(F);
+        FloatVector c2 = FloatVector.zero(F), c3 = FloatVector.zero(F);
+        int upper = k - k % (4 * L);
+        int i = 0;
+        for (; i < upper; i += 4 * L) {
+            IntVector p0 = pairs(w, w0 + i);
+            IntVector p1 = pairs(w, w1 + i);
+            IntVector p2 = pairs(w, w2 + i);
+            IntVector p3 = pairs(w, w3 + i);
+            for (int q = 0; q < 4; q++) {
+                FloatVector x = FloatVector.fromArray(F, a, a0 + i + q * L);
+                c0 = x.fma(fp8(p0, q), c0);
+                c1 = x.fma(fp8(p1, q), c1);
+                c2 = x.fma(fp8(p2, q), c2);
+                c3 = x.fma(fp8(p3, q), c3);
+            }
+        }
+        float s0 = c0.reduceLanes(VectorOperators.ADD), s1 = c1.reduceLanes(VectorOperators.ADD);
+        float s2 = c2.reduceLanes(VectorOperators.ADD), s3 = c3.reduceLanes(VectorOperators.ADD);
+        for (; i < k; i++) {
+            float x = a[a0 + i];
+            s0 += x * fp8(w, w0 + i);
+            s1 += x * fp8(w, w1 + i);
+            s2 += x * fp8(w, w2 + i);
+            s3 += x * fp8(w, w3 + i);
+        }
+        c[out] = s0;
+        c[out + 1] = s1;
+        c[out + 2] = s2;
+        c[out + 3] = s3;
+    }
+
+    /** {@link #dot} for FP8 weights and activations from {@link #splitQuads}. */
+    private static float dotFp8(float[] a, int a0, int k, MemorySegment w, long w0) {
+        FloatVector acc = FloatVector.zero(F);
+        int upper = k - k % (4 * L);
+        int i = 0;
+        for (; i < upper; i += 4 * L) {
+            IntVector p = pairs(w, w0 + i);
+            for (int q = 0; q < 4; q++) {
+                acc = FloatVector.fromArray(F, a, a0 + i + q * L).fma(fp8(p, q), acc);
+            }
+        }
+        float s = acc.reduceLanes(VectorOperators.ADD);
+        for (; i < k; i++) {
+            s += a[a0 + i] * fp8(w, w0 + i);
+        }
+        return s;
+    }
+
+    /**
      * Runs every kernel path on small inputs until the JIT has compiled it, at most about
      * {@code budgetMillis}. Vector API code is very slow until C2 compiles it, so servers call this
      * before they report ready: otherwise the first real batches can take seconds.
@@ -485,14 +677,19 @@ public final class Gemm {
                 w[i] = (i % 7) * 0.01f;
             }
             Tensor[] weights = {
-                Tensor.of(arena, dev.moecluster.core.tensor.DType.BF16, new long[] {n, k}, w),
-                Tensor.of(arena, dev.moecluster.core.tensor.DType.F32, new long[] {n, k}, w)
+                Tensor.of(arena, DType.BF16, new long[] {n, k}, w),
+                Tensor.of(arena, DType.F32, new long[] {n, k}, w),
+                Tensor.of(arena, DType.FP8_E4M3, new long[] {n, k}, w)
             };
             float[] a = new float[7 * k];
             float[] c = new float[7 * n];
             for (int iter = 0; iter < 4000 && System.nanoTime() < deadline; iter++) {
                 for (Tensor t : weights) {
-                    columns(a, 7, k, t.data(), t.dtype() == dev.moecluster.core.tensor.DType.BF16, c, n, 0, n);
+                    if (t.dtype() == DType.FP8_E4M3) {
+                        columnsFp8(a, 7, k, t.data(), false, c, n, 0, n);
+                    } else {
+                        columns(a, 7, k, t.data(), t.dtype() == DType.BF16, c, n, 0, n);
+                    }
                 }
             }
         }

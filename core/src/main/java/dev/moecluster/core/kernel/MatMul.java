@@ -3,8 +3,8 @@ package dev.moecluster.core.kernel;
 import dev.moecluster.core.tensor.Tensor;
 
 /**
- * One implementation of the expert GEMM {@code C = A · Wᵀ} with f32 activations and f32 or bf16
- * weights used as stored: {@link Gemm#VECTOR} everywhere, {@link NativeGemm} where its library loads.
+ * One implementation of the expert GEMM {@code C = A · Wᵀ} with f32 activations and f32, bf16 or
+ * FP8 (unscaled codes) weights used as stored: {@link Gemm#VECTOR} everywhere, {@link NativeGemm} where its library loads.
  * {@link CpuKernels#select} picks one.
  */
 public interface MatMul {

@@ -2,6 +2,7 @@ package dev.moecluster.core.kernel;
 
 import static java.util.Objects.requireNonNull;
 
+import dev.moecluster.core.tensor.DType;
 import dev.moecluster.core.tensor.Tensor;
 import java.io.IOException;
 import java.io.InputStream;
@@ -21,7 +22,7 @@ import java.util.Optional;
 /**
  * The native expert GEMM ({@code core/src/main/c/moe_gemm.c}, AVX2 + FMA, carried in the jar for
  * linux-x86_64) bound through FFM. Same contract and the same column split across core's pool as
- * {@link Gemm}; weights are the tensor's own memory, activations heap arrays passed to critical
+ * {@link Gemm} (FP8 weights go to {@link Gemm}'s kernel); weights are the tensor's own memory, activations heap arrays passed to critical
  * downcalls without a copy.
  */
 public final class NativeGemm implements MatMul {
@@ -118,6 +119,11 @@ public final class NativeGemm implements MatMul {
 
     @Override
     public void matmulTransposed(float[] a, int rows, int k, Tensor w, float[] c) {
+        if (w.dtype() == DType.FP8_E4M3) {
+            // The AVX2 library has no FP8 kernel: FP8 weights run on the Vector API one, which widens them in registers.
+            Gemm.matmulTransposed(a, rows, k, w, c);
+            return;
+        }
         boolean isBf16 = Gemm.checkOperands(a, rows, k, w, c);
         Gemm.split(a, rows, k, w.data(), isBf16, c, Math.toIntExact(w.dim(0)), this::columns);
     }

@@ -152,6 +152,19 @@ public final class Checkpoint implements AutoCloseable {
         }
     }
 
+    /**
+     * The named tensor for a part of the model that runs unscaled (attention, gates, shared and dense
+     * FFNs, embeddings): an FP8 one fails naming it, since only routed experts carry their scales.
+     */
+    public Tensor denseTensor(String name) {
+        Tensor t = tensor(name);
+        if (t.dtype() == DType.FP8_E4M3) {
+            throw new IllegalArgumentException("tensor " + name + " in " + directory + " is FP8; only routed experts may be"
+                    + " FP8 (as in Meta's Llama 4 FP8 release), the rest of the model must be bf16, f16 or f32");
+        }
+        return t;
+    }
+
     /** The shape of a tensor, read from the header only. */
     public long[] shapeOf(String name) {
         Entry e = entries.get(name);

@@ -23,7 +23,8 @@ import java.util.TreeSet;
  * @param sharedExpertIntermediateSize the shared expert's FFN width, 0 when the model has none
  * @param moeLayers indices of the sparse-MoE decoder layers
  * @param weightPrefix prefix of the decoder's tensor names, {@code model.} or {@code language_model.model.}
- * @param raw the text model's config object, for fields only the model runner reads
+ * @param raw the text model's config object, for fields only the model runner reads (with the
+ *     top-level {@code quantization_config} where a multimodal config keeps it outside {@code text_config})
  * @param source the file the config was read from, for error messages about its fields
  */
 public record ModelConfig(
@@ -59,6 +60,43 @@ public record ModelConfig(
 
     public boolean isMoeLayer(int layer) {
         return moeLayers.contains(layer);
+    }
+
+    /**
+     * The dtype the routed experts are stored in: FP8 e4m3 where {@code quantization_config} says the
+     * checkpoint's weights are 8-bit floats (compressed-tensors {@code float-quantized} as in Meta's
+     * Llama 4 FP8 release, {@code fbgemm_fp8}, {@code fp8}), else {@link #dtype()}.
+     */
+    public DType expertDtype() {
+        JsonElement q = raw.get("quantization_config");
+        if (q == null || !q.isJsonObject()) {
+            return dtype;
+        }
+        JsonObject o = q.getAsJsonObject();
+        String method = o.has("quant_method") && o.get("quant_method").isJsonPrimitive() ? o.get("quant_method").getAsString() : "";
+        return switch (method) {
+            case "fbgemm_fp8", "fp8" -> DType.FP8_E4M3;
+            case "compressed-tensors" -> compressedTensorsFp8Weights(o) ? DType.FP8_E4M3 : dtype;
+            default -> dtype;
+        };
+    }
+
+    private static boolean compressedTensorsFp8Weights(JsonObject q) {
+        JsonElement groups = q.get("config_groups");
+        if (groups == null || !groups.isJsonObject()) {
+            return false;
+        }
+        for (var group : groups.getAsJsonObject().entrySet()) {
+            JsonElement w = group.getValue().isJsonObject() ? group.getValue().getAsJsonObject().get("weights") : null;
+            if (w != null && w.isJsonObject()) {
+                JsonObject weights = w.getAsJsonObject();
+                if (weights.has("num_bits") && weights.get("num_bits").getAsInt() == 8 && weights.has("type")
+                        && "float".equals(weights.get("type").getAsString())) {
+                    return true;
+                }
+            }
+        }
+        return false;
     }
 
     /** MoE layer indices in ascending order. */
@@ -125,7 +163,13 @@ public record ModelConfig(
             if (!json.has("text_config") || !json.get("text_config").isJsonObject()) {
                 throw new IllegalArgumentException(source + ": Llama4ForConditionalGeneration config has no text_config");
             }
-            c = new Fields(json.getAsJsonObject("text_config"), source, "text_config.");
+            JsonObject text = json.getAsJsonObject("text_config");
+            if (json.has("quantization_config")) {
+                // Meta's FP8 release quantizes the text model's experts but states so beside text_config.
+                text = text.deepCopy();
+                text.add("quantization_config", json.get("quantization_config"));
+            }
+            c = new Fields(text, source, "text_config.");
             prefix = "language_model.model.";
         }
         int hidden = c.req("hidden_size");

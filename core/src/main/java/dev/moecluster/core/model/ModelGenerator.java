@@ -4,6 +4,7 @@ import com.google.gson.GsonBuilder;
 import com.google.gson.JsonArray;
 import com.google.gson.JsonObject;
 import dev.moecluster.core.tensor.DType;
+import dev.moecluster.core.tensor.Numerics;
 import dev.moecluster.core.tensor.Tensor;
 import java.io.IOException;
 import java.lang.foreign.Arena;
@@ -16,15 +17,25 @@ import java.util.SplittableRandom;
  * Writes a small random model as a real Hugging Face directory: {@code config.json} with the
  * architecture's own field names, safetensors with the published tensor names and shapes (the whole
  * model, not just the MoE blocks), and a byte-level BPE {@code tokenizer.json}. Deterministic for a
- * given spec.
+ * given spec. With FP8 experts it writes the layout of Meta's Llama 4 FP8 release: the routed
+ * experts' weights quantized per output channel to e4m3 (compressed-tensors {@code weight_scale}),
+ * everything else in {@code dtype}, and for Llama 4 the multimodal wrapper's names and config; the
+ * weights are those of the same spec without FP8, quantized, so that model is the FP8 one's reference.
  */
 public final class ModelGenerator {
     /**
      * What to generate. {@code topK} of 0 means the architecture's usual value (Llama 4: 1,
-     * others: 2); {@code shards} above 1 writes a sharded checkpoint with an index.
+     * others: 2); {@code shards} above 1 writes a sharded checkpoint with an index;
+     * {@code expertDtype} is {@code dtype}, or FP8 e4m3 for an FP8 checkpoint.
      */
     public record Spec(Architecture architecture, int layers, int hidden, int intermediate, int experts, int topK,
-            long seed, DType dtype, int shards) {
+            long seed, DType dtype, int shards, DType expertDtype) {
+        /** A spec whose experts are stored in {@code dtype} like the rest. */
+        public Spec(Architecture architecture, int layers, int hidden, int intermediate, int experts, int topK,
+                long seed, DType dtype, int shards) {
+            this(architecture, layers, hidden, intermediate, experts, topK, seed, dtype, shards, dtype);
+        }
+
         public Spec {
             if (layers <= 0 || hidden <= 0 || intermediate <= 0 || experts <= 0) {
                 throw new IllegalArgumentException("layers, hidden, intermediate and experts must be positive");
@@ -41,6 +52,9 @@ public final class ModelGenerator {
             if (shards <= 0) {
                 throw new IllegalArgumentException("shards must be positive");
             }
+            if (expertDtype != dtype && expertDtype != DType.FP8_E4M3) {
+                throw new IllegalArgumentException("experts are stored in the model's dtype or in FP8, not " + expertDtype);
+            }
         }
 
         /** A tiny model of the given architecture, as tests and the demo use. */
@@ -49,15 +63,30 @@ public final class ModelGenerator {
         }
 
         public Spec withDtype(DType d) {
-            return new Spec(architecture, layers, hidden, intermediate, experts, topK, seed, d, shards);
+            return new Spec(architecture, layers, hidden, intermediate, experts, topK, seed, d, shards, fp8Experts() ? expertDtype : d);
         }
 
         public Spec withShards(int s) {
-            return new Spec(architecture, layers, hidden, intermediate, experts, topK, seed, dtype, s);
+            return new Spec(architecture, layers, hidden, intermediate, experts, topK, seed, dtype, s, expertDtype);
         }
 
         public Spec withSize(int newLayers, int newHidden, int newIntermediate, int newExperts) {
-            return new Spec(architecture, newLayers, newHidden, newIntermediate, newExperts, topK, seed, dtype, shards);
+            return new Spec(architecture, newLayers, newHidden, newIntermediate, newExperts, topK, seed, dtype, shards, expertDtype);
+        }
+
+        /** This spec with its routed experts quantized to FP8 e4m3 ({@code fp8}) or stored in {@code dtype}. */
+        public Spec withFp8Experts(boolean fp8) {
+            return new Spec(architecture, layers, hidden, intermediate, experts, topK, seed, dtype, shards,
+                    fp8 ? DType.FP8_E4M3 : dtype);
+        }
+
+        public boolean fp8Experts() {
+            return expertDtype == DType.FP8_E4M3;
+        }
+
+        /** Whether the model is written as Meta's multimodal Llama 4 checkpoint (its FP8 release's layout). */
+        boolean multimodalLlama4() {
+            return architecture == Architecture.LLAMA4 && fp8Experts();
         }
 
         public int effectiveTopK() {
@@ -81,6 +110,8 @@ public final class ModelGenerator {
     private final SplittableRandom random;
     private final ByteLevelBpe tokenizer;
     private final SafetensorsWriter writer = new SafetensorsWriter();
+    /** Modules written in {@code dtype}, which an FP8 checkpoint's {@code quantization_config} lists as ignored. */
+    private final List<String> notQuantized = new java.util.ArrayList<>();
 
     private ModelGenerator(Spec spec) {
         this.spec = spec;
@@ -95,9 +126,22 @@ public final class ModelGenerator {
     }
 
     private ModelConfig writeTo(Path dir) throws IOException {
-        JsonObject config = config();
+        JsonObject text = config();
+        JsonObject config = text;
+        if (spec.multimodalLlama4()) {
+            config = new JsonObject();
+            JsonArray archs = new JsonArray();
+            archs.add("Llama4ForConditionalGeneration");
+            config.add("architectures", archs);
+            config.addProperty("model_type", "llama4");
+            config.add("text_config", text);
+            config.addProperty("torch_dtype", text.get("torch_dtype").getAsString());
+        }
         try (Arena arena = Arena.ofConfined()) {
-            tensors(arena, config);
+            tensors(arena, text);
+            if (spec.fp8Experts()) {
+                config.add("quantization_config", quantizationConfig());
+            }
             if (spec.shards() > 1) {
                 writer.writeSharded(dir, spec.shards());
             } else {
@@ -258,6 +302,48 @@ public final class ModelGenerator {
         return c;
     }
 
+    /**
+     * compressed-tensors' description of an FP8 checkpoint as Meta's Llama 4 FP8 release carries it:
+     * e4m3 weights with static per-channel scales, activations quantized per token at run time (which
+     * the cluster does not do: it computes with the activations as they arrive), and every Linear that
+     * is not a routed expert listed in {@code ignore}.
+     */
+    private JsonObject quantizationConfig() {
+        JsonObject weights = new JsonObject();
+        weights.addProperty("num_bits", 8);
+        weights.addProperty("type", "float");
+        weights.addProperty("strategy", "channel");
+        weights.addProperty("symmetric", true);
+        weights.addProperty("dynamic", false);
+        weights.addProperty("observer", "minmax");
+        JsonObject activations = new JsonObject();
+        activations.addProperty("num_bits", 8);
+        activations.addProperty("type", "float");
+        activations.addProperty("strategy", "token");
+        activations.addProperty("symmetric", true);
+        activations.addProperty("dynamic", true);
+        activations.add("observer", null);
+        JsonObject group = new JsonObject();
+        JsonArray targets = new JsonArray();
+        targets.add("Linear");
+        group.add("targets", targets);
+        group.add("weights", weights);
+        group.add("input_activations", activations);
+        group.add("output_activations", null);
+        JsonObject groups = new JsonObject();
+        groups.add("group_0", group);
+        JsonObject q = new JsonObject();
+        q.addProperty("quant_method", "compressed-tensors");
+        q.addProperty("format", "float-quantized");
+        q.addProperty("quantization_status", "compressed");
+        q.add("config_groups", groups);
+        JsonArray ignore = new JsonArray();
+        notQuantized.forEach(ignore::add);
+        q.add("ignore", ignore);
+        q.add("kv_cache_scheme", null);
+        return q;
+    }
+
     private void tensors(Arena arena, JsonObject config) {
         Architecture arch = spec.architecture();
         ModelConfig parsed = ModelConfig.parse(config, "generated");
@@ -267,15 +353,16 @@ public final class ModelGenerator {
         int kv = spec.kvHeads() * spec.headDim();
         int inter = spec.intermediate();
         int e = spec.experts();
-        put(arena, "model.embed_tokens.weight", 1.0, v, h);
+        String model = spec.multimodalLlama4() ? "language_model.model." : "model.";
+        put(arena, model + "embed_tokens.weight", 1.0, v, h);
         for (int l = 0; l < spec.layers(); l++) {
-            String p = "model.layers." + l + ".";
+            String p = model + "layers." + l + ".";
             norm(arena, p + "input_layernorm.weight", h);
             norm(arena, p + "post_attention_layernorm.weight", h);
-            put(arena, p + "self_attn.q_proj.weight", h, q, h);
-            put(arena, p + "self_attn.k_proj.weight", h, kv, h);
-            put(arena, p + "self_attn.v_proj.weight", h, kv, h);
-            put(arena, p + "self_attn.o_proj.weight", q, h, q);
+            linear(arena, p + "self_attn.q_proj", h, q, h);
+            linear(arena, p + "self_attn.k_proj", h, kv, h);
+            linear(arena, p + "self_attn.v_proj", h, kv, h);
+            linear(arena, p + "self_attn.o_proj", q, h, q);
             if (arch == Architecture.QWEN2_MOE) {
                 put(arena, p + "self_attn.q_proj.bias", 64, q);
                 put(arena, p + "self_attn.k_proj.bias", 64, kv);
@@ -289,23 +376,26 @@ public final class ModelGenerator {
             switch (arch) {
                 case MIXTRAL -> {
                     String m = p + "block_sparse_moe.";
-                    gate(arena, m + "gate.weight", e, h);
+                    gate(arena, m + "gate", e, h);
                     for (int x = 0; x < e; x++) {
-                        put(arena, m + "experts." + x + ".w1.weight", h, inter, h);
-                        put(arena, m + "experts." + x + ".w3.weight", h, inter, h);
-                        put(arena, m + "experts." + x + ".w2.weight", inter, h, inter);
+                        expertLinear(arena, m + "experts." + x + ".w1", values(h, inter, h), inter, h);
+                        expertLinear(arena, m + "experts." + x + ".w3", values(h, inter, h), inter, h);
+                        expertLinear(arena, m + "experts." + x + ".w2", values(inter, h, inter), h, inter);
                     }
                 }
                 case QWEN3_MOE, QWEN2_MOE -> {
                     String m = p + "mlp.";
                     if (moe) {
-                        gate(arena, m + "gate.weight", e, h);
+                        gate(arena, m + "gate", e, h);
                         for (int x = 0; x < e; x++) {
-                            mlp(arena, m + "experts." + x + ".", h, inter);
+                            String ex = m + "experts." + x + ".";
+                            expertLinear(arena, ex + "gate_proj", values(h, inter, h), inter, h);
+                            expertLinear(arena, ex + "up_proj", values(h, inter, h), inter, h);
+                            expertLinear(arena, ex + "down_proj", values(inter, h, inter), h, inter);
                         }
                         if (arch == Architecture.QWEN2_MOE) {
                             mlp(arena, m + "shared_expert.", h, parsed.sharedExpertIntermediateSize());
-                            put(arena, m + "shared_expert_gate.weight", h, 1, h);
+                            linear(arena, m + "shared_expert_gate", h, 1, h);
                         }
                     } else {
                         mlp(arena, m, h, inter * 2);
@@ -314,9 +404,13 @@ public final class ModelGenerator {
                 case LLAMA4 -> {
                     String f = p + "feed_forward.";
                     if (moe) {
-                        gate(arena, f + "router.weight", e, h);
-                        put(arena, f + "experts.gate_up_proj", h, e, h, 2 * inter);
-                        put(arena, f + "experts.down_proj", inter, e, inter, h);
+                        gate(arena, f + "router", e, h);
+                        if (spec.fp8Experts()) {
+                            llama4Fp8Experts(arena, f + "experts.", e, h, inter);
+                        } else {
+                            put(arena, f + "experts.gate_up_proj", h, e, h, 2 * inter);
+                            put(arena, f + "experts.down_proj", inter, e, inter, h);
+                        }
                         mlp(arena, f + "shared_expert.", h, inter);
                     } else {
                         mlp(arena, f, h, inter * 2);
@@ -325,19 +419,82 @@ public final class ModelGenerator {
                 case DEEPSEEK_V3 -> throw new AssertionError();
             }
         }
-        norm(arena, "model.norm.weight", h);
-        put(arena, "lm_head.weight", h, v, h);
+        norm(arena, model + "norm.weight", h);
+        linear(arena, (spec.multimodalLlama4() ? "language_model." : "") + "lm_head", h, v, h);
     }
 
     private void mlp(Arena arena, String prefix, int h, int inter) {
-        put(arena, prefix + "gate_proj.weight", h, inter, h);
-        put(arena, prefix + "up_proj.weight", h, inter, h);
-        put(arena, prefix + "down_proj.weight", inter, h, inter);
+        linear(arena, prefix + "gate_proj", h, inter, h);
+        linear(arena, prefix + "up_proj", h, inter, h);
+        linear(arena, prefix + "down_proj", inter, h, inter);
+    }
+
+    /** A Linear that is not a routed expert, in {@code dtype}: an FP8 checkpoint lists it as not quantized. */
+    private void linear(Arena arena, String module, double fanIn, long... shape) {
+        notQuantized.add(module);
+        put(arena, module + ".weight", fanIn, shape);
     }
 
     /** Gate weights are larger than Linear init so routing is decisive, as in trained models. */
-    private void gate(Arena arena, String name, int experts, int h) {
-        put(arena, name, h / 16.0, experts, h);
+    private void gate(Arena arena, String module, int experts, int h) {
+        linear(arena, module, h / 16.0, experts, h);
+    }
+
+    /**
+     * One routed expert's Linear weight {@code [out, in]} from {@code vals}: in {@code dtype}, or
+     * quantized to FP8 from its {@code dtype} rounding with a per-row {@code weight_scale [out, 1]}.
+     */
+    private void expertLinear(Arena arena, String module, float[] vals, int out, int in) {
+        if (!spec.fp8Experts()) {
+            writer.put(module + ".weight", Tensor.of(arena, spec.dtype(), new long[] {out, in}, vals));
+            return;
+        }
+        float[] scales = new float[out];
+        float[] codes = new float[vals.length];
+        for (int r = 0; r < out; r++) {
+            float max = 0;
+            for (int c = 0; c < in; c++) {
+                max = Math.max(max, Math.abs(Numerics.roundTo(spec.dtype(), vals[r * in + c])));
+            }
+            // The scale is stored in bf16; quantizing with the stored value keeps code × scale the dequantized weight.
+            float scale = Numerics.roundTo(DType.BF16, max > 0 ? max / Numerics.FP8_E4M3_MAX : 1f);
+            scales[r] = scale;
+            for (int c = 0; c < in; c++) {
+                codes[r * in + c] = Numerics.roundTo(spec.dtype(), vals[r * in + c]) / scale;
+            }
+        }
+        writer.put(module + ".weight", Tensor.of(arena, DType.FP8_E4M3, new long[] {out, in}, codes));
+        writer.put(module + ".weight_scale", Tensor.of(arena, DType.BF16, new long[] {out, 1}, scales));
+    }
+
+    /**
+     * Llama 4's experts as Meta's FP8 release stores them, one by one in Linear layout: the same values
+     * the fused {@code gate_up_proj [E, H, 2I]} and {@code down_proj [E, I, H]} of the non-FP8 spec
+     * hold, transposed and quantized.
+     */
+    private void llama4Fp8Experts(Arena arena, String prefix, int e, int h, int inter) {
+        float[] gateUp = values(h, e, h, 2 * inter);
+        float[] down = values(inter, e, inter, h);
+        for (int x = 0; x < e; x++) {
+            float[] gate = new float[inter * h];
+            float[] up = new float[inter * h];
+            for (int i = 0; i < inter; i++) {
+                for (int c = 0; c < h; c++) {
+                    int at = (x * h + c) * 2 * inter;
+                    gate[i * h + c] = gateUp[at + i];
+                    up[i * h + c] = gateUp[at + inter + i];
+                }
+            }
+            float[] d = new float[h * inter];
+            for (int o = 0; o < h; o++) {
+                for (int i = 0; i < inter; i++) {
+                    d[o * inter + i] = down[(x * inter + i) * h + o];
+                }
+            }
+            expertLinear(arena, prefix + x + ".gate_proj", gate, inter, h);
+            expertLinear(arena, prefix + x + ".up_proj", up, inter, h);
+            expertLinear(arena, prefix + x + ".down_proj", d, h, inter);
+        }
     }
 
     private void norm(Arena arena, String name, int n) {
@@ -350,12 +507,17 @@ public final class ModelGenerator {
 
     /** A tensor of Gaussian values with standard deviation {@code 1/sqrt(fanIn)}. */
     private void put(Arena arena, String name, double fanIn, long... shape) {
+        writer.put(name, Tensor.of(arena, spec.dtype(), shape, values(fanIn, shape)));
+    }
+
+    /** The next Gaussian values with standard deviation {@code 1/sqrt(fanIn)}, as many as {@code shape} holds. */
+    private float[] values(double fanIn, long... shape) {
         int n = Math.toIntExact(Tensor.elementCount(shape));
         float[] vals = new float[n];
         double std = 1.0 / Math.sqrt(fanIn);
         for (int i = 0; i < n; i++) {
             vals[i] = (float) (random.nextGaussian() * std);
         }
-        writer.put(name, Tensor.of(arena, spec.dtype(), shape, vals));
+        return vals;
     }
 }

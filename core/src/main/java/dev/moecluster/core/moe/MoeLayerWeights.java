@@ -17,10 +17,10 @@ public record MoeLayerWeights(int layer, Tensor gate, float[] correctionBias, Sh
     }
 
     public static MoeLayerWeights load(CheckpointLayout layout, Checkpoint checkpoint, int layer) {
-        Tensor gate = checkpoint.tensor(layout.gateWeight(layer));
+        Tensor gate = checkpoint.denseTensor(layout.gateWeight(layer));
         float[] bias = layout.scoreCorrectionBias(layer)
                 .filter(checkpoint::contains)
-                .map(n -> checkpoint.tensor(n).toFloatArray())
+                .map(n -> checkpoint.denseTensor(n).toFloatArray())
                 .orElse(null);
         return new MoeLayerWeights(layer, gate, bias, layout.sharedExpert(checkpoint, layer).orElse(null));
     }

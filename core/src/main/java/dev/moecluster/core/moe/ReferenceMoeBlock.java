@@ -13,7 +13,8 @@ import java.util.concurrent.ConcurrentHashMap;
 /**
  * The whole sparse-MoE block of a model in one process, no networking: gate, every routed expert,
  * shared expert. It is the yardstick the cluster is tested and benchmarked against, and it computes
- * in f32 throughout.
+ * in f32 throughout. FP8 experts run on the FP8 kernel as workers run them, or, opened with
+ * {@link #openDequantized}, as f32 copies of {@code code × scale}: the yardstick for the FP8 kernels.
  */
 public final class ReferenceMoeBlock implements AutoCloseable {
     private final ModelConfig config;
@@ -27,15 +28,23 @@ public final class ReferenceMoeBlock implements AutoCloseable {
     /** The block's output (without the residual) and the gate's choices. */
     public record Result(FloatMatrix output, GateResult gate) {}
 
-    private ReferenceMoeBlock(ModelConfig config, Checkpoint checkpoint) {
+    private final boolean dequantize;
+
+    private ReferenceMoeBlock(ModelConfig config, Checkpoint checkpoint, boolean dequantize) {
         this.config = config;
         this.checkpoint = checkpoint;
         this.layout = new CheckpointLayout(config);
         this.gating = new Gating(config);
+        this.dequantize = dequantize;
     }
 
     public static ReferenceMoeBlock open(Path modelDir) throws IOException {
-        return new ReferenceMoeBlock(ModelConfig.load(modelDir), Checkpoint.open(modelDir));
+        return new ReferenceMoeBlock(ModelConfig.load(modelDir), Checkpoint.open(modelDir), false);
+    }
+
+    /** As {@link #open}, with FP8 experts dequantized to f32 when first used (4 bytes a weight: for tests). */
+    public static ReferenceMoeBlock openDequantized(Path modelDir) throws IOException {
+        return new ReferenceMoeBlock(ModelConfig.load(modelDir), Checkpoint.open(modelDir), true);
     }
 
     public ModelConfig config() {
@@ -96,7 +105,10 @@ public final class ReferenceMoeBlock implements AutoCloseable {
 
     private ExpertWeights expert(int layer, int expert) {
         long key = (long) layer << 32 | expert;
-        return experts.computeIfAbsent(key, kk -> layout.expert(checkpoint, arena, layer, expert));
+        return experts.computeIfAbsent(key, kk -> {
+            ExpertWeights w = layout.expert(checkpoint, arena, layer, expert);
+            return dequantize && w.scales() != null ? w.dequantized(arena) : w;
+        });
     }
 
     @Override

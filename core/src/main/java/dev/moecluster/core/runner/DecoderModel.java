@@ -106,8 +106,8 @@ public final class DecoderModel implements AutoCloseable {
         String a = p + "self_attn.";
         boolean qkvBias = decoder.qkvBias();
         SelfAttention attention = new SelfAttention(decoder, l, rope,
-                checkpoint.tensor(a + "q_proj.weight"), checkpoint.tensor(a + "k_proj.weight"),
-                checkpoint.tensor(a + "v_proj.weight"), checkpoint.tensor(a + "o_proj.weight"),
+                checkpoint.denseTensor(a + "q_proj.weight"), checkpoint.denseTensor(a + "k_proj.weight"),
+                checkpoint.denseTensor(a + "v_proj.weight"), checkpoint.denseTensor(a + "o_proj.weight"),
                 qkvBias ? vector(checkpoint, a + "q_proj.bias", decoder.queryDim()) : null,
                 qkvBias ? vector(checkpoint, a + "k_proj.bias", decoder.kvDim()) : null,
                 qkvBias ? vector(checkpoint, a + "v_proj.bias", decoder.kvDim()) : null,
@@ -122,8 +122,8 @@ public final class DecoderModel implements AutoCloseable {
                 case MIXTRAL, DEEPSEEK_V3 -> throw new IllegalArgumentException(
                         config.architecture().cliName() + " layer " + l + " has no dense MLP");
             };
-            mlp = new ExpertWeights(checkpoint.tensor(m + "gate_proj.weight"), checkpoint.tensor(m + "up_proj.weight"),
-                    checkpoint.tensor(m + "down_proj.weight"));
+            mlp = new ExpertWeights(checkpoint.denseTensor(m + "gate_proj.weight"), checkpoint.denseTensor(m + "up_proj.weight"),
+                    checkpoint.denseTensor(m + "down_proj.weight"));
             if (mlp.hiddenSize() != hidden) {
                 throw new IllegalArgumentException("layer " + l + " dense MLP takes width " + mlp.hiddenSize()
                         + ", expected hidden_size " + hidden);
@@ -134,7 +134,7 @@ public final class DecoderModel implements AutoCloseable {
     }
 
     private static Tensor matrix(Checkpoint checkpoint, String name, long rows, long cols) {
-        Tensor t = checkpoint.tensor(name);
+        Tensor t = checkpoint.denseTensor(name);
         if (t.rank() != 2 || t.dim(0) != rows || t.dim(1) != cols) {
             throw new IllegalArgumentException(name + " is " + t + ", expected [" + rows + ", " + cols
                     + "] from config.json");
@@ -143,7 +143,7 @@ public final class DecoderModel implements AutoCloseable {
     }
 
     private static float[] vector(Checkpoint checkpoint, String name, int n) {
-        Tensor t = checkpoint.tensor(name);
+        Tensor t = checkpoint.denseTensor(name);
         if (t.elementCount() != n) {
             throw new IllegalArgumentException(name + " is " + t + ", expected " + n + " values");
         }

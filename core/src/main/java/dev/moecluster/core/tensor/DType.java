@@ -2,12 +2,15 @@ package dev.moecluster.core.tensor;
 
 import java.util.Locale;
 
-/** Element types the cluster stores and sends: weights in F32/BF16/F16, activations also in FP8-E4M3. */
+/**
+ * Element types the cluster stores and sends: weights in F32/BF16/F16, or routed experts in FP8-E4M3
+ * with per-channel scales; activations on the wire also in FP8-E4M3 with per-row scales.
+ */
 public enum DType {
     F32(4, "F32"),
     BF16(2, "BF16"),
     F16(2, "F16"),
-    /** OCP e4m3fn, one byte per element, with one f32 scale per row kept beside the data. */
+    /** OCP e4m3fn, one byte per element, with one f32 scale per row (or output channel) kept beside the data. */
     FP8_E4M3(1, "F8_E4M3");
 
     private final int byteSize;

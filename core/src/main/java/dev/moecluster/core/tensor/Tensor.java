@@ -10,7 +10,9 @@ import java.util.Arrays;
 
 /**
  * A dense row-major tensor over a {@link MemorySegment}: a memory-mapped checkpoint slice or memory
- * owned by an arena. Values are little-endian, as safetensors stores them.
+ * owned by an arena. Values are little-endian, as safetensors stores them. An {@link DType#FP8_E4M3}
+ * tensor holds the raw e4m3 codes, one byte each; its scales live beside it (an FP8 checkpoint's
+ * {@code weight_scale}), so {@link #getFloat} reads the unscaled code value.
  */
 public record Tensor(DType dtype, long[] shape, MemorySegment data) {
     static final ValueLayout.OfShort SHORT_LE = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
@@ -20,9 +22,6 @@ public record Tensor(DType dtype, long[] shape, MemorySegment data) {
         requireNonNull(dtype, "dtype is null");
         requireNonNull(data, "data is null");
         shape = shape.clone();
-        if (dtype == DType.FP8_E4M3) {
-            throw new IllegalArgumentException("FP8 tensors carry per-row scales and exist only on the wire");
-        }
         long expected = elementCount(shape) * dtype.byteSize();
         if (data.byteSize() != expected) {
             throw new IllegalArgumentException("tensor of shape " + Arrays.toString(shape) + " and dtype " + dtype
@@ -58,13 +57,13 @@ public record Tensor(DType dtype, long[] shape, MemorySegment data) {
         return shape.clone();
     }
 
-    /** Reads element {@code index} (flat, row-major) as f32. */
+    /** Reads element {@code index} (flat, row-major) as f32; for FP8 the code's value, without any scale. */
     public float getFloat(long index) {
         return switch (dtype) {
             case F32 -> data.getAtIndex(FLOAT_LE, index);
             case BF16 -> Numerics.fromBf16(data.getAtIndex(SHORT_LE, index));
             case F16 -> Numerics.fromF16(data.getAtIndex(SHORT_LE, index));
-            case FP8_E4M3 -> throw new AssertionError();
+            case FP8_E4M3 -> Numerics.fromFp8(data.get(ValueLayout.JAVA_BYTE, index));
         };
     }
 
@@ -120,7 +119,10 @@ public record Tensor(DType dtype, long[] shape, MemorySegment data) {
         return new Tensor(dtype, new long[] {rows, width}, out);
     }
 
-    /** A tensor holding {@code values} converted to {@code dtype}, in memory from {@code arena}. */
+    /**
+     * A tensor holding {@code values} converted to {@code dtype}, in memory from {@code arena}; FP8
+     * encodes the values as they are (a caller that quantizes divides by its scales first).
+     */
     public static Tensor of(Arena arena, DType dtype, long[] shape, float[] values) {
         if (elementCount(shape) != values.length) {
             throw new IllegalArgumentException("shape " + Arrays.toString(shape) + " does not hold " + values.length + " values");
@@ -131,7 +133,7 @@ public record Tensor(DType dtype, long[] shape, MemorySegment data) {
                 case F32 -> seg.setAtIndex(FLOAT_LE, i, values[i]);
                 case BF16 -> seg.setAtIndex(SHORT_LE, i, Numerics.toBf16(values[i]));
                 case F16 -> seg.setAtIndex(SHORT_LE, i, Numerics.toF16(values[i]));
-                case FP8_E4M3 -> throw new IllegalArgumentException("FP8 tensors exist only on the wire");
+                case FP8_E4M3 -> seg.set(ValueLayout.JAVA_BYTE, i, Numerics.toFp8(values[i]));
             }
         }
         return new Tensor(dtype, shape, seg);

@@ -32,7 +32,7 @@ class GemmTest {
      */
     static Stream<Arguments> shapes() {
         List<Arguments> a = new ArrayList<>();
-        for (DType dtype : new DType[] {DType.F32, DType.BF16}) {
+        for (DType dtype : new DType[] {DType.F32, DType.BF16, DType.FP8_E4M3}) {
             for (int rows : new int[] {1, 2, 3, 4, 5, 7, 16, 33}) {
                 for (int[] kn : new int[][] {{13, 5}, {67, 9}, {16, 8}, {1, 3}, {256, 31}, {64, 1}, {33, 7}, {47, 4}}) {
                     a.add(Arguments.of(dtype, rows, kn[0], kn[1]));
@@ -118,6 +118,38 @@ class GemmTest {
         }
     }
 
+    @Test
+    void fp8WeightsWidenEveryCodeToItsExactValue() {
+        // Weight row j holds all 256 codes rotated by j (the two NaN codes replaced by zero); one-hot rows
+        // of A read each weight back alone, through the 4x3, 1x4 and single-column kernels.
+        int k = 256;
+        int n = 5;
+        try (Arena arena = Arena.ofConfined()) {
+            java.lang.foreign.MemorySegment seg = arena.allocate((long) n * k);
+            for (int j = 0; j < n; j++) {
+                for (int i = 0; i < k; i++) {
+                    int code = (i + 37 * j) & 0xff;
+                    seg.set(java.lang.foreign.ValueLayout.JAVA_BYTE, (long) j * k + i,
+                            (byte) ((code & 0x7f) == 0x7f ? 0 : code));
+                }
+            }
+            Tensor w = new Tensor(DType.FP8_E4M3, new long[] {n, k}, seg);
+            for (int rows : new int[] {k, 3}) { // 256: the 4-row blocks; 3: the single-row kernels
+                float[] a = new float[rows * k];
+                for (int r = 0; r < rows; r++) {
+                    a[r * k + r] = 1f;
+                }
+                float[] c = new float[rows * n];
+                Gemm.matmulTransposed(a, rows, k, w, c);
+                for (int r = 0; r < rows; r++) {
+                    for (int j = 0; j < n; j++) {
+                        assertThat(c[r * n + j]).as("row %d, weight row %d", r, j).isEqualTo(w.getFloat((long) j * k + r));
+                    }
+                }
+            }
+        }
+    }
+
     private static float[] filled(int n, float v) {
         float[] a = new float[n];
         java.util.Arrays.fill(a, v);
@@ -168,6 +200,8 @@ class GemmTest {
     /**
      * A NaN in one weight, at an even and at an odd k of a bf16 pair, in a whole vector block and in the
      * tail, reaches exactly the outputs that use that weight; a NaN activation reaches its whole row.
+     * FP8 weights get only the NaN activation: the kernel widens e4m3fn's NaN codes as ±480 (quantizers
+     * saturate at ±448 and never write them).
      */
     @ParameterizedTest(name = "{0} rows={1} k={2} n={3}")
     @MethodSource("nanShapes")
@@ -175,8 +209,10 @@ class GemmTest {
         SplittableRandom r = new SplittableRandom(k * 31L + n);
         for (int nanK : new int[] {0, 1, k / 2, k - 1}) {
             float[] values = gaussian(n * k, r);
-            int nanCol = n / 2;
-            values[nanCol * k + nanK] = Float.NaN;
+            int nanCol = dtype == DType.FP8_E4M3 ? -1 : n / 2;
+            if (nanCol >= 0) {
+                values[nanCol * k + nanK] = Float.NaN;
+            }
             float[] a = gaussian(rows * k, r);
             int nanRow = rows - 1;
             a[nanRow * k + (k - 1 - nanK)] = Float.NaN;
@@ -197,7 +233,7 @@ class GemmTest {
 
     static Stream<Arguments> nanShapes() {
         List<Arguments> a = new ArrayList<>();
-        for (DType dtype : new DType[] {DType.F32, DType.BF16}) {
+        for (DType dtype : new DType[] {DType.F32, DType.BF16, DType.FP8_E4M3}) {
             a.add(Arguments.of(dtype, 1, 37, 9));
             a.add(Arguments.of(dtype, 5, 64, 7));
             a.add(Arguments.of(dtype, 8, 35, 13));

@@ -71,13 +71,17 @@ class TensorTest {
     }
 
     @Test
-    void fp8TensorsAreRejectedBecauseTheyExistOnlyOnTheWire() {
+    void fp8TensorsHoldOneByteCodesAndReadBackTheirUnscaledValues() {
         try (Arena arena = Arena.ofConfined()) {
-            assertThatThrownBy(() -> Tensor.of(arena, DType.FP8_E4M3, new long[] {2}, new float[2]))
+            Tensor t = Tensor.of(arena, DType.FP8_E4M3, new long[] {2, 3}, new float[] {1f, -2.5f, 448f, 1000f, 0.0f, 0.3f});
+            assertThat(t.data().byteSize()).isEqualTo(6);
+            // 1000 saturates at 448; 0.3 rounds to the nearest e4m3 value, 0.3125 (1.25 x 2^-2)
+            assertThat(t.toFloatArray()).containsExactly(1f, -2.5f, 448f, 448f, 0f, 0.3125f);
+            assertThat(t.data().get(java.lang.foreign.ValueLayout.JAVA_BYTE, 0)).isEqualTo((byte) 0x38);
+            assertThat(t.transpose2d(arena).toFloatArray()).containsExactly(1f, 448f, -2.5f, 0f, 448f, 0.3125f);
+            assertThatThrownBy(() -> new Tensor(DType.FP8_E4M3, new long[] {2}, arena.allocate(4)))
                     .isInstanceOf(IllegalArgumentException.class)
-                    .hasMessageContaining("wire");
-            assertThatThrownBy(() -> new Tensor(DType.FP8_E4M3, new long[] {2}, arena.allocate(2)))
-                    .isInstanceOf(IllegalArgumentException.class);
+                    .hasMessageContaining("needs 2 bytes, got 4");
         }
     }
 
