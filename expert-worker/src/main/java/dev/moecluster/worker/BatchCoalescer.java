@@ -43,7 +43,7 @@ final class BatchCoalescer implements AutoCloseable {
      * message, {@code output} of the result being built; exactly one of the callbacks runs.
      */
     record Work(int layer, int expert, ExpertWeights weights, RowBatch input, RowBatch output,
-            Runnable onDone, Consumer<Throwable> onError) {}
+            Runnable onDone, Consumer<Throwable> onError, java.util.function.BooleanSupplier withdrawn) {}
 
     /** A round handed to the backend and the work it answers. */
     private record Submitted(List<Work> work, ExpertBackend.PendingRound pending, long started) {}
@@ -228,7 +228,19 @@ final class BatchCoalescer implements AutoCloseable {
     }
 
     /** Hands a round to the backend; null when it failed at once (its work has been failed). */
-    private Submitted start(List<Work> work) {
+    private Submitted start(List<Work> queued) {
+        // work its sender withdrew while it waited (a hedge answered first) is dropped, not computed
+        List<Work> work = new ArrayList<>(queued.size());
+        for (Work w : queued) {
+            if (w.withdrawn().getAsBoolean()) {
+                w.onError().accept(new java.util.concurrent.CancellationException("withdrawn by the router"));
+            } else {
+                work.add(w);
+            }
+        }
+        if (work.isEmpty()) {
+            return null;
+        }
         List<Round.Slice> slices = new ArrayList<>(work.size());
         for (Work w : work) {
             slices.add(new Round.Slice(w.weights(), w.input(), w.output()));

@@ -16,7 +16,9 @@ import io.grpc.stub.ServerCallStreamObserver;
 import io.grpc.stub.StreamObserver;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
@@ -42,6 +44,7 @@ final class ExpertComputeService extends ExpertServiceGrpc.ExpertServiceImplBase
     private final int maxInFlight;
     private final AtomicLong batches = new AtomicLong();
     private final AtomicLong rejected = new AtomicLong();
+    private final AtomicLong withdrawnBatches = new AtomicLong();
     private volatile boolean stopped;
 
     ExpertComputeService(String workerId, String backendName, ExpertStore store, BatchCoalescer coalescer, int maxInFlight) {
@@ -65,6 +68,11 @@ final class ExpertComputeService extends ExpertServiceGrpc.ExpertServiceImplBase
         return rejected.get();
     }
 
+    /** Batches the router withdrew before they were computed (answered CANCELLED). */
+    long batchesWithdrawn() {
+        return withdrawnBatches.get();
+    }
+
     @Override
     public void describe(DescribeRequest request, StreamObserver<WorkerDescription> responses) {
         WorkerDescription.Builder b = WorkerDescription.newBuilder()
@@ -85,10 +93,20 @@ final class ExpertComputeService extends ExpertServiceGrpc.ExpertServiceImplBase
         out.disableAutoRequest();
         out.request(maxInFlight);
         ResultSender sender = new ResultSender(out, () -> stopped);
+        // this stream's batches not answered yet, by id: what a withdrawal names
+        Map<Long, PendingBatch> unanswered = new ConcurrentHashMap<>();
         return new StreamObserver<>() {
             @Override
             public void onNext(ExpertBatch batch) {
-                handle(batch, sender);
+                if (batch.getWithdraw()) {
+                    sender.skip();
+                    PendingBatch p = unanswered.get(batch.getId());
+                    if (p != null) {
+                        p.withdrawn = true;
+                    }
+                    return;
+                }
+                handle(batch, sender, unanswered);
             }
 
             @Override
@@ -103,11 +121,11 @@ final class ExpertComputeService extends ExpertServiceGrpc.ExpertServiceImplBase
         };
     }
 
-    private void handle(ExpertBatch batch, ResultSender sender) {
+    private void handle(ExpertBatch batch, ResultSender sender, Map<Long, PendingBatch> unanswered) {
         sender.started();
         PendingBatch pending;
         try {
-            pending = plan(batch, sender);
+            pending = plan(batch, sender, unanswered);
         } catch (StatusException e) {
             rejected.incrementAndGet();
             sender.send(ExpertResult.newBuilder().setId(batch.getId())
@@ -129,7 +147,7 @@ final class ExpertComputeService extends ExpertServiceGrpc.ExpertServiceImplBase
         }
     }
 
-    private PendingBatch plan(ExpertBatch batch, ResultSender sender) throws StatusException {
+    private PendingBatch plan(ExpertBatch batch, ResultSender sender, Map<Long, PendingBatch> unanswered) throws StatusException {
         ModelConfig config = store.config();
         int layer = batch.getLayer();
         if (!config.isMoeLayer(layer)) {
@@ -174,7 +192,7 @@ final class ExpertComputeService extends ExpertServiceGrpc.ExpertServiceImplBase
             throw new StatusException(Status.INVALID_ARGUMENT.withDescription("activations have a non-finite value at row "
                     + bad / x.width() + ", column " + bad % x.width()));
         }
-        return new PendingBatch(batch, x, weights, sender);
+        return new PendingBatch(batch, x, weights, sender, unanswered);
     }
 
     /** One batch being computed: its slices go to the coalescer and the result goes out when all return. */
@@ -186,14 +204,19 @@ final class ExpertComputeService extends ExpertServiceGrpc.ExpertServiceImplBase
         private final ResultSender sender;
         private final AtomicInteger remaining;
         private final AtomicBoolean failed = new AtomicBoolean();
+        private final Map<Long, PendingBatch> unanswered;
+        /** The router withdrew it: slices not computing yet are dropped. */
+        volatile boolean withdrawn;
 
-        PendingBatch(ExpertBatch batch, RowBatch input, ExpertWeights[] weights, ResultSender sender) {
+        PendingBatch(ExpertBatch batch, RowBatch input, ExpertWeights[] weights, ResultSender sender,
+                Map<Long, PendingBatch> unanswered) {
             this.batch = batch;
             this.input = input;
             this.output = RowBatch.onHeap(input.dtype(), input.rows(), input.width());
             this.weights = weights;
             this.sender = sender;
             this.remaining = new AtomicInteger(weights.length);
+            this.unanswered = unanswered;
         }
 
         void submit() {
@@ -203,9 +226,10 @@ final class ExpertComputeService extends ExpertServiceGrpc.ExpertServiceImplBase
                 ExpertSlice s = batch.getSlices(i);
                 int rows = s.getRows();
                 work.add(new BatchCoalescer.Work(batch.getLayer(), s.getExpert(), weights[i],
-                        input.slice(row, rows), output.slice(row, rows), this::finishOne, this::fail));
+                        input.slice(row, rows), output.slice(row, rows), this::finishOne, this::fail, () -> withdrawn));
                 row += rows;
             }
+            unanswered.put(batch.getId(), this);
             coalescer.submit(work);
         }
 
@@ -213,6 +237,7 @@ final class ExpertComputeService extends ExpertServiceGrpc.ExpertServiceImplBase
             // Outputs go back as computed: a non-finite one is deterministic (every replica would agree), so the
             // router, not a failover, reports it (MoeForward answers INTERNAL).
             if (remaining.decrementAndGet() == 0 && !failed.get()) {
+                unanswered.remove(batch.getId());
                 batches.incrementAndGet();
                 sender.send(ExpertResult.newBuilder()
                         .setId(batch.getId())
@@ -223,6 +248,14 @@ final class ExpertComputeService extends ExpertServiceGrpc.ExpertServiceImplBase
 
         private void fail(Throwable t) {
             if (failed.compareAndSet(false, true)) {
+                unanswered.remove(batch.getId());
+                if (t instanceof java.util.concurrent.CancellationException) {
+                    withdrawnBatches.incrementAndGet();
+                    sender.send(ExpertResult.newBuilder().setId(batch.getId()).setErrorCode(Status.Code.CANCELLED.value())
+                            .setErrorMessage("batch " + batch.getId() + " withdrawn by the router before worker " + workerId
+                                    + " computed it").build());
+                    return;
+                }
                 if (t instanceof IllegalStateException) {
                     LOG.fine(() -> "batch " + batch.getId() + " dropped: " + t.getMessage());
                 } else {
@@ -252,6 +285,13 @@ final class ExpertComputeService extends ExpertServiceGrpc.ExpertServiceImplBase
 
         synchronized void started() {
             inFlight++;
+        }
+
+        /** A message that gets no result (a withdrawal) still frees its place: ask for the next one. */
+        synchronized void skip() {
+            if (!closed && !out.isCancelled()) {
+                out.request(1);
+            }
         }
 
         synchronized void send(ExpertResult result) {

@@ -184,6 +184,11 @@ public final class ExpertWorker implements AutoCloseable {
         return service.batchesServed();
     }
 
+    /** Batches the router withdrew before this worker computed them (a hedge of them answered first). */
+    public long batchesWithdrawn() {
+        return service.batchesWithdrawn();
+    }
+
     /** Expert computations (one per expert per round) and rows computed; rows per computation shows how much coalescing pooled. */
     public long backendCalls() {
         return coalescer.backendCalls();

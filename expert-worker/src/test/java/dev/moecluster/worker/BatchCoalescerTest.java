@@ -40,7 +40,7 @@ class BatchCoalescerTest {
             in[s] = rows(sliceRows[s], r);
             out[s] = RowBatch.onHeap(DType.BF16, sliceRows[s], H);
             work[s] = new BatchCoalescer.Work(0, s, experts[s], in[s], out[s],
-                    () -> thread.complete(Thread.currentThread().getName()), thread::completeExceptionally);
+                    () -> thread.complete(Thread.currentThread().getName()), thread::completeExceptionally, () -> false);
         }
         coalescer.submit(List.of(work));
         String name = thread.get(30, TimeUnit.SECONDS);

@@ -87,7 +87,7 @@ public final class DispatchStats {
         }
     }
 
-    /** A batch already counted as failed (overdue) came back answered after all: the worker is alive. */
+    /** The worker answered something after all (a batch counted as overdue, or a withdrawal): it is alive. */
     void recordLateAnswer(String worker) {
         health(worker).failingStreak.set(0);
     }

@@ -106,8 +106,8 @@ final class MoeDispatcher {
      * A batch in flight. {@code judged} turns true once its outcome went into the worker's health
      * counts: when it completes, or earlier when a hedge overtook it by {@link #OVERDUE_AFTER_HEDGE_NANOS}.
      */
-    private record Sent(DispatchPlan.WorkerShare share, CompletableFuture<ExpertResult> result, long bytesOut, long sentNanos,
-            AtomicBoolean judged) {}
+    private record Sent(long id, DispatchPlan.WorkerShare share, CompletableFuture<ExpertResult> result, long bytesOut,
+            long sentNanos, AtomicBoolean judged) {}
 
     /**
      * A batch still out this long after its hedge answered counts as failed at once: the same rows came
@@ -196,6 +196,12 @@ final class MoeDispatcher {
         CompletableFuture<ExpertResult> result = channel(share.address()).send(message, rows, expertTimeout);
         AtomicBoolean judged = new AtomicBoolean();
         result.whenComplete((answer, error) -> {
+            if (error == null && answer.getErrorCode() == Status.Code.CANCELLED.value()) {
+                // withdrawn after its race was decided: the worker is alive, and its latency says nothing
+                judged.set(true);
+                stats.recordLateAnswer(share.address());
+                return;
+            }
             long now = System.nanoTime();
             stats.recordWorkerLatency(share.address(), now - started);
             boolean answered = error == null && answer.getErrorCode() == 0;
@@ -210,7 +216,7 @@ final class MoeDispatcher {
                 latency.recordFailure(share.address(), rows, now - started, now);
             }
         });
-        return new Sent(share, result, message.getSerializedSize(), started, judged);
+        return new Sent(message.getId(), share, result, message.getSerializedSize(), started, judged);
     }
 
     /**
@@ -279,6 +285,12 @@ final class MoeDispatcher {
         });
         String winner = first.join();
         stats.recordHedge(winner);
+        // the loser's rows are not needed any more: the worker drops them if it has not started on them
+        if (winner.equals("hedge")) {
+            channel(primary.share().address()).withdraw(primary.id());
+        } else if (winner.equals("primary")) {
+            hedges.forEach(hs -> channel(hs.share().address()).withdraw(hs.id()));
+        }
         if (winner.equals("hedge")) {
             CompletableFuture.delayedExecutor(OVERDUE_AFTER_HEDGE_NANOS, TimeUnit.NANOSECONDS).execute(() -> {
                 if (!primary.result().isDone() && primary.judged().compareAndSet(false, true)) {

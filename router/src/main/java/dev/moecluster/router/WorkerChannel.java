@@ -107,6 +107,22 @@ final class WorkerChannel implements AutoCloseable {
                 });
     }
 
+    /**
+     * Withdraws a batch sent earlier and not answered yet (a hedge of it answered first): the worker
+     * drops its rows if they are not computing yet and answers it CANCELLED. Nothing when it was answered.
+     */
+    void withdraw(long batchId) {
+        synchronized (lock) {
+            for (StreamState s : streams) {
+                if (s != null && !s.broken && s.pending.containsKey(batchId)) {
+                    s.backlog.add(ExpertBatch.newBuilder().setId(batchId).setWithdraw(true).build());
+                    s.flush();
+                    return;
+                }
+            }
+        }
+    }
+
     private Throwable translate(Throwable t, Duration deadline) {
         Throwable cause = t instanceof java.util.concurrent.CompletionException && t.getCause() != null ? t.getCause() : t;
         if (cause instanceof TimeoutException) {
