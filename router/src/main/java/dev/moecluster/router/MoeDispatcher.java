@@ -12,6 +12,7 @@ import dev.moecluster.proto.ExpertBatch;
 import dev.moecluster.proto.ExpertResult;
 import dev.moecluster.proto.ExpertSlice;
 import io.grpc.ChannelCredentials;
+import io.grpc.Context;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import java.time.Duration;
@@ -147,26 +148,44 @@ final class MoeDispatcher {
         Set<Integer> failed = new HashSet<>();
         Map<Integer, String> lastError = new LinkedHashMap<>();
         boolean overlapped = false;
-        while (!todo.isEmpty()) {
-            DispatchPlan plan = DispatchPlan.of(placement, layer, todo, failed, view, lastError);
-            List<Sent> sent = new ArrayList<>(plan.shares().size());
-            for (DispatchPlan.WorkerShare share : plan.shares()) {
-                sent.add(send(layer, share, x, gate, false));
-            }
-            if (!overlapped) {
-                overlapped = true;
-                overlap.run();
-            }
-            todo = new ArrayList<>();
-            for (Sent s : sent) {
-                String error = awaitHedged(s, layer, placement, x, gate, out);
-                if (error != null) {
-                    failed.add(s.share().worker());
-                    lastError.put(s.share().worker(), error);
-                    stats.recordFailover(s.share().address());
-                    todo.addAll(s.share().experts());
+        // a caller that goes away (cancel, deadline) withdraws what it sent: workers drop rows nobody waits for
+        Context caller = Context.current();
+        List<Sent> outstanding = new java.util.concurrent.CopyOnWriteArrayList<>();
+        Context.CancellationListener withdrawAll = c -> outstanding.forEach(s -> channel(s.share().address()).withdraw(s.id()));
+        caller.addListener(withdrawAll, Runnable::run);
+        try {
+            while (!todo.isEmpty()) {
+                DispatchPlan plan = DispatchPlan.of(placement, layer, todo, failed, view, lastError);
+                List<Sent> sent = new ArrayList<>(plan.shares().size());
+                for (DispatchPlan.WorkerShare share : plan.shares()) {
+                    sent.add(send(layer, share, x, gate, false));
                 }
+                outstanding.addAll(sent);
+                if (caller.isCancelled()) { // gone before the listener was in place, or while sending
+                    withdrawAll.cancelled(caller);
+                }
+                if (!overlapped) {
+                    overlapped = true;
+                    overlap.run();
+                }
+                todo = new ArrayList<>();
+                for (Sent s : sent) {
+                    String error = awaitHedged(s, layer, placement, x, gate, out);
+                    if (error != null && caller.isCancelled()) {
+                        throw Status.CANCELLED.withDescription("the caller went away; its batches were withdrawn")
+                                .asRuntimeException();
+                    }
+                    if (error != null) {
+                        failed.add(s.share().worker());
+                        lastError.put(s.share().worker(), error);
+                        stats.recordFailover(s.share().address());
+                        todo.addAll(s.share().experts());
+                    }
+                }
+                outstanding.clear();
             }
+        } finally {
+            caller.removeListener(withdrawAll);
         }
         return out;
     }
@@ -238,7 +257,7 @@ final class MoeDispatcher {
                     Thread.currentThread().interrupt();
                 }
             }
-            if (!s.result().isDone()) {
+            if (!s.result().isDone() && !Context.current().isCancelled()) { // no hedge for a caller that went away
                 List<Sent> hedges = hedge(s, layer, placement, x, gate);
                 if (!hedges.isEmpty()) {
                     return race(s, hedges, gate, x.cols(), out);
