@@ -29,7 +29,7 @@ import org.junit.jupiter.api.Test;
 
 /**
  * The leader's reading of the routers' health reports: a worker that stopped answering is SUSPECT once
- * its batches have failed for three seconds in a row, however many it answered earlier in the report
+ * its batches have failed for four seconds in a row, however many it answered earlier in the report
  * window, while a worker that some router still gets answers from is not.
  */
 class SuspicionTest {

@@ -72,8 +72,9 @@ public final class ControlClient implements AutoCloseable {
                 .toList();
         this.blocking = channels.stream().map(c -> ControlGrpc.newBlockingStub(c).withCallCredentials(token)).toList();
         this.async = channels.stream().map(c -> ControlGrpc.newStub(c).withCallCredentials(token)).toList();
-        // a heartbeat that takes longer than a few periods is no heartbeat; never wait less than a second
-        this.callDeadline = Duration.ofMillis(Math.max(1000, 3 * config.heartbeatInterval().toMillis()));
+        // a heartbeat that takes longer than a period is no heartbeat (the next coordinator is tried at once);
+        // never wait less than a second
+        this.callDeadline = Duration.ofMillis(Math.max(1000, config.heartbeatInterval().toMillis()));
         this.timer = Executors.newSingleThreadScheduledExecutor(
                 r -> Thread.ofPlatform().name("moe-control-" + name).daemon().unstarted(r));
     }
@@ -125,22 +126,29 @@ public final class ControlClient implements AutoCloseable {
         watch("placement", (stub, observer) -> stub.watchPlacement(WatchPlacementRequest.getDefaultInstance(), observer), listener);
     }
 
+    /**
+     * One call, to the current coordinator and, while they do not answer, to each of the others in turn:
+     * a coordinator cut off from the rest stalls its writes, and a heartbeat must not wait for it to
+     * find out (the leader would declare this component dead meanwhile).
+     */
     private <T> Optional<T> call(Function<ControlGrpc.ControlBlockingStub, T> rpc) {
-        int index = current.get();
-        try {
-            T answer = rpc.apply(blocking.get(index).withDeadlineAfter(callDeadline.toMillis(), TimeUnit.MILLISECONDS));
-            connected = true;
-            return Optional.of(answer);
-        } catch (StatusRuntimeException e) {
-            connected = false;
-            if (unreachable(e.getStatus())) {
+        for (int attempt = 0; attempt < channels.size(); attempt++) {
+            int index = current.get();
+            try {
+                T answer = rpc.apply(blocking.get(index).withDeadlineAfter(callDeadline.toMillis(), TimeUnit.MILLISECONDS));
+                connected = true;
+                return Optional.of(answer);
+            } catch (StatusRuntimeException e) {
+                connected = false;
+                if (!unreachable(e.getStatus())) {
+                    refused(e.getStatus(), config.coordinators().get(index));
+                    return Optional.empty();
+                }
                 moveOn(index);
-                LOG.log(Level.FINE, name + ": coordinator " + config.coordinators().get(index) + " did not answer; keeps serving", e);
-            } else {
-                refused(e.getStatus(), config.coordinators().get(index));
+                LOG.log(Level.FINE, name + ": coordinator " + config.coordinators().get(index) + " did not answer; trying the next", e);
             }
-            return Optional.empty();
         }
+        return Optional.empty();
     }
 
     private interface WatchCall<T> {

@@ -46,7 +46,7 @@ final class Reconciler {
      * How long every router that sends a worker batches must see them fail (none answered since) before
      * the worker is SUSPECT: longer than a GC pause, far shorter than the expert timeout.
      */
-    static final long SUSPECT_AFTER_MILLIS = 3_000;
+    static final long SUSPECT_AFTER_MILLIS = 4_000;
     /** Heartbeat timeouts a SUSPECT worker waits without failure reports before it is ACTIVE again. */
     static final int SUSPECT_PROBATION_TIMEOUTS = 10;
 
