@@ -55,6 +55,25 @@ final class Clusters {
         });
     }
 
+    /**
+     * {@code count} coordinators in this JVM that list each other as members (one Hazelcast cluster),
+     * started in order, so the first is the oldest; the caller closes them.
+     */
+    static List<dev.moecluster.coordinator.CoordinatorServer> coordinators(Path model, int count) throws IOException {
+        String name = "moe-coordinators-" + java.util.UUID.randomUUID();
+        List<Integer> ports = new java.util.ArrayList<>();
+        for (int i = 0; i < count; i++) {
+            ports.add(LocalCluster.freePort());
+        }
+        List<String> members = ports.stream().map(p -> "127.0.0.1:" + p).toList();
+        List<dev.moecluster.coordinator.CoordinatorServer> out = new java.util.ArrayList<>();
+        for (int port : ports) {
+            out.add(dev.moecluster.coordinator.CoordinatorServer.start(
+                    dev.moecluster.coordinator.CoordinatorConfig.local(name, port, model, 1, 1).withMembers(members, port)));
+        }
+        return out;
+    }
+
     static ManagedChannel channel(String address) {
         return NettyChannelBuilder.forTarget(address).usePlaintext().build();
     }

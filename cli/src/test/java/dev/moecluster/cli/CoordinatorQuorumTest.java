@@ -32,14 +32,9 @@ class CoordinatorQuorumTest {
 
     @Test
     void aCoordinatorWithoutAMajorityNeitherLeadsNorWritesUntilAMajorityIsBack() throws Exception {
-        String name = "moe-quorum-" + UUID.randomUUID();
-        List<Integer> ports = List.of(LocalCluster.freePort(), LocalCluster.freePort(), LocalCluster.freePort());
-        List<String> members = ports.stream().map(p -> "127.0.0.1:" + p).toList();
         List<CoordinatorServer> coordinators = new ArrayList<>();
         try {
-            for (int port : ports) {
-                coordinators.add(CoordinatorServer.start(CoordinatorConfig.local(name, port, dir, 1, 1).withMembers(members, port)));
-            }
+            coordinators.addAll(Clusters.coordinators(dir, 3));
             await("three members", Duration.ofSeconds(60), () -> coordinators.getFirst().hazelcast().getCluster().getMembers().size() == 3);
             await("one leader", Duration.ofSeconds(30), () -> coordinators.stream().filter(CoordinatorServer::isLeader).count() == 1);
             CoordinatorServer survivor = coordinators.get(2);
@@ -54,7 +49,9 @@ class CoordinatorQuorumTest {
             assertThat(heartbeat(survivor)).isEqualTo(Status.Code.UNAVAILABLE);
 
             int port = LocalCluster.freePort();
-            String survivorAddress = members.get(2);
+            String name = survivor.hazelcast().getConfig().getClusterName();
+            var local = survivor.hazelcast().getCluster().getLocalMember().getAddress();
+            String survivorAddress = local.getHost() + ":" + local.getPort();
             coordinators.add(CoordinatorServer.start(CoordinatorConfig.local(name, port, dir, 1, 1)
                     .withMembers(List.of(survivorAddress, "127.0.0.1:" + port), port).withExpectedCoordinators(3)));
             await("two of three together again, the survivor (the oldest) leads", Duration.ofSeconds(60), survivor::isLeader);

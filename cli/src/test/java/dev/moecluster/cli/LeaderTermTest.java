@@ -27,14 +27,9 @@ class LeaderTermTest {
 
     @Test
     void everyNewLeaderHoldsAHigherTermThanTheOneBefore() throws Exception {
-        String name = "moe-term-" + UUID.randomUUID();
-        List<Integer> ports = List.of(LocalCluster.freePort(), LocalCluster.freePort(), LocalCluster.freePort());
-        List<String> members = ports.stream().map(p -> "127.0.0.1:" + p).toList();
         List<CoordinatorServer> coordinators = new ArrayList<>();
         try {
-            for (int port : ports) {
-                coordinators.add(CoordinatorServer.start(CoordinatorConfig.local(name, port, dir, 1, 1).withMembers(members, port)));
-            }
+            coordinators.addAll(Clusters.coordinators(dir, 3));
             await("three members", Duration.ofSeconds(60), () -> coordinators.getFirst().hazelcast().getCluster().getMembers().size() == 3);
             await("one leader", Duration.ofSeconds(30), () -> coordinators.stream().filter(CoordinatorServer::isLeader).count() == 1);
             CoordinatorServer first = coordinators.stream().filter(CoordinatorServer::isLeader).findFirst().orElseThrow();

@@ -29,9 +29,13 @@ final class LeaderTerm {
     /**
      * Claims the term for this member: its current term if it holds it already, the next one if it is
      * the oldest member of a majority as the record's owner sees the cluster, else -1.
+     *
+     * @param highestSeen the highest term this member has read: a record lost with its partition (the
+     *     owner and its backup gone at once, or mid-migration) must not hand out a term again
      */
-    static long claim(HazelcastInstance hz, int majority) {
-        return hz.<String, String>getMap(MAP).executeOnKey(KEY, new Claim(hz.getCluster().getLocalMember().getUuid(), majority));
+    static long claim(HazelcastInstance hz, int majority, long highestSeen) {
+        return hz.<String, String>getMap(MAP).executeOnKey(KEY,
+                new Claim(hz.getCluster().getLocalMember().getUuid(), majority, highestSeen));
     }
 
     /** The term granted last and its holder, or null before the first. */
@@ -49,11 +53,13 @@ final class LeaderTerm {
         private static final long serialVersionUID = 1L;
         private final UUID candidate;
         private final int majority;
+        private final long highestSeen;
         private transient HazelcastInstance owner;
 
-        Claim(UUID candidate, int majority) {
+        Claim(UUID candidate, int majority, long highestSeen) {
             this.candidate = candidate;
             this.majority = majority;
+            this.highestSeen = highestSeen;
         }
 
         @Override
@@ -68,13 +74,14 @@ final class LeaderTerm {
             if (members.size() < majority || !oldest.hasNext() || !oldest.next().getUuid().equals(candidate)) {
                 return -1L;
             }
-            long term = 0;
+            long term = highestSeen;
             if (entry.getValue() != null) {
                 JsonObject held = JsonParser.parseString(entry.getValue()).getAsJsonObject();
-                term = held.get("term").getAsLong();
-                if (held.get("leader").getAsString().equals(candidate.toString())) {
-                    return term;
+                long stored = held.get("term").getAsLong();
+                if (held.get("leader").getAsString().equals(candidate.toString()) && stored >= highestSeen) {
+                    return stored;
                 }
+                term = Math.max(term, stored);
             }
             JsonObject granted = new JsonObject();
             granted.addProperty("term", term + 1);

@@ -74,6 +74,8 @@ final class Reconciler {
     private long leadingSince = -1;
     /** The leader's term this coordinator holds, -1 when it does not lead; claimed again on every tick. */
     private volatile long term = -1;
+    /** The highest term this member has read or held, so a lost term record never hands one out twice. */
+    private long highestTermSeen;
     /** SUSPECT workers by address, and when they were last reported failing (or found SUSPECT). */
     private final Map<String, Long> suspectSince = new HashMap<>();
     /** Since when every router that sends the worker batches has seen them fail (workers failing now only). */
@@ -181,10 +183,29 @@ final class Reconciler {
     /** The term the other members grant this one, or -1 (refused, or no majority to write the record). */
     private long claimTerm() {
         try {
-            return LeaderTerm.claim(hz, config.majority());
+            Map.Entry<Long, String> record = LeaderTerm.current(hz);
+            if (record != null) {
+                highestTermSeen = Math.max(highestTermSeen, record.getKey());
+            }
+            long granted = LeaderTerm.claim(hz, config.majority(), highestTermSeen);
+            highestTermSeen = Math.max(highestTermSeen, granted);
+            return granted;
         } catch (RuntimeException refused) { // split-brain protection, or the owner is gone mid-call
             return -1;
         }
+    }
+
+    /** A follower keeps up with the term, to claim above it should it lead one day; returns -1 (not leading). */
+    private long observeTerm() {
+        try {
+            Map.Entry<Long, String> record = LeaderTerm.current(hz);
+            if (record != null) {
+                highestTermSeen = Math.max(highestTermSeen, record.getKey());
+            }
+        } catch (RuntimeException unreadable) {
+            // the next tick reads it again
+        }
+        return -1;
     }
 
     void tick() {
@@ -197,7 +218,7 @@ final class Reconciler {
                 // on every member, so each coordinator's metric and Status say what the leader sees
                 balancedness = PlacementPlanner.balancedness(shared, load, capacities(workers()));
             }
-            long granted = oldestOfMajority() ? claimTerm() : -1;
+            long granted = oldestOfMajority() ? claimTerm() : observeTerm();
             if (granted < 0) {
                 if (term > 0) {
                     LOG.warning("this coordinator no longer leads (term " + term + "): it is not the oldest member of a"
