@@ -159,11 +159,21 @@ public final class LocalCluster implements AutoCloseable {
         throw new IOException("no placement from the coordinator within " + timeout.toSeconds() + " s");
     }
 
+    /**
+     * A loopback port free now and not handed out before by this process: ports are often picked for
+     * several servers before any of them binds, and the kernel may offer the same free port twice.
+     */
     static int freePort() throws IOException {
-        try (ServerSocket s = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
-            return s.getLocalPort();
+        while (true) {
+            try (ServerSocket s = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
+                if (HANDED_OUT.add(s.getLocalPort())) {
+                    return s.getLocalPort();
+                }
+            }
         }
     }
+
+    private static final java.util.Set<Integer> HANDED_OUT = java.util.concurrent.ConcurrentHashMap.newKeySet();
 
     private static LocalCluster startStatic(Options o) throws IOException {
         ModelConfig model = ModelConfig.load(o.modelDir());
