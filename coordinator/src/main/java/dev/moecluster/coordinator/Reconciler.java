@@ -183,10 +183,6 @@ final class Reconciler {
     /** The term the other members grant this one, or -1 (refused, or no majority to write the record). */
     private long claimTerm() {
         try {
-            Map.Entry<Long, String> record = LeaderTerm.current(hz);
-            if (record != null) {
-                highestTermSeen = Math.max(highestTermSeen, record.getKey());
-            }
             long granted = LeaderTerm.claim(hz, config.majority(), highestTermSeen);
             highestTermSeen = Math.max(highestTermSeen, granted);
             return granted;
@@ -195,8 +191,8 @@ final class Reconciler {
         }
     }
 
-    /** A follower keeps up with the term, to claim above it should it lead one day; returns -1 (not leading). */
-    private long observeTerm() {
+    /** Every member keeps up with the term, so that should it lead one day it claims above it. */
+    private void readTerm() {
         try {
             Map.Entry<Long, String> record = LeaderTerm.current(hz);
             if (record != null) {
@@ -205,7 +201,6 @@ final class Reconciler {
         } catch (RuntimeException unreadable) {
             // the next tick reads it again
         }
-        return -1;
     }
 
     void tick() {
@@ -218,7 +213,8 @@ final class Reconciler {
                 // on every member, so each coordinator's metric and Status say what the leader sees
                 balancedness = PlacementPlanner.balancedness(shared, load, capacities(workers()));
             }
-            long granted = oldestOfMajority() ? claimTerm() : observeTerm();
+            readTerm();
+            long granted = oldestOfMajority() ? claimTerm() : -1;
             if (granted < 0) {
                 if (term > 0) {
                     LOG.warning("this coordinator no longer leads (term " + term + "): it is not the oldest member of a"

@@ -2,6 +2,7 @@ package dev.moecluster.router;
 
 import io.prometheus.metrics.core.metrics.Counter;
 import io.prometheus.metrics.core.metrics.Histogram;
+import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
 import java.util.concurrent.ConcurrentHashMap;
@@ -32,8 +33,11 @@ public final class DispatchStats {
             .help("Batches resent to other replicas because they were slower than 95 % of recent batches, by which copy answered first")
             .labelNames("first")
             .build();
+    /** Which copy of a hedged batch answered first. */
+    private static final List<String> HEDGE_OUTCOMES = List.of("hedge", "primary", "neither");
+
     {
-        for (String first : new String[] {"hedge", "primary", "neither"}) {
+        for (String first : HEDGE_OUTCOMES) {
             hedges.labelValues(first); // every outcome exported from the start, at 0
         }
     }
@@ -137,11 +141,7 @@ public final class DispatchStats {
 
     /** Batches hedged so far, whichever copy answered first. */
     public long hedged() {
-        long n = 0;
-        for (String first : new String[] {"hedge", "primary", "neither"}) {
-            n += (long) hedges.labelValues(first).get();
-        }
-        return n;
+        return HEDGE_OUTCOMES.stream().mapToLong(first -> (long) hedges.labelValues(first).get()).sum();
     }
 
     /** Hedged batches whose hedge answered first. */

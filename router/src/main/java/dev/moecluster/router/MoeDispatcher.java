@@ -305,12 +305,11 @@ final class MoeDispatcher {
         String winner = first.join();
         stats.recordHedge(winner);
         // the loser's rows are not needed any more: the worker drops them if it has not started on them
-        if (winner.equals("hedge")) {
-            channel(primary.share().address()).withdraw(primary.id());
-        } else if (winner.equals("primary")) {
+        if (winner.equals("primary")) {
             hedges.forEach(hs -> channel(hs.share().address()).withdraw(hs.id()));
         }
         if (winner.equals("hedge")) {
+            channel(primary.share().address()).withdraw(primary.id());
             CompletableFuture.delayedExecutor(OVERDUE_AFTER_HEDGE_NANOS, TimeUnit.NANOSECONDS).execute(() -> {
                 if (!primary.result().isDone() && primary.judged().compareAndSet(false, true)) {
                     stats.recordOutcome(primary.share().address(), false);
