@@ -1,6 +1,8 @@
 package dev.moecluster.bench;
 
+import dev.moecluster.control.wire.ArrayPool;
 import dev.moecluster.control.wire.DataPlaneMarshalling;
+import dev.moecluster.control.wire.ReceivedBatch;
 import dev.moecluster.control.wire.WireTensors;
 import dev.moecluster.core.tensor.DType;
 import dev.moecluster.core.tensor.RowBatch;
@@ -22,12 +24,12 @@ import java.util.SplittableRandom;
  * The host half of a {@code cuda} worker's round, timed without a GPU: the calls the worker and the
  * cuda backend make on the CPU, in their order, with plain off-heap memory standing in for pinned
  * buffers and a prefilled "downloaded" buffer standing in for the kernels. Per batch: parse the
- * received message (one copy out of the transport's buffers, activations aliased), check shapes and
- * finiteness on the wire bytes, gather the rows into the staging buffer, write each slice's output
- * from the downloaded rows in the wire dtype, and serialize the result.
+ * received message into a pooled array (one copy out of the transport's buffers, activations
+ * aliased), check shapes and finiteness on the wire bytes, gather the rows into the staging buffer,
+ * write each slice's output from the downloaded rows in the wire dtype into a pooled result array,
+ * and serialize the result into a reused buffer as gRPC's framer does into Netty's (a copy).
  */
 public final class WorkerHostPath {
-    /** What one run measured. */
     /**
      * What one run measured: wall time and this thread's CPU time per row (the loop runs on one
      * thread, so its CPU time is what the host half costs even on a machine shared with other work).
@@ -40,6 +42,31 @@ public final class WorkerHostPath {
     private static final class ReceivedMessage extends ByteArrayInputStream implements KnownLength {
         ReceivedMessage(byte[] bytes) {
             super(bytes);
+        }
+    }
+
+    /** Stands in for the transport's buffers: every byte written is copied, into one reused array. */
+    private static final class FramerSink extends OutputStream {
+        private final byte[] buffer;
+        private int size;
+
+        FramerSink(int capacity) {
+            buffer = new byte[capacity];
+        }
+
+        void reset() {
+            size = 0;
+        }
+
+        @Override
+        public void write(int b) {
+            buffer[size++] = (byte) b;
+        }
+
+        @Override
+        public void write(byte[] b, int off, int len) {
+            System.arraycopy(b, off, buffer, size, len);
+            size += len;
         }
     }
 
@@ -69,7 +96,9 @@ public final class WorkerHostPath {
             for (int r = 0; r < rowsPerBatch; r++) {
                 downloaded.putRow(r, row, 0, 0.5f);
             }
-            OutputStream sink = OutputStream.nullOutputStream();
+            ArrayPool arrays = new ArrayPool(64L << 20);
+            var receiving = DataPlaneMarshalling.receivingMethod(arrays);
+            FramerSink sink = new FramerSink(received.length + 1024);
             long checksum = 0;
             int warm = Math.max(20, batches / 5);
             java.lang.management.ThreadMXBean threads = java.lang.management.ManagementFactory.getThreadMXBean();
@@ -80,8 +109,9 @@ public final class WorkerHostPath {
                     start = System.nanoTime();
                     cpuStart = threads.getCurrentThreadCpuTime();
                 }
-                // worker: parse (one copy), validate on the wire bytes
-                ExpertBatch batch = DataPlaneMarshalling.computeMethod().parseRequest(new ReceivedMessage(received));
+                // worker: parse (one copy into a pooled array), validate on the wire bytes
+                ReceivedBatch receivedBatch = receiving.parseRequest(new ReceivedMessage(received));
+                ExpertBatch batch = receivedBatch.batch();
                 RowBatch x = WireTensors.rows(batch.getActivations(), "activations");
                 long total = 0;
                 for (ExpertSlice s : batch.getSlicesList()) {
@@ -92,7 +122,8 @@ public final class WorkerHostPath {
                 }
                 // cuda backend, submit: slices gathered into the staging (pinned) buffer, grouped by expert
                 List<RowBatch> inputs = new ArrayList<>(experts);
-                RowBatch out = RowBatch.onHeap(x.dtype(), x.rows(), hidden);
+                byte[] outArray = arrays.take((int) RowBatch.wireBytes(x.dtype(), x.rows(), hidden));
+                RowBatch out = RowBatch.over(outArray, x.dtype(), x.rows(), hidden);
                 List<RowBatch> outputs = new ArrayList<>(experts);
                 int at = 0;
                 for (int sr : sliceRows) {
@@ -114,7 +145,10 @@ public final class WorkerHostPath {
                 // worker: the result wraps the outputs without a copy and is serialized
                 ExpertResult result = ExpertResult.newBuilder().setId(batch.getId()).setOutputs(WireTensors.tensor(out)).build();
                 // what gRPC's framer does with the stream: drain it into the transport's buffers
+                sink.reset();
                 checksum += ((Drainable) DataPlaneMarshalling.computeMethod().streamResponse(result)).drainTo(sink);
+                receivedBatch.release();
+                arrays.give(outArray);
             }
             double nanos = System.nanoTime() - start;
             double cpuNanos = threads.getCurrentThreadCpuTime() - cpuStart;

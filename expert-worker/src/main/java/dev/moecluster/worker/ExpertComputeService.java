@@ -2,6 +2,9 @@ package dev.moecluster.worker;
 
 import dev.moecluster.core.model.ModelConfig;
 import dev.moecluster.core.moe.ExpertWeights;
+import dev.moecluster.control.wire.ArrayPool;
+import dev.moecluster.control.wire.DataPlaneMarshalling;
+import dev.moecluster.control.wire.ReceivedBatch;
 import dev.moecluster.control.wire.WireTensors;
 import dev.moecluster.core.tensor.RowBatch;
 import dev.moecluster.proto.DescribeRequest;
@@ -11,6 +14,7 @@ import dev.moecluster.proto.ExpertServiceGrpc;
 import dev.moecluster.proto.ExpertSlice;
 import dev.moecluster.proto.HeldExperts;
 import dev.moecluster.proto.WorkerDescription;
+import io.grpc.ServerServiceDefinition;
 import io.grpc.Status;
 import io.grpc.stub.ServerCallStreamObserver;
 import io.grpc.stub.StreamObserver;
@@ -30,8 +34,10 @@ import java.util.logging.Logger;
  * {@link ExpertBatch} on it is validated, split into per-expert work for the {@link BatchCoalescer},
  * and answered by one {@link ExpertResult} when all its experts are done. Activations stay in their
  * wire dtype: each slice's input is a view of the received message's bytes and its output a view of
- * the result's buffer, which the backend writes and the result message wraps without a copy. A bad batch gets an error
- * result and the stream goes on. The worker reads at most {@code maxBatchesInFlightPerStream}
+ * the result's buffer, which the backend writes and the result message wraps without a copy. Both
+ * arrays come from the worker's {@link ArrayPool} and go back to it once the batch is answered and
+ * no slice of it is computing (gRPC has copied a result into its own buffers when {@code onNext}
+ * returns). A bad batch gets an error result and the stream goes on. The worker reads at most {@code maxBatchesInFlightPerStream}
  * batches of a stream ahead of the results it has sent (inbound flow control).
  */
 final class ExpertComputeService extends ExpertServiceGrpc.ExpertServiceImplBase {
@@ -42,6 +48,11 @@ final class ExpertComputeService extends ExpertServiceGrpc.ExpertServiceImplBase
     private final ExpertStore store;
     private final BatchCoalescer coalescer;
     private final int maxInFlight;
+    /**
+     * Arrays of received batches and of results. It keeps what 8 batches of Llama 4 Scout's shape
+     * (256 rows of 5,120 bf16 values) take in and out, so steady traffic of that size allocates nothing.
+     */
+    private final ArrayPool arrays = new ArrayPool(64L << 20);
     private final AtomicLong batches = new AtomicLong();
     private final AtomicLong rejected = new AtomicLong();
     private final AtomicLong withdrawnBatches = new AtomicLong();
@@ -87,8 +98,17 @@ final class ExpertComputeService extends ExpertServiceGrpc.ExpertServiceImplBase
         responses.onCompleted();
     }
 
-    @Override
-    public StreamObserver<ExpertBatch> compute(StreamObserver<ExpertResult> responses) {
+    /** The service with {@code Compute} served by {@link #receive} over the worker's array pool. */
+    ServerServiceDefinition definition() {
+        return DataPlaneMarshalling.bind(this, arrays, this::receive);
+    }
+
+    /** Arrays the pool holds for reuse, and takes it answered with one of them. */
+    ArrayPool arrays() {
+        return arrays;
+    }
+
+    private StreamObserver<ReceivedBatch> receive(StreamObserver<ExpertResult> responses) {
         ServerCallStreamObserver<ExpertResult> out = (ServerCallStreamObserver<ExpertResult>) responses;
         out.disableAutoRequest();
         out.request(maxInFlight);
@@ -97,8 +117,10 @@ final class ExpertComputeService extends ExpertServiceGrpc.ExpertServiceImplBase
         Map<Long, PendingBatch> unanswered = new ConcurrentHashMap<>();
         return new StreamObserver<>() {
             @Override
-            public void onNext(ExpertBatch batch) {
+            public void onNext(ReceivedBatch received) {
+                ExpertBatch batch = received.batch();
                 if (batch.getWithdraw()) {
+                    received.release();
                     sender.skip();
                     PendingBatch p = unanswered.get(batch.getId());
                     if (p != null) {
@@ -106,7 +128,7 @@ final class ExpertComputeService extends ExpertServiceGrpc.ExpertServiceImplBase
                     }
                     return;
                 }
-                handle(batch, sender, unanswered);
+                handle(received, sender, unanswered);
             }
 
             @Override
@@ -121,14 +143,15 @@ final class ExpertComputeService extends ExpertServiceGrpc.ExpertServiceImplBase
         };
     }
 
-    private void handle(ExpertBatch batch, ResultSender sender, Map<Long, PendingBatch> unanswered) {
+    private void handle(ReceivedBatch received, ResultSender sender, Map<Long, PendingBatch> unanswered) {
         sender.started();
         PendingBatch pending;
         try {
-            pending = plan(batch, sender, unanswered);
+            pending = plan(received, sender, unanswered);
         } catch (StatusException e) {
             rejected.incrementAndGet();
-            sender.send(ExpertResult.newBuilder().setId(batch.getId())
+            received.release();
+            sender.send(ExpertResult.newBuilder().setId(received.batch().getId())
                     .setErrorCode(e.status.getCode().value())
                     .setErrorMessage(e.status.getDescription())
                     .build());
@@ -147,7 +170,8 @@ final class ExpertComputeService extends ExpertServiceGrpc.ExpertServiceImplBase
         }
     }
 
-    private PendingBatch plan(ExpertBatch batch, ResultSender sender, Map<Long, PendingBatch> unanswered) throws StatusException {
+    private PendingBatch plan(ReceivedBatch received, ResultSender sender, Map<Long, PendingBatch> unanswered) throws StatusException {
+        ExpertBatch batch = received.batch();
         ModelConfig config = store.config();
         int layer = batch.getLayer();
         if (!config.isMoeLayer(layer)) {
@@ -192,27 +216,36 @@ final class ExpertComputeService extends ExpertServiceGrpc.ExpertServiceImplBase
             throw new StatusException(Status.INVALID_ARGUMENT.withDescription("activations have a non-finite value at row "
                     + bad / x.width() + ", column " + bad % x.width()));
         }
-        return new PendingBatch(batch, x, weights, sender, unanswered);
+        return new PendingBatch(received, x, weights, sender, unanswered);
     }
 
-    /** One batch being computed: its slices go to the coalescer and the result goes out when all return. */
+    /**
+     * One batch being computed: its slices go to the coalescer, the result goes out when all return,
+     * and its arrays go back to the pool when every slice has reported.
+     */
     private final class PendingBatch {
+        private final ReceivedBatch received;
         private final ExpertBatch batch;
         private final RowBatch input;
+        private final byte[] outputArray;
         private final RowBatch output;
         private final ExpertWeights[] weights;
         private final ResultSender sender;
+        /** Slices that have not reported (computed, failed or dropped). */
         private final AtomicInteger remaining;
         private final AtomicBoolean failed = new AtomicBoolean();
         private final Map<Long, PendingBatch> unanswered;
         /** The router withdrew it: slices not computing yet are dropped. */
         volatile boolean withdrawn;
 
-        PendingBatch(ExpertBatch batch, RowBatch input, ExpertWeights[] weights, ResultSender sender,
+        PendingBatch(ReceivedBatch received, RowBatch input, ExpertWeights[] weights, ResultSender sender,
                 Map<Long, PendingBatch> unanswered) {
-            this.batch = batch;
+            this.received = received;
+            this.batch = received.batch();
             this.input = input;
-            this.output = RowBatch.onHeap(input.dtype(), input.rows(), input.width());
+            // the plan checked the activations' size, which the output's matches
+            this.outputArray = arrays.take((int) RowBatch.wireBytes(input.dtype(), input.rows(), input.width()));
+            this.output = RowBatch.over(outputArray, input.dtype(), input.rows(), input.width());
             this.weights = weights;
             this.sender = sender;
             this.remaining = new AtomicInteger(weights.length);
@@ -226,47 +259,61 @@ final class ExpertComputeService extends ExpertServiceGrpc.ExpertServiceImplBase
                 ExpertSlice s = batch.getSlices(i);
                 int rows = s.getRows();
                 work.add(new BatchCoalescer.Work(batch.getLayer(), s.getExpert(), weights[i],
-                        input.slice(row, rows), output.slice(row, rows), this::finishOne, this::fail, () -> withdrawn));
+                        input.slice(row, rows), output.slice(row, rows), () -> settle(null), this::settle, () -> withdrawn));
                 row += rows;
             }
             unanswered.put(batch.getId(), this);
             coalescer.submit(work);
         }
 
-        private void finishOne() {
-            // Outputs go back as computed: a non-finite one is deterministic (every replica would agree), so the
-            // router, not a failover, reports it (MoeForward answers INTERNAL).
-            if (remaining.decrementAndGet() == 0 && !failed.get()) {
+        /**
+         * One slice reported, {@code failure} null when it was computed. The first failure answers the
+         * batch with an error at once; the last report answers it with the outputs if nothing failed,
+         * and only then, with no slice left reading or writing them, are the arrays given back.
+         */
+        private void settle(Throwable failure) {
+            if (failure != null && failed.compareAndSet(false, true)) {
                 unanswered.remove(batch.getId());
-                batches.incrementAndGet();
-                sender.send(ExpertResult.newBuilder()
-                        .setId(batch.getId())
-                        .setOutputs(WireTensors.tensor(output))
-                        .build());
+                sendFailure(failure);
+            }
+            if (remaining.decrementAndGet() > 0) {
+                return;
+            }
+            try {
+                // Outputs go back as computed: a non-finite one is deterministic (every replica would agree), so the
+                // router, not a failover, reports it (MoeForward answers INTERNAL).
+                if (!failed.get()) {
+                    unanswered.remove(batch.getId());
+                    batches.incrementAndGet();
+                    sender.send(ExpertResult.newBuilder()
+                            .setId(batch.getId())
+                            .setOutputs(WireTensors.tensor(output))
+                            .build());
+                }
+            } finally {
+                received.release();
+                arrays.give(outputArray);
             }
         }
 
-        private void fail(Throwable t) {
-            if (failed.compareAndSet(false, true)) {
-                unanswered.remove(batch.getId());
-                if (t instanceof java.util.concurrent.CancellationException) {
-                    withdrawnBatches.incrementAndGet();
-                    sender.send(ExpertResult.newBuilder().setId(batch.getId()).setErrorCode(Status.Code.CANCELLED.value())
-                            .setErrorMessage("batch " + batch.getId() + " withdrawn by the router before worker " + workerId
-                                    + " computed it").build());
-                    return;
-                }
-                if (t instanceof IllegalStateException) {
-                    LOG.fine(() -> "batch " + batch.getId() + " dropped: " + t.getMessage());
-                } else {
-                    LOG.log(Level.WARNING, "batch " + batch.getId() + " failed", t);
-                }
-                sender.send(ExpertResult.newBuilder()
-                        .setId(batch.getId())
-                        .setErrorCode(Status.Code.INTERNAL.value())
-                        .setErrorMessage("worker " + workerId + " failed computing layer " + batch.getLayer() + ": " + t)
-                        .build());
+        private void sendFailure(Throwable t) {
+            if (t instanceof java.util.concurrent.CancellationException) {
+                withdrawnBatches.incrementAndGet();
+                sender.send(ExpertResult.newBuilder().setId(batch.getId()).setErrorCode(Status.Code.CANCELLED.value())
+                        .setErrorMessage("batch " + batch.getId() + " withdrawn by the router before worker " + workerId
+                                + " computed it").build());
+                return;
             }
+            if (t instanceof IllegalStateException) {
+                LOG.fine(() -> "batch " + batch.getId() + " dropped: " + t.getMessage());
+            } else {
+                LOG.log(Level.WARNING, "batch " + batch.getId() + " failed", t);
+            }
+            sender.send(ExpertResult.newBuilder()
+                    .setId(batch.getId())
+                    .setErrorCode(Status.Code.INTERNAL.value())
+                    .setErrorMessage("worker " + workerId + " failed computing layer " + batch.getLayer() + ": " + t)
+                    .build());
         }
     }
 

@@ -7,7 +7,6 @@ import dev.moecluster.control.DataPlaneAccess;
 import dev.moecluster.control.GrpcEndpoint;
 import dev.moecluster.control.MetricsEndpoint;
 import dev.moecluster.control.WorkerThroughput;
-import dev.moecluster.control.wire.DataPlaneMarshalling;
 import dev.moecluster.core.kernel.Gemm;
 import dev.moecluster.core.model.ModelConfig;
 import dev.moecluster.core.tensor.DType;
@@ -63,7 +62,7 @@ public final class ExpertWorker implements AutoCloseable {
                 config.perExpertMetrics());
         this.throughput = new ThroughputMeter(calibrated, coalescer::rowsComputed, coalescer::busyNanos);
         this.server = GrpcEndpoint.start(config.host(), config.port(), config.maxInboundMessageBytes(),
-                List.of(dataPlane(DataPlaneMarshalling.bind(service), config.dataPlane())), config.tls(), config.healthPort(),
+                List.of(dataPlane(service.definition(), config.dataPlane())), config.tls(), config.healthPort(),
                 calls);
         this.agent = config.controlPlane() == null ? null : new WorkerAgent(
                 ControlClient.connect(config.controlPlane(), "worker-" + config.workerId()), store, config.workerId(),
@@ -180,6 +179,11 @@ public final class ExpertWorker implements AutoCloseable {
     }
 
     /** Batches answered with outputs so far. */
+    /** The arrays batches and results are read and built in (for tests of their reuse). */
+    dev.moecluster.control.wire.ArrayPool arrays() {
+        return service.arrays();
+    }
+
     public long batchesServed() {
         return service.batchesServed();
     }

@@ -95,35 +95,39 @@ class DataPlaneMarshallingTest {
     @ParameterizedTest
     @EnumSource(value = DType.class, names = {"BF16", "FP8_E4M3", "F32"})
     void roundTripsThroughAStreamOverLoopbackUnchanged(DType dtype) throws Exception {
-        ExpertServiceGrpc.ExpertServiceImplBase echo = new ExpertServiceGrpc.ExpertServiceImplBase() {
-            @Override
-            public StreamObserver<ExpertBatch> compute(StreamObserver<ExpertResult> results) {
-                return new StreamObserver<>() {
-                    @Override
-                    public void onNext(ExpertBatch b) {
-                        // the activations as the server parsed them: a view of the received bytes
-                        RowBatch rows = WireTensors.rows(b.getActivations(), "activations");
-                        results.onNext(ExpertResult.newBuilder().setId(b.getId()).setOutputs(WireTensors.tensor(rows)).build());
-                    }
-
-                    @Override
-                    public void onError(Throwable t) {}
-
-                    @Override
-                    public void onCompleted() {
-                        results.onCompleted();
-                    }
-                };
-            }
-
+        ExpertServiceGrpc.ExpertServiceImplBase describe = new ExpertServiceGrpc.ExpertServiceImplBase() {
             @Override
             public void describe(DescribeRequest request, StreamObserver<WorkerDescription> out) {
                 out.onNext(WorkerDescription.newBuilder().setWorkerId("echo").build());
                 out.onCompleted();
             }
         };
+        ArrayPool pool = new ArrayPool(64 << 20);
+        io.grpc.stub.ServerCalls.BidiStreamingMethod<ReceivedBatch, ExpertResult> echo = results -> new StreamObserver<>() {
+            @Override
+            public void onNext(ReceivedBatch received) {
+                ExpertBatch b = received.batch();
+                // the activations as the server parsed them: a view of the received bytes, copied into
+                // a result over another pooled array before the received one goes back
+                RowBatch rows = WireTensors.rows(b.getActivations(), "activations");
+                byte[] out = pool.take((int) RowBatch.wireBytes(rows.dtype(), rows.rows(), rows.width()));
+                RowBatch copy = RowBatch.over(out, rows.dtype(), rows.rows(), rows.width());
+                copy.copyFrom(rows, 0);
+                received.release();
+                results.onNext(ExpertResult.newBuilder().setId(b.getId()).setOutputs(WireTensors.tensor(copy)).build());
+                pool.give(out); // gRPC copied the result into its buffers in onNext
+            }
+
+            @Override
+            public void onError(Throwable t) {}
+
+            @Override
+            public void onCompleted() {
+                results.onCompleted();
+            }
+        };
         Server server = NettyServerBuilder.forAddress(new InetSocketAddress("127.0.0.1", 0))
-                .addService(DataPlaneMarshalling.bind(echo)).maxInboundMessageSize(64 << 20).build().start();
+                .addService(DataPlaneMarshalling.bind(describe, pool, echo)).maxInboundMessageSize(64 << 20).build().start();
         ManagedChannel channel = NettyChannelBuilder.forTarget("127.0.0.1:" + server.getPort()).usePlaintext()
                 .maxInboundMessageSize(64 << 20).build();
         try {
@@ -145,9 +149,11 @@ class DataPlaneMarshallingTest {
                     });
             ExpertBatch small = batch(dtype, 3, 64, 1);
             ExpertBatch large = batch(dtype, 300, 4096, 2); // several HTTP/2 frames
+            ExpertBatch other = batch(dtype, 280, 4096, 3); // same size class: reads into an array the large one gave back
             requests.onNext(small);
             requests.onNext(large);
-            for (ExpertBatch sent : new ExpertBatch[] {small, large}) {
+            requests.onNext(other);
+            for (ExpertBatch sent : new ExpertBatch[] {small, large, other}) {
                 Object o = got.poll(30, TimeUnit.SECONDS);
                 assertThat(o).isInstanceOf(ExpertResult.class);
                 ExpertResult r = (ExpertResult) o;
@@ -155,6 +161,9 @@ class DataPlaneMarshallingTest {
                 assertThat(r.getOutputs().toByteArray()).isEqualTo(sent.getActivations().toByteArray());
             }
             requests.onCompleted();
+            // the large batch and its result gave their arrays back, and the other batch and its result took them
+            assertThat(pool.reused()).isEqualTo(2);
+            assertThat(pool.retainedBytes()).isPositive();
             // Describe still uses the generated stubs' marshallers on the same service.
             assertThat(ExpertServiceGrpc.newBlockingStub(channel).describe(DescribeRequest.getDefaultInstance()).getWorkerId())
                     .isEqualTo("echo");

@@ -107,6 +107,52 @@ class RowBatchTest {
         assertThat(at % width).isEqualTo(33);
     }
 
+    /**
+     * The word-at-a-time scan against the element loop: a batch of the largest finite values of
+     * both signs (every exponent bit but one set, so a lane test that leaked into its neighbour
+     * would fire) is finite; one non-finite element is found wherever it sits, at the first and last
+     * index, on both sides of a scan chunk's edge and in the tail that fills no whole word.
+     */
+    @ParameterizedTest
+    @EnumSource(DType.class)
+    void firstNonFiniteFindsOneElementAnywhereAmongTheLargestFiniteValues(DType dtype) {
+        int bytes = dtype.byteSize();
+        int chunk = 1024 * 8 / bytes; // elements per scan chunk
+        int width = 2 * chunk + 3 * 8 / bytes + 1; // a tail of one element past the last whole word
+        RowBatch b = RowBatch.onHeap(dtype, 1, width);
+        long largestFinite = switch (dtype) {
+            case F32 -> 0x7f7fffffL;
+            case BF16 -> 0x7f7fL;
+            case F16 -> 0x7bffL;
+            case FP8_E4M3 -> 0x7eL;
+        };
+        long sign = 1L << (8 * bytes - 1);
+        long nonFinite = switch (dtype) {
+            case F32 -> 0x7f800000L;
+            case BF16 -> 0x7fc0L;
+            case F16 -> 0x7c00L;
+            case FP8_E4M3 -> 0x7fL;
+        };
+        if (dtype == DType.FP8_E4M3) {
+            b.scales().fill((byte) 0);
+            b.scales().set(java.lang.foreign.ValueLayout.JAVA_FLOAT_UNALIGNED, 0, 1f);
+        }
+        for (int at : new int[] {0, chunk - 1, chunk, chunk + 1, 2 * chunk - 1, 2 * chunk, width - 2, width - 1}) {
+            for (int i = 0; i < width; i++) {
+                put(b, i, bytes, (i % 2 == 0 ? 0 : sign) | largestFinite);
+            }
+            assertThat(b.firstNonFinite()).isEqualTo(-1);
+            put(b, at, bytes, (at % 3 == 0 ? sign : 0) | nonFinite);
+            assertThat(b.firstNonFinite()).as("non-finite at %d of %d", at, width).isEqualTo(at);
+        }
+    }
+
+    private static void put(RowBatch b, long index, int bytes, long bits) {
+        for (int k = 0; k < bytes; k++) {
+            b.data().set(java.lang.foreign.ValueLayout.JAVA_BYTE, index * bytes + k, (byte) (bits >>> (8 * k)));
+        }
+    }
+
     @ParameterizedTest
     @EnumSource(DType.class)
     void rowsWiderThanTheConversionChunksConvertEveryElementAsTheScalarAccessDoes(DType dtype) {

@@ -1,0 +1,153 @@
+package dev.moecluster.worker;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import com.google.protobuf.ByteString;
+import dev.moecluster.control.wire.ArrayPool;
+import dev.moecluster.control.wire.WireTensors;
+import dev.moecluster.core.model.Architecture;
+import dev.moecluster.core.model.ModelConfig;
+import dev.moecluster.core.model.ModelGenerator;
+import dev.moecluster.core.placement.ExpertAssignment;
+import dev.moecluster.core.tensor.DType;
+import dev.moecluster.core.tensor.RowBatch;
+import dev.moecluster.proto.ExpertBatch;
+import dev.moecluster.proto.ExpertResult;
+import dev.moecluster.proto.ExpertServiceGrpc;
+import dev.moecluster.proto.ExpertSlice;
+import io.grpc.ManagedChannel;
+import io.grpc.Status;
+import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
+import io.grpc.stub.StreamObserver;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.SplittableRandom;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * A worker reads batches into pooled arrays and builds results in pooled arrays: an array given back
+ * too early (while a slice still reads or writes it) would let the next message overwrite a batch
+ * being computed. Many large batches in flight at once on several streams, between refused and
+ * withdrawn ones, must give exactly what each gives alone.
+ */
+class PooledArraysTest {
+    @TempDir
+    Path model;
+
+    @Test
+    void batchesInFlightTogetherOverReusedArraysEqualTheSameBatchesOneAtATime() throws Exception {
+        ModelConfig c = ModelGenerator.generate(ModelGenerator.Spec.tiny(Architecture.MIXTRAL), model);
+        int layer = c.moeLayerList().getFirst();
+        WorkerConfig config = WorkerConfig.defaults("w0", model, ExpertAssignment.parse("all", c)).withThroughput(0);
+        List<ExpertBatch> batches = new ArrayList<>();
+        for (int i = 0; i < 24; i++) {
+            // 260-450 rows of 64 values: 33-115 KiB in bf16 or f32, past the pool's smallest size, in two size classes
+            batches.add(batch(i + 1, layer, 260 + 37 * i % 190, c.hiddenSize(), c.numExperts(), i % 2 == 0 ? DType.BF16 : DType.F32, i));
+        }
+        try (ExpertWorker worker = ExpertWorker.start(config)) {
+            ManagedChannel channel = NettyChannelBuilder.forTarget(worker.address()).usePlaintext()
+                    .maxInboundMessageSize(64 << 20).build();
+            try {
+                Map<Long, ExpertResult> alone = new ConcurrentHashMap<>();
+                for (ExpertBatch b : batches) {
+                    alone.putAll(send(channel, List.of(b), 1));
+                }
+                // three streams at once, each with a third of the batches, a non-finite batch and a withdrawal among them
+                List<List<ExpertBatch>> streams = List.of(new ArrayList<>(), new ArrayList<>(), new ArrayList<>());
+                for (int i = 0; i < batches.size(); i++) {
+                    streams.get(i % 3).add(batches.get(i));
+                }
+                ExpertBatch nonFinite = batch(100, layer, 300, c.hiddenSize(), c.numExperts(), DType.F32, 99).toBuilder()
+                        .setActivations(WireTensors.encode(new float[300 * c.hiddenSize()], 0, 300, c.hiddenSize(), DType.F32)
+                                .toBuilder().setData(nanAt(300 * c.hiddenSize() * 4, 4 * 777)))
+                        .build();
+                streams.get(0).add(4, nonFinite);
+                streams.get(1).add(3, ExpertBatch.newBuilder().setId(batches.get(4).getId()).setWithdraw(true).build());
+                Map<Long, ExpertResult> together = new ConcurrentHashMap<>();
+                List<Thread> senders = new ArrayList<>();
+                for (List<ExpertBatch> s : streams) {
+                    int answers = (int) s.stream().filter(b -> !b.getWithdraw()).count();
+                    senders.add(Thread.ofPlatform().start(() -> together.putAll(send(channel, s, answers))));
+                }
+                for (Thread t : senders) {
+                    t.join(60_000);
+                }
+                assertThat(together.get(100L).getErrorCode()).isEqualTo(Status.Code.INVALID_ARGUMENT.value());
+                for (ExpertBatch b : batches) {
+                    ExpertResult r = together.get(b.getId());
+                    assertThat(r).as("batch %d", b.getId()).isNotNull();
+                    if (r.getErrorCode() == Status.Code.CANCELLED.value()) {
+                        assertThat(b.getId()).isEqualTo(batches.get(4).getId()); // withdrawn before it was computed
+                        continue;
+                    }
+                    assertThat(r.getErrorCode()).as("batch %d: %s", b.getId(), r.getErrorMessage()).isZero();
+                    assertThat(r.getOutputs().getData()).as("batch %d", b.getId()).isEqualTo(alone.get(b.getId()).getOutputs().getData());
+                }
+            } finally {
+                channel.shutdownNow();
+            }
+            ArrayPool arrays = worker.arrays();
+            assertThat(arrays.reused()).as("arrays taken again").isGreaterThan(20);
+            assertThat(arrays.retainedBytes()).isPositive().isLessThanOrEqualTo(64L << 20);
+        }
+    }
+
+    private static ByteString nanAt(int bytes, int at) {
+        byte[] data = new byte[bytes];
+        java.nio.ByteBuffer.wrap(data).order(java.nio.ByteOrder.LITTLE_ENDIAN).putFloat(at, Float.NaN);
+        return ByteString.copyFrom(data);
+    }
+
+    private static ExpertBatch batch(long id, int layer, int rows, int hidden, int experts, DType dtype, long seed) {
+        SplittableRandom random = new SplittableRandom(seed);
+        RowBatch act = RowBatch.onHeap(dtype, rows, hidden);
+        float[] row = new float[hidden];
+        for (int r = 0; r < rows; r++) {
+            for (int k = 0; k < hidden; k++) {
+                row[k] = (float) random.nextGaussian();
+            }
+            act.putRow(r, row, 0, 1f);
+        }
+        ExpertBatch.Builder b = ExpertBatch.newBuilder().setId(id).setLayer(layer).setActivations(WireTensors.tensor(act));
+        int left = rows;
+        for (int e = 0; e < experts && left > 0; e++) {
+            int n = e == experts - 1 ? left : Math.min(left, 1 + random.nextInt(2 * rows / experts));
+            b.addSlices(ExpertSlice.newBuilder().setExpert(e).setRows(n));
+            left -= n;
+        }
+        return b.build();
+    }
+
+    /** Sends the batches on one stream and collects {@code answers} results by id. */
+    private static Map<Long, ExpertResult> send(ManagedChannel channel, List<ExpertBatch> batches, int answers) {
+        Map<Long, ExpertResult> results = new ConcurrentHashMap<>();
+        CountDownLatch done = new CountDownLatch(answers);
+        StreamObserver<ExpertBatch> stream = ExpertServiceGrpc.newStub(channel).compute(new StreamObserver<>() {
+            @Override
+            public void onNext(ExpertResult r) {
+                results.put(r.getId(), r);
+                done.countDown();
+            }
+
+            @Override
+            public void onError(Throwable t) {}
+
+            @Override
+            public void onCompleted() {}
+        });
+        batches.forEach(stream::onNext);
+        try {
+            assertThat(done.await(60, TimeUnit.SECONDS)).as("%d results, got %s", answers, results.keySet()).isTrue();
+        } catch (InterruptedException e) {
+            throw new AssertionError(e);
+        }
+        stream.onCompleted();
+        return results;
+    }
+}
