@@ -125,6 +125,7 @@ public final class LocalCluster implements AutoCloseable {
             }
             RouterConfig rc = RouterConfig.defaults(o.modelDir(), ExpertPlacement.none()).withPort(o.routerPort())
                     .withWireDtype(o.wireDtype()).withControlPlane(coordinator.controlPlane()).withMetricsPort(0);
+            rc = rc.withMaxInboundMessageBytes(RouterConfig.maxInboundBytesFor(rc.maxTokensPerRequest(), model.hiddenSize()));
             rc = o.routerSettings().apply(rc);
             router = RouterServer.start(rc);
             ExpertPlacement placement = awaitPlacement(router, model, Duration.ofSeconds(60));
@@ -192,8 +193,10 @@ public final class LocalCluster implements AutoCloseable {
             }
             ExpertPlacement placement = ExpertPlacement.roundRobin(workers.stream().map(ExpertWorker::address).toList(),
                     model, o.replicas());
-            RouterConfig rc = o.routerSettings().apply(RouterConfig.defaults(o.modelDir(), placement).withPort(o.routerPort())
-                    .withWireDtype(o.wireDtype()).withMetricsPort(0));
+            RouterConfig base = RouterConfig.defaults(o.modelDir(), placement).withPort(o.routerPort())
+                    .withWireDtype(o.wireDtype()).withMetricsPort(0);
+            RouterConfig rc = o.routerSettings().apply(base.withMaxInboundMessageBytes(
+                    RouterConfig.maxInboundBytesFor(base.maxTokensPerRequest(), model.hiddenSize())));
             RouterServer router = RouterServer.start(rc);
             return new LocalCluster(model, workers, placement, router, null);
         } catch (IOException | RuntimeException e) {

@@ -104,8 +104,10 @@ final class RouterCommand implements Callable<Integer> {
             description = "Most MoeForward tokens computed at once across calls; a call beyond it gets RESOURCE_EXHAUSTED at once instead of queueing (default: 4 x --max-tokens).")
     Integer maxInflightTokens;
 
-    @Option(names = "--max-message-mb", defaultValue = "64", description = "Largest request or worker result, MiB (default: ${DEFAULT-VALUE}).")
-    int maxMessageMb;
+    @Option(names = "--max-message-mb", paramLabel = "MIB",
+            description = "Largest request or worker result, MiB (default: what a MoeForward call of --max-tokens rows of the model's"
+                    + " hidden size takes in f32, plus 1 MiB, and at least 64: 161 for Llama 4 at 8192 tokens).")
+    Integer maxMessageMb;
 
     @Option(names = "--max-sequences", defaultValue = "64", description = "Sequences decoded together (default: ${DEFAULT-VALUE}).")
     int maxSequences;
@@ -148,7 +150,8 @@ final class RouterCommand implements Callable<Integer> {
                 : placement.workers != null ? ExpertPlacement.roundRobin(List.copyOf(Arrays.asList(placement.workers)), config, replicas)
                 : ExpertPlacement.none();
         var rc = new RouterConfig(host, port, dir, p, wireDtype == null ? null : DType.parse(wireDtype),
-                Duration.ofMillis(expertTimeoutMs), Math.multiplyExact(maxMessageMb, 1024 * 1024), maxTokens,
+                Duration.ofMillis(expertTimeoutMs), maxMessageMb == null ? RouterConfig.maxInboundBytesFor(maxTokens, config.hiddenSize())
+                        : Math.multiplyExact(maxMessageMb, 1024 * 1024), maxTokens,
                 new GenerationConfig(maxSequences, maxQueued, (long) kvCacheMb * 1024 * 1024, prefillChunk, overlap), control,
                 metricsPort).withTls(tls.resolve()).withHealthPort(healthPort).withHttpPort(httpPort)
                 .withAuthToken(authTokenFile == null ? null : BearerToken.readFrom(authTokenFile))

@@ -66,6 +66,24 @@ public record RouterConfig(
         String backend) {
 
     public static final int DEFAULT_MAX_INBOUND_BYTES = 64 * 1024 * 1024;
+
+    /**
+     * The largest message a router takes by default: a MoeForward call of {@code maxTokens} rows of
+     * {@code hiddenSize} f32 values (the widest dtype a caller may send; its answer is as large) with
+     * 1 MiB to spare for the rest of the message, and never less than {@link #DEFAULT_MAX_INBOUND_BYTES}.
+     * At Llama 4's hidden size of 5,120, the default 8,192 tokens need 161 MiB: a fixed 64 MiB refused
+     * the router's own largest call.
+     *
+     * @throws IllegalArgumentException when that passes gRPC's 2 GiB message limit
+     */
+    public static int maxInboundBytesFor(int maxTokens, int hiddenSize) {
+        long bytes = Math.max(DEFAULT_MAX_INBOUND_BYTES, 4L * maxTokens * hiddenSize + (1 << 20));
+        if (bytes > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException(maxTokens + " tokens of hidden size " + hiddenSize + " in f32 take "
+                    + (bytes >> 20) + " MiB, past gRPC's 2 GiB message limit: lower --max-tokens");
+        }
+        return (int) bytes;
+    }
     /** Default MoeForward tokens in flight, in calls of the largest size. */
     public static final int IN_FLIGHT_CALLS = 4;
     /** {@code moe router --metrics-port} default. */

@@ -48,4 +48,15 @@ class RouterConfigTest {
                 .isInstanceOf(IllegalStateException.class)
                 .hasMessageContaining("the router's cuda backend is not available yet");
     }
+
+    @Test
+    void theDefaultMessageLimitTakesACallOfTheLargestSizeInF32() {
+        // Llama 4 (hidden 5,120) at the default 8,192 tokens: 160 MiB of f32 rows and 1 MiB to spare
+        assertThat(RouterConfig.maxInboundBytesFor(8192, 5120)).isEqualTo(161 << 20);
+        // a small model keeps the 64 MiB floor
+        assertThat(RouterConfig.maxInboundBytesFor(8192, 64)).isEqualTo(RouterConfig.DEFAULT_MAX_INBOUND_BYTES);
+        assertThatThrownBy(() -> RouterConfig.maxInboundBytesFor(131_072, 5120))
+                .isInstanceOf(IllegalArgumentException.class)
+                .hasMessage("131072 tokens of hidden size 5120 in f32 take 2561 MiB, past gRPC's 2 GiB message limit: lower --max-tokens");
+    }
 }
