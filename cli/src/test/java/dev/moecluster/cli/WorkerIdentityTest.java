@@ -57,7 +57,7 @@ class WorkerIdentityTest {
         TestCertificates ca = TestCertificates.newAuthority(dir.resolve("ca"), "identity");
         CoordinatorConfig cc = CoordinatorConfig.local("moe-identity-" + UUID.randomUUID(), LocalCluster.freePort(), model, 1, 1)
                 .withTls(ca.tls(ca.issue("coordinator")))
-                .withControl(0, new ControlAccess(BearerToken.of(WORKER_TOKEN), BearerToken.of(ROUTER_TOKEN)));
+                .withControl(0, new ControlAccess(BearerToken.of(WORKER_TOKEN), BearerToken.of(ROUTER_TOKEN))).withMetricsPort(0);
         assertThat(cc.bindsWorkerIdentity()).isTrue();
         TestCertificates.Issued serverOnly = ca.issue("server-only");
         assertThat(cc.withTls(TlsConfig.fromPemFiles(serverOnly.cert(), serverOnly.key(), null)).bindsWorkerIdentity())
@@ -116,6 +116,11 @@ class WorkerIdentityTest {
                 WorkerRecord real = WorkerRecord.fromJson(registry.get(worker.address()));
                 assertThat(real.id()).isEqualTo("worker-a");
                 assertThat(real.state()).isEqualTo(WorkerState.ACTIVE);
+                // each refusal counted with its code, beside the real worker's heartbeats
+                Exposition metrics = Exposition.scrape(coordinator.metricsPort());
+                assertThat(controlCalls(metrics, "WorkerHeartbeat", "PERMISSION_DENIED")).isEqualTo(2);
+                assertThat(controlCalls(metrics, "WatchAssignment", "PERMISSION_DENIED")).isEqualTo(1);
+                assertThat(controlCalls(metrics, "WorkerHeartbeat", "OK")).isPositive();
 
                 // the chart's certificates name every worker pod with one wildcard: a pod's name matches it
                 ManagedChannel pod = controlChannel(coordinator, ca, ca.issue("pods", "DNS:*.moe-worker.moe.svc.cluster.local"));
@@ -133,6 +138,11 @@ class WorkerIdentityTest {
                 }
             }
         }
+    }
+
+    /** moe_coordinator_requests_total of Control API calls to {@code method} that ended with {@code code}. */
+    private static double controlCalls(Exposition metrics, String method, String code) {
+        return metrics.sum("moe_coordinator_requests_total", s -> s.is("api", "control") && s.is("method", method) && s.is("code", code));
     }
 
     private static ManagedChannel controlChannel(CoordinatorServer coordinator, TestCertificates ca, TestCertificates.Issued identity) {

@@ -51,15 +51,16 @@ public final class CoordinatorServer implements AutoCloseable {
         this.hz = hz;
         this.metrics = metrics;
         this.reconciler = new Reconciler(hz, config, shape);
-        CoordinatorMetrics.register(metrics.registry(), reconciler);
+        CoordinatorMetrics.Requests requests = CoordinatorMetrics.register(metrics.registry(), reconciler);
         this.loop = Executors.newSingleThreadScheduledExecutor(r -> Thread.ofPlatform().name("moe-coordinator").daemon().unstarted(r));
         this.controlService = new ControlService(hz, shape, config.bindsWorkerIdentity());
         this.control = GrpcEndpoint.start(config.host(), config.controlPort(), MAX_CONTROL_MESSAGE_BYTES,
                 List.of(ServerInterceptors.intercept(controlService, config.controlAccess().serverInterceptor(), PeerIdentity.capture())),
-                config.tls(), GrpcEndpoint.NO_HEALTH_PORT);
+                config.tls(), GrpcEndpoint.NO_HEALTH_PORT, requests.of(CoordinatorMetrics.CONTROL_API));
         try {
             this.admin = GrpcEndpoint.start(config.host(), config.adminPort(), 4 * 1024 * 1024,
-                    List.of(adminApi(new AdminService(hz, reconciler, config).bindService(), config)), config.tls(), config.healthPort());
+                    List.of(adminApi(new AdminService(hz, reconciler, config).bindService(), config)), config.tls(), config.healthPort(),
+                    requests.of(CoordinatorMetrics.ADMIN_API));
         } catch (IOException | RuntimeException e) {
             control.kill();
             throw e;
