@@ -46,7 +46,7 @@ class AdminAuthorizationTest {
     @Test
     void onlyAWriteTokenDrainsAndAnUndrainedWorkerTakesExpertsAgain() throws Exception {
         CoordinatorConfig cc = CoordinatorConfig.local("moe-admin-" + UUID.randomUUID(), LocalCluster.freePort(), dir, 2, 1)
-                .withAdminTokens(new ScopedTokens(BearerToken.of("w-secret"), BearerToken.of("r-secret")));
+                .withAdminTokens(new ScopedTokens(BearerToken.of("w-secret"), BearerToken.of("r-secret"))).withMetricsPort(0);
         List<ExpertWorker> workers = new ArrayList<>();
         try (CoordinatorServer coordinator = CoordinatorServer.start(cc)) {
             for (int i = 0; i < 2; i++) {
@@ -74,6 +74,13 @@ class AdminAuthorizationTest {
                         .satisfies(e -> assertCode(e, Status.Code.PERMISSION_DENIED));
                 assertThat(admin(ch, "r-secret").status(AdminStatusRequest.getDefaultInstance()).getWorkersByStateMap())
                         .isEqualTo(Map.of("ACTIVE", 2));
+                // each refused call is counted with its code
+                Exposition metrics = Exposition.scrape(coordinator.metricsPort());
+                assertThat(adminCalls(metrics, "Drain", "UNAUTHENTICATED")).isEqualTo(2);
+                assertThat(adminCalls(metrics, "Status", "UNAUTHENTICATED")).isEqualTo(1);
+                assertThat(adminCalls(metrics, "Drain", "PERMISSION_DENIED")).isEqualTo(1);
+                assertThat(adminCalls(metrics, "Rebalance", "PERMISSION_DENIED")).isEqualTo(1);
+                assertThat(adminCalls(metrics, "Status", "OK")).isPositive();
                 // the refused calls changed nothing
                 assertThat(state(coordinator, target)).isEqualTo(WorkerState.ACTIVE);
                 assertThat(coordinator.hazelcast().getMap(ControlMaps.REQUESTS).containsKey(ControlMaps.REBALANCE)).isFalse();
@@ -112,6 +119,11 @@ class AdminAuthorizationTest {
             throws Exception {
         LocalCluster.awaitPlacement(router, router.model(), Duration.ofSeconds(60));
         return new CoordinatorClusterTest.Traffic(router.address(), router.model(), reference);
+    }
+
+    /** moe_coordinator_requests_total of Admin API calls to {@code method} that ended with {@code code}. */
+    private static double adminCalls(Exposition metrics, String method, String code) {
+        return metrics.sum("moe_coordinator_requests_total", s -> s.is("api", "admin") && s.is("method", method) && s.is("code", code));
     }
 
     private static AdminGrpc.AdminBlockingStub admin(ManagedChannel ch, String token) {

@@ -219,7 +219,8 @@ public final class ControlClient implements AutoCloseable {
         String message = status.getCode() + ": " + status.getDescription();
         if (refusalsLogged.add(message)) {
             LOG.warning(name + ": coordinator " + coordinator + " refused a control call: " + message
-                    + (status.getCode() == Status.Code.UNAUTHENTICATED || status.getCode() == Status.Code.PERMISSION_DENIED
+                    + ((status.getCode() == Status.Code.UNAUTHENTICATED || status.getCode() == Status.Code.PERMISSION_DENIED)
+                            && String.valueOf(status.getDescription()).contains("token")
                             ? " (check --control-token-file against the coordinators' --worker-token-file / --router-token-file)" : ""));
         }
     }

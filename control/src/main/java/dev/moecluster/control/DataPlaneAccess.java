@@ -9,7 +9,6 @@ import io.grpc.ServerCall;
 import io.grpc.ServerCallHandler;
 import io.grpc.ServerInterceptor;
 import io.grpc.Status;
-import java.security.cert.Certificate;
 import java.security.cert.CertificateParsingException;
 import java.security.cert.X509Certificate;
 import java.util.ArrayList;
@@ -19,8 +18,6 @@ import java.util.Set;
 import javax.naming.InvalidNameException;
 import javax.naming.ldap.LdapName;
 import javax.naming.ldap.Rdn;
-import javax.net.ssl.SSLPeerUnverifiedException;
-import javax.net.ssl.SSLSession;
 
 /**
  * Who may call a worker's {@code ExpertService}: only routers. A shared internal token
@@ -64,7 +61,7 @@ public record DataPlaneAccess(BearerToken token, Set<String> allowedClients) {
                                     : "missing data-plane token: only routers may call workers"));
                 }
                 if (!allowedClients.isEmpty()) {
-                    X509Certificate peer = peerCertificate(call.getAttributes().get(Grpc.TRANSPORT_ATTR_SSL_SESSION));
+                    X509Certificate peer = PeerIdentity.leafCertificate(call.getAttributes().get(Grpc.TRANSPORT_ATTR_SSL_SESSION));
                     if (peer == null) {
                         return BearerToken.refuse(call, Status.UNAUTHENTICATED.withDescription(
                                 "the data plane requires a router's client certificate"));
@@ -87,18 +84,6 @@ public record DataPlaneAccess(BearerToken token, Set<String> allowedClients) {
     /** The router side as channel credentials: {@code transport} (TLS or plaintext) plus the token when there is one. */
     public ChannelCredentials channelCredentials(ChannelCredentials transport) {
         return token == null ? transport : CompositeChannelCredentials.create(transport, token.callCredentials());
-    }
-
-    private static X509Certificate peerCertificate(SSLSession session) {
-        if (session == null) {
-            return null;
-        }
-        try {
-            Certificate[] chain = session.getPeerCertificates();
-            return chain.length > 0 && chain[0] instanceof X509Certificate x ? x : null;
-        } catch (SSLPeerUnverifiedException e) {
-            return null;
-        }
     }
 
     /** The subject DN (RFC 2253), its CNs, and every subject alternative name's value. */

@@ -32,7 +32,7 @@ import org.bouncycastle.operator.jcajce.JcaContentSignerBuilder;
 
 /**
  * A throw-away certificate authority for TLS tests: a CA and the certificates it issues (EC P-256,
- * valid for 127.0.0.1 and localhost, for both server and client use), written as PEM files the way
+ * valid for 127.0.0.1 and localhost unless other names are given, for both server and client use), written as PEM files the way
  * {@code --tls-cert}, {@code --tls-key} and {@code --tls-ca} take them.
  */
 public final class TestCertificates {
@@ -81,6 +81,21 @@ public final class TestCertificates {
 
     /** A certificate for {@code cn} signed by this CA, valid for 127.0.0.1 and localhost. */
     public Issued issue(String cn) {
+        return issue(cn, "IP:127.0.0.1", "DNS:localhost");
+    }
+
+    /** A certificate for {@code cn} signed by this CA, valid for exactly {@code subjectAltNames} ({@code DNS:name} or {@code IP:address}). */
+    public Issued issue(String cn, String... subjectAltNames) {
+        GeneralName[] names = new GeneralName[subjectAltNames.length];
+        for (int i = 0; i < names.length; i++) {
+            String san = subjectAltNames[i];
+            names[i] = san.startsWith("IP:") ? new GeneralName(GeneralName.iPAddress, san.substring(3))
+                    : san.startsWith("DNS:") ? new GeneralName(GeneralName.dNSName, san.substring(4))
+                    : null;
+            if (names[i] == null) {
+                throw new IllegalArgumentException("a subject alternative name is DNS:name or IP:address, got " + san);
+            }
+        }
         try {
             KeyPair key = newKeyPair();
             X509v3CertificateBuilder b = builder(new X500Name("CN=" + name + " test CA"), new X500Name("CN=" + cn), key);
@@ -88,8 +103,9 @@ public final class TestCertificates {
             b.addExtension(Extension.keyUsage, true, new KeyUsage(KeyUsage.digitalSignature | KeyUsage.keyEncipherment));
             b.addExtension(Extension.extendedKeyUsage, false,
                     new ExtendedKeyUsage(new KeyPurposeId[] {KeyPurposeId.id_kp_serverAuth, KeyPurposeId.id_kp_clientAuth}));
-            b.addExtension(Extension.subjectAlternativeName, false, new GeneralNames(new GeneralName[] {
-                new GeneralName(GeneralName.iPAddress, "127.0.0.1"), new GeneralName(GeneralName.dNSName, "localhost")}));
+            if (names.length > 0) {
+                b.addExtension(Extension.subjectAlternativeName, false, new GeneralNames(names));
+            }
             X509Certificate cert = sign(b, caKey);
             Path certFile = write(name + "-" + cn + ".crt", pem("CERTIFICATE", cert.getEncoded()));
             Path keyFile = write(name + "-" + cn + ".key", pem("PRIVATE KEY", key.getPrivate().getEncoded()));

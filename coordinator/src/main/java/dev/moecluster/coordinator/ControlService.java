@@ -10,6 +10,7 @@ import dev.moecluster.control.ControlMaps;
 import dev.moecluster.control.ErrorText;
 import dev.moecluster.control.HealthReport;
 import dev.moecluster.control.LoadReport;
+import dev.moecluster.control.PeerIdentity;
 import dev.moecluster.control.RouterRecord;
 import dev.moecluster.control.WorkerRecord;
 import dev.moecluster.control.WorkerState;
@@ -42,7 +43,9 @@ import java.util.logging.Logger;
  * record under the address it reports (state and time stay the coordinators'), a router heartbeat its
  * router and load records; both read the placement and assignments exactly as the leader signed them.
  * The streams push every change of the assignment and placement records; components also poll with
- * their heartbeats, so a lost stream only delays a change by one heartbeat.
+ * their heartbeats, so a lost stream only delays a change by one heartbeat. Under mutual TLS a worker
+ * speaks only for a host its client certificate names ({@link PeerIdentity#names}): the worker token alone
+ * cannot register, or watch the assignment of, an address its holder's certificate does not cover.
  */
 final class ControlService extends ControlGrpc.ControlImplBase implements AutoCloseable {
     private static final Logger LOG = Logger.getLogger(ControlService.class.getName());
@@ -54,14 +57,20 @@ final class ControlService extends ControlGrpc.ControlImplBase implements AutoCl
 
     private final HazelcastInstance hz;
     private final ModelShape shape;
+    private final boolean bindWorkerIdentity;
     private final Map<String, Set<Watcher<SignedRecord>>> assignmentWatchers = new ConcurrentHashMap<>();
     private final Set<Watcher<PlacementUpdate>> placementWatchers = ConcurrentHashMap.newKeySet();
     private final UUID assignmentListener;
     private final UUID placementListener;
 
-    ControlService(HazelcastInstance hz, ModelShape shape) {
+    /**
+     * @param bindWorkerIdentity whether worker calls must come with a client certificate naming the worker's
+     *     host (in {@link PeerIdentity#CURRENT}); true when the control port requires client certificates
+     */
+    ControlService(HazelcastInstance hz, ModelShape shape, boolean bindWorkerIdentity) {
         this.hz = hz;
         this.shape = shape;
+        this.bindWorkerIdentity = bindWorkerIdentity;
         this.assignmentListener = map(ControlMaps.ASSIGNMENTS).addEntryListener(
                 new Changes((address, json) -> push(assignmentWatchers.get(address), record(json))), true);
         this.placementListener = map(ControlMaps.PLACEMENT).addEntryListener(new Changes((key, json) -> {
@@ -82,6 +91,11 @@ final class ControlService extends ControlGrpc.ControlImplBase implements AutoCl
             reported = checkedWorker(request.getWorkerJson());
         } catch (IllegalArgumentException e) {
             responses.onError(Status.INVALID_ARGUMENT.withDescription(e.getMessage()).asRuntimeException());
+            return;
+        }
+        Status unbound = unboundIdentity(reported.address());
+        if (unbound != null) {
+            responses.onError(unbound.asRuntimeException());
             return;
         }
         WorkerRecord written;
@@ -186,6 +200,37 @@ final class ControlService extends ControlGrpc.ControlImplBase implements AutoCl
         }
     }
 
+    /**
+     * Null when the caller may speak for the worker at {@code address}: always without identity binding, else
+     * when its client certificate names the address's host, the name routers check when they dial it.
+     */
+    private Status unboundIdentity(String address) {
+        if (!bindWorkerIdentity) {
+            return null;
+        }
+        PeerIdentity peer = PeerIdentity.CURRENT.get();
+        if (peer == null) {
+            return Status.UNAUTHENTICATED.withDescription("a worker must present its client certificate to the Control API");
+        }
+        String host = hostOf(address);
+        if (peer.names(host)) {
+            return null;
+        }
+        return Status.PERMISSION_DENIED.withDescription("worker address " + ErrorText.excerpt(address) + ": host "
+                + ErrorText.excerpt(host) + " is not named by the caller's client certificate " + ErrorText.excerpt(peer.subject())
+                + " (" + peer.describeNames() + "); a worker registers only under a host its certificate names");
+    }
+
+    /** The host of {@code host:port} or {@code [v6]:port} (brackets kept); an address without a port is all host. */
+    static String hostOf(String address) {
+        if (address.startsWith("[")) {
+            int end = address.indexOf(']');
+            return end < 0 ? address : address.substring(0, end + 1);
+        }
+        int colon = address.lastIndexOf(':');
+        return colon > 0 && address.indexOf(':') == colon ? address.substring(0, colon) : address;
+    }
+
     private int placedExperts(String address) {
         String json = map(ControlMaps.PLACEMENT).get(ControlMaps.CURRENT);
         if (json == null) {
@@ -207,6 +252,11 @@ final class ControlService extends ControlGrpc.ControlImplBase implements AutoCl
             requireName(address, "worker address");
         } catch (IllegalArgumentException e) {
             responses.onError(Status.INVALID_ARGUMENT.withDescription(e.getMessage()).asRuntimeException());
+            return;
+        }
+        Status unbound = unboundIdentity(address);
+        if (unbound != null) {
+            responses.onError(unbound.asRuntimeException());
             return;
         }
         Watcher<SignedRecord> watcher = new Watcher<>((ServerCallStreamObserver<SignedRecord>) responses);

@@ -1,9 +1,11 @@
 package dev.moecluster.coordinator;
 
+import dev.moecluster.control.GrpcEndpoint;
 import dev.moecluster.control.RecordSigning;
 import dev.moecluster.control.WorkerRecord;
 import dev.moecluster.control.WorkerState;
 import dev.moecluster.core.placement.ExpertPlacement;
+import io.prometheus.metrics.core.metrics.Counter;
 import io.prometheus.metrics.core.metrics.CounterWithCallback;
 import io.prometheus.metrics.core.metrics.GaugeWithCallback;
 import io.prometheus.metrics.model.registry.PrometheusRegistry;
@@ -13,14 +15,39 @@ import java.util.Map;
 
 /**
  * The coordinator's Prometheus series, read from the shared maps and the control loop when scraped.
- * Rollout counters move only on the member that led when the rollout started.
+ * Rollout counters move only on the member that led when the rollout started. Calls to its gRPC APIs are
+ * counted by the endpoints serving them.
  */
 final class CoordinatorMetrics {
     private static final List<String> ROLLOUT_KINDS = List.of("initial", "repair", "rebalance");
 
     private CoordinatorMetrics() {}
 
-    static void register(PrometheusRegistry registry, Reconciler reconciler) {
+    /** The coordinator's API names in {@code moe_coordinator_requests_total}. */
+    static final String CONTROL_API = "control";
+    static final String ADMIN_API = "admin";
+
+    /** Calls to this coordinator's gRPC APIs finished, each counted once with the code it ended with. */
+    static final class Requests {
+        private final Counter counter;
+
+        private Requests(Counter counter) {
+            this.counter = counter;
+        }
+
+        /** Counts the calls to {@code api} ({@link #CONTROL_API} or {@link #ADMIN_API}) as its endpoint reports them. */
+        GrpcEndpoint.CallCounter of(String api) {
+            return (method, code) -> counter.labelValues(api, method, code.name()).inc();
+        }
+    }
+
+    /** Registers the coordinator's series; returns the counter of calls to its APIs. */
+    static Requests register(PrometheusRegistry registry, Reconciler reconciler) {
+        Counter requests = Counter.builder().name("moe_coordinator_requests_total")
+                .help("Control and Admin API calls finished, by API (control, admin), method and gRPC status code;"
+                        + " refused calls (no token, another role's token, a worker host its certificate does not name) included")
+                .labelNames("api", "method", "code")
+                .register(registry);
         GaugeWithCallback.builder().name("moe_coordinator_leader").help("1 on the member running the control loop, else 0")
                 .callback(cb -> cb.call(reconciler.isLeader() ? 1 : 0)).register(registry);
         GaugeWithCallback.builder().name("moe_coordinator_leader_term")
@@ -77,6 +104,7 @@ final class CoordinatorMetrics {
                 .callback(cb -> List.of(RecordSigning.PLACEMENT, RecordSigning.ROLLOUT)
                         .forEach(kind -> cb.call(reconciler.recordsRejected(kind), kind)))
                 .register(registry);
+        return new Requests(requests);
     }
 
     /** (layer, expert) pairs whose every replica sits on a worker that is dead or gone from the registry. */

@@ -15,6 +15,7 @@ import com.hazelcast.core.HazelcastInstance;
 import dev.moecluster.control.ControlPlaneConfig;
 import dev.moecluster.control.GrpcEndpoint;
 import dev.moecluster.control.MetricsEndpoint;
+import dev.moecluster.control.PeerIdentity;
 import dev.moecluster.core.model.ModelConfig;
 import io.grpc.ServerInterceptors;
 import io.grpc.ServerServiceDefinition;
@@ -50,15 +51,16 @@ public final class CoordinatorServer implements AutoCloseable {
         this.hz = hz;
         this.metrics = metrics;
         this.reconciler = new Reconciler(hz, config, shape);
-        CoordinatorMetrics.register(metrics.registry(), reconciler);
+        CoordinatorMetrics.Requests requests = CoordinatorMetrics.register(metrics.registry(), reconciler);
         this.loop = Executors.newSingleThreadScheduledExecutor(r -> Thread.ofPlatform().name("moe-coordinator").daemon().unstarted(r));
-        this.controlService = new ControlService(hz, shape);
+        this.controlService = new ControlService(hz, shape, config.bindsWorkerIdentity());
         this.control = GrpcEndpoint.start(config.host(), config.controlPort(), MAX_CONTROL_MESSAGE_BYTES,
-                List.of(ServerInterceptors.intercept(controlService, config.controlAccess().serverInterceptor())), config.tls(),
-                GrpcEndpoint.NO_HEALTH_PORT);
+                List.of(ServerInterceptors.intercept(controlService, config.controlAccess().serverInterceptor(), PeerIdentity.capture())),
+                config.tls(), GrpcEndpoint.NO_HEALTH_PORT, requests.of(CoordinatorMetrics.CONTROL_API));
         try {
             this.admin = GrpcEndpoint.start(config.host(), config.adminPort(), 4 * 1024 * 1024,
-                    List.of(adminApi(new AdminService(hz, reconciler, config).bindService(), config)), config.tls(), config.healthPort());
+                    List.of(adminApi(new AdminService(hz, reconciler, config).bindService(), config)), config.tls(), config.healthPort(),
+                    requests.of(CoordinatorMetrics.ADMIN_API));
         } catch (IOException | RuntimeException e) {
             control.kill();
             throw e;
@@ -110,6 +112,8 @@ public final class CoordinatorServer implements AutoCloseable {
                     + config.clusterName() + "' (" + hz.getCluster().getMembers().size() + " member(s)), admin API on "
                     + server.adminAddress()
                     + (config.tls() == null ? "" : config.tls().requiresClientCertificates() ? " (mutual TLS)" : " (TLS)")
+                    + ", control API on port " + server.controlPort()
+                    + (config.bindsWorkerIdentity() ? " (workers register only hosts their certificates name)" : "")
                     + (config.adminTokens() == null ? "" : config.adminTokens().read() == null ? ", write token required"
                             : ", read or write token required")
                     + (server.healthPort() == GrpcEndpoint.NO_HEALTH_PORT ? "" : ", health on port " + server.healthPort())
