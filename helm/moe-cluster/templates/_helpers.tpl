@@ -94,6 +94,12 @@ Checks across values that would otherwise render a broken cluster; each failure 
 {{- if and .Values.tls.enabled (not .Values.tls.secretName) -}}
 {{- fail "tls.enabled needs tls.secretName: a kubernetes.io/tls Secret with tls.crt, tls.key and ca.crt" -}}
 {{- end -}}
+{{- if not (has .Values.tls.workerCertificates.source (list "secret" "csi")) -}}
+{{- fail (printf "tls.workerCertificates.source must be secret or csi, got %q" (toString .Values.tls.workerCertificates.source)) -}}
+{{- end -}}
+{{- if and .Values.tls.enabled (eq .Values.tls.workerCertificates.source "csi") (not .Values.tls.workerCertificates.issuerName) -}}
+{{- fail "tls.workerCertificates.source=csi needs tls.workerCertificates.issuerName: the cert-manager issuer that signs each worker's certificate (with the CA in tls.secretName's ca.crt)" -}}
+{{- end -}}
 {{- if gt (int .Values.coordinator.minReplicas) (int .Values.workers.replicas) -}}
 {{- fail (printf "coordinator.minReplicas (%d) cannot exceed workers.replicas (%d): every copy of an expert needs its own worker" (int .Values.coordinator.minReplicas) (int .Values.workers.replicas)) -}}
 {{- end -}}
@@ -199,26 +205,54 @@ livenessProbe:
 {{- end }}
 {{- end -}}
 
-{{/* The volumes behind moe-cluster.volumeMounts. */}}
+{{/* The volumes behind moe-cluster.volumeMounts, for (dict "root" $ "worker" true|false). */}}
 {{- define "moe-cluster.volumes" -}}
+{{- $v := .root.Values -}}
 - name: tmp
   emptyDir:
-    sizeLimit: {{ .Values.tmpSizeLimit }}
-{{- if .Values.model.existingClaim }}
+    sizeLimit: {{ $v.tmpSizeLimit }}
+{{- if $v.model.existingClaim }}
 - name: model
   persistentVolumeClaim:
-    claimName: {{ .Values.model.existingClaim }}
+    claimName: {{ $v.model.existingClaim }}
     readOnly: true
-{{- else if .Values.model.hostPath }}
+{{- else if $v.model.hostPath }}
 - name: model
   hostPath:
-    path: {{ .Values.model.hostPath }}
+    path: {{ $v.model.hostPath }}
     type: Directory
 {{- end }}
-{{- if .Values.tls.enabled }}
+{{- if $v.tls.enabled }}
+{{- include "moe-cluster.tlsVolume" . }}
+{{- end }}
+{{- end -}}
+
+{{/*
+The tls volume: the shared Secret, or for a worker under tls.workerCertificates.source=csi a certificate
+of its own from cert-manager's csi-driver, naming the pod's DNS name (the address it advertises, which
+coordinators bind its registration to) and renewed in place (components reload their files).
+*/}}
+{{- define "moe-cluster.tlsVolume" -}}
+{{- $v := .root.Values }}
+{{- if and .worker (eq $v.tls.workerCertificates.source "csi") }}
+- name: tls
+  csi:
+    driver: csi.cert-manager.io
+    readOnly: true
+    volumeAttributes:
+      csi.cert-manager.io/issuer-name: {{ $v.tls.workerCertificates.issuerName | quote }}
+      csi.cert-manager.io/issuer-kind: {{ $v.tls.workerCertificates.issuerKind | quote }}
+      csi.cert-manager.io/issuer-group: {{ $v.tls.workerCertificates.issuerGroup | quote }}
+      csi.cert-manager.io/common-name: "${POD_NAME}"
+      csi.cert-manager.io/dns-names: "${POD_NAME}.{{ include "moe-cluster.componentName" (dict "ctx" .root "component" "worker") }}.{{ .root.Release.Namespace }}.svc.{{ $v.clusterDomain }}"
+      csi.cert-manager.io/key-encoding: PKCS8
+      csi.cert-manager.io/key-usages: "digital signature,key encipherment,server auth,client auth"
+      csi.cert-manager.io/duration: {{ $v.tls.workerCertificates.duration | quote }}
+      csi.cert-manager.io/fs-group: {{ $v.podSecurityContext.fsGroup | default 65532 | quote }}
+{{- else }}
 - name: tls
   secret:
-    secretName: {{ .Values.tls.secretName }}
+    secretName: {{ $v.tls.secretName }}
     defaultMode: 0440
 {{- end }}
 {{- end -}}

@@ -60,6 +60,51 @@ class ChartValuesTest {
         assertThat(objects.container(ROUTER).getArgs()).doesNotContain("--auth-token-file");
     }
 
+    /**
+     * With csi-driver certificates each worker pod's own certificate names exactly the host it
+     * advertises (what routers dial and coordinators bind its registration to); routers and
+     * coordinators keep the shared Secret, whose CA the issuer signs with.
+     */
+    @Test
+    void csiWorkerCertificatesNameEachWorkerPodAsItAdvertisesItself() {
+        var objects = render(Map.of("tls.enabled", true, "tls.secretName", "my-tls",
+                "tls.workerCertificates.source", "csi", "tls.workerCertificates.issuerName", "moe-ca",
+                "tls.workerCertificates.issuerKind", "ClusterIssuer"));
+        Volume tls = objects.podTemplate(WORKER).getSpec().getVolumes().stream()
+                .filter(v -> v.getName().equals("tls")).findFirst().orElseThrow();
+        assertThat(tls.getSecret()).isNull();
+        assertThat(tls.getCsi().getDriver()).isEqualTo("csi.cert-manager.io");
+        assertThat(tls.getCsi().getReadOnly()).isTrue();
+        Map<String, String> attributes = tls.getCsi().getVolumeAttributes();
+        assertThat(attributes)
+                .containsEntry("csi.cert-manager.io/issuer-name", "moe-ca")
+                .containsEntry("csi.cert-manager.io/issuer-kind", "ClusterIssuer")
+                .containsEntry("csi.cert-manager.io/issuer-group", "cert-manager.io")
+                .containsEntry("csi.cert-manager.io/key-encoding", "PKCS8")
+                .containsEntry("csi.cert-manager.io/duration", "24h")
+                .containsEntry("csi.cert-manager.io/fs-group", "65532");
+        String advertised = flag(objects.container(WORKER), "--advertise");
+        assertThat(advertised).startsWith("$(POD_NAME).");
+        assertThat(attributes.get("csi.cert-manager.io/dns-names")).isEqualTo(advertised.replace("$(POD_NAME)", "${POD_NAME}"));
+        assertThat(attributes.get("csi.cert-manager.io/key-usages").split(","))
+                .contains("server auth", "client auth", "digital signature");
+        assertThat(flag(objects.container(WORKER), "--tls-cert")).isEqualTo("/etc/moe/tls/tls.crt");
+        assertThat(flag(objects.container(WORKER), "--tls-ca")).isEqualTo("/etc/moe/tls/ca.crt");
+        for (String workload : new String[] {ROUTER, COORDINATOR}) {
+            assertThat(objects.podTemplate(workload).getSpec().getVolumes()).filteredOn(v -> v.getName().equals("tls"))
+                    .singleElement().satisfies(v -> assertThat(v.getSecret().getSecretName()).isEqualTo("my-tls"));
+        }
+    }
+
+    @Test
+    void csiWorkerCertificatesNeedAnIssuerAndAKnownSource() {
+        assertThatThrownBy(() -> chart.template(null, Map.of("tls.enabled", true, "tls.secretName", "my-tls",
+                "tls.workerCertificates.source", "csi")))
+                .hasMessageContaining("tls.workerCertificates.source=csi needs tls.workerCertificates.issuerName");
+        assertThatThrownBy(() -> chart.template(null, Map.of("tls.workerCertificates.source", "vault")))
+                .hasMessageContaining("workerCertificates").hasMessageContaining("source");
+    }
+
     /** The README's install line: the image the user built and pushed, at the chart's appVersion, in every pod. */
     @Test
     void theImageRepositoryTheUserPushedToIsWhatEveryPodRuns() {
