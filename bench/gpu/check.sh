@@ -8,8 +8,9 @@
 # Prints (0) the GPU and, where nvcc and cuobjdump exist there, the kernels' registers, spills and
 # tensor-core instructions (the mma.sync kernels and the Hopper wgmma/TMA kernels); (b) torch.matmul
 # (bf16) and torch._scaled_mm (fp8) on the FFN shapes; DeviceCheck: (a) cuda vs cpu correctness of
-# every tile the device loads (on compute capability 9.0 the Hopper tiles too) and (b) our TFLOP/s per
-# tile beside torch's, ending with the summary table for bench/RESULTS.md; then (c)
+# every tile the device loads (on compute capability 9.0 the Hopper tiles too), bf16 and FP8 expert
+# weights, and (b) our TFLOP/s per tile beside torch's and the FP8-weight kernels' through the backend,
+# ending with the summary table for bench/RESULTS.md; then (c)
 # MoeForward through a local cluster whose workers use the cuda backend, checked against the
 # in-process reference, with cluster vs in-process throughput. Logs go to $OUT (the device tool's
 # folder) or /tmp/moe-check.
@@ -83,10 +84,10 @@ echo "== (b) torch.matmul (bf16) and torch._scaled_mm (fp8) on the same shapes =
 timeout 150 python3 bench/gpu/torch_ffn.py "$LOGS/torch.tsv" 2>&1 | tail -n 20 || echo "torch_ffn.py failed or timed out"
 
 echo
-timeout 180 "${JAVA[@]}" -Xmx48g dev.moecluster.worker.cuda.DeviceCheck --torch "$LOGS/torch.tsv" 2>&1 \
+timeout 240 "${JAVA[@]}" -Xmx48g dev.moecluster.worker.cuda.DeviceCheck --torch "$LOGS/torch.tsv" 2>&1 \
   | grep -v "^WARNING: Using incubator" | tee "$LOGS/devicecheck.log"
 status=${PIPESTATUS[0]}
-[[ $status -eq 124 ]] && echo "check.sh: DeviceCheck timed out after 180 s"
+[[ $status -eq 124 ]] && echo "check.sh: DeviceCheck timed out after 240 s"
 
 fi
 

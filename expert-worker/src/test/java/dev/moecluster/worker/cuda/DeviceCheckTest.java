@@ -57,4 +57,21 @@ class DeviceCheckTest {
 
         assertThat(lines).contains("| 256 | n/a | 250.0 | n/a | n/a | 450.0 | n/a | sm90_128x128 | 500.0 | n/a | 90% | 90% | n/a | 900.0 |");
     }
+
+    @Test
+    void fp8FiguresFollowTheTableBesideTheBf16KernelsOfTheSameRows() {
+        double flops256 = 6.0 * 8 * 256 * 5120 * 8192;
+        DeviceCheck check = new DeviceCheck(20, Map.of());
+        check.hopper(true);
+        check.recordKernels(256, TileConfig.HOPPER_MEDIUM, flops256 / 400e9);
+        check.recordFp8(256, flops256 / 200e9, 12.5);
+        check.recordFp8(16, 1.0, 3.0);
+
+        List<String> lines = check.summary("NVIDIA H200");
+
+        assertThat(lines).contains(
+                "FP8 weights, rows/expert 256: fp8 kernels (128x128) 200.0 TFLOP/s, 0.50x the bf16 kernels' (auto tile); one batch end to end 12.50 ms",
+                "FP8 weights, rows/expert 16: fp8 kernels (64x128) 32.2 TFLOP/s, n/a x the bf16 kernels' (auto tile); one batch end to end 3.00 ms");
+        assertThat(lines.getLast()).isEqualTo("RESULT: correctness PASS");
+    }
 }
