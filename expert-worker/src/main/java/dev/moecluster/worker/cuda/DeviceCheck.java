@@ -361,7 +361,7 @@ public final class DeviceCheck {
      * subnormal codes (exponent field 0), scaled to the same output size, so a widening that lost
      * subnormal codes (flushed them to zero) fails the check.
      */
-    private static List<ExpertWeights> fp8Experts(Arena arena, int count, int hidden, int intermediate, long seed,
+    static List<ExpertWeights> fp8Experts(Arena arena, int count, int hidden, int intermediate, long seed,
             boolean subnormalOnly) {
         List<ExpertWeights> list = new ArrayList<>();
         SplittableRandom r = new SplittableRandom(seed);

@@ -3,10 +3,12 @@ package dev.moecluster.worker.cuda;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
+import dev.moecluster.core.moe.ChannelScales;
 import dev.moecluster.core.moe.ExpertWeights;
 import dev.moecluster.core.tensor.DType;
 import dev.moecluster.core.tensor.Numerics;
 import dev.moecluster.core.tensor.Tensor;
+import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -19,6 +21,7 @@ import java.util.List;
 import java.util.SplittableRandom;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
@@ -100,7 +103,7 @@ class CudaKernelEmulationTest {
     }
 
     /** Every code as the FP8 kernels widen it: the e4m3fn value, exactly; the NaN codes as ±480, as core's Gemm reads them. */
-    @org.junit.jupiter.api.Test
+    @Test
     void fp8CodesWidenToTheirExactValueInEveryBytePosition(@TempDir Path dir) throws Exception {
         int rc = run(List.of(emulator.toString(), dir.toString(), "decode"), dir);
         assertThat(rc).as("emulator failed: %s", Files.readString(dir.resolve("log"))).isZero();
@@ -246,7 +249,7 @@ class CudaKernelEmulationTest {
     private static final byte[] SUBNORMAL_CODES = finiteCodes(true);
 
     private static byte[] finiteCodes(boolean subnormalOnly) {
-        java.io.ByteArrayOutputStream codes = new java.io.ByteArrayOutputStream();
+        ByteArrayOutputStream codes = new ByteArrayOutputStream();
         for (int c = 0; c < 256; c++) {
             boolean nan = (c & 0x7f) == 0x7f;
             boolean subnormal = (c & 0x78) == 0;
@@ -284,7 +287,7 @@ class CudaKernelEmulationTest {
                 scales[m][r] = (float) ((0.5 + 1.5 * random.nextDouble()) / (rms * Math.sqrt(k)));
             }
         }
-        return new ExpertWeights(t[0], t[1], t[2], new dev.moecluster.core.moe.ChannelScales(scales[0], scales[1], scales[2]));
+        return new ExpertWeights(t[0], t[1], t[2], new ChannelScales(scales[0], scales[1], scales[2]));
     }
 
     private static Tensor randomBf16(Arena arena, SplittableRandom random, int rows, int cols, double scale) {
