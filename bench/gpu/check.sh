@@ -3,13 +3,15 @@
 # here first with bench/gpu/prepare.sh, then run through the device tool with carry ["bench/gpu/kit"]:
 #   bash bench/gpu/check.sh            (about 4 minutes; every step is bounded by a timeout, < 8 minutes)
 #   bash bench/gpu/check.sh cluster    (only (c), about 2 minutes)
+#   bash bench/gpu/check.sh fp8        (only (f): (c) on an FP8 checkpoint, issue 13; about 3 minutes)
 #   bash bench/gpu/check.sh router     (only (r), issue 12's dense kernels, about 1 minute; needs no JDK:
 #                                       bench/gpu/kit/dense_check, or the device's nvcc to build it)
 # Prints (0) the GPU and, where nvcc and cuobjdump exist there, the kernels' registers, spills and
 # tensor-core instructions (the mma.sync kernels and the Hopper wgmma/TMA kernels); (b) torch.matmul
 # (bf16) and torch._scaled_mm (fp8) on the FFN shapes; DeviceCheck: (a) cuda vs cpu correctness of
-# every tile the device loads (on compute capability 9.0 the Hopper tiles too) and (b) our TFLOP/s per
-# tile beside torch's, ending with the summary table for bench/RESULTS.md; then (c)
+# every tile the device loads (on compute capability 9.0 the Hopper tiles too), bf16 and FP8 expert
+# weights, and (b) our TFLOP/s per tile beside torch's and the FP8-weight kernels' through the backend,
+# ending with the summary table for bench/RESULTS.md; then (c)
 # MoeForward through a local cluster whose workers use the cuda backend, checked against the
 # in-process reference, with cluster vs in-process throughput. Logs go to $OUT (the device tool's
 # folder) or /tmp/moe-check.
@@ -57,6 +59,21 @@ else
 fi
 JAVA=("$KIT/jre/bin/java" --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED
   -Djava.library.path="$KIT/lib" -cp "$KIT/jars/*")
+if [[ "$ONLY" == fp8 ]]; then
+  echo
+  echo "== (f) MoeForward through a local cluster of cuda workers serving an FP8 checkpoint (Meta's Maverick FP8 layout), checked against the in-process reference =="
+  # Scout's expert shape, routed experts in e4m3 with per-channel scales (generated here, quantized from
+  # the same-seed bf16 model); the workers keep them in FP8 on the GPU and run the moe_*_fp8_* kernels.
+  timeout 180 "${JAVA[@]}" -Xmx32g dev.moecluster.cli.Moe gen-model --arch llama4 --fp8-experts --layers 2 \
+    --hidden 5120 --intermediate 8192 --experts 8 --out "$KIT/fp8-model" 2>&1 | grep -vE "^WARNING" | tail -n 2
+  timeout 240 "${JAVA[@]}" -Xmx64g -Djava.io.tmpdir="$KIT" dev.moecluster.cli.Moe bench moe-layer --backend cuda \
+    --model "$KIT/fp8-model" --workers 2 --tokens 256 --requests 20 --warmup 5 --concurrency 4 2>&1 \
+    | grep -vE "^WARNING|^\s+at " | tee "$LOGS/cluster-fp8.log"
+  status=${PIPESTATUS[0]}
+  [[ $status -eq 124 ]] && echo "check.sh: the FP8 cluster check timed out after 240 s"
+  if [[ $status -ne 0 ]]; then echo "RESULT: FP8 cluster check FAIL (exit $status)"; else echo "RESULT: FP8 cluster check PASS"; fi
+  exit "$status"
+fi
 if [[ "$ONLY" == all ]]; then
 if command -v nvcc >/dev/null 2>&1; then
   # The same source as the committed PTX, compiled for sm_90 here only to read the compiler's report.
@@ -83,10 +100,10 @@ echo "== (b) torch.matmul (bf16) and torch._scaled_mm (fp8) on the same shapes =
 timeout 150 python3 bench/gpu/torch_ffn.py "$LOGS/torch.tsv" 2>&1 | tail -n 20 || echo "torch_ffn.py failed or timed out"
 
 echo
-timeout 180 "${JAVA[@]}" -Xmx48g dev.moecluster.worker.cuda.DeviceCheck --torch "$LOGS/torch.tsv" 2>&1 \
+timeout 240 "${JAVA[@]}" -Xmx48g dev.moecluster.worker.cuda.DeviceCheck --torch "$LOGS/torch.tsv" 2>&1 \
   | grep -v "^WARNING: Using incubator" | tee "$LOGS/devicecheck.log"
 status=${PIPESTATUS[0]}
-[[ $status -eq 124 ]] && echo "check.sh: DeviceCheck timed out after 180 s"
+[[ $status -eq 124 ]] && echo "check.sh: DeviceCheck timed out after 240 s"
 
 fi
 

@@ -11,14 +11,17 @@
 // are checked against the buffers the launch was given.
 //
 // Usage: moe_emulator DIR deferred|eager. DIR holds what CudaKernelEmulationTest wrote:
-//   plan.txt           "key value" lines: variant, threads, smem, experts, rows, hidden, intermediate,
-//                      grid_gate_up, grid_down
+//   plan.txt           "key value" lines: variant, fp8 (0 or 1: which kernels), threads, smem, experts,
+//                      rows, hidden, intermediate, grid_gate_up, grid_down
 //   slots_gate_up.bin  ExpertSlot[experts] of the gate/up launch, weights = the expert's index
 //   slots_down.bin     ExpertSlot[experts] of the down launch, weights = the expert's index
 //   x.bin              bf16 [rows, hidden]
-//   w_gate_up_E.bin    bf16 [2 * intermediate, hidden], gate and up interleaved by 8 rows
-//   w_down_E.bin       bf16 [hidden, intermediate]
+//   w_gate_up_E.bin    bf16 [2 * intermediate, hidden], gate and up interleaved by 8 rows (fp8: the
+//                      codes in the device layout, then 2 * intermediate f32 scales)
+//   w_down_E.bin       bf16 [hidden, intermediate] (fp8: codes, then hidden f32 scales)
 // and it writes y.bin, bf16 [rows, hidden].
+// moe_emulator DIR decode writes DIR/decode.bin: for c = 0..255, the four bf16 values the kernels'
+// fp8x4_to_bf16x4 makes of the word with bytes c, c+1, c+2, c+3 (mod 256), low byte first.
 
 #define MOE_EMULATE 1
 
@@ -208,6 +211,36 @@ static float silu(float g) {
     return g / (1.0f + std::exp(-g));
 }
 
+// ld.shared.u32: a plain per-thread read, so a read before the cp.async that fills it has retired
+// sees the stale bytes (deferred mode).
+static uint32_t lds_u32(uint32_t addr) {
+    emu::check_smem(addr, 4, 4, "ld.shared.u32");
+    uint32_t v;
+    std::memcpy(&v, moe_smem + addr, 4);
+    return v;
+}
+
+// fma.rn.bf16x2, lane by lane: the f32 fma of bf16 inputs is exact for the products the kernels form
+// (a power of two times a value of 4 significant bits), so rounding it once to bf16 is the instruction's
+// result; subnormal bf16 inputs widen to subnormal f32 exactly.
+static uint32_t fma_bf16x2(uint32_t a, uint32_t b, uint32_t c) {
+    uint32_t d = 0;
+    for (int lane = 0; lane < 2; lane++) {
+        auto half = [lane](uint32_t v) { return emu::bf16_to_f32(static_cast<uint16_t>(v >> (16 * lane))); };
+        d |= static_cast<uint32_t>(emu::f32_to_bf16(std::fma(half(a), half(b), half(c)))) << (16 * lane);
+    }
+    return d;
+}
+
+static void ldg_f32x2(const float* p, float& lo, float& hi) {
+    if (reinterpret_cast<uintptr_t>(p) % 8 != 0) {
+        emu::die("misaligned 8-byte load");
+    }
+    emu::check_global(p, 8, "f32x2 scale load");
+    std::memcpy(&lo, p, 4);
+    std::memcpy(&hi, p + 1, 4);
+}
+
 }  // namespace moe
 
 #include "../../main/cuda/moe_ffn.cu"
@@ -240,22 +273,23 @@ static const uint16_t* arg_a;
 static void* arg_c;
 static int arg_n, arg_k;
 
-template <class T>
+template <class T, bool FP8>
 static void gate_up_body() {
-    moe::gate_up<T>(arg_slots, arg_num_slots, arg_a, static_cast<uint16_t*>(arg_c), arg_n, arg_k);
+    moe::gate_up<T, FP8>(arg_slots, arg_num_slots, arg_a, static_cast<uint16_t*>(arg_c), arg_n, arg_k);
 }
 
-template <class T>
+template <class T, bool FP8>
 static void down_body() {
-    moe::down<T>(arg_slots, arg_num_slots, arg_a, static_cast<uint16_t*>(arg_c), arg_n, arg_k);
+    moe::down<T, FP8>(arg_slots, arg_num_slots, arg_a, static_cast<uint16_t*>(arg_c), arg_n, arg_k);
 }
 
-template <class T>
+template <class T, bool FP8>
 static int run(std::map<std::string, long>& plan, const std::string& dir) {
-    if (plan["threads"] != T::THREADS || plan["smem"] != T::SMEM_BYTES) {
+    const long smem = FP8 ? T::FP8_SMEM_BYTES : T::SMEM_BYTES;
+    if (plan["threads"] != T::THREADS || plan["smem"] != smem) {
         die("TileConfig in Java (threads " + std::to_string(plan["threads"]) + ", smem " + std::to_string(plan["smem"])
             + ") does not match moe_ffn.cu (threads " + std::to_string(T::THREADS) + ", smem "
-            + std::to_string(T::SMEM_BYTES) + ")");
+            + std::to_string(smem) + (FP8 ? ", fp8" : "") + ")");
     }
     const int experts = static_cast<int>(plan["experts"]);
     const long rows = plan["rows"], hidden = plan["hidden"], inter = plan["intermediate"];
@@ -295,7 +329,7 @@ static int run(std::map<std::string, long>& plan, const std::string& dir) {
     arg_c = act.data();
     arg_n = static_cast<int>(2 * inter);
     arg_k = static_cast<int>(hidden);
-    launch(static_cast<unsigned>(plan["grid_gate_up"]), T::THREADS, T::SMEM_BYTES, gate_up_body<T>);
+    launch(static_cast<unsigned>(plan["grid_gate_up"]), T::THREADS, smem, gate_up_body<T, FP8>);
 
     regions.clear();
     regions.push_back({reinterpret_cast<unsigned char*>(act.data()), act.size() * 2, "act"});
@@ -309,18 +343,44 @@ static int run(std::map<std::string, long>& plan, const std::string& dir) {
     arg_c = y.data();
     arg_n = static_cast<int>(hidden);
     arg_k = static_cast<int>(inter);
-    launch(static_cast<unsigned>(plan["grid_down"]), T::THREADS, T::SMEM_BYTES, down_body<T>);
+    launch(static_cast<unsigned>(plan["grid_down"]), T::THREADS, smem, down_body<T, FP8>);
 
     std::ofstream out(dir + "/y.bin", std::ios::binary);
     out.write(reinterpret_cast<const char*>(y.data()), static_cast<std::streamsize>(y.size() * 2));
     return out ? 0 : 1;
 }
 
+template <class T>
+static int run(std::map<std::string, long>& plan, const std::string& dir) {
+    return plan["fp8"] != 0 ? run<T, true>(plan, dir) : run<T, false>(plan, dir);
+}
+
+static int decode(const std::string& dir) {
+    std::vector<uint16_t> out;
+    for (uint32_t c = 0; c < 256; c++) {
+        uint32_t w = 0;
+        for (uint32_t j = 0; j < 4; j++) {
+            w |= ((c + j) & 0xffu) << (8 * j);
+        }
+        uint32_t lo, hi;
+        moe::fp8x4_to_bf16x4(w, lo, hi);
+        for (uint32_t v : {lo & 0xffffu, lo >> 16, hi & 0xffffu, hi >> 16}) {
+            out.push_back(static_cast<uint16_t>(v));
+        }
+    }
+    std::ofstream f(dir + "/decode.bin", std::ios::binary);
+    f.write(reinterpret_cast<const char*>(out.data()), static_cast<std::streamsize>(out.size() * 2));
+    return f ? 0 : 1;
+}
+
 }  // namespace emu
 
 int main(int argc, char** argv) {
+    if (argc == 3 && std::string(argv[2]) == "decode") {
+        return emu::decode(argv[1]);
+    }
     if (argc != 3 || (std::string(argv[2]) != "deferred" && std::string(argv[2]) != "eager")) {
-        std::fprintf(stderr, "usage: moe_emulator DIR deferred|eager\n");
+        std::fprintf(stderr, "usage: moe_emulator DIR deferred|eager|decode\n");
         return 2;
     }
     std::string dir = argv[1];

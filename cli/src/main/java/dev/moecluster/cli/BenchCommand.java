@@ -117,10 +117,9 @@ final class BenchCommand {
             PrintStream out = System.out;
             Path dir = bench.resolve();
             DType wireChoice = wireDtype == null ? null : DType.parse(wireDtype);
-            DType expertWeights = ModelConfig.load(dir).expertDtype();
             try (LocalCluster cluster = LocalCluster.start(LocalCluster.Options.of(dir, bench.workers, replicas)
                             .withWireDtype(wireChoice)
-                            .withBackends(i -> ExpertBackends.create(backend, bench.cpuKernel, expertWeights)));
+                            .withBackends(i -> ExpertBackends.create(backend, bench.cpuKernel)));
                     ReferenceMoeBlock reference = ReferenceMoeBlock.open(dir);
                     RouterServer router = RouterServer.start(RouterConfig.defaults(dir, cluster.placement())
                             .withWireDtype(wireChoice).withChannelsPerWorker(channelsPerWorker))) {

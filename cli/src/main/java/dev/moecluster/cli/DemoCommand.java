@@ -61,9 +61,8 @@ final class DemoCommand implements Callable<Integer> {
         PrintStream out = System.out;
         Path dir = model.resolve();
         out.println("moe-cluster demo");
-        DType expertWeights = ModelConfig.load(dir).expertDtype();
         try (LocalCluster cluster = LocalCluster.start(LocalCluster.Options.of(dir, workers, replicas)
-                        .withBackends(i -> ExpertBackends.create(backend, "auto", expertWeights))
+                        .withBackends(i -> ExpertBackends.create(backend, "auto"))
                 .withCoordinator(true)
                 .withRouterSettings(rc -> rc.withHttpPort(httpPort)));
                 ReferenceMoeBlock reference = ReferenceMoeBlock.open(dir)) {

@@ -1,6 +1,5 @@
 package dev.moecluster.cli;
 
-import dev.moecluster.core.model.ModelConfig;
 import dev.moecluster.core.tensor.DType;
 import dev.moecluster.worker.CpuBackend;
 import dev.moecluster.worker.ExpertBackends;
@@ -61,9 +60,8 @@ final class LocalCommand implements Callable<Integer> {
                     "--throughput-rows-per-s must be -1 (measure), 0 (none) or a positive figure, got " + throughput);
         }
         Path dir = model.resolve();
-        DType expertWeights = ModelConfig.load(dir).expertDtype();
         var options = LocalCluster.Options.of(dir, workers + cpuWorkers, replicas)
-                .withBackends(i -> i < workers ? ExpertBackends.create(backend, "auto", expertWeights) : new CpuBackend())
+                .withBackends(i -> i < workers ? ExpertBackends.create(backend, "auto") : new CpuBackend())
                 .withThroughputs(i -> throughput)
                 .withCoordinator(true)
                 .withRouterPort(port)

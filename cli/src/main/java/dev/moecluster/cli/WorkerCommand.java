@@ -162,7 +162,7 @@ final class WorkerCommand implements Callable<Integer> {
         if (drainTimeoutSeconds < 0) {
             throw new IllegalArgumentException("--drain-timeout-s must be >= 0, got " + drainTimeoutSeconds);
         }
-        ExpertBackend compute = ExpertBackends.create(backend, cpuKernel, config.expertDtype());
+        ExpertBackend compute = ExpertBackends.create(backend, cpuKernel);
         ExpertWorker worker;
         try {
             worker = ExpertWorker.start(wc, compute);

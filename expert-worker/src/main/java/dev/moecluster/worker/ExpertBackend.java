@@ -1,7 +1,6 @@
 package dev.moecluster.worker;
 
 import dev.moecluster.core.moe.ExpertWeights;
-import dev.moecluster.core.tensor.DType;
 
 /**
  * Where expert FFNs run: {@code cpu} (core's Vector API kernels) or {@code cuda} (our PTX kernels
@@ -11,14 +10,6 @@ import dev.moecluster.core.tensor.DType;
 public interface ExpertBackend extends AutoCloseable {
     /** The name shown in logs and {@code Describe}: {@code cpu}, {@code cuda}. */
     String name();
-
-    /**
-     * Fails, saying what to do instead, when this backend cannot compute experts whose weights are
-     * stored in {@code weights}; a worker asks before it loads any expert.
-     *
-     * @throws IllegalArgumentException for a weight dtype the backend does not run
-     */
-    default void requireWeights(DType weights) {}
 
     /**
      * Makes {@code expert} ready to compute, before its first round: pages its weights in (cpu) or

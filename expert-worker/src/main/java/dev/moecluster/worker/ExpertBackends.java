@@ -1,7 +1,6 @@
 package dev.moecluster.worker;
 
 import dev.moecluster.core.kernel.CpuKernels;
-import dev.moecluster.core.tensor.DType;
 import dev.moecluster.worker.cuda.CudaAvailability;
 import dev.moecluster.worker.cuda.CudaBackend;
 import dev.moecluster.worker.cuda.CudaFailure;
@@ -50,18 +49,6 @@ public final class ExpertBackends {
             case "auto" -> auto(cpuKernel);
             default -> throw new IllegalArgumentException("unknown backend '" + name + "' (available: " + String.join(", ", NAMES) + ")");
         };
-    }
-
-    /**
-     * As {@link #create(String, String)} for a model whose experts are stored in {@code expertWeights}:
-     * {@code auto} takes the cpu backend for FP8 experts, which the cuda backend does not run yet.
-     */
-    public static ExpertBackend create(String name, String cpuKernel, DType expertWeights) {
-        if (name.equals("auto") && expertWeights == DType.FP8_E4M3) {
-            LOG.info("backend auto: using cpu (the model's experts are FP8, which the cuda backend does not run yet)");
-            return create("cpu", cpuKernel);
-        }
-        return create(name, cpuKernel);
     }
 
     private static ExpertBackend cuda() {

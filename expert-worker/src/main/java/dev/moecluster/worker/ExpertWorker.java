@@ -82,7 +82,6 @@ public final class ExpertWorker implements AutoCloseable {
         requireNonNull(config, "config is null");
         requireNonNull(backend, "backend is null");
         ModelConfig model = ModelConfig.load(config.modelDir());
-        backend.requireWeights(model.expertDtype());
         ExpertStore store = ExpertStore.load(config.modelDir(), model, config.assignment(), backend);
         Gemm.warmUp(WARM_UP_MILLIS);
         MetricsEndpoint metrics = null;

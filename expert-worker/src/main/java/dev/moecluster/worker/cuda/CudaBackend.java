@@ -39,12 +39,15 @@ import jcuda.driver.CUstream_flags;
 
 /**
  * Runs experts on an NVIDIA GPU through JCuda's driver API and this module's own tensor-core kernels
- * ({@code moe_ffn.cu}, no cuBLAS; on compute capability 9.0 the wgmma/TMA kernels of {@code moe_ffn_sm90.cu}). Expert weights are uploaded as bf16 when the worker
- * {@linkplain #load loads} an expert and stay resident until {@link #unload} frees them ({@link ResidentExperts}
- * keeps that account, through the driver calls of {@link DeviceMemoryDriver}). A round
+ * ({@code moe_ffn.cu}, no cuBLAS; on compute capability 9.0 the wgmma/TMA kernels of {@code moe_ffn_sm90.cu}
+ * for bf16 weights). Expert weights are uploaded when the worker {@linkplain #load loads} an expert, as bf16,
+ * or for an FP8 checkpoint as its e4m3 codes and per-channel scales (one byte a weight: the kernels widen
+ * the codes to bf16 as they load a tile), and stay resident until {@link #unload} frees them
+ * ({@link ResidentExperts} keeps that account, through the driver calls of {@link DeviceMemoryDriver}). A round
  * gathers its rows, grouped by expert, into a pinned buffer (a plain copy for bf16 activations),
  * copies them up on an upload stream, runs the gate/up and down kernels on a compute stream (one
- * grouped launch each for all the round's experts) and copies the outputs down on a third stream
+ * grouped launch each for all the round's experts, one pair per weight dtype should a round mix them)
+ * and copies the outputs down on a third stream
  * into pinned memory, from which {@link PendingBatch#await} writes each slice's output in its wire
  * dtype. Two sets of buffers alternate, so one round's upload overlaps the previous round's compute
  * when rounds are {@linkplain #submit(Round) submitted} ahead of their results.
@@ -119,23 +122,6 @@ public final class CudaBackend implements ExpertBackend {
 
     /** The device's memory less batch buffers and a reserve ({@link ResidentExperts#memory}). */
     @Override
-    public void requireWeights(DType weights) {
-        requireSupported(weights);
-    }
-
-    /**
-     * FP8 experts are refused rather than widened to a bf16 copy on the device: the tile loader reads
-     * bf16 (widening FP8 there is a later issue), and a bf16 copy would double the memory the
-     * placement planned for.
-     */
-    static void requireSupported(DType weights) {
-        if (weights == DType.FP8_E4M3) {
-            throw new IllegalArgumentException("backend cuda does not run FP8 expert weights yet (its kernels read bf16"
-                    + " weights); serve this FP8 checkpoint with --backend cpu, which computes on the FP8 weights as stored");
-        }
-    }
-
-    @Override
     public BackendMemory memory() {
         synchronized (this) {
             checkOpen();
@@ -206,7 +192,6 @@ public final class CudaBackend implements ExpertBackend {
         int hidden = experts.getFirst().hiddenSize();
         int intermediate = experts.getFirst().intermediateSize();
         long total = 0;
-        int maxRows = 0;
         for (int e = 0; e < rows.length; e++) {
             ExpertWeights w = experts.get(e);
             if (w.hiddenSize() != hidden || w.intermediateSize() != intermediate) {
@@ -216,7 +201,6 @@ public final class CudaBackend implements ExpertBackend {
                 throw new IllegalArgumentException("negative row count " + rows[e]);
             }
             total += rows[e];
-            maxRows = Math.max(maxRows, rows[e]);
         }
         long inputRows = 0;
         for (RowBatch in : inputs) {
@@ -228,9 +212,11 @@ public final class CudaBackend implements ExpertBackend {
         if (total == 0) {
             return new PendingBatch(null, List.of(), 0);
         }
-        TileConfig tile = forcedTile != null ? forcedTile : TileConfig.forRows(maxRows, kernels.hopper());
-        LaunchPlan gateUp = LaunchPlan.gateUp(tile, rows, hidden, intermediate);
-        LaunchPlan down = LaunchPlan.down(tile, rows, hidden, intermediate);
+        List<Launch> launches = launches(experts, rows, hidden, intermediate);
+        long slotBytes = 0;
+        for (Launch l : launches) {
+            slotBytes += l.gateUp().slotBytes() + l.down().slotBytes();
+        }
         int totalRows = Math.toIntExact(total);
         long inBytes = total * hidden * 2;
         long actBytes = total * intermediate * 2;
@@ -239,7 +225,7 @@ public final class CudaBackend implements ExpertBackend {
         BatchBuffers b = takeBuffers();
         try {
             device.makeCurrent();
-            b.ensure(inBytes, actBytes, outBytes, gateUp.slotBytes() + down.slotBytes());
+            b.ensure(inBytes, actBytes, outBytes, slotBytes);
             RowBatch staged = new RowBatch(DType.BF16, totalRows, hidden, b.hostIn.segment().asSlice(0, inBytes),
                     MemorySegment.NULL);
             int at = 0;
@@ -249,23 +235,34 @@ public final class CudaBackend implements ExpertBackend {
             }
             synchronized (this) {
                 checkOpen();
-                long[] gateUpAddress = new long[rows.length];
-                long[] downAddress = new long[rows.length];
+                ResidentExperts.DeviceExpert[] onDevice = new ResidentExperts.DeviceExpert[rows.length];
                 for (int e = 0; e < rows.length; e++) {
                     if (rows[e] > 0) {
-                        ResidentExperts.DeviceExpert d = resident.get(experts.get(e));
-                        if (d == null) {
+                        onDevice[e] = resident.get(experts.get(e));
+                        if (onDevice[e] == null) {
                             throw new IllegalStateException("expert is not loaded on the device (unloaded while a round was on its way?)");
                         }
-                        // The Hopper kernels find an expert's weights through its tensor maps.
-                        gateUpAddress[e] = tile.hopper ? d.tensorMaps().address() : d.gateUp().address();
-                        downAddress[e] = tile.hopper ? d.tensorMaps().address() + TensorMaps.BYTES : d.down().address();
                     }
                 }
                 MemorySegment slots = b.hostSlots.segment();
-                gateUp.writeSlots(slots, gateUpAddress);
-                down.writeSlots(slots.asSlice(gateUp.slotBytes()), downAddress);
-                enqueue(b, gateUp, down, inBytes, outBytes);
+                long slotAt = 0;
+                for (Launch l : launches) {
+                    boolean hopper = l.gateUp().tile().hopper;
+                    long[] gateUpAddress = new long[rows.length];
+                    long[] downAddress = new long[rows.length];
+                    for (int e = 0; e < rows.length; e++) {
+                        ResidentExperts.DeviceExpert d = onDevice[e];
+                        if (d != null && d.weights() == l.gateUp().weights()) {
+                            // The Hopper kernels find an expert's weights through its tensor maps.
+                            gateUpAddress[e] = hopper ? d.tensorMaps().address() : d.gateUp().address();
+                            downAddress[e] = hopper ? d.tensorMaps().address() + TensorMaps.BYTES : d.down().address();
+                        }
+                    }
+                    l.gateUp().writeSlots(slots.asSlice(slotAt), gateUpAddress);
+                    l.down().writeSlots(slots.asSlice(slotAt + l.gateUp().slotBytes()), downAddress);
+                    slotAt += l.gateUp().slotBytes() + l.down().slotBytes();
+                }
+                enqueue(b, launches, inBytes, outBytes, slotBytes);
             }
             return new PendingBatch(b, outputs, totalRows);
         } catch (RuntimeException | Error e) {
@@ -274,8 +271,41 @@ public final class CudaBackend implements ExpertBackend {
         }
     }
 
-    private void enqueue(BatchBuffers b, LaunchPlan gateUp, LaunchPlan down, long inBytes, long outBytes) {
-        long slotBytes = gateUp.slotBytes() + down.slotBytes();
+    /**
+     * The launches of a batch: a gate/up and a down plan per weight dtype on the device among the experts
+     * with rows (one pair unless a batch mixes bf16 and FP8 experts), each with the tile for its own
+     * largest expert; FP8 weights take the mma.sync tiles on every GPU.
+     */
+    private List<Launch> launches(List<ExpertWeights> experts, int[] rows, int hidden, int intermediate) {
+        List<Launch> launches = new ArrayList<>(1);
+        for (DType weights : new DType[] {DType.BF16, DType.FP8_E4M3}) {
+            boolean[] included = new boolean[rows.length];
+            boolean all = true;
+            int maxRows = 0;
+            for (int e = 0; e < rows.length; e++) {
+                included[e] = WeightLayout.deviceDtype(experts.get(e).dtype()) == weights;
+                all &= included[e] || rows[e] == 0;
+                if (included[e]) {
+                    maxRows = Math.max(maxRows, rows[e]);
+                }
+            }
+            if (maxRows == 0) {
+                continue;
+            }
+            TileConfig forced = forcedTile;
+            TileConfig tile = forced != null && !(forced.hopper && weights == DType.FP8_E4M3)
+                    ? forced : TileConfig.forRows(maxRows, kernels.hopper(), weights);
+            boolean[] only = all ? null : included;
+            launches.add(new Launch(LaunchPlan.gateUp(tile, weights, rows, only, hidden, intermediate),
+                    LaunchPlan.down(tile, weights, rows, only, hidden, intermediate)));
+        }
+        return launches;
+    }
+
+    /** The two grouped launches of one expert FFN over the experts of one weight dtype. */
+    private record Launch(LaunchPlan gateUp, LaunchPlan down) {}
+
+    private void enqueue(BatchBuffers b, List<Launch> launches, long inBytes, long outBytes, long slotBytes) {
         CudaFailure.check(cuMemcpyHtoDAsync(b.devIn, b.hostIn.pointer(0), inBytes, uploadStream), "cuMemcpyHtoDAsync(activations)");
         CudaFailure.check(cuMemcpyHtoDAsync(b.devSlots, b.hostSlots.pointer(0), slotBytes, uploadStream), "cuMemcpyHtoDAsync(slots)");
         CudaFailure.check(cuEventRecord(b.uploaded, uploadStream), "cuEventRecord");
@@ -285,8 +315,12 @@ public final class CudaBackend implements ExpertBackend {
             CudaFailure.check(cuMemsetD16Async(b.devAct, BF16_NAN_BITS, b.devAct.bytes() / 2, computeStream), "cuMemsetD16Async");
         }
         CudaFailure.check(cuEventRecord(b.kernelStart, computeStream), "cuEventRecord");
-        kernels.launchGateUp(gateUp, b.devSlots.address(), b.devIn.address(), b.devAct.address(), computeStream);
-        kernels.launchDown(down, b.devSlots.address() + gateUp.slotBytes(), b.devAct.address(), b.devOut.address(), computeStream);
+        long slots = b.devSlots.address();
+        for (Launch l : launches) { // each writes only its own experts' rows of act and of the outputs
+            kernels.launchGateUp(l.gateUp(), slots, b.devIn.address(), b.devAct.address(), computeStream);
+            kernels.launchDown(l.down(), slots + l.gateUp().slotBytes(), b.devAct.address(), b.devOut.address(), computeStream);
+            slots += l.gateUp().slotBytes() + l.down().slotBytes();
+        }
         CudaFailure.check(cuEventRecord(b.kernelEnd, computeStream), "cuEventRecord");
         CudaFailure.check(cuStreamWaitEvent(downloadStream, b.kernelEnd, 0), "cuStreamWaitEvent");
         CudaFailure.check(cuMemcpyDtoHAsync(b.hostOut.pointer(0), b.devOut, outBytes, downloadStream), "cuMemcpyDtoHAsync(outputs)");
@@ -305,7 +339,6 @@ public final class CudaBackend implements ExpertBackend {
     /** Uploads {@code expert} now, so its first batch does not wait for it. */
     public void preload(ExpertWeights expert) {
         requireNonNull(expert, "expert is null");
-        requireSupported(expert.dtype());
         synchronized (this) {
             checkOpen();
             device.makeCurrent();
@@ -347,7 +380,10 @@ public final class CudaBackend implements ExpertBackend {
         return device.properties().describe();
     }
 
-    /** Forces one tile shape instead of choosing by rows (null restores the choice); for the device check. */
+    /**
+     * Forces one tile shape instead of choosing by rows (null restores the choice); for the device check.
+     * A Hopper tile applies to bf16 experts only: FP8 experts keep the mma.sync choice.
+     */
     void forceTile(TileConfig tile) {
         if (tile != null && !kernels.tiles().contains(tile)) {
             throw new IllegalArgumentException("tile " + tile.suffix() + " is not loaded on " + device.properties().name());

@@ -12,6 +12,7 @@ import static jcuda.driver.JCudaDriver.cuStreamCreate;
 import static jcuda.driver.JCudaDriver.cuStreamDestroy;
 import static jcuda.driver.JCudaDriver.cuStreamSynchronize;
 
+import dev.moecluster.core.moe.ChannelScales;
 import dev.moecluster.core.moe.ExpertWeights;
 import dev.moecluster.core.tensor.DType;
 import dev.moecluster.core.tensor.Numerics;
@@ -45,7 +46,9 @@ import jcuda.driver.CUstream_flags;
  * ones); (b) expert-FFN TFLOP/s of every loaded tile for 8 experts at Llama 4 Scout's shape, beside
  * {@code torch.matmul}'s (bf16) and {@code torch._scaled_mm}'s (fp8) figures from
  * {@code bench/gpu/torch_ffn.py}; the end-to-end rate through {@link CudaBackend#computeGroup},
- * transfers included. The last lines printed are the summary table.
+ * transfers included. FP8 experts (e4m3 codes with per-channel scales, as an FP8 checkpoint holds them)
+ * are checked in (a) on every mma.sync tile, with an expert of subnormal codes only and a round mixing
+ * bf16 and FP8 experts, and timed in (b) through the backend. The last lines printed are the summary.
  *
  * <p>Usage: {@code DeviceCheck [--torch FILE] [--reps N] [--only a|b]}. Exit status 0 when every
  * correctness case passes, 1 when one fails, 2 when no usable GPU is found.
@@ -65,6 +68,8 @@ public final class DeviceCheck {
     private final Map<String, Double> ourKernels = new LinkedHashMap<>();
     /** End-to-end TFLOP/s, one batch at a time / two in flight, by rows per expert. */
     private final Map<Integer, String> endToEnd = new LinkedHashMap<>();
+    /** FP8 experts through the backend: median kernel and end-to-end milliseconds, by rows per expert. */
+    private final Map<Integer, double[]> fp8 = new LinkedHashMap<>();
     /** Whether the Hopper tiles were loaded: which tile "auto" means in the summary. */
     private boolean hopper;
 
@@ -115,6 +120,7 @@ public final class DeviceCheck {
             if (only.contains("b")) {
                 check.kernelThroughput(backend);
                 check.endToEnd(backend);
+                check.fp8Throughput(backend);
             }
         }
         check.printSummary(cuda.description());
@@ -145,12 +151,33 @@ public final class DeviceCheck {
             }
             single(backend, small.get(2), 77, seeds.nextLong());
             pipelined(backend, small, seeds.nextLong());
-            memoryAccounting(backend, small.get(0));
-            for (ExpertWeights w : small) {
-                backend.unload(w);
+
+            // FP8 experts: codes widened to bf16 in the mma.sync kernels' tile loader, scales in the epilogue.
+            List<ExpertWeights> smallFp8 = fp8Experts(arena, 6, 512, 1024, seeds.nextLong(), false);
+            smallFp8.forEach(backend::load);
+            List<TileConfig> fp8Tiles = new ArrayList<>();
+            fp8Tiles.add(null);
+            fp8Tiles.addAll(TileConfig.of(false));
+            for (TileConfig tile : fp8Tiles) {
+                group(backend, "FP8 H512 I1024 mixed rows", smallFp8, mixed, tile, seeds.nextLong());
             }
-            for (ExpertWeights w : odd) {
-                backend.unload(w);
+            List<ExpertWeights> oddFp8 = fp8Experts(arena, 3, 136, 200, seeds.nextLong(), false);
+            oddFp8.forEach(backend::load);
+            for (TileConfig tile : TileConfig.of(false)) {
+                group(backend, "FP8 H136 I200 partial tiles, rows padded", oddFp8, new int[] {3, 0, 129}, tile, seeds.nextLong());
+            }
+            List<ExpertWeights> subnormal = fp8Experts(arena, 1, 512, 1024, seeds.nextLong(), true);
+            backend.load(subnormal.getFirst());
+            group(backend, "FP8 subnormal codes only", subnormal, new int[] {40}, null, seeds.nextLong());
+            group(backend, "bf16 and FP8 experts in one round", List.of(small.get(0), smallFp8.get(1), small.get(2),
+                    smallFp8.get(3)), new int[] {5, 70, 0, 130}, null, seeds.nextLong());
+
+            memoryAccounting(backend, small.get(0));
+            memoryAccounting(backend, smallFp8.get(0));
+            for (List<ExpertWeights> loaded : List.of(small, odd, smallFp8, oddFp8, subnormal)) {
+                for (ExpertWeights w : loaded) {
+                    backend.unload(w);
+                }
             }
 
             List<ExpertWeights> scout = experts(arena, 2, BENCH_HIDDEN, BENCH_INTERMEDIATE, seeds.nextLong());
@@ -163,6 +190,12 @@ public final class DeviceCheck {
                 }
             }
             for (ExpertWeights w : scout) {
+                backend.unload(w);
+            }
+            List<ExpertWeights> scoutFp8 = fp8Experts(arena, 2, BENCH_HIDDEN, BENCH_INTERMEDIATE, seeds.nextLong(), false);
+            scoutFp8.forEach(backend::load);
+            group(backend, "FP8 H5120 I8192 (Scout)", scoutFp8, new int[] {16, 200}, null, seeds.nextLong());
+            for (ExpertWeights w : scoutFp8) {
                 backend.unload(w);
             }
         } catch (RuntimeException e) {
@@ -214,13 +247,14 @@ public final class DeviceCheck {
         DeviceMemory before = backend.deviceMemory();
         backend.unload(extra);
         DeviceMemory after = backend.deviceMemory();
-        // bf16 weights, and on Hopper the expert's two tensor maps.
-        long expected = 3L * extra.hiddenSize() * extra.intermediateSize() * 2
-                + (backend.kernels().hopper() ? 2L * TensorMaps.BYTES : 0);
+        // bf16 weights, and on Hopper the expert's two tensor maps; FP8: one byte a weight and the scales.
+        boolean bf16 = WeightLayout.deviceDtype(extra.dtype()) == DType.BF16;
+        long expected = WeightLayout.gateUpBytes(extra) + WeightLayout.downBytes(extra)
+                + (bf16 && backend.kernels().hopper() ? 2L * TensorMaps.BYTES : 0);
         boolean ok = before.expertBytes() - after.expertBytes() == expected
                 && after.residentExperts() == before.residentExperts() - 1;
-        String line = String.format(Locale.ROOT, "%-4s unload frees %d bytes of expert memory (accounted %d -> %d bytes,"
-                + " %d -> %d experts; driver free %d -> %d MiB)", ok ? "PASS" : "FAIL", expected, before.expertBytes(),
+        String line = String.format(Locale.ROOT, "%-4s unload of a %s expert frees %d bytes of expert memory (accounted %d -> %d bytes,"
+                + " %d -> %d experts; driver free %d -> %d MiB)", ok ? "PASS" : "FAIL", bf16 ? "bf16" : "FP8", expected, before.expertBytes(),
                 after.expertBytes(), before.residentExperts(), after.residentExperts(), before.freeBytes() >> 20,
                 after.freeBytes() >> 20);
         System.out.println(line);
@@ -319,6 +353,57 @@ public final class DeviceCheck {
             }
         });
         return new Tensor(DType.BF16, new long[] {rows, cols}, seg);
+    }
+
+    /**
+     * FP8 experts quantized per output channel as an FP8 checkpoint's are (uniform weights of
+     * {@code ±sqrt(3 / fan_in)}, scale = row max / 448); {@code subnormalOnly}: random zero and
+     * subnormal codes (exponent field 0), scaled to the same output size, so a widening that lost
+     * subnormal codes (flushed them to zero) fails the check.
+     */
+    static List<ExpertWeights> fp8Experts(Arena arena, int count, int hidden, int intermediate, long seed,
+            boolean subnormalOnly) {
+        List<ExpertWeights> list = new ArrayList<>();
+        SplittableRandom r = new SplittableRandom(seed);
+        for (int e = 0; e < count; e++) {
+            float[][] scales = new float[3][];
+            Tensor gate = randomFp8(arena, intermediate, hidden, r.nextLong(), subnormalOnly, scales, 0);
+            Tensor up = randomFp8(arena, intermediate, hidden, r.nextLong(), subnormalOnly, scales, 1);
+            Tensor down = randomFp8(arena, hidden, intermediate, r.nextLong(), subnormalOnly, scales, 2);
+            list.add(new ExpertWeights(gate, up, down, new ChannelScales(scales[0], scales[1], scales[2])));
+        }
+        return list;
+    }
+
+    private static Tensor randomFp8(Arena arena, int rows, int cols, long seed, boolean subnormalOnly, float[][] scales, int which) {
+        MemorySegment seg = arena.allocate((long) rows * cols, 64);
+        float[] rowScale = new float[rows];
+        double bound = Math.sqrt(3.0 / cols);
+        // RMS of codes 0..7 of either sign, m x 2^-9: sqrt(mean(m^2)) = sqrt(17.5) x 2^-9
+        double subnormalRms = Math.sqrt(17.5) / 512;
+        IntStream.range(0, rows).parallel().forEach(row -> {
+            SplittableRandom r = new SplittableRandom(seed ^ (row * 0x9E3779B97F4A7C15L));
+            long base = (long) row * cols;
+            if (subnormalOnly) {
+                rowScale[row] = (float) (bound / Math.sqrt(3) / subnormalRms);
+                for (int c = 0; c < cols; c++) {
+                    seg.set(ValueLayout.JAVA_BYTE, base + c, (byte) (r.nextInt(8) | (r.nextBoolean() ? 0x80 : 0)));
+                }
+                return;
+            }
+            float[] v = new float[cols];
+            float max = 0;
+            for (int c = 0; c < cols; c++) {
+                v[c] = (float) ((r.nextDouble() * 2 - 1) * bound);
+                max = Math.max(max, Math.abs(v[c]));
+            }
+            rowScale[row] = max > 0 ? max / Numerics.FP8_E4M3_MAX : 1f;
+            for (int c = 0; c < cols; c++) {
+                seg.set(ValueLayout.JAVA_BYTE, base + c, Numerics.toFp8(v[c] / rowScale[row]));
+            }
+        });
+        scales[which] = rowScale;
+        return new Tensor(DType.FP8_E4M3, new long[] {rows, cols}, seg);
     }
 
     // ---- (b) throughput ----
@@ -527,6 +612,54 @@ public final class DeviceCheck {
         }
     }
 
+    /** FP8 experts of Scout's shape through the backend: the fp8 kernels' time and the whole round's. */
+    private void fp8Throughput(CudaBackend backend) {
+        System.out.println();
+        System.out.printf(Locale.ROOT, "== (b) FP8 experts (e4m3 + per-channel scales, widened in the mma.sync tile loader):"
+                + " %d experts, hidden %d, intermediate %d, through CudaBackend.computeGroup ==%n", BENCH_EXPERTS, BENCH_HIDDEN,
+                BENCH_INTERMEDIATE);
+        backend.forceTile(null);
+        try (Arena arena = Arena.ofShared()) {
+            long start = System.nanoTime();
+            List<ExpertWeights> experts = fp8Experts(arena, BENCH_EXPERTS, BENCH_HIDDEN, BENCH_INTERMEDIATE, 43, false);
+            double quantizeS = (System.nanoTime() - start) / 1e9;
+            start = System.nanoTime();
+            experts.forEach(backend::preload);
+            double uploadS = (System.nanoTime() - start) / 1e9;
+            DeviceMemory mem = backend.deviceMemory();
+            System.out.printf(Locale.ROOT, "quantized in %.2f s, uploaded %d experts (%d MiB, %d bytes each) in %.2f s%n",
+                    quantizeS, mem.residentExperts(), mem.expertBytes() >> 20, experts.getFirst().byteSize(), uploadS);
+            for (int rowsPerExpert : BENCH_ROWS) {
+                int[] rows = new int[BENCH_EXPERTS];
+                Arrays.fill(rows, rowsPerExpert);
+                float[] x = randomInput(rowsPerExpert * BENCH_EXPERTS, BENCH_HIDDEN, rowsPerExpert);
+                float[] y = new float[x.length];
+                backend.computeGroup(experts, x, rows, y); // warm-up: buffers grow to size
+                int n = 7;
+                double[] kernels = new double[n];
+                double[] total = new double[n];
+                for (int i = 0; i < n; i++) {
+                    long t = System.nanoTime();
+                    CudaBackend.PendingBatch p = backend.submit(experts, x, rows, y);
+                    p.await();
+                    total[i] = (System.nanoTime() - t) / 1e6;
+                    kernels[i] = p.kernelMillis();
+                }
+                recordFp8(rowsPerExpert, median(kernels), median(total));
+                double flops = ffnFlops(BENCH_EXPERTS, rowsPerExpert, BENCH_HIDDEN, BENCH_INTERMEDIATE);
+                System.out.printf(Locale.ROOT, "fp8 %-13s rows/expert %5d: kernels %8.3f ms = %6.1f TFLOP/s; one batch end to end %.2f ms%n",
+                        TileConfig.forRows(rowsPerExpert, hopper, DType.FP8_E4M3).suffix(), rowsPerExpert, median(kernels),
+                        flops / median(kernels) / 1e9, median(total));
+            }
+            for (ExpertWeights w : experts) {
+                backend.unload(w);
+            }
+        } catch (RuntimeException e) {
+            fail("FP8 throughput section stopped: " + e);
+            e.printStackTrace(System.out);
+        }
+    }
+
     // ---- summary ----
 
     /**
@@ -555,6 +688,11 @@ public final class DeviceCheck {
     /** Records a kernel timing, as the throughput section does. */
     void recordKernels(int rowsPerExpert, TileConfig tile, double ms) {
         ourKernels.put(rowsPerExpert + " " + tile.name(), ms);
+    }
+
+    /** Records the FP8 experts' median kernel and end-to-end milliseconds, as the FP8 throughput section does. */
+    void recordFp8(int rowsPerExpert, double kernelMs, double endToEndMs) {
+        fp8.put(rowsPerExpert, new double[] {kernelMs, endToEndMs});
     }
 
     /** Sets whether the Hopper tiles were loaded, as opening the backend does. */
@@ -600,6 +738,15 @@ public final class DeviceCheck {
                     .append(" | ").append(endToEnd.getOrDefault(rows, "n/a")).append(" | ")
                     .append(fp8 == null ? "n/a" : String.format(Locale.ROOT, "%.1f", fp8[1])).append(" |");
             out.add(line.toString());
+        }
+        for (Map.Entry<Integer, double[]> f : fp8.entrySet()) {
+            int rows = f.getKey();
+            double flops = ffnFlops(BENCH_EXPERTS, rows, BENCH_HIDDEN, BENCH_INTERMEDIATE);
+            Double bf16 = ourKernels.get(rows + " " + TileConfig.forRows(rows, hopper).name());
+            out.add(String.format(Locale.ROOT, "FP8 weights, rows/expert %d: fp8 kernels (%s) %.1f TFLOP/s, %s the bf16 kernels'"
+                    + " (auto tile); one batch end to end %.2f ms", rows, TileConfig.forRows(rows, hopper, DType.FP8_E4M3).suffix(),
+                    flops / f.getValue()[0] / 1e9,
+                    bf16 == null ? "n/a x" : String.format(Locale.ROOT, "%.2fx", bf16 / f.getValue()[0]), f.getValue()[1]));
         }
         out.add(failures.isEmpty() ? "RESULT: correctness PASS" : "RESULT: FAIL (" + failures.size() + ")");
         failures.forEach(f -> out.add("  " + f));

@@ -32,9 +32,10 @@ interface DeviceMemoryDriver extends AutoCloseable {
 
     /**
      * Starts copying {@code rows} rows of {@code rowBytes} each, which {@code writer} lays out a chunk at a
-     * time in host memory, into {@code dst}; {@link #awaitUploads} waits for every copy started.
+     * time in host memory, into {@code dst} from byte {@code offset}; {@link #awaitUploads} waits for every
+     * copy started.
      */
-    void upload(Allocation dst, int rows, long rowBytes, RowWriter writer);
+    void upload(Allocation dst, long offset, int rows, long rowBytes, RowWriter writer);
 
     /** Waits until every {@link #upload} started is on the device. */
     void awaitUploads();

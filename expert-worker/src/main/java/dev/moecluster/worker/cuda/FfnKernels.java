@@ -10,6 +10,7 @@ import static jcuda.driver.JCudaDriver.cuModuleGetFunction;
 import static jcuda.driver.JCudaDriver.cuModuleLoadData;
 import static jcuda.driver.JCudaDriver.cuModuleUnload;
 
+import dev.moecluster.core.tensor.DType;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.UncheckedIOException;
@@ -27,10 +28,11 @@ import jcuda.driver.CUstream;
 
 /**
  * The kernels of {@code moe_ffn.cu}, loaded from the PTX resource with {@code cuModuleLoadData} (the
- * driver compiles the PTX for the device it runs on), and their launches. Where the device reports
- * compute capability 9.0 the Hopper kernels of {@code moe_ffn_sm90.cu} are loaded too, from their
- * sm_90a PTX, and the backend prefers them; the mma.sync kernels stay loaded as the fallback and for
- * the device check's side-by-side timing.
+ * driver compiles the PTX for the device it runs on), and their launches: for every mma.sync tile a
+ * bf16-weight and an FP8-weight pair. Where the device reports compute capability 9.0 the Hopper kernels
+ * of {@code moe_ffn_sm90.cu} are loaded too, from their sm_90a PTX, and the backend prefers them for bf16
+ * weights; the mma.sync kernels stay loaded for FP8 weights, as the fallback and for the device check's
+ * side-by-side timing.
  */
 final class FfnKernels implements AutoCloseable {
     private static final Logger LOG = Logger.getLogger(FfnKernels.class.getName());
@@ -42,6 +44,8 @@ final class FfnKernels implements AutoCloseable {
     private final boolean hopper;
     private final Map<TileConfig, CUfunction> gateUp = new EnumMap<>(TileConfig.class);
     private final Map<TileConfig, CUfunction> down = new EnumMap<>(TileConfig.class);
+    private final Map<TileConfig, CUfunction> gateUpFp8 = new EnumMap<>(TileConfig.class);
+    private final Map<TileConfig, CUfunction> downFp8 = new EnumMap<>(TileConfig.class);
     private final CUfunction fillRandom = new CUfunction();
     private final int multiprocessors;
     private final long loadNanos;
@@ -75,6 +79,11 @@ final class FfnKernels implements AutoCloseable {
             CUmodule m = t.hopper ? sm90Module : module;
             gateUp.put(t, function(m, t.gateUpKernel(), t.sharedMemoryBytes()));
             down.put(t, function(m, t.downKernel(), t.sharedMemoryBytes()));
+            if (!t.hopper) {
+                int fp8Shared = t.sharedMemoryBytes(DType.FP8_E4M3);
+                gateUpFp8.put(t, function(module, t.gateUpKernel(DType.FP8_E4M3), fp8Shared));
+                downFp8.put(t, function(module, t.downKernel(DType.FP8_E4M3), fp8Shared));
+            }
         }
         CudaFailure.check(cuModuleGetFunction(fillRandom, module, "moe_fill_random_bf16"), "cuModuleGetFunction(moe_fill_random_bf16)");
     }
@@ -132,16 +141,17 @@ final class FfnKernels implements AutoCloseable {
     }
 
     /**
-     * {@code act[rows, I] = silu(x · gateᵀ) * (x · upᵀ)}, bf16, for every expert of the plan. For a
-     * Hopper tile the slot table's weight addresses are those of the experts' gate/up tensor maps.
+     * {@code act[rows, I] = silu(x · gateᵀ) * (x · upᵀ)}, bf16, for every expert of the plan, with the
+     * kernel for the plan's weight dtype. For a Hopper tile the slot table's weight addresses are those of
+     * the experts' gate/up tensor maps.
      */
     void launchGateUp(LaunchPlan plan, long slots, long x, long act, CUstream stream) {
-        launch(gateUp, plan, slots, x, act, stream);
+        launch(plan.weights() == DType.FP8_E4M3 ? gateUpFp8 : gateUp, plan, slots, x, act, stream);
     }
 
     /** {@code y[rows, H] = act · downᵀ}, accumulated in f32 and written as bf16, for every expert of the plan. */
     void launchDown(LaunchPlan plan, long slots, long act, long y, CUstream stream) {
-        launch(down, plan, slots, act, y, stream);
+        launch(plan.weights() == DType.FP8_E4M3 ? downFp8 : down, plan, slots, act, y, stream);
     }
 
     private void launch(Map<TileConfig, CUfunction> kernels, LaunchPlan plan, long slots, long a, long c, CUstream stream) {
@@ -164,8 +174,8 @@ final class FfnKernels implements AutoCloseable {
                 Pointer.to(new long[] {c}),
                 Pointer.to(new int[] {plan.n()}),
                 Pointer.to(new int[] {plan.k()}));
-        CudaFailure.check(cuLaunchKernel(f, plan.gridSize(), 1, 1, t.threads, 1, 1, t.sharedMemoryBytes(), stream, params, null),
-                "cuLaunchKernel(" + t.suffix() + ", grid " + plan.gridSize() + ")");
+        CudaFailure.check(cuLaunchKernel(f, plan.gridSize(), 1, 1, t.threads, 1, 1, t.sharedMemoryBytes(plan.weights()), stream,
+                params, null), "cuLaunchKernel(" + plan + ")");
     }
 
     /**
@@ -205,6 +215,10 @@ final class FfnKernels implements AutoCloseable {
         for (TileConfig t : gateUp.keySet()) {
             lines.add(report(t.gateUpKernel(), gateUp.get(t)));
             lines.add(report(t.downKernel(), down.get(t)));
+        }
+        for (TileConfig t : gateUpFp8.keySet()) {
+            lines.add(report(t.gateUpKernel(DType.FP8_E4M3), gateUpFp8.get(t)));
+            lines.add(report(t.downKernel(DType.FP8_E4M3), downFp8.get(t)));
         }
         return lines;
     }

@@ -50,9 +50,13 @@ final class JCudaMemoryDriver implements DeviceMemoryDriver {
     }
 
     @Override
-    public void upload(Allocation dst, int rows, long rowBytes, RowWriter writer) {
+    public void upload(Allocation dst, long offset, int rows, long rowBytes, RowWriter writer) {
         if (rowBytes > STAGING_HALF_BYTES) {
             throw new IllegalArgumentException("a weight row of " + rowBytes + " bytes exceeds the staging buffer");
+        }
+        if (offset < 0 || offset + rows * rowBytes > dst.bytes()) {
+            throw new IllegalArgumentException(rows * rowBytes + " bytes at offset " + offset + " do not fit a device buffer of "
+                    + dst.bytes());
         }
         DeviceBuffer device = (DeviceBuffer) dst;
         int perChunk = (int) Math.min(rows, STAGING_HALF_BYTES / rowBytes);
@@ -60,9 +64,9 @@ final class JCudaMemoryDriver implements DeviceMemoryDriver {
         for (int first = 0; first < rows; first += perChunk, half ^= 1) {
             int count = Math.min(perChunk, rows - first);
             CudaFailure.check(cuEventSynchronize(stagingFree[half]), "cuEventSynchronize(staging)");
-            long offset = half * STAGING_HALF_BYTES;
-            writer.write(first, count, staging.segment().asSlice(offset, count * rowBytes));
-            CudaFailure.check(cuMemcpyHtoDAsync(device.withByteOffset(first * rowBytes), staging.pointer(offset),
+            long stagingOffset = half * STAGING_HALF_BYTES;
+            writer.write(first, count, staging.segment().asSlice(stagingOffset, count * rowBytes));
+            CudaFailure.check(cuMemcpyHtoDAsync(device.withByteOffset(offset + first * rowBytes), staging.pointer(stagingOffset),
                     count * rowBytes, uploadStream), "cuMemcpyHtoDAsync(weights)");
             CudaFailure.check(cuEventRecord(stagingFree[half], uploadStream), "cuEventRecord");
         }

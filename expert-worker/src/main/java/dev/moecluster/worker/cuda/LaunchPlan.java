@@ -2,6 +2,7 @@ package dev.moecluster.worker.cuda;
 
 import static java.util.Objects.requireNonNull;
 
+import dev.moecluster.core.tensor.DType;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
@@ -13,9 +14,12 @@ import java.util.Arrays;
  * {@code locate()} in {@code moe_ffn.cu}, which reads the slot table {@link #writeSlots} writes.
  *
  * <p>Rows stay packed (expert after expert, no padding in memory); a tile that reaches past an
- * expert's last row is padded by predication inside the kernel. Experts with no rows get no slot.
+ * expert's last row is padded by predication inside the kernel. Experts with no rows get no slot, nor
+ * do experts a launch leaves to another (a batch whose experts differ in weight dtype takes one launch
+ * per dtype, each writing its own experts' rows).
  *
  * @param tile the tile shape of the launch
+ * @param weights the experts' weights on the device: BF16, or FP8_E4M3 (codes and scales: the fp8 kernels)
  * @param n columns of the product (output width)
  * @param k the reduction width
  * @param rows rows of each expert of the group, in group order
@@ -26,8 +30,8 @@ import java.util.Arrays;
  * @param tilesN tiles along the columns ({@code ceil(n / bn)}), the same for every expert
  * @param gridSize blocks of the launch
  */
-record LaunchPlan(TileConfig tile, int n, int k, int[] rows, int[] rowStart, int[] slotExpert, int[] tileStart,
-        int[] tilesM, int tilesN, int gridSize) {
+record LaunchPlan(TileConfig tile, DType weights, int n, int k, int[] rows, int[] rowStart, int[] slotExpert,
+        int[] tileStart, int[] tilesM, int tilesN, int gridSize) {
 
     /** Bytes of one {@code moe::ExpertSlot}: u64 weights, i32 row_start, rows, tile_start, tiles_m. */
     static final int SLOT_BYTES = 24;
@@ -37,6 +41,13 @@ record LaunchPlan(TileConfig tile, int n, int k, int[] rows, int[] rowStart, int
 
     LaunchPlan {
         requireNonNull(tile, "tile is null");
+        requireNonNull(weights, "weights is null");
+        if (weights != DType.BF16 && weights != DType.FP8_E4M3) {
+            throw new IllegalArgumentException("device weights are BF16 or FP8_E4M3, not " + weights);
+        }
+        if (weights == DType.FP8_E4M3 && tile.hopper) {
+            throw new IllegalArgumentException("FP8 weights run on the mma.sync tiles, not " + tile.suffix());
+        }
         rows = rows.clone();
         rowStart = rowStart.clone();
         slotExpert = slotExpert.clone();
@@ -46,14 +57,29 @@ record LaunchPlan(TileConfig tile, int n, int k, int[] rows, int[] rowStart, int
 
     /** The gate/up launch of an expert FFN: {@code [rows, 2I] = x · gate_upᵀ}, reducing over the hidden size. */
     static LaunchPlan gateUp(TileConfig tile, int[] rowsPerExpert, int hidden, int intermediate) {
+        return gateUp(tile, DType.BF16, rowsPerExpert, null, hidden, intermediate);
+    }
+
+    /**
+     * The gate/up launch over the experts with {@code included[e]} (all when null), whose weights are
+     * {@code weights} on the device; the others' rows keep their place in the batch.
+     */
+    static LaunchPlan gateUp(TileConfig tile, DType weights, int[] rowsPerExpert, boolean[] included, int hidden,
+            int intermediate) {
         checkShape(hidden, intermediate);
-        return of(tile, rowsPerExpert, Math.multiplyExact(2, intermediate), hidden);
+        return of(tile, weights, rowsPerExpert, included, Math.multiplyExact(2, intermediate), hidden);
     }
 
     /** The down launch of an expert FFN: {@code [rows, H] = act · downᵀ}, reducing over the intermediate size. */
     static LaunchPlan down(TileConfig tile, int[] rowsPerExpert, int hidden, int intermediate) {
+        return down(tile, DType.BF16, rowsPerExpert, null, hidden, intermediate);
+    }
+
+    /** The down launch over the experts with {@code included[e]} (all when null), as {@link #gateUp(TileConfig, DType, int[], boolean[], int, int)}. */
+    static LaunchPlan down(TileConfig tile, DType weights, int[] rowsPerExpert, boolean[] included, int hidden,
+            int intermediate) {
         checkShape(hidden, intermediate);
-        return of(tile, rowsPerExpert, hidden, intermediate);
+        return of(tile, weights, rowsPerExpert, included, hidden, intermediate);
     }
 
     /**
@@ -67,13 +93,21 @@ record LaunchPlan(TileConfig tile, int n, int k, int[] rows, int[] rowStart, int
         }
     }
 
-    /** A launch computing {@code C[rows, n] = A[rows, k] · B[n, k]ᵀ} for each expert of the group. */
+    /** A launch computing {@code C[rows, n] = A[rows, k] · B[n, k]ᵀ} for each expert of the group, bf16 weights. */
     static LaunchPlan of(TileConfig tile, int[] rowsPerExpert, int n, int k) {
+        return of(tile, DType.BF16, rowsPerExpert, null, n, k);
+    }
+
+    /** A launch computing {@code C = A · Bᵀ} for the experts with {@code included[e]} (all when null). */
+    static LaunchPlan of(TileConfig tile, DType weights, int[] rowsPerExpert, boolean[] included, int n, int k) {
         requireNonNull(tile, "tile is null");
         if (n <= 0 || k <= 0) {
             throw new IllegalArgumentException("n and k must be positive, got n " + n + ", k " + k);
         }
         int experts = rowsPerExpert.length;
+        if (included != null && included.length != experts) {
+            throw new IllegalArgumentException(experts + " experts but " + included.length + " inclusion flags");
+        }
         int[] rowStart = new int[experts];
         int used = 0;
         int total = 0;
@@ -83,7 +117,7 @@ record LaunchPlan(TileConfig tile, int n, int k, int[] rows, int[] rowStart, int
             }
             rowStart[e] = total;
             total = Math.addExact(total, rowsPerExpert[e]);
-            if (rowsPerExpert[e] > 0) {
+            if (rowsPerExpert[e] > 0 && (included == null || included[e])) {
                 used++;
             }
         }
@@ -94,7 +128,7 @@ record LaunchPlan(TileConfig tile, int n, int k, int[] rows, int[] rowStart, int
         int grid = 0;
         int s = 0;
         for (int e = 0; e < experts; e++) {
-            if (rowsPerExpert[e] == 0) {
+            if (rowsPerExpert[e] == 0 || (included != null && !included[e])) {
                 continue;
             }
             slotExpert[s] = e;
@@ -103,7 +137,7 @@ record LaunchPlan(TileConfig tile, int n, int k, int[] rows, int[] rowStart, int
             grid = Math.addExact(grid, Math.multiplyExact(tilesM[s], tilesN));
             s++;
         }
-        return new LaunchPlan(tile, n, k, rowsPerExpert, rowStart, slotExpert, tileStart, tilesM, tilesN, grid);
+        return new LaunchPlan(tile, weights, n, k, rowsPerExpert, rowStart, slotExpert, tileStart, tilesM, tilesN, grid);
     }
 
     private static int ceilDiv(int a, int b) {
@@ -114,7 +148,7 @@ record LaunchPlan(TileConfig tile, int n, int k, int[] rows, int[] rowStart, int
         return slotExpert.length;
     }
 
-    /** Rows of the whole batch. */
+    /** Rows of the whole batch, those of experts left to another launch included. */
     int totalRows() {
         return Arrays.stream(rows).sum();
     }
@@ -135,7 +169,7 @@ record LaunchPlan(TileConfig tile, int n, int k, int[] rows, int[] rowStart, int
 
     /**
      * Writes the slot table the kernel reads; {@code weightAddress[e]} is the device address of
-     * expert {@code e}'s {@code [n, k]} weight matrix.
+     * expert {@code e}'s {@code [n, k]} weight matrix (FP8: its codes, which its scales follow).
      */
     void writeSlots(MemorySegment dst, long[] weightAddress) {
         if (weightAddress.length != rows.length) {
@@ -170,7 +204,7 @@ record LaunchPlan(TileConfig tile, int n, int k, int[] rows, int[] rowStart, int
 
     @Override
     public boolean equals(Object o) {
-        return o instanceof LaunchPlan p && tile == p.tile && n == p.n && k == p.k && tilesN == p.tilesN
+        return o instanceof LaunchPlan p && tile == p.tile && weights == p.weights && n == p.n && k == p.k && tilesN == p.tilesN
                 && gridSize == p.gridSize && Arrays.equals(rows, p.rows) && Arrays.equals(rowStart, p.rowStart)
                 && Arrays.equals(slotExpert, p.slotExpert) && Arrays.equals(tileStart, p.tileStart)
                 && Arrays.equals(tilesM, p.tilesM);
@@ -183,7 +217,8 @@ record LaunchPlan(TileConfig tile, int n, int k, int[] rows, int[] rowStart, int
 
     @Override
     public String toString() {
-        return "LaunchPlan[" + tile.suffix() + " n=" + n + " k=" + k + " rows=" + Arrays.toString(rows)
+        return "LaunchPlan[" + tile.suffix() + (weights == DType.FP8_E4M3 ? " fp8" : "") + " n=" + n + " k=" + k
+                + " rows=" + Arrays.toString(rows)
                 + " grid=" + gridSize + "]";
     }
 }

@@ -1,6 +1,7 @@
 package dev.moecluster.worker.cuda;
 
 import dev.moecluster.core.moe.ExpertWeights;
+import dev.moecluster.core.tensor.DType;
 import dev.moecluster.worker.BackendMemory;
 import dev.moecluster.worker.cuda.DeviceMemoryDriver.Allocation;
 import java.util.IdentityHashMap;
@@ -9,20 +10,23 @@ import java.util.Map;
 
 /**
  * The experts whose weights are on the device, for the cuda backend: uploaded when the worker loads an
- * expert (bf16, gate/up interleaved and down, and on Hopper the kernels' two tensor maps), freed when it
- * unloads one, and counted, so the backend reports what it holds and what it could hold. Not thread-safe:
- * the backend calls it under its lock, with its context current.
+ * expert (gate/up interleaved and down in {@link WeightLayout}: bf16, or an FP8 checkpoint's e4m3 codes
+ * and scales at one byte a weight; on Hopper a bf16 expert also gets the kernels' two tensor maps), freed
+ * when it unloads one, and counted, so the backend reports what it holds and what it could hold. Not
+ * thread-safe: the backend calls it under its lock, with its context current.
  */
 final class ResidentExperts {
     /** Device memory left free when uploading experts, for batch buffers and the driver. */
     static final long MEMORY_RESERVE_BYTES = 512L << 20;
 
     /**
-     * An expert's weights on the device: gate/up interleaved {@code [2I, H]} and down {@code [H, I]}, bf16;
-     * on Hopper also their two TMA tensor maps (gate/up's, then down's), which the Hopper kernels' slot
-     * table points at, else null.
+     * An expert's weights on the device: gate/up interleaved {@code [2I, H]} and down {@code [H, I]} in
+     * {@code weights} (bf16, or FP8 codes each followed by its rows' scales); for a bf16 expert on Hopper
+     * also their two TMA tensor maps (gate/up's, then down's), which the Hopper kernels' slot table points
+     * at, else null (the FP8 kernels are the mma.sync ones on every GPU).
      */
-    record DeviceExpert(Allocation gateUp, Allocation down, Allocation tensorMaps, int hidden, int intermediate) {
+    record DeviceExpert(Allocation gateUp, Allocation down, Allocation tensorMaps, DType weights, int hidden,
+            int intermediate) {
         long bytes() {
             return gateUp.bytes() + down.bytes() + (tensorMaps == null ? 0 : tensorMaps.bytes());
         }
@@ -107,8 +111,9 @@ final class ResidentExperts {
         int hidden = w.hiddenSize();
         int intermediate = w.intermediateSize();
         LaunchPlan.checkShape(hidden, intermediate);
-        long gateUpBytes = 4L * intermediate * hidden;
-        long downBytes = 2L * hidden * intermediate;
+        DType weights = WeightLayout.deviceDtype(w.dtype());
+        long gateUpBytes = WeightLayout.gateUpBytes(w);
+        long downBytes = WeightLayout.downBytes(w);
         long free = driver.memoryInfo()[0];
         if (free < gateUpBytes + downBytes + MEMORY_RESERVE_BYTES) {
             throw new CudaFailure(String.format(Locale.ROOT,
@@ -123,15 +128,23 @@ final class ResidentExperts {
         Allocation maps = null;
         try {
             down = driver.allocate(downBytes);
-            driver.upload(gateUp, WeightLayout.gateUpRows(w), 2L * hidden,
+            long gateUpCodes = WeightLayout.gateUpRows(w) * WeightLayout.rowBytes(weights, hidden);
+            long downCodes = WeightLayout.downRows(w) * WeightLayout.rowBytes(weights, intermediate);
+            driver.upload(gateUp, 0, WeightLayout.gateUpRows(w), WeightLayout.rowBytes(weights, hidden),
                     (first, count, dst) -> WeightLayout.writeGateUpRows(w, first, count, dst));
-            driver.upload(down, WeightLayout.downRows(w), 2L * intermediate,
+            driver.upload(down, 0, WeightLayout.downRows(w), WeightLayout.rowBytes(weights, intermediate),
                     (first, count, dst) -> WeightLayout.writeDownRows(w, first, count, dst));
+            if (weights == DType.FP8_E4M3) { // each matrix's scales right after its codes, where the kernels look
+                driver.upload(gateUp, gateUpCodes, WeightLayout.gateUpRows(w), Float.BYTES,
+                        (first, count, dst) -> WeightLayout.writeGateUpScales(w, first, count, dst));
+                driver.upload(down, downCodes, WeightLayout.downRows(w), Float.BYTES,
+                        (first, count, dst) -> WeightLayout.writeDownScales(w, first, count, dst));
+            }
             driver.awaitUploads();
-            if (hopper) {
+            if (hopper && weights == DType.BF16) {
                 maps = uploadTensorMaps(gateUp, down, w);
             }
-            return new DeviceExpert(gateUp, down, maps, hidden, intermediate);
+            return new DeviceExpert(gateUp, down, maps, weights, hidden, intermediate);
         } catch (RuntimeException | Error e) {
             try {
                 driver.awaitUploads(); // the staging buffer and the memory must not be in use when freed

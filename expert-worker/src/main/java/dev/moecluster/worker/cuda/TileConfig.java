@@ -1,5 +1,6 @@
 package dev.moecluster.worker.cuda;
 
+import dev.moecluster.core.tensor.DType;
 import java.util.Arrays;
 import java.util.List;
 
@@ -63,6 +64,23 @@ enum TileConfig {
         return "moe_down_" + suffix();
     }
 
+    /** The gate/up kernel of this shape for weights in {@code weights} (bf16, or FP8 codes and scales). */
+    String gateUpKernel(DType weights) {
+        return weights == DType.FP8_E4M3 ? "moe_gate_up_fp8_" + fp8Suffix() : gateUpKernel();
+    }
+
+    /** The down kernel of this shape for weights in {@code weights}. */
+    String downKernel(DType weights) {
+        return weights == DType.FP8_E4M3 ? "moe_down_fp8_" + fp8Suffix() : downKernel();
+    }
+
+    private String fp8Suffix() {
+        if (hopper) {
+            throw new IllegalArgumentException("the Hopper tiles have no FP8 kernels (FP8 runs on the mma.sync tiles)");
+        }
+        return suffix();
+    }
+
     /**
      * Dynamic shared memory a block needs: the pipeline's stages of A and B tiles in bf16; a Hopper
      * block adds two mbarriers per stage and 1024 bytes to align its stages to the 128-byte swizzle's atom.
@@ -72,6 +90,15 @@ enum TileConfig {
             return stages * (bm + bn) * Sm90Layout.BK * 2 + stages * 16 + Sm90Layout.SWIZZLE_ATOM_BYTES;
         }
         return STAGES * (bm + bn) * BK * 2;
+    }
+
+    /** Dynamic shared memory of the kernels for {@code weights}: an FP8 B tile takes one byte a weight. */
+    int sharedMemoryBytes(DType weights) {
+        if (weights == DType.FP8_E4M3) {
+            fp8Suffix();
+            return STAGES * (bm * 2 + bn) * BK;
+        }
+        return sharedMemoryBytes();
     }
 
     /**
@@ -94,5 +121,13 @@ enum TileConfig {
             return forRows(maxRows);
         }
         return maxRows <= HOPPER_SMALL.bm ? HOPPER_SMALL : HOPPER_MEDIUM;
+    }
+
+    /**
+     * The tile for a launch over weights in {@code weights}: FP8 weights run on the mma.sync shapes on
+     * every GPU (the Hopper kernels read bf16 only), with the same choice by rows.
+     */
+    static TileConfig forRows(int maxRows, boolean hopper, DType weights) {
+        return forRows(maxRows, hopper && weights != DType.FP8_E4M3);
     }
 }

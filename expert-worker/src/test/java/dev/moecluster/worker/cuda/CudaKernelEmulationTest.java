@@ -3,10 +3,12 @@ package dev.moecluster.worker.cuda;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
+import dev.moecluster.core.moe.ChannelScales;
 import dev.moecluster.core.moe.ExpertWeights;
 import dev.moecluster.core.tensor.DType;
 import dev.moecluster.core.tensor.Numerics;
 import dev.moecluster.core.tensor.Tensor;
+import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -19,6 +21,7 @@ import java.util.List;
 import java.util.SplittableRandom;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
@@ -32,7 +35,9 @@ import org.junit.jupiter.params.provider.CsvSource;
  * hit every edge: an expert of one row, an expert with no rows, partial row tiles, a partial column
  * tile, a k extent that is not a multiple of the pipeline's slice, and more slices than stages; the
  * Hopper launches run on {@value #EMULATED_MULTIPROCESSORS} persistent blocks, so each block walks
- * several tiles and the mbarrier ring wraps many times.
+ * several tiles and the mbarrier ring wraps many times. The FP8 kernels run the same shapes on FP8
+ * experts (every finite e4m3 code, one expert of subnormal codes only, random per-channel scales) against
+ * the cpu backend's FP8 kernel, and their code-to-bf16 widening is checked on all 256 codes.
  */
 class CudaKernelEmulationTest {
 
@@ -57,23 +62,73 @@ class CudaKernelEmulationTest {
         assertThat(rc).as("the sm90 emulator did not compile").isZero();
     }
 
+    /** k of gate/up: 4 full 32-wide slices and a partial one (FP8 rows: 136 codes padded to 144). */
+    static final int HIDDEN = 136;
+    /** n of gate/up is 400 (a partial 256-wide tile); k of down is 200 (FP8 rows padded to 208). */
+    static final int INTERMEDIATE = 200;
+    /** An expert of one row, one of several row tiles, one with no rows, one with a partial last tile. */
+    static final int[] ROWS = {1, 70, 0, 130};
+
     @ParameterizedTest(name = "{0} tiles, {1} copies")
     @CsvSource({"LARGE, deferred", "MEDIUM, deferred", "SMALL, deferred", "SMALL, eager",
             "HOPPER_LARGE, deferred", "HOPPER_MEDIUM, deferred", "HOPPER_SMALL, deferred", "HOPPER_LARGE, eager",
             "HOPPER_MEDIUM, eager", "HOPPER_SMALL, eager"})
     void kernelsComputeTheExpertFfnOfEveryExpertInTheBatch(TileConfig tile, String copies, @TempDir Path dir) throws Exception {
-        int hidden = 136;          // k of gate/up: 4 full 32-wide slices and a partial one
-        int intermediate = 200;    // n of gate/up is 400 (a partial 256-wide tile); k of down is 200
-        int[] rows = {1, 70, 0, 130};
         SplittableRandom random = new SplittableRandom(tile.ordinal() * 31L + copies.length());
         try (Arena arena = Arena.ofShared()) { // the cpu backend's GEMM reads the weights from its pool
             List<ExpertWeights> experts = new ArrayList<>();
-            for (int e = 0; e < rows.length; e++) {
+            for (int e = 0; e < ROWS.length; e++) {
                 experts.add(new ExpertWeights(
-                        randomBf16(arena, random, intermediate, hidden, 1 / Math.sqrt(hidden)),
-                        randomBf16(arena, random, intermediate, hidden, 1 / Math.sqrt(hidden)),
-                        randomBf16(arena, random, hidden, intermediate, 1 / Math.sqrt(intermediate))));
+                        randomBf16(arena, random, INTERMEDIATE, HIDDEN, 1 / Math.sqrt(HIDDEN)),
+                        randomBf16(arena, random, INTERMEDIATE, HIDDEN, 1 / Math.sqrt(HIDDEN)),
+                        randomBf16(arena, random, HIDDEN, INTERMEDIATE, 1 / Math.sqrt(INTERMEDIATE))));
             }
+            assertTheKernelsMatchTheCpuBackend(tile, DType.BF16, copies, experts, random, dir);
+        }
+    }
+
+    @ParameterizedTest(name = "{0} tiles, {1} copies")
+    @CsvSource({"LARGE, deferred", "MEDIUM, deferred", "SMALL, deferred", "SMALL, eager", "MEDIUM, eager"})
+    void fp8KernelsComputeTheExpertFfnOfFp8ExpertsAsTheCpuBackendDoes(TileConfig tile, String copies, @TempDir Path dir)
+            throws Exception {
+        SplittableRandom random = new SplittableRandom(7 + tile.ordinal() * 31L + copies.length());
+        try (Arena arena = Arena.ofShared()) {
+            List<ExpertWeights> experts = new ArrayList<>();
+            for (int e = 0; e < ROWS.length; e++) {
+                // The 70-row expert holds only zero and subnormal codes, so a widening that lost them shows.
+                experts.add(randomFp8(arena, random, HIDDEN, INTERMEDIATE, e == 1));
+            }
+            assertTheKernelsMatchTheCpuBackend(tile, DType.FP8_E4M3, copies, experts, random, dir);
+        }
+    }
+
+    /** Every code as the FP8 kernels widen it: the e4m3fn value, exactly; the NaN codes as ±480, as core's Gemm reads them. */
+    @Test
+    void fp8CodesWidenToTheirExactValueInEveryBytePosition(@TempDir Path dir) throws Exception {
+        int rc = run(List.of(emulator.toString(), dir.toString(), "decode"), dir);
+        assertThat(rc).as("emulator failed: %s", Files.readString(dir.resolve("log"))).isZero();
+        MemorySegment decoded = MemorySegment.ofArray(Files.readAllBytes(dir.resolve("decode.bin")));
+        assertThat(decoded.byteSize()).isEqualTo(256 * 4 * 2);
+        ValueLayout.OfShort le = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+        for (int c = 0; c < 256; c++) {
+            for (int j = 0; j < 4; j++) { // the word holds codes c, c+1, c+2, c+3 from its low byte up
+                int code = (c + j) & 0xff;
+                float got = Numerics.fromBf16(decoded.get(le, 2L * (4 * c + j)));
+                float expected = (code & 0x7f) == 0x7f ? ((code & 0x80) != 0 ? -480f : 480f) : Numerics.fromFp8((byte) code);
+                assertThat(got).as("code 0x%02x in byte %d", code, j).isEqualTo(expected);
+                if (code == 0x80) {
+                    assertThat(Float.floatToRawIntBits(got)).as("-0 keeps its sign").isEqualTo(0x80000000);
+                }
+            }
+        }
+    }
+
+    private void assertTheKernelsMatchTheCpuBackend(TileConfig tile, DType weights, String copies,
+            List<ExpertWeights> experts, SplittableRandom random, Path dir) throws Exception {
+        int hidden = HIDDEN;
+        int intermediate = INTERMEDIATE;
+        int[] rows = ROWS;
+        try (Arena arena = Arena.ofConfined()) {
             int total = 0;
             for (int r : rows) {
                 total += r;
@@ -83,8 +138,8 @@ class CudaKernelEmulationTest {
                 x[i] = Numerics.fromBf16(Numerics.toBf16((float) (random.nextDouble() * 4 - 2)));
             }
 
-            LaunchPlan gateUp = LaunchPlan.gateUp(tile, rows, hidden, intermediate);
-            LaunchPlan down = LaunchPlan.down(tile, rows, hidden, intermediate);
+            LaunchPlan gateUp = LaunchPlan.gateUp(tile, weights, rows, null, hidden, intermediate);
+            LaunchPlan down = LaunchPlan.down(tile, weights, rows, null, hidden, intermediate);
             long[] index = new long[rows.length];
             for (int e = 0; e < rows.length; e++) {
                 index[e] = e; // the emulator swaps each index for the address of that expert's file
@@ -94,15 +149,28 @@ class CudaKernelEmulationTest {
             write(dir.resolve("x.bin"), arena, 2L * x.length, seg -> bf16(seg, x.length / hidden, hidden).copyFrom(f32(x, x.length / hidden, hidden), 0));
             for (int e = 0; e < rows.length; e++) {
                 ExpertWeights w = experts.get(e);
-                write(dir.resolve("w_gate_up_" + e + ".bin"), arena, 4L * intermediate * hidden,
-                        seg -> WeightLayout.writeGateUpRows(w, 0, WeightLayout.gateUpRows(w), seg));
-                write(dir.resolve("w_down_" + e + ".bin"), arena, 2L * hidden * intermediate,
-                        seg -> WeightLayout.writeDownRows(w, 0, WeightLayout.downRows(w), seg));
+                assertThat(WeightLayout.deviceDtype(w.dtype())).isEqualTo(weights);
+                // As ResidentExperts uploads them: FP8 codes, then the matrix's scales.
+                long gateUpCodes = WeightLayout.gateUpRows(w) * WeightLayout.rowBytes(weights, hidden);
+                long downCodes = WeightLayout.downRows(w) * WeightLayout.rowBytes(weights, intermediate);
+                write(dir.resolve("w_gate_up_" + e + ".bin"), arena, WeightLayout.gateUpBytes(w), seg -> {
+                    WeightLayout.writeGateUpRows(w, 0, WeightLayout.gateUpRows(w), seg);
+                    if (weights == DType.FP8_E4M3) {
+                        WeightLayout.writeGateUpScales(w, 0, WeightLayout.gateUpRows(w), seg.asSlice(gateUpCodes));
+                    }
+                });
+                write(dir.resolve("w_down_" + e + ".bin"), arena, WeightLayout.downBytes(w), seg -> {
+                    WeightLayout.writeDownRows(w, 0, WeightLayout.downRows(w), seg);
+                    if (weights == DType.FP8_E4M3) {
+                        WeightLayout.writeDownScales(w, 0, WeightLayout.downRows(w), seg.asSlice(downCodes));
+                    }
+                });
             }
             List<String> plan = new ArrayList<>(List.of(
                     "variant " + tile.suffix(),
+                    "fp8 " + (weights == DType.FP8_E4M3 ? 1 : 0),
                     "threads " + tile.threads,
-                    "smem " + tile.sharedMemoryBytes(),
+                    "smem " + tile.sharedMemoryBytes(weights),
                     "experts " + rows.length,
                     "rows " + total,
                     "hidden " + hidden,
@@ -144,7 +212,14 @@ class CudaKernelEmulationTest {
             for (int i = 0; i < got.length; i++) {
                 assertThat(Float.isFinite(got[i])).as("output %d (row %d) was not written", i, i / hidden).isTrue();
             }
-            assertThat(relativeError(got, expected)).isLessThan(1e-2);
+            for (int e = 0; e < rows.length; e++) { // each expert on its own: one wrong expert cannot hide among the others
+                int from = gateUp.rowStart()[e] * hidden;
+                int to = from + rows[e] * hidden;
+                if (to > from) {
+                    assertThat(relativeError(java.util.Arrays.copyOfRange(got, from, to), java.util.Arrays.copyOfRange(expected, from, to)))
+                            .as("expert %d (%d rows)", e, rows[e]).isLessThan(1e-2);
+                }
+            }
         }
     }
 
@@ -166,6 +241,53 @@ class CudaKernelEmulationTest {
             norm += (double) expected[i] * expected[i];
         }
         return Math.sqrt(diff / norm);
+    }
+
+    /** Finite e4m3 codes: all but the two NaN codes (0x7f, 0xff). */
+    private static final byte[] FINITE_CODES = finiteCodes(false);
+    /** Zero and the subnormal codes (exponent field 0), both signs. */
+    private static final byte[] SUBNORMAL_CODES = finiteCodes(true);
+
+    private static byte[] finiteCodes(boolean subnormalOnly) {
+        ByteArrayOutputStream codes = new ByteArrayOutputStream();
+        for (int c = 0; c < 256; c++) {
+            boolean nan = (c & 0x7f) == 0x7f;
+            boolean subnormal = (c & 0x78) == 0;
+            if (!nan && (!subnormalOnly || subnormal)) {
+                codes.write(c);
+            }
+        }
+        return codes.toByteArray();
+    }
+
+    /**
+     * An FP8 expert of uniformly drawn codes ({@code subnormalOnly}: zero and subnormal codes only) with
+     * per-row scales that give outputs of about unit size, times a random factor per row.
+     */
+    static ExpertWeights randomFp8(Arena arena, SplittableRandom random, int hidden, int intermediate, boolean subnormalOnly) {
+        byte[] codes = subnormalOnly ? SUBNORMAL_CODES : FINITE_CODES;
+        double rms = 0;
+        for (byte c : codes) {
+            rms += Math.pow(Numerics.fromFp8(c), 2);
+        }
+        rms = Math.sqrt(rms / codes.length);
+        Tensor[] t = new Tensor[3];
+        float[][] scales = new float[3][];
+        int[][] shape = {{intermediate, hidden}, {intermediate, hidden}, {hidden, intermediate}};
+        for (int m = 0; m < 3; m++) {
+            int n = shape[m][0];
+            int k = shape[m][1];
+            float[] values = new float[n * k];
+            for (int i = 0; i < values.length; i++) {
+                values[i] = Numerics.fromFp8(codes[random.nextInt(codes.length)]);
+            }
+            t[m] = Tensor.of(arena, DType.FP8_E4M3, new long[] {n, k}, values); // exact: every value is a code
+            scales[m] = new float[n];
+            for (int r = 0; r < n; r++) {
+                scales[m][r] = (float) ((0.5 + 1.5 * random.nextDouble()) / (rms * Math.sqrt(k)));
+            }
+        }
+        return new ExpertWeights(t[0], t[1], t[2], new ChannelScales(scales[0], scales[1], scales[2]));
     }
 
     private static Tensor randomBf16(Arena arena, SplittableRandom random, int rows, int cols, double scale) {

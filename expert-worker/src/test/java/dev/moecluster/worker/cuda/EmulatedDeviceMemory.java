@@ -58,15 +58,15 @@ class EmulatedDeviceMemory implements DeviceMemoryDriver {
     }
 
     @Override
-    public void upload(Allocation dst, int rows, long rowBytes, RowWriter writer) {
+    public void upload(Allocation dst, long offset, int rows, long rowBytes, RowWriter writer) {
         MemorySegment contents = contents(dst);
-        if (rows * rowBytes > dst.bytes()) {
+        if (offset < 0 || offset + rows * rowBytes > dst.bytes()) {
             throw new CudaFailure("cuMemcpyHtoDAsync failed: CUDA_ERROR_INVALID_VALUE (" + rows * rowBytes
-                    + " bytes into " + dst.bytes() + ")");
+                    + " bytes at offset " + offset + " into " + dst.bytes() + ")");
         }
         for (int first = 0; first < rows; first += ROWS_PER_CHUNK) {
             int count = Math.min(ROWS_PER_CHUNK, rows - first);
-            writer.write(first, count, contents.asSlice(first * rowBytes, count * rowBytes));
+            writer.write(first, count, contents.asSlice(offset + first * rowBytes, count * rowBytes));
         }
     }
 

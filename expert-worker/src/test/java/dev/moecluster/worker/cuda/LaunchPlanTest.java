@@ -3,6 +3,7 @@ package dev.moecluster.worker.cuda;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import dev.moecluster.core.tensor.DType;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -151,5 +152,58 @@ class LaunchPlanTest {
         assertThat(TileConfig.SMALL.downKernel()).isEqualTo("moe_down_64x128");
         assertThat(TileConfig.LARGE.sharedMemoryBytes()).isEqualTo(4 * (128 + 256) * 32 * 2);
         assertThat(TileConfig.SMALL.sharedMemoryBytes()).isEqualTo(48 * 1024);
+    }
+
+    @Test
+    void aBatchMixingWeightDtypesTakesOneLaunchPerDtypeThatTogetherCoverEveryRowOnce() {
+        int[] rows = {3, 70, 0, 5, 130};
+        boolean[] fp8 = {true, false, true, true, false};
+        boolean[] bf16 = {false, true, false, false, true};
+        LaunchPlan a = LaunchPlan.gateUp(TileConfig.MEDIUM, DType.BF16, rows, bf16, 136, 200);
+        LaunchPlan b = LaunchPlan.gateUp(TileConfig.SMALL, DType.FP8_E4M3, rows, fp8, 136, 200);
+        assertThat(a.rowStart()).isEqualTo(b.rowStart()).isEqualTo(new int[] {0, 3, 73, 73, 78});
+        assertThat(a.slotExpert()).containsExactly(1, 4);
+        assertThat(b.slotExpert()).containsExactly(0, 3); // expert 2 has no rows
+        assertThat(a.totalRows()).isEqualTo(b.totalRows()).isEqualTo(208);
+        int[] covered = new int[208];
+        for (LaunchPlan p : List.of(a, b)) {
+            for (int block = 0; block < p.gridSize(); block++) {
+                LaunchPlan.TileCoordinate t = p.locate(block);
+                if (t.n0() == 0) {
+                    for (int r = t.m0(); r < Math.min(t.m0() + p.tile().bm, rows[t.expert()]); r++) {
+                        covered[p.rowStart()[t.expert()] + r]++;
+                    }
+                }
+            }
+        }
+        assertThat(covered).containsOnly(1);
+        assertThat(b.toString()).contains("fp8");
+        assertThat(a).isNotEqualTo(LaunchPlan.gateUp(TileConfig.MEDIUM, DType.FP8_E4M3, rows, bf16, 136, 200));
+    }
+
+    @Test
+    void fp8WeightsRunOnTheMmaSyncTilesOnly() {
+        assertThatThrownBy(() -> LaunchPlan.gateUp(TileConfig.HOPPER_SMALL, DType.FP8_E4M3, new int[] {1}, null, 128, 64))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("mma.sync");
+        assertThatThrownBy(() -> LaunchPlan.of(TileConfig.SMALL, DType.F32, new int[] {1}, null, 128, 64))
+                .hasMessageContaining("BF16 or FP8_E4M3");
+        assertThatThrownBy(() -> LaunchPlan.of(TileConfig.SMALL, DType.BF16, new int[] {1, 2}, new boolean[] {true}, 128, 64))
+                .hasMessageContaining("2 experts but 1 inclusion flags");
+        // On Hopper bf16 experts take the wgmma tiles, FP8 experts the mma.sync ones.
+        assertThat(TileConfig.forRows(16, true, DType.BF16)).isEqualTo(TileConfig.HOPPER_SMALL);
+        assertThat(TileConfig.forRows(16, true, DType.FP8_E4M3)).isEqualTo(TileConfig.SMALL);
+        assertThat(TileConfig.forRows(300, true, DType.FP8_E4M3)).isEqualTo(TileConfig.MEDIUM);
+        assertThat(TileConfig.forRows(300, false, DType.BF16)).isEqualTo(TileConfig.MEDIUM);
+    }
+
+    @Test
+    void fp8KernelsAreNamedPerTileAndHoldTheirWeightTilesAtOneByteAWeight() {
+        assertThat(TileConfig.SMALL.gateUpKernel(DType.FP8_E4M3)).isEqualTo("moe_gate_up_fp8_64x128");
+        assertThat(TileConfig.LARGE.downKernel(DType.FP8_E4M3)).isEqualTo("moe_down_fp8_128x256");
+        assertThat(TileConfig.MEDIUM.gateUpKernel(DType.BF16)).isEqualTo("moe_gate_up_128x128");
+        assertThat(TileConfig.SMALL.sharedMemoryBytes(DType.FP8_E4M3)).isEqualTo(4 * (64 * 2 + 128) * 32);
+        assertThat(TileConfig.LARGE.sharedMemoryBytes(DType.BF16)).isEqualTo(TileConfig.LARGE.sharedMemoryBytes());
+        assertThatThrownBy(() -> TileConfig.HOPPER_MEDIUM.gateUpKernel(DType.FP8_E4M3))
+                .hasMessageContaining("no FP8 kernels");
     }
 }

@@ -3,6 +3,7 @@ package dev.moecluster.worker.cuda;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
+import dev.moecluster.core.tensor.DType;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -55,8 +56,9 @@ class PtxFreshnessTest {
         String ptx = new String(FfnKernels.ptx(FfnKernels.PTX_RESOURCE));
         for (TileConfig t : TileConfig.of(false)) {
             assertThat(ptx).contains(".entry " + t.gateUpKernel() + "(", ".entry " + t.downKernel() + "(");
+            assertThat(ptx).contains(".entry " + t.gateUpKernel(DType.FP8_E4M3) + "(", ".entry " + t.downKernel(DType.FP8_E4M3) + "(");
         }
-        assertThat(ptx).contains(".entry moe_fill_random_bf16(", ".target sm_80",
+        assertThat(ptx).contains(".entry moe_fill_random_bf16(", ".target sm_80", "fma.rn.bf16x2",
                 "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32", "ldmatrix.sync.aligned.m8n8.x4.shared.b16",
                 "cp.async.cg.shared.global");
     }

@@ -127,6 +127,83 @@ class ResidentExpertsTest {
     }
 
     @Test
+    void fp8ExpertsAreHeldAtOneByteAWeightPlusTheirScalesAndUnloadingGivesItAllBack() {
+        int hidden = 64;
+        int inter = 48; // multiples of 16: FP8 rows need no padding
+        long fp8Bytes = ExpertWeights.byteSize(DType.FP8_E4M3, hidden, inter);
+        assertThat(fp8Bytes).isEqualTo(3L * hidden * inter + 4L * (2 * inter + hidden));
+        long capacity = ResidentExperts.MEMORY_RESERVE_BYTES + 10 * fp8Bytes;
+        EmulatedDeviceMemory device = new EmulatedDeviceMemory(capacity);
+        // on Hopper too: FP8 experts run on the mma.sync kernels and get no tensor maps
+        ResidentExperts resident = new ResidentExperts(device, true);
+        try (Arena arena = Arena.ofConfined()) {
+            SplittableRandom random = new SplittableRandom(5);
+            List<ExpertWeights> experts = new ArrayList<>();
+            for (int i = 0; i < 3; i++) {
+                experts.add(CudaKernelEmulationTest.randomFp8(arena, random, hidden, inter, false));
+            }
+            experts.forEach(resident::load);
+            assertThat(device.usedBytes()).isEqualTo(3 * fp8Bytes)
+                    .isEqualTo(experts.stream().mapToLong(ExpertWeights::byteSize).sum());
+            assertThat(device.allocations()).isEqualTo(6);
+            assertThat(resident.memory(0)).isEqualTo(new BackendMemory(3 * fp8Bytes, 10 * fp8Bytes, 3));
+            for (ExpertWeights w : experts) {
+                ResidentExperts.DeviceExpert d = resident.get(w);
+                assertThat(d.weights()).isEqualTo(DType.FP8_E4M3);
+                assertThat(d.tensorMaps()).isNull();
+                assertThat(d.gateUp().bytes()).isEqualTo(2L * inter * hidden + 4L * 2 * inter);
+                assertThat(d.down().bytes()).isEqualTo((long) hidden * inter + 4L * hidden);
+                assertFp8Uploaded(device, d, w);
+            }
+
+            assertThat(resident.unload(experts.get(1))).isTrue();
+            assertThat(device.usedBytes()).isEqualTo(2 * fp8Bytes);
+            assertThat(resident.memory(0).usedBytes()).isEqualTo(2 * fp8Bytes);
+            experts.forEach(resident::unload);
+            assertThat(device.usedBytes()).isZero();
+            assertThat(device.allocations()).isZero();
+            assertThat(resident.deviceMemory(0)).isEqualTo(new DeviceMemory(0, 0, capacity, capacity, 0));
+        }
+    }
+
+    @Test
+    void fp8RowsPaddedToSixteenCodesAreCountedAsTheDeviceHoldsThem() {
+        try (Arena arena = Arena.ofConfined()) {
+            ExpertWeights w = CudaKernelEmulationTest.randomFp8(arena, new SplittableRandom(3), HIDDEN, INTERMEDIATE, false);
+            EmulatedDeviceMemory device = new EmulatedDeviceMemory(ResidentExperts.MEMORY_RESERVE_BYTES + 10 * EXPERT_BYTES);
+            ResidentExperts resident = new ResidentExperts(device, false);
+            resident.load(w);
+            // down's rows hold 40 codes, padded to 48 on the device
+            long padding = (long) HIDDEN * (48 - INTERMEDIATE);
+            assertThat(device.usedBytes()).isEqualTo(w.byteSize() + padding);
+            assertThat(resident.deviceMemory(0).expertBytes()).isEqualTo(w.byteSize() + padding);
+            assertFp8Uploaded(device, resident.get(w), w);
+            resident.unload(w);
+            assertThat(device.usedBytes()).isZero();
+        }
+    }
+
+    /** The device holds each FP8 matrix as WeightLayout lays it out, its scales right after its codes. */
+    private static void assertFp8Uploaded(EmulatedDeviceMemory device, ResidentExperts.DeviceExpert d, ExpertWeights w) {
+        long gateUpCodes = WeightLayout.gateUpRows(w) * WeightLayout.rowBytes(DType.FP8_E4M3, w.hiddenSize());
+        long downCodes = WeightLayout.downRows(w) * WeightLayout.rowBytes(DType.FP8_E4M3, w.intermediateSize());
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment gateUp = arena.allocate(d.gateUp().bytes());
+            WeightLayout.writeGateUpRows(w, 0, WeightLayout.gateUpRows(w), gateUp);
+            WeightLayout.writeGateUpScales(w, 0, WeightLayout.gateUpRows(w), gateUp.asSlice(gateUpCodes));
+            assertThat(device.contents(d.gateUp()).mismatch(gateUp)).isEqualTo(-1);
+            MemorySegment down = arena.allocate(d.down().bytes());
+            WeightLayout.writeDownRows(w, 0, WeightLayout.downRows(w), down);
+            WeightLayout.writeDownScales(w, 0, WeightLayout.downRows(w), down.asSlice(downCodes));
+            assertThat(device.contents(d.down()).mismatch(down)).isEqualTo(-1);
+        }
+        // the last scale of down is down's last channel's
+        float last = device.contents(d.down()).get(java.lang.foreign.ValueLayout.JAVA_FLOAT_UNALIGNED
+                .withOrder(java.nio.ByteOrder.LITTLE_ENDIAN), d.down().bytes() - 4);
+        assertThat(last).isEqualTo(w.scales().down()[w.hiddenSize() - 1]);
+    }
+
+    @Test
     void aFullDeviceRefusesAnExpertNamingItsBytesAndKeepsWhatItHolds() {
         long capacity = ResidentExperts.MEMORY_RESERVE_BYTES + 2 * EXPERT_BYTES + EXPERT_BYTES / 2;
         EmulatedDeviceMemory device = new EmulatedDeviceMemory(capacity);
@@ -259,5 +336,24 @@ class ResidentExpertsTest {
             assertThat(store.assignment()).isEqualTo(two);
         }
         assertThat(device.usedBytes()).as("closing the store unloads its experts").isZero();
+    }
+
+    @Test
+    void aWorkerHoldsAnFp8CheckpointOnTheDeviceAtTheSizeThePlacementPlannedFor(@TempDir Path dir) throws IOException {
+        ModelGenerator.Spec spec = new ModelGenerator.Spec(Architecture.LLAMA4, 2, 64, 96, 8, 0, 23, DType.BF16, 1)
+                .withFp8Experts(true);
+        ModelConfig config = ModelGenerator.generate(spec, dir);
+        assertThat(config.expertDtype()).isEqualTo(DType.FP8_E4M3);
+        long perExpert = ExpertWeights.byteSize(DType.FP8_E4M3, 64, 96); // what the planner and `moe plan` count
+        EmulatedDeviceMemory device = new EmulatedDeviceMemory(ResidentExperts.MEMORY_RESERVE_BYTES + 3 * perExpert);
+        EmulatedCudaExperts backend = new EmulatedCudaExperts(device);
+        ExpertAssignment three = new ExpertAssignment(Map.of(1, Set.of(0, 2, 5)));
+        try (ExpertStore store = ExpertStore.load(dir, config, three, backend)) {
+            assertThat(store.get(1, 2).dtype()).isEqualTo(DType.FP8_E4M3);
+            assertThat(device.usedBytes()).as("one byte a weight plus the scales, no bf16 copy").isEqualTo(3 * perExpert);
+            assertThat(backend.memory().usedBytes()).isEqualTo(store.byteSize());
+        }
+        assertThat(device.usedBytes()).as("closing the store unloads its experts").isZero();
+        assertThat(device.allocations()).isZero();
     }
 }
