@@ -11,8 +11,9 @@
 #                   (without a locale it falls back to ASCII and prints generated text as '?')
 #   /etc            passwd/group with the unprivileged user 65532 (moe), nsswitch.conf
 #   /tmp            world-writable with the sticky bit (the chart mounts an emptyDir over it)
+#   /opt/moe/bin    moe-launch, the entrypoint (deploy/image/moe-launch.c, built here with cc)
 # Usage: deploy/image/rootfs.sh OUT_DIR DEPENDENCY_JAR_DIR
-# Needs a Linux x86_64 build machine with glibc (ldd) and a JDK 25 in JAVA_HOME.
+# Needs a Linux x86_64 build machine with glibc (ldd), a C compiler (cc) and a JDK 25 in JAVA_HOME.
 set -euo pipefail
 OUT="${1:?usage: rootfs.sh OUT_DIR DEPENDENCY_JAR_DIR}"
 JARS="${2:?usage: rootfs.sh OUT_DIR DEPENDENCY_JAR_DIR}"
@@ -61,6 +62,13 @@ LOCALE=/usr/lib/locale/C.utf8
 mkdir -p "$OUT/usr/lib/locale"
 cp -r "$LOCALE" "$OUT/usr/lib/locale/"
 echo "rootfs: locale C.UTF-8 ($(du -sh "$LOCALE" | cut -f1))"
+
+# The entrypoint: the image has no shell, so a small C launcher does what the ./moe script does for
+# help and version requests, leaving the incubator module (and the JDK's warning about it) out.
+command -v cc >/dev/null || { echo "rootfs.sh: needs a C compiler (cc) for deploy/image/moe-launch.c" >&2; exit 1; }
+mkdir -p "$OUT/opt/moe/bin"
+cc -std=c11 -O2 -Wall -Wextra -Werror -D_POSIX_C_SOURCE=200809L -o "$OUT/opt/moe/bin/moe-launch" "$(dirname "$0")/moe-launch.c"
+echo "rootfs: entrypoint /opt/moe/bin/moe-launch"
 
 cat > "$OUT/etc/passwd" <<'EOF'
 root:x:0:0:root:/root:/sbin/nologin

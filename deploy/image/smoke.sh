@@ -63,6 +63,15 @@ run() {
   echo "smoke: moe $*"
   env -i "${ENV_ARGS[@]}" "$CHROOT" --userspec="$USER_SPEC" "$ROOTFS" "${ENTRYPOINT[@]}" "$@"
 }
+# Help needs no kernels: the entrypoint starts it without the incubator module, so no JDK warning.
+help="$(run --help 2>&1)"
+if grep -q "incubator" <<< "$help"; then
+  echo "smoke.sh: moe --help in the image printed the JDK's incubator warning:" >&2
+  head -3 <<< "$help" >&2
+  exit 1
+fi
+grep -q "Usage: moe" <<< "$help" || { echo "smoke.sh: moe --help printed no usage:" >&2; head -5 <<< "$help" >&2; exit 1; }
+echo "smoke: moe --help: usage, no incubator warning"
 if [[ $# -gt 0 ]]; then
   run "$@"
 else
