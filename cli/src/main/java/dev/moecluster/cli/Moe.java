@@ -76,7 +76,7 @@ public final class Moe {
      * Makes gRPC free each network buffer when it is released instead of pooling it, unless the operator
      * chose ({@code -Dio.grpc.netty.shaded.io.netty.allocator.type=pooled}). gRPC's pool kept every 2 MiB
      * chunk that a burst of large calls touched, about 100 MiB for good after issue 11's storm, and Netty's
-     * adaptive pool 30-50 MiB; unpooled gives all of it back, for 0-18 % more CPU per routed row on a
+     * adaptive pool 30-50 MiB; unpooled gives all of it back, for 6-19 % more CPU per routed row on a
      * communication-bound shape (bench/RESULTS.md, "Memory after a storm"). Set here, not in the launch
      * flags, so that JAVA_TOOL_OPTIONS can still override it in the image.
      */
