@@ -30,6 +30,8 @@ public final class Moe {
     /** Held so the levels stick (java.util.logging keeps loggers weakly). */
     private static final Logger[] QUIET = {Logger.getLogger("io.grpc"), Logger.getLogger("com.hazelcast")};
     private static final Logger DJL = Logger.getLogger("ai.djl");
+    /** gRPC's allocator choice; shaded, so Netty's own {@code io.netty.allocator.type} does not reach it. */
+    static final String GRPC_NETTY_ALLOCATOR = "io.grpc.netty.shaded.io.netty.allocator.type";
 
     /** {@code moe --version}: the version the build stamped (control's BuildInfo). */
     static final class Version implements CommandLine.IVersionProvider {
@@ -43,6 +45,7 @@ public final class Moe {
 
     public static void main(String[] args) {
         System.setProperty("java.util.logging.SimpleFormatter.format", "%1$tT %4$s %3$s: %5$s%6$s%n");
+        returnBufferMemoryAfterBursts();
         try {
             if (JsonLogFormatter.wanted(System.getenv(JsonLogFormatter.ENV))) {
                 for (java.util.logging.Handler h : Logger.getLogger("").getHandlers()) {
@@ -67,6 +70,20 @@ public final class Moe {
             code = 70;
         }
         System.exit(code);
+    }
+
+    /**
+     * Makes gRPC free each network buffer when it is released instead of pooling it, unless the operator
+     * chose ({@code -Dio.grpc.netty.shaded.io.netty.allocator.type=pooled}). gRPC's pool kept every 2 MiB
+     * chunk that a burst of large calls touched, about 100 MiB for good after issue 11's storm, and Netty's
+     * adaptive pool 30-50 MiB; unpooled gives all of it back, for 6-19 % more CPU per routed row on a
+     * communication-bound shape (bench/RESULTS.md, "Memory after a storm"). Set here, not in the launch
+     * flags, so that JAVA_TOOL_OPTIONS can still override it in the image.
+     */
+    static void returnBufferMemoryAfterBursts() {
+        if (System.getProperty(GRPC_NETTY_ALLOCATOR) == null) {
+            System.setProperty(GRPC_NETTY_ALLOCATOR, "unpooled");
+        }
     }
 
     /** The {@code moe} command line; public so tests elsewhere (the Helm chart's) can parse argument lists against it. */
