@@ -74,6 +74,17 @@ final class Reconciler {
     private long leadingSince = -1;
     /** The leader's term this coordinator holds, -1 when it does not lead; claimed again on every tick. */
     private volatile long term = -1;
+    /** When the term was last granted (System.nanoTime): a claim stuck on a partitioned owner renews nothing. */
+    private volatile long termGrantedAt;
+    /**
+     * How long a granted term counts as leadership without being granted again. A leader cut off from
+     * the others blocks in its next claim (the record's owner is out of reach) and keeps its term
+     * field; after this lease it no longer says it leads. The other side can elect a leader only after
+     * expelling it, a member timeout later ({@link CoordinatorServer#MEMBER_TIMEOUT_SECONDS}, twice the
+     * lease), so two coordinators never both say they lead (the fault matrix's leader partition saw
+     * two before the lease).
+     */
+    static final long LEADER_LEASE_NANOS = java.util.concurrent.TimeUnit.SECONDS.toNanos(CoordinatorServer.MEMBER_TIMEOUT_SECONDS) / 2;
     /** The highest term this member has read or held, so a lost term record never hands one out twice. */
     private long highestTermSeen;
     /** SUSPECT workers by address, and when they were last reported failing (or found SUSPECT). */
@@ -104,12 +115,12 @@ final class Reconciler {
      * on its own stale view of the cluster.
      */
     boolean isLeader() {
-        return term > 0 && oldestOfMajority();
+        return term > 0 && System.nanoTime() - termGrantedAt < LEADER_LEASE_NANOS && oldestOfMajority();
     }
 
     /** The term this coordinator leads with, or -1 when it does not lead. */
     long term() {
-        return term;
+        return isLeader() ? term : -1;
     }
 
     private boolean oldestOfMajority() {
@@ -185,6 +196,9 @@ final class Reconciler {
         try {
             long granted = LeaderTerm.claim(hz, config.majority(), highestTermSeen);
             highestTermSeen = Math.max(highestTermSeen, granted);
+            if (granted > 0) {
+                termGrantedAt = System.nanoTime();
+            }
             return granted;
         } catch (RuntimeException refused) { // split-brain protection, or the owner is gone mid-call
             return -1;
