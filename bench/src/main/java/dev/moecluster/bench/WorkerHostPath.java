@@ -1,6 +1,7 @@
 package dev.moecluster.bench;
 
-import dev.moecluster.control.wire.ArrayPool;
+import dev.moecluster.control.wire.BufferPool;
+import dev.moecluster.control.wire.HostAllocator;
 import dev.moecluster.control.wire.DataPlaneMarshalling;
 import dev.moecluster.control.wire.ReceivedBatch;
 import dev.moecluster.control.wire.WireTensors;
@@ -10,38 +11,100 @@ import dev.moecluster.proto.ExpertBatch;
 import dev.moecluster.proto.ExpertResult;
 import dev.moecluster.proto.ExpertSlice;
 import io.grpc.Drainable;
+import io.grpc.HasByteBuffer;
 import io.grpc.KnownLength;
-import java.io.ByteArrayInputStream;
-import java.io.ByteArrayOutputStream;
 import java.io.IOException;
+import java.io.InputStream;
 import java.io.OutputStream;
 import java.lang.foreign.Arena;
-import java.util.ArrayList;
-import java.util.List;
+import java.lang.foreign.MemorySegment;
+import java.nio.ByteBuffer;
 import java.util.SplittableRandom;
 
 /**
  * The host half of a {@code cuda} worker's round, timed without a GPU: the calls the worker and the
  * cuda backend make on the CPU, in their order, with plain off-heap memory standing in for pinned
- * buffers and a prefilled "downloaded" buffer standing in for the kernels. Per batch: parse the
- * received message into a pooled array (one copy out of the transport's buffers, activations
- * aliased), check shapes and finiteness on the wire bytes, gather the rows into the staging buffer,
- * write each slice's output from the downloaded rows in the wire dtype into a pooled result array,
- * and serialize the result into a reused buffer as gRPC's framer does into Netty's (a copy).
+ * memory and the device's copy engines doing nothing. Per batch: parse the received message out of
+ * the transport's direct buffers (16 KiB HTTP/2 frames) into a pooled native buffer (one copy,
+ * activations aliased), check shapes and finiteness on the wire bytes, hand the slices to the
+ * device (bf16 rows are uploaded from where they were received and the outputs downloaded into the
+ * pooled result buffer by DMA, so the CPU does nothing here; another wire dtype is converted through
+ * the staging buffers on the CPU, as the backend does), and serialize the result out of native
+ * memory into a reused buffer as gRPC's framer does into Netty's. Next to it, in the same run, the
+ * ceiling: one plain copy of a batch's rows between two native buffers.
  */
 public final class WorkerHostPath {
     /**
      * What one run measured: wall time and this thread's CPU time per row (the loop runs on one
-     * thread, so its CPU time is what the host half costs even on a machine shared with other work).
+     * thread, so its CPU time is what the host half costs even on a machine shared with other work),
+     * and the time of one plain copy of a row, the memory's ceiling.
      */
-    public record Report(int hidden, int rowsPerBatch, int experts, long batches, double nanosPerRow, double cpuNanosPerRow) {}
+    public record Report(int hidden, int rowsPerBatch, int experts, long batches, double nanosPerRow, double cpuNanosPerRow,
+            double copyNanosPerRow) {
+        /** Host time per row in plain copies of the row. */
+        public double copies() {
+            return cpuNanosPerRow / copyNanosPerRow;
+        }
+    }
+
+    private static final int FRAME_BYTES = 16 << 10;
 
     private WorkerHostPath() {}
 
-    /** A received message as gRPC hands it over: a stream that knows its length. */
-    private static final class ReceivedMessage extends ByteArrayInputStream implements KnownLength {
-        ReceivedMessage(byte[] bytes) {
-            super(bytes);
+    /** A received message as gRPC's Netty transport hands it over: direct buffers, a frame each, with a known length. */
+    private static final class ReceivedMessage extends InputStream implements KnownLength, HasByteBuffer {
+        private final ByteBuffer[] frames;
+        private int frame;
+
+        ReceivedMessage(ByteBuffer[] frames) {
+            this.frames = frames;
+            for (ByteBuffer f : frames) {
+                f.rewind();
+            }
+        }
+
+        @Override
+        public int available() {
+            int n = 0;
+            for (int i = frame; i < frames.length; i++) {
+                n += frames[i].remaining();
+            }
+            return n;
+        }
+
+        @Override
+        public int read() {
+            while (frame < frames.length && !frames[frame].hasRemaining()) {
+                frame++;
+            }
+            return frame < frames.length ? frames[frame].get() & 0xff : -1;
+        }
+
+        @Override
+        public long skip(long n) {
+            long left = n;
+            while (left > 0 && frame < frames.length) {
+                int k = (int) Math.min(left, frames[frame].remaining());
+                frames[frame].position(frames[frame].position() + k);
+                left -= k;
+                if (!frames[frame].hasRemaining()) {
+                    frame++;
+                }
+            }
+            return n - left;
+        }
+
+        @Override
+        public boolean byteBufferSupported() {
+            return true;
+        }
+
+        @Override
+        public ByteBuffer getByteBuffer() {
+            while (frame < frames.length && !frames[frame].hasRemaining()) {
+                frame++;
+            }
+            return frame < frames.length ? frames[frame].slice() : null;
         }
     }
 
@@ -86,9 +149,14 @@ public final class WorkerHostPath {
             sliceRows[e] = rowsPerBatch / experts + (e < rowsPerBatch % experts ? 1 : 0);
             b.addSlices(ExpertSlice.newBuilder().setExpert(e).setRows(sliceRows[e]));
         }
-        ByteArrayOutputStream wireBytes = new ByteArrayOutputStream();
-        b.build().writeTo(wireBytes);
-        byte[] received = wireBytes.toByteArray();
+        byte[] received = b.build().toByteArray();
+        ByteBuffer[] frames = new ByteBuffer[(received.length + FRAME_BYTES - 1) / FRAME_BYTES];
+        for (int f = 0; f < frames.length; f++) {
+            int from = f * FRAME_BYTES;
+            int n = Math.min(FRAME_BYTES, received.length - from);
+            frames[f] = ByteBuffer.allocateDirect(n).put(received, from, n).flip();
+        }
+        boolean dma = wire == DType.BF16; // the device reads and writes bf16 rows where they lie
 
         try (Arena arena = Arena.ofConfined()) {
             RowBatch staging = RowBatch.allocate(arena, DType.BF16, rowsPerBatch, hidden);
@@ -96,8 +164,8 @@ public final class WorkerHostPath {
             for (int r = 0; r < rowsPerBatch; r++) {
                 downloaded.putRow(r, row, 0, 0.5f);
             }
-            ArrayPool arrays = new ArrayPool(64L << 20);
-            var receiving = DataPlaneMarshalling.receivingMethod(arrays);
+            BufferPool buffers = new BufferPool(HostAllocator.OFF_HEAP);
+            var receiving = DataPlaneMarshalling.receivingMethod(buffers);
             FramerSink sink = new FramerSink(received.length + 1024);
             long checksum = 0;
             int warm = Math.max(20, batches / 5);
@@ -109,8 +177,8 @@ public final class WorkerHostPath {
                     start = System.nanoTime();
                     cpuStart = threads.getCurrentThreadCpuTime();
                 }
-                // worker: parse (one copy into a pooled array), validate on the wire bytes
-                ReceivedBatch receivedBatch = receiving.parseRequest(new ReceivedMessage(received));
+                // worker: parse (one copy into a pooled buffer), validate on the wire bytes
+                ReceivedBatch receivedBatch = receiving.parseRequest(new ReceivedMessage(frames));
                 ExpertBatch batch = receivedBatch.batch();
                 RowBatch x = WireTensors.rows(batch.getActivations(), "activations");
                 long total = 0;
@@ -120,27 +188,20 @@ public final class WorkerHostPath {
                 if (total != x.rows() || x.firstNonFinite() >= 0) {
                     throw new IllegalStateException("bad batch");
                 }
-                // cuda backend, submit: slices gathered into the staging (pinned) buffer, grouped by expert
-                List<RowBatch> inputs = new ArrayList<>(experts);
-                byte[] outArray = arrays.take((int) RowBatch.wireBytes(x.dtype(), x.rows(), hidden));
-                RowBatch out = RowBatch.over(outArray, x.dtype(), x.rows(), hidden);
-                List<RowBatch> outputs = new ArrayList<>(experts);
-                int at = 0;
-                for (int sr : sliceRows) {
-                    inputs.add(x.slice(at, sr));
-                    outputs.add(out.slice(at, sr));
-                    at += sr;
-                }
-                at = 0;
-                for (RowBatch in : inputs) {
-                    staging.copyFrom(in, at);
-                    at += in.rows();
-                }
-                // cuda backend, await: each output written from the downloaded rows, in the wire dtype
-                at = 0;
-                for (RowBatch o : outputs) {
-                    o.copyFrom(downloaded.slice(at, o.rows()), 0);
-                    at += o.rows();
+                MemorySegment outBuffer = buffers.take(RowBatch.wireBytes(x.dtype(), x.rows(), hidden));
+                RowBatch out = RowBatch.over(outBuffer, x.dtype(), x.rows(), hidden);
+                if (!dma) {
+                    // cuda backend, submit: slices converted into the staging buffer; await: outputs converted back
+                    int at = 0;
+                    for (int sr : sliceRows) {
+                        staging.copyFrom(x.slice(at, sr), at);
+                        at += sr;
+                    }
+                    at = 0;
+                    for (int sr : sliceRows) {
+                        out.slice(at, sr).copyFrom(downloaded.slice(at, sr), 0);
+                        at += sr;
+                    }
                 }
                 // worker: the result wraps the outputs without a copy and is serialized
                 ExpertResult result = ExpertResult.newBuilder().setId(batch.getId()).setOutputs(WireTensors.tensor(out)).build();
@@ -148,7 +209,7 @@ public final class WorkerHostPath {
                 sink.reset();
                 checksum += ((Drainable) DataPlaneMarshalling.computeMethod().streamResponse(result)).drainTo(sink);
                 receivedBatch.release();
-                arrays.give(outArray);
+                buffers.give(outBuffer);
             }
             double nanos = System.nanoTime() - start;
             double cpuNanos = threads.getCurrentThreadCpuTime() - cpuStart;
@@ -156,7 +217,23 @@ public final class WorkerHostPath {
                 throw new IllegalStateException("nothing serialized");
             }
             double rows = (double) batches * rowsPerBatch;
-            return new Report(hidden, rowsPerBatch, experts, batches, nanos / rows, cpuNanos / rows);
+            return new Report(hidden, rowsPerBatch, experts, batches, nanos / rows, cpuNanos / rows,
+                    copyNanosPerRow(arena, RowBatch.wireBytes(wire, rowsPerBatch, hidden), warm, batches) / rowsPerBatch);
         }
+    }
+
+    /** This thread's CPU time of one plain copy of {@code bytes} between native buffers, as the pool hands them out. */
+    private static double copyNanosPerRow(Arena arena, long bytes, int warm, int copies) {
+        MemorySegment[] from = {arena.allocate(bytes, 64), arena.allocate(bytes, 64)};
+        MemorySegment[] to = {arena.allocate(bytes, 64), arena.allocate(bytes, 64)};
+        java.lang.management.ThreadMXBean threads = java.lang.management.ManagementFactory.getThreadMXBean();
+        long cpuStart = 0;
+        for (int i = 0; i < warm + copies; i++) {
+            if (i == warm) {
+                cpuStart = threads.getCurrentThreadCpuTime();
+            }
+            MemorySegment.copy(from[i & 1], 0, to[i & 1], 0, bytes);
+        }
+        return (double) (threads.getCurrentThreadCpuTime() - cpuStart) / copies;
     }
 }

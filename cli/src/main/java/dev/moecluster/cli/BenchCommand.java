@@ -184,8 +184,9 @@ final class BenchCommand {
 
     /** The host half of a cuda worker's round per routed row, without a GPU. */
     @Command(name = "worker-host", mixinStandardHelpOptions = true,
-            description = "Host CPU time per routed row of a cuda worker's round (parse, checks, staging, outputs, result), measured"
-                    + " without a GPU: plain off-heap memory stands in for pinned buffers and a prefilled buffer for the kernels.")
+            description = "Host CPU time per routed row of a cuda worker's round (receive, checks, staging where the wire dtype"
+                    + " is not bf16, result), measured without a GPU: plain off-heap memory stands in for pinned memory, and the"
+                    + " device's copies and kernels cost the host nothing. Prints one plain copy of a row next to it.")
     static final class WorkerHost implements Callable<Integer> {
         @Option(names = "--hidden", defaultValue = "5120", description = "Row width (default: ${DEFAULT-VALUE}, Llama 4 Scout).")
         int hidden;
@@ -211,6 +212,8 @@ final class BenchCommand {
             System.out.printf(Locale.ROOT, "host time per routed row: %.2f us CPU (%.2f us wall; %.0f MB of activations in and out"
                             + " per CPU second)%n", r.cpuNanosPerRow() / 1e3, r.nanosPerRow() / 1e3,
                     2.0 * dev.moecluster.core.tensor.RowBatch.wireBytes(wire, 1, hidden) / r.cpuNanosPerRow() * 1e3);
+            System.out.printf(Locale.ROOT, "ceiling: one plain copy of a row between native buffers: %.2f us; the host path"
+                    + " costs %.1f such copies%n", r.copyNanosPerRow() / 1e3, r.copies());
             return 0;
         }
     }

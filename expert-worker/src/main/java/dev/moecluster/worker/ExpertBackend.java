@@ -1,5 +1,6 @@
 package dev.moecluster.worker;
 
+import dev.moecluster.control.wire.HostAllocator;
 import dev.moecluster.core.moe.ExpertWeights;
 
 /**
@@ -26,9 +27,19 @@ public interface ExpertBackend extends AutoCloseable {
     BackendMemory memory();
 
     /**
+     * Where the worker puts received batches and builds results: memory the backend reads rows from
+     * and writes outputs to best. Plain off-heap memory by default; a device backend's pinned memory,
+     * which the device copies to and from by DMA without the CPU touching the rows.
+     */
+    default HostAllocator hostAllocator() {
+        return HostAllocator.OFF_HEAP;
+    }
+
+    /**
      * Starts computing a round and returns its completion. A backend that computes on the calling
      * thread returns a completed one; a device backend returns once the round is enqueued, so the
-     * caller can prepare the next round meanwhile.
+     * caller can prepare the next round meanwhile. The slices' inputs and outputs stay the round's
+     * until {@link PendingRound#await} returns (a device may copy from and to them until then).
      */
     PendingRound submit(Round round);
 

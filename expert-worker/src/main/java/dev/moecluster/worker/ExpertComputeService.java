@@ -2,7 +2,7 @@ package dev.moecluster.worker;
 
 import dev.moecluster.core.model.ModelConfig;
 import dev.moecluster.core.moe.ExpertWeights;
-import dev.moecluster.control.wire.ArrayPool;
+import dev.moecluster.control.wire.BufferPool;
 import dev.moecluster.control.wire.DataPlaneMarshalling;
 import dev.moecluster.control.wire.ReceivedBatch;
 import dev.moecluster.control.wire.WireTensors;
@@ -18,6 +18,7 @@ import io.grpc.ServerServiceDefinition;
 import io.grpc.Status;
 import io.grpc.stub.ServerCallStreamObserver;
 import io.grpc.stub.StreamObserver;
+import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -35,7 +36,9 @@ import java.util.logging.Logger;
  * and answered by one {@link ExpertResult} when all its experts are done. Activations stay in their
  * wire dtype: each slice's input is a view of the received message's bytes and its output a view of
  * the result's buffer, which the backend writes and the result message wraps without a copy. Both
- * arrays come from the worker's {@link ArrayPool} and go back to it once the batch is answered and
+ * buffers come from the worker's {@link BufferPool}, in memory of the backend's
+ * {@linkplain ExpertBackend#hostAllocator allocator} (pinned for {@code cuda}, so the device reads
+ * the received rows and writes the results by DMA), and go back to it once the batch is answered and
  * no slice of it is computing (gRPC has copied a result into its own buffers when {@code onNext}
  * returns). A bad batch gets an error result and the stream goes on. The worker reads at most {@code maxBatchesInFlightPerStream}
  * batches of a stream ahead of the results it has sent (inbound flow control).
@@ -49,18 +52,19 @@ final class ExpertComputeService extends ExpertServiceGrpc.ExpertServiceImplBase
     private final BatchCoalescer coalescer;
     private final int maxInFlight;
     /**
-     * Arrays of received batches and of results. It keeps what 8 batches of Llama 4 Scout's shape
-     * (256 rows of 5,120 bf16 values) take in and out, so steady traffic of that size allocates nothing.
+     * Buffers of received batches and of results. It keeps at least what 8 batches of Llama 4 Scout's
+     * shape (256 rows of 5,120 bf16 values) take in and out, so steady traffic of that size allocates nothing.
      */
-    private final ArrayPool arrays = new ArrayPool(64L << 20);
+    private final BufferPool buffers;
     private final AtomicLong batches = new AtomicLong();
     private final AtomicLong rejected = new AtomicLong();
     private final AtomicLong withdrawnBatches = new AtomicLong();
     private volatile boolean stopped;
 
-    ExpertComputeService(String workerId, String backendName, ExpertStore store, BatchCoalescer coalescer, int maxInFlight) {
+    ExpertComputeService(String workerId, ExpertBackend backend, ExpertStore store, BatchCoalescer coalescer, int maxInFlight) {
         this.workerId = workerId;
-        this.backendName = backendName;
+        this.backendName = backend.name();
+        this.buffers = new BufferPool(backend.hostAllocator());
         this.store = store;
         this.coalescer = coalescer;
         this.maxInFlight = maxInFlight;
@@ -69,6 +73,11 @@ final class ExpertComputeService extends ExpertServiceGrpc.ExpertServiceImplBase
     /** From now on nothing more is sent on any stream, as after a crash. */
     void stop() {
         stopped = true;
+    }
+
+    /** Frees the buffers kept for reuse (before the backend that allocated them closes); later ones are freed as they come back. */
+    void close() {
+        buffers.close();
     }
 
     long batchesServed() {
@@ -98,14 +107,14 @@ final class ExpertComputeService extends ExpertServiceGrpc.ExpertServiceImplBase
         responses.onCompleted();
     }
 
-    /** The service with {@code Compute} served by {@link #receive} over the worker's array pool. */
+    /** The service with {@code Compute} served by {@link #receive} over the worker's buffer pool. */
     ServerServiceDefinition definition() {
-        return DataPlaneMarshalling.bind(this, arrays, this::receive);
+        return DataPlaneMarshalling.bind(this, buffers, this::receive);
     }
 
-    /** Arrays the pool holds for reuse, and takes it answered with one of them. */
-    ArrayPool arrays() {
-        return arrays;
+    /** The buffers batches and results are read and built in. */
+    BufferPool buffers() {
+        return buffers;
     }
 
     private StreamObserver<ReceivedBatch> receive(StreamObserver<ExpertResult> responses) {
@@ -221,13 +230,13 @@ final class ExpertComputeService extends ExpertServiceGrpc.ExpertServiceImplBase
 
     /**
      * One batch being computed: its slices go to the coalescer, the result goes out when all return,
-     * and its arrays go back to the pool when every slice has reported.
+     * and its buffers go back to the pool when every slice has reported.
      */
     private final class PendingBatch {
         private final ReceivedBatch received;
         private final ExpertBatch batch;
         private final RowBatch input;
-        private final byte[] outputArray;
+        private final MemorySegment outputBuffer;
         private final RowBatch output;
         private final ExpertWeights[] weights;
         private final ResultSender sender;
@@ -244,8 +253,8 @@ final class ExpertComputeService extends ExpertServiceGrpc.ExpertServiceImplBase
             this.batch = received.batch();
             this.input = input;
             // the plan checked the activations' size, which the output's matches
-            this.outputArray = arrays.take((int) RowBatch.wireBytes(input.dtype(), input.rows(), input.width()));
-            this.output = RowBatch.over(outputArray, input.dtype(), input.rows(), input.width());
+            this.outputBuffer = buffers.take(RowBatch.wireBytes(input.dtype(), input.rows(), input.width()));
+            this.output = RowBatch.over(outputBuffer, input.dtype(), input.rows(), input.width());
             this.weights = weights;
             this.sender = sender;
             this.remaining = new AtomicInteger(weights.length);
@@ -269,7 +278,7 @@ final class ExpertComputeService extends ExpertServiceGrpc.ExpertServiceImplBase
         /**
          * One slice reported, {@code failure} null when it was computed. The first failure answers the
          * batch with an error at once; the last report answers it with the outputs if nothing failed,
-         * and only then, with no slice left reading or writing them, are the arrays given back.
+         * and only then, with no slice left reading or writing them, are the buffers given back.
          */
         private void settle(Throwable failure) {
             if (failure != null && failed.compareAndSet(false, true)) {
@@ -292,7 +301,7 @@ final class ExpertComputeService extends ExpertServiceGrpc.ExpertServiceImplBase
                 }
             } finally {
                 received.release();
-                arrays.give(outputArray);
+                buffers.give(outputBuffer);
             }
         }
 

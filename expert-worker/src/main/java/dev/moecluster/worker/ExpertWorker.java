@@ -56,7 +56,7 @@ public final class ExpertWorker implements AutoCloseable {
         this.backend = backend;
         ModelConfig model = store.config();
         this.coalescer = new BatchCoalescer(backend, config.coalesceWindow());
-        this.service = new ExpertComputeService(config.workerId(), backend.name(), store, coalescer,
+        this.service = new ExpertComputeService(config.workerId(), backend, store, coalescer,
                 config.maxBatchesInFlightPerStream());
         GrpcEndpoint.CallCounter calls = WorkerMetrics.register(metrics.registry(), coalescer, store, backend.name(),
                 config.perExpertMetrics());
@@ -178,9 +178,9 @@ public final class ExpertWorker implements AutoCloseable {
     }
 
     /** Batches answered with outputs so far. */
-    /** The arrays batches and results are read and built in (for tests of their reuse). */
-    dev.moecluster.control.wire.ArrayPool arrays() {
-        return service.arrays();
+    /** The buffers batches and results are read and built in (for tests of their reuse). */
+    dev.moecluster.control.wire.BufferPool buffers() {
+        return service.buffers();
     }
 
     public long batchesServed() {
@@ -264,6 +264,7 @@ public final class ExpertWorker implements AutoCloseable {
     private void releaseAfterKill() {
         if (killed && released.compareAndSet(false, true)) {
             store.close();
+            service.close();
             backend.close();
         }
     }
@@ -282,6 +283,7 @@ public final class ExpertWorker implements AutoCloseable {
         coalescer.close();
         released.set(true);
         store.close();
+        service.close();
         backend.close();
         metrics.close();
     }

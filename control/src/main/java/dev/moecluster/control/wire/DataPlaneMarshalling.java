@@ -19,18 +19,20 @@ import io.grpc.protobuf.ProtoUtils;
 import io.grpc.stub.ServerCalls;
 import java.io.IOException;
 import java.io.InputStream;
+import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
 
 /**
  * The data plane's marshalling: {@code ExpertService.Compute} keeps the protobuf wire contract but
  * parses without copying the activations. A received message is read once out of Netty's buffers
- * into one array (bulk copies through {@link HasByteBuffer} where the transport offers it) and
- * parsed with aliasing, so the {@code Tensor.data} of a batch or result is a view of that array
- * that {@link WireTensors#rows} hands on as it is. A worker reads batches into arrays of its
- * {@link ArrayPool} and hands them on as {@link ReceivedBatch}es, which give the array back when
- * done; the router's results get new arrays. Outgoing messages use protobuf's {@code Drainable}
- * stream, which writes a wrapped activation array straight into the transport's buffers. One copy
- * each way between our buffer and Netty's, none in between.
+ * into one buffer (bulk copies through {@link HasByteBuffer} where the transport offers it) and
+ * parsed with aliasing, so the {@code Tensor.data} of a batch or result is a view of that buffer
+ * that {@link WireTensors#rows} hands on as it is. A worker reads batches into native buffers of its
+ * {@link BufferPool} (pinned memory on a {@code cuda} worker) and hands them on as
+ * {@link ReceivedBatch}es, which give the buffer back when done; the router's results get new
+ * arrays. Outgoing messages use protobuf's {@code Drainable} stream, which writes the wrapped
+ * activations into the transport's buffers (from native memory through the encoder's small
+ * buffer, which stays in the cache). One copy each way between our buffer and Netty's, none in between.
  */
 public final class DataPlaneMarshalling {
     private static final MethodDescriptor<ExpertBatch, ExpertResult> COMPUTE = ExpertServiceGrpc.getComputeMethod()
@@ -47,9 +49,9 @@ public final class DataPlaneMarshalling {
 
     /**
      * The service's definition with {@code Compute} served by {@code compute}, which receives each
-     * batch read into an array of {@code pool}; the other methods as {@code expertService} binds them.
+     * batch read into a buffer of {@code pool}; the other methods as {@code expertService} binds them.
      */
-    public static ServerServiceDefinition bind(BindableService expertService, ArrayPool pool,
+    public static ServerServiceDefinition bind(BindableService expertService, BufferPool pool,
             ServerCalls.BidiStreamingMethod<ReceivedBatch, ExpertResult> compute) {
         MethodDescriptor<ReceivedBatch, ExpertResult> receiving = receivingMethod(pool);
         ServerServiceDefinition plain = expertService.bindService();
@@ -70,16 +72,16 @@ public final class DataPlaneMarshalling {
         return bound.build();
     }
 
-    /** {@code ExpertService.Compute} as a worker serves it: batches read into arrays of {@code pool}. */
-    public static MethodDescriptor<ReceivedBatch, ExpertResult> receivingMethod(ArrayPool pool) {
+    /** {@code ExpertService.Compute} as a worker serves it: batches read into buffers of {@code pool}. */
+    public static MethodDescriptor<ReceivedBatch, ExpertResult> receivingMethod(BufferPool pool) {
         return ExpertServiceGrpc.getComputeMethod().toBuilder(new ReceivingMarshaller(pool), COMPUTE.getResponseMarshaller()).build();
     }
 
-    /** Reads a batch into an array of the worker's pool and parses it with aliasing. */
+    /** Reads a batch into a buffer of the worker's pool and parses it with aliasing. */
     private static final class ReceivingMarshaller implements MethodDescriptor.Marshaller<ReceivedBatch> {
-        private final ArrayPool pool;
+        private final BufferPool pool;
 
-        ReceivingMarshaller(ArrayPool pool) {
+        ReceivingMarshaller(BufferPool pool) {
             this.pool = pool;
         }
 
@@ -90,25 +92,26 @@ public final class DataPlaneMarshalling {
 
         @Override
         public ReceivedBatch parse(InputStream stream) {
-            byte[] bytes = null;
+            MemorySegment buffer = null;
             try {
-                int length = stream instanceof KnownLength ? stream.available() : -1;
-                if (length < 0) {
-                    bytes = stream.readAllBytes(); // not from gRPC's transport: no pooling
-                    length = bytes.length;
+                byte[] unknown = stream instanceof KnownLength ? null : stream.readAllBytes(); // not from gRPC's transport
+                int length = unknown != null ? unknown.length : stream.available();
+                buffer = pool.take(length);
+                MemorySegment message = buffer.asSlice(0, length);
+                if (unknown != null) {
+                    MemorySegment.copy(MemorySegment.ofArray(unknown), 0, message, 0, length);
                 } else {
-                    bytes = pool.take(length);
-                    readFully(stream, bytes, length);
+                    readFully(stream, message);
                 }
                 ReceivedBatch received = new ReceivedBatch(
-                        AliasingMarshaller.parse(ExpertBatch.getDefaultInstance(), bytes, length), pool, bytes);
-                bytes = null;
+                        AliasingMarshaller.parse(ExpertBatch.getDefaultInstance(), message), pool, buffer);
+                buffer = null;
                 return received;
             } catch (IOException e) {
                 throw Status.INTERNAL.withDescription("cannot read message: " + e.getMessage()).withCause(e).asRuntimeException();
             } finally {
-                if (bytes != null) {
-                    pool.give(bytes);
+                if (buffer != null) {
+                    pool.give(buffer);
                 }
             }
         }
@@ -146,31 +149,31 @@ public final class DataPlaneMarshalling {
                 byte[] bytes;
                 if (stream instanceof KnownLength) {
                     bytes = new byte[stream.available()];
-                    readFully(stream, bytes, bytes.length);
+                    readFully(stream, MemorySegment.ofArray(bytes));
                 } else {
                     bytes = stream.readAllBytes();
                 }
-                return parse(prototype, bytes, bytes.length);
+                return parse(prototype, MemorySegment.ofArray(bytes));
             } catch (IOException e) {
                 throw Status.INTERNAL.withDescription("cannot read message: " + e.getMessage()).withCause(e).asRuntimeException();
             }
         }
 
         /**
-         * Parses the first {@code length} bytes with aliasing: the array must be the message's alone
-         * from here on, as long as the message is used.
+         * Parses {@code message} with aliasing: its memory must be the message's alone from here on,
+         * as long as the message is used.
          */
         @SuppressWarnings("unchecked")
-        static <T extends Message> T parse(T prototype, byte[] bytes, int length) {
+        static <T extends Message> T parse(T prototype, MemorySegment message) {
             try {
                 // Aliasing takes effect only on input protobuf knows to be immutable: a wrapped
-                // ByteString's coded input says so.
-                CodedInputStream in = UnsafeByteOperations.unsafeWrap(bytes, 0, length).newCodedInput();
+                // ByteString's coded input says so (for an array and for native memory alike).
+                CodedInputStream in = UnsafeByteOperations.unsafeWrap(message.asByteBuffer()).newCodedInput();
                 in.enableAliasing(true);
                 in.setSizeLimit(Integer.MAX_VALUE);
-                T message = (T) prototype.getParserForType().parseFrom(in);
+                T parsed = (T) prototype.getParserForType().parseFrom(in);
                 in.checkLastTagWas(0);
-                return message;
+                return parsed;
             } catch (InvalidProtocolBufferException e) {
                 throw Status.INVALID_ARGUMENT.withDescription("malformed " + prototype.getClass().getSimpleName()
                         + ": " + e.getMessage()).withCause(e).asRuntimeException();
@@ -178,22 +181,31 @@ public final class DataPlaneMarshalling {
         }
     }
 
-    /** Reads {@code length} bytes of a message into {@code bytes}: bulk copies out of the transport's buffers where it offers them. */
-    static void readFully(InputStream stream, byte[] bytes, int length) throws IOException {
-        int at = 0;
+    /** Fills {@code dst} with the next bytes of a message: bulk copies out of the transport's buffers where it offers them. */
+    static void readFully(InputStream stream, MemorySegment dst) throws IOException {
+        long length = dst.byteSize();
+        long at = 0;
         if (stream instanceof HasByteBuffer buffers && buffers.byteBufferSupported()) {
             ByteBuffer b;
             while (at < length && (b = buffers.getByteBuffer()) != null) {
-                int n = Math.min(b.remaining(), length - at);
-                b.get(bytes, at, n);
+                int n = (int) Math.min(b.remaining(), length - at);
+                MemorySegment.copy(MemorySegment.ofBuffer(b), 0, dst, at, n);
                 at += n;
                 stream.skipNBytes(n);
             }
         }
+        // An array is read into in place; native memory through a chunk.
+        boolean inPlace = dst.heapBase().orElse(null) instanceof byte[];
+        byte[] chunk = inPlace ? (byte[]) dst.heapBase().get() : at < length ? new byte[(int) Math.min(length - at, 64 << 10)] : null;
         while (at < length) {
-            int n = stream.read(bytes, at, length - at);
+            int n = inPlace
+                    ? stream.read(chunk, (int) (dst.address() + at), (int) (length - at))
+                    : stream.read(chunk, 0, (int) Math.min(chunk.length, length - at));
             if (n < 0) {
                 throw new IOException("message ended after " + at + " of " + length + " bytes");
+            }
+            if (!inPlace) {
+                MemorySegment.copy(MemorySegment.ofArray(chunk), 0, dst, at, n);
             }
             at += n;
         }

@@ -3,21 +3,23 @@ package dev.moecluster.control.wire;
 import static java.util.Objects.requireNonNull;
 
 import dev.moecluster.proto.ExpertBatch;
+import java.lang.foreign.MemorySegment;
 import java.util.concurrent.atomic.AtomicBoolean;
 
 /**
- * An {@link ExpertBatch} as a worker receives it: parsed with aliasing over an array from the
- * worker's {@link ArrayPool}, so its activations are a view of that array. Whoever handles the
- * batch calls {@link #release} once nothing reads the activations any more (the batch answered or
- * refused, every slice computed or dropped); after that the array holds another message.
+ * An {@link ExpertBatch} as a worker receives it: parsed with aliasing over a buffer from the
+ * worker's {@link BufferPool}, so its activations are a view of that buffer (pinned memory on a
+ * {@code cuda} worker, which the device uploads from directly). Whoever handles the batch calls
+ * {@link #release} once nothing reads the activations any more (the batch answered or refused,
+ * every slice computed or dropped); after that the buffer holds another message.
  */
 public final class ReceivedBatch {
     private final ExpertBatch batch;
-    private final ArrayPool pool;
-    private final byte[] buffer;
+    private final BufferPool pool;
+    private final MemorySegment buffer;
     private final AtomicBoolean released = new AtomicBoolean();
 
-    ReceivedBatch(ExpertBatch batch, ArrayPool pool, byte[] buffer) {
+    ReceivedBatch(ExpertBatch batch, BufferPool pool, MemorySegment buffer) {
         this.batch = requireNonNull(batch, "batch is null");
         this.pool = requireNonNull(pool, "pool is null");
         this.buffer = requireNonNull(buffer, "buffer is null");
@@ -27,7 +29,7 @@ public final class ReceivedBatch {
         return batch;
     }
 
-    /** Gives the array back to the pool; later calls do nothing. */
+    /** Gives the buffer back to the pool; later calls do nothing. */
     public void release() {
         if (released.compareAndSet(false, true)) {
             pool.give(buffer);

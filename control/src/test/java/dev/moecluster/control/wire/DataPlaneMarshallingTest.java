@@ -22,6 +22,7 @@ import io.grpc.stub.ClientCalls;
 import io.grpc.stub.StreamObserver;
 import java.io.ByteArrayInputStream;
 import java.io.ByteArrayOutputStream;
+import java.lang.foreign.MemorySegment;
 import java.net.InetSocketAddress;
 import java.util.SplittableRandom;
 import java.util.concurrent.LinkedBlockingQueue;
@@ -102,15 +103,16 @@ class DataPlaneMarshallingTest {
                 out.onCompleted();
             }
         };
-        ArrayPool pool = new ArrayPool(64 << 20);
+        BufferPool pool = new BufferPool(HostAllocator.OFF_HEAP);
         io.grpc.stub.ServerCalls.BidiStreamingMethod<ReceivedBatch, ExpertResult> echo = results -> new StreamObserver<>() {
             @Override
             public void onNext(ReceivedBatch received) {
                 ExpertBatch b = received.batch();
                 // the activations as the server parsed them: a view of the received bytes, copied into
-                // a result over another pooled array before the received one goes back
+                // a result over another pooled buffer before the received one goes back
                 RowBatch rows = WireTensors.rows(b.getActivations(), "activations");
-                byte[] out = pool.take((int) RowBatch.wireBytes(rows.dtype(), rows.rows(), rows.width()));
+                assertThat(rows.data().isNative()).as("activations parsed in place, in native memory").isTrue();
+                MemorySegment out = pool.take(RowBatch.wireBytes(rows.dtype(), rows.rows(), rows.width()));
                 RowBatch copy = RowBatch.over(out, rows.dtype(), rows.rows(), rows.width());
                 copy.copyFrom(rows, 0);
                 received.release();

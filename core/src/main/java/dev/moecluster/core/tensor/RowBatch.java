@@ -70,20 +70,20 @@ public record RowBatch(DType dtype, int rows, int width, MemorySegment data, Mem
         if (bytes > Integer.MAX_VALUE - 8) {
             throw new IllegalArgumentException(rows + "x" + width + " in " + dtype + " is too large for one message");
         }
-        return over(new byte[(int) bytes], dtype, rows, width);
+        return over(MemorySegment.ofArray(new byte[(int) bytes]), dtype, rows, width);
     }
 
     /**
-     * A batch over the first {@link #wireBytes} bytes of {@code array} (data, then scales), as
-     * {@link #onHeap} lays it out; the array may be longer (a reused one).
+     * A batch over the first {@link #wireBytes} bytes of {@code memory} (data, then scales), as
+     * {@link #onHeap} lays it out; the memory may be longer (a reused buffer).
      */
-    public static RowBatch over(byte[] array, DType dtype, int rows, int width) {
+    public static RowBatch over(MemorySegment memory, DType dtype, int rows, int width) {
         long bytes = wireBytes(dtype, rows, width);
-        if (bytes > array.length) {
+        if (bytes > memory.byteSize()) {
             throw new IllegalArgumentException(rows + "x" + width + " in " + dtype + " needs " + bytes
-                    + " bytes, the array has " + array.length);
+                    + " bytes, the buffer has " + memory.byteSize());
         }
-        MemorySegment all = MemorySegment.ofArray(array).asSlice(0, bytes);
+        MemorySegment all = memory.asSlice(0, bytes);
         long dataBytes = dataBytes(dtype, rows, width);
         return new RowBatch(dtype, rows, width, all.asSlice(0, dataBytes), all.asSlice(dataBytes));
     }
@@ -315,7 +315,8 @@ public record RowBatch(DType dtype, int rows, int width, MemorySegment data, Mem
      * has a zero lane exactly where an element matches, and {@code (y - lowBits) & ~y} sets that lane's
      * top bit (every mask leaves the lane's top bit clear, so no lane borrows from its neighbour).
      * The words of a chunk are OR-ed without a branch, which C2 vectorizes; only a chunk with a hit is
-     * searched element by element. The reading is memory-bound: about 0.8 µs per 10 KiB row here.
+     * searched element by element. Native memory (a worker's received batches) is read in place, about
+     * 0.3 µs per 10 KiB row here; heap memory through an array, about twice that.
      */
     private long firstAllOnes(long mask, int bytes) {
         long masks = 0;
@@ -329,15 +330,24 @@ public record RowBatch(DType dtype, int rows, int width, MemorySegment data, Mem
         }
         long n = (long) rows * width;
         long words = n * bytes / 8;
-        long[] buf = new long[(int) Math.min(words, CHUNK)];
+        boolean direct = data.isNative();
+        long[] buf = direct ? null : new long[(int) Math.min(words, CHUNK)];
         long start = 0;
         for (long w = 0; w < words; ) {
             int m = (int) Math.min(CHUNK, words - w);
-            MemorySegment.copy(data, LONG_LE, w * 8, buf, 0, m);
             long hits = 0;
-            for (int j = 0; j < m; j++) {
-                long y = (buf[j] & masks) ^ masks;
-                hits |= (y - lowBits) & ~y;
+            if (direct) { // read in place: half the time of a copy into an array first
+                MemorySegment chunk = data.asSlice(w * 8, m * 8L);
+                for (int j = 0; j < m; j++) {
+                    long y = (chunk.getAtIndex(LONG_LE, j) & masks) ^ masks;
+                    hits |= (y - lowBits) & ~y;
+                }
+            } else { // a heap segment's accessor is not hoisted out of this loop: copy into an array first
+                MemorySegment.copy(data, LONG_LE, w * 8, buf, 0, m);
+                for (int j = 0; j < m; j++) {
+                    long y = (buf[j] & masks) ^ masks;
+                    hits |= (y - lowBits) & ~y;
+                }
             }
             if ((hits & topBits) != 0) {
                 break; // the element loop below finds which, from this chunk on

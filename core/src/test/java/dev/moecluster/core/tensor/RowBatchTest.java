@@ -111,7 +111,8 @@ class RowBatchTest {
      * The word-at-a-time scan against the element loop: a batch of the largest finite values of
      * both signs (every exponent bit but one set, so a lane test that leaked into its neighbour
      * would fire) is finite; one non-finite element is found wherever it sits, at the first and last
-     * index, on both sides of a scan chunk's edge and in the tail that fills no whole word.
+     * index, on both sides of a scan chunk's edge and in the tail that fills no whole word. Both in
+     * heap memory and in native memory (a worker's received batches), which the scan reads in place.
      */
     @ParameterizedTest
     @EnumSource(DType.class)
@@ -119,7 +120,14 @@ class RowBatchTest {
         int bytes = dtype.byteSize();
         int chunk = 1024 * 8 / bytes; // elements per scan chunk
         int width = 2 * chunk + 3 * 8 / bytes + 1; // a tail of one element past the last whole word
-        RowBatch b = RowBatch.onHeap(dtype, 1, width);
+        for (RowBatch b : new RowBatch[] {RowBatch.onHeap(dtype, 1, width),
+                RowBatch.allocate(java.lang.foreign.Arena.ofAuto(), dtype, 1, width)}) {
+            assertFindsEveryNonFinite(b, dtype, chunk, width);
+        }
+    }
+
+    private static void assertFindsEveryNonFinite(RowBatch b, DType dtype, int chunk, int width) {
+        int bytes = dtype.byteSize();
         long largestFinite = switch (dtype) {
             case F32 -> 0x7f7fffffL;
             case BF16 -> 0x7f7fL;
@@ -143,7 +151,7 @@ class RowBatchTest {
             }
             assertThat(b.firstNonFinite()).isEqualTo(-1);
             put(b, at, bytes, (at % 3 == 0 ? sign : 0) | nonFinite);
-            assertThat(b.firstNonFinite()).as("non-finite at %d of %d", at, width).isEqualTo(at);
+            assertThat(b.firstNonFinite()).as("non-finite at %d of %d, native %s", at, width, b.data().isNative()).isEqualTo(at);
         }
     }
 

@@ -15,6 +15,7 @@ import static jcuda.driver.JCudaDriver.cuStreamCreate;
 import static jcuda.driver.JCudaDriver.cuStreamDestroy;
 import static jcuda.driver.JCudaDriver.cuStreamWaitEvent;
 
+import dev.moecluster.control.wire.HostAllocator;
 import dev.moecluster.core.moe.ExpertWeights;
 import dev.moecluster.core.tensor.DType;
 import dev.moecluster.core.tensor.RowBatch;
@@ -44,12 +45,14 @@ import jcuda.driver.CUstream_flags;
  * or for an FP8 checkpoint as its e4m3 codes and per-channel scales (one byte a weight: the kernels widen
  * the codes to bf16 as they load a tile), and stay resident until {@link #unload} frees them
  * ({@link ResidentExperts} keeps that account, through the driver calls of {@link DeviceMemoryDriver}). A round
- * gathers its rows, grouped by expert, into a pinned buffer (a plain copy for bf16 activations),
- * copies them up on an upload stream, runs the gate/up and down kernels on a compute stream (one
- * grouped launch each for all the round's experts, one pair per weight dtype should a round mix them)
- * and copies the outputs down on a third stream
- * into pinned memory, from which {@link PendingBatch#await} writes each slice's output in its wire
- * dtype. Two sets of buffers alternate, so one round's upload overlaps the previous round's compute
+ * copies its rows up on an upload stream, grouped by expert, runs the gate/up and down kernels on a
+ * compute stream (one grouped launch each for all the round's experts, one pair per weight dtype
+ * should a round mix them) and copies the outputs down on a third stream. The worker receives
+ * batches into this backend's pinned memory ({@link #hostAllocator}, {@link PinnedHost}) and builds
+ * results there, so bf16 rows go up from the received message and come down into the result by DMA,
+ * one copy per run of adjacent rows ({@link Transfers}), without the CPU touching them; other rows
+ * (heap memory, or another wire dtype) pass through pinned staging buffers, converted on the CPU.
+ * Two sets of buffers alternate, so one round's upload overlaps the previous round's compute
  * when rounds are {@linkplain #submit(Round) submitted} ahead of their results.
  *
  * <p>Thread-safe. Device work is enqueued under one lock; waiting for results is not.
@@ -65,6 +68,7 @@ public final class CudaBackend implements ExpertBackend {
     private final CUstream computeStream = new CUstream();
     private final CUstream downloadStream = new CUstream();
     private final JCudaMemoryDriver memoryDriver;
+    private final PinnedHost pinned;
     private final ResidentExperts resident;
     private final List<BatchBuffers> allBuffers = new ArrayList<>();
     private final BlockingQueue<BatchBuffers> freeBuffers = new ArrayBlockingQueue<>(2);
@@ -80,8 +84,9 @@ public final class CudaBackend implements ExpertBackend {
         CudaFailure.check(cuStreamCreate(downloadStream, CUstream_flags.CU_STREAM_NON_BLOCKING), "cuStreamCreate");
         this.memoryDriver = new JCudaMemoryDriver(device, uploadStream);
         this.resident = new ResidentExperts(memoryDriver, kernels.hopper());
+        this.pinned = new PinnedHost(device);
         for (int i = 0; i < 2; i++) {
-            BatchBuffers b = new BatchBuffers();
+            BatchBuffers b = new BatchBuffers(pinned);
             allBuffers.add(b);
             freeBuffers.add(b);
         }
@@ -120,6 +125,12 @@ public final class CudaBackend implements ExpertBackend {
         preload(expert);
     }
 
+    /** Pinned memory: the device copies a round's rows from where the worker received them and its outputs into the result. */
+    @Override
+    public HostAllocator hostAllocator() {
+        return pinned;
+    }
+
     /** The device's memory less batch buffers and a reserve ({@link ResidentExperts#memory}). */
     @Override
     public BackendMemory memory() {
@@ -131,8 +142,8 @@ public final class CudaBackend implements ExpertBackend {
     }
 
     /**
-     * Enqueues a round: its slices grouped by expert into one grouped launch. The inputs are read
-     * before this returns; the outputs are written by the returned batch's {@link PendingBatch#await}.
+     * Enqueues a round: its slices grouped by expert into one grouped launch. Inputs may be read, and
+     * outputs written, until the returned batch's {@link PendingBatch#await} returns.
      */
     @Override
     public PendingBatch submit(Round round) {
@@ -210,7 +221,7 @@ public final class CudaBackend implements ExpertBackend {
             throw new IllegalArgumentException("inputs hold " + inputRows + " rows, the experts' row counts add up to " + total);
         }
         if (total == 0) {
-            return new PendingBatch(null, List.of(), 0);
+            return new PendingBatch(null, List.of(), new boolean[0], 0);
         }
         List<Launch> launches = launches(experts, rows, hidden, intermediate);
         long slotBytes = 0;
@@ -226,12 +237,34 @@ public final class CudaBackend implements ExpertBackend {
         try {
             device.makeCurrent();
             b.ensure(inBytes, actBytes, outBytes, slotBytes);
-            RowBatch staged = new RowBatch(DType.BF16, totalRows, hidden, b.hostIn.segment().asSlice(0, inBytes),
+            // Rows already in pinned memory as bf16 go up from where they are; others through the staging buffer.
+            RowBatch stagedIn = new RowBatch(DType.BF16, totalRows, hidden, b.hostIn.segment().asSlice(0, inBytes),
                     MemorySegment.NULL);
+            Transfers<PinnedBuffer> uploads = new Transfers<>();
             int at = 0;
             for (RowBatch in : inputs) {
-                staged.copyFrom(in, at);
+                PinnedBuffer direct = in.dtype() == DType.BF16 ? pinned.buffer(in.data()) : null;
+                if (direct != null) {
+                    uploads.add(direct, in.data(), 2L * at * hidden);
+                } else {
+                    stagedIn.copyFrom(in, at);
+                    uploads.add(b.hostIn, stagedIn.slice(at, in.rows()).data(), 2L * at * hidden);
+                }
                 at += in.rows();
+            }
+            // Outputs in pinned bf16 memory are written by the download itself; others from the staging buffer in await.
+            RowBatch stagedOut = new RowBatch(DType.BF16, totalRows, hidden, b.hostOut.segment().asSlice(0, outBytes),
+                    MemorySegment.NULL);
+            Transfers<PinnedBuffer> downloads = new Transfers<>();
+            boolean[] downloaded = new boolean[outputs.size()];
+            at = 0;
+            for (int o = 0; o < outputs.size(); o++) {
+                RowBatch out = outputs.get(o);
+                PinnedBuffer direct = out.dtype() == DType.BF16 ? pinned.buffer(out.data()) : null;
+                downloaded[o] = direct != null;
+                downloads.add(direct != null ? direct : b.hostOut,
+                        direct != null ? out.data() : stagedOut.slice(at, out.rows()).data(), 2L * at * hidden);
+                at += out.rows();
             }
             synchronized (this) {
                 checkOpen();
@@ -262,9 +295,9 @@ public final class CudaBackend implements ExpertBackend {
                     l.down().writeSlots(slots.asSlice(slotAt + l.gateUp().slotBytes()), downAddress);
                     slotAt += l.gateUp().slotBytes() + l.down().slotBytes();
                 }
-                enqueue(b, launches, inBytes, outBytes, slotBytes);
+                enqueue(b, launches, uploads, downloads, outBytes, slotBytes);
             }
-            return new PendingBatch(b, outputs, totalRows);
+            return new PendingBatch(b, outputs, downloaded, totalRows);
         } catch (RuntimeException | Error e) {
             freeBuffers.add(b);
             throw e;
@@ -305,8 +338,12 @@ public final class CudaBackend implements ExpertBackend {
     /** The two grouped launches of one expert FFN over the experts of one weight dtype. */
     private record Launch(LaunchPlan gateUp, LaunchPlan down) {}
 
-    private void enqueue(BatchBuffers b, List<Launch> launches, long inBytes, long outBytes, long slotBytes) {
-        CudaFailure.check(cuMemcpyHtoDAsync(b.devIn, b.hostIn.pointer(0), inBytes, uploadStream), "cuMemcpyHtoDAsync(activations)");
+    private void enqueue(BatchBuffers b, List<Launch> launches, Transfers<PinnedBuffer> uploads,
+            Transfers<PinnedBuffer> downloads, long outBytes, long slotBytes) {
+        for (Transfers.Copy<PinnedBuffer> c : uploads.copies()) {
+            CudaFailure.check(cuMemcpyHtoDAsync(b.devIn.withByteOffset(c.deviceOffset()),
+                    PinnedHost.pointer(c.buffer(), c.hostAddress()), c.bytes(), uploadStream), "cuMemcpyHtoDAsync(activations)");
+        }
         CudaFailure.check(cuMemcpyHtoDAsync(b.devSlots, b.hostSlots.pointer(0), slotBytes, uploadStream), "cuMemcpyHtoDAsync(slots)");
         CudaFailure.check(cuEventRecord(b.uploaded, uploadStream), "cuEventRecord");
         CudaFailure.check(cuStreamWaitEvent(computeStream, b.uploaded, 0), "cuStreamWaitEvent");
@@ -323,7 +360,10 @@ public final class CudaBackend implements ExpertBackend {
         }
         CudaFailure.check(cuEventRecord(b.kernelEnd, computeStream), "cuEventRecord");
         CudaFailure.check(cuStreamWaitEvent(downloadStream, b.kernelEnd, 0), "cuStreamWaitEvent");
-        CudaFailure.check(cuMemcpyDtoHAsync(b.hostOut.pointer(0), b.devOut, outBytes, downloadStream), "cuMemcpyDtoHAsync(outputs)");
+        for (Transfers.Copy<PinnedBuffer> c : downloads.copies()) {
+            CudaFailure.check(cuMemcpyDtoHAsync(PinnedHost.pointer(c.buffer(), c.hostAddress()),
+                    b.devOut.withByteOffset(c.deviceOffset()), c.bytes(), downloadStream), "cuMemcpyDtoHAsync(outputs)");
+        }
         CudaFailure.check(cuEventRecord(b.downloaded, downloadStream), "cuEventRecord");
     }
 
@@ -432,6 +472,7 @@ public final class CudaBackend implements ExpertBackend {
                     b.free();
                 }
                 memoryDriver.close();
+                pinned.close(); // the worker's buffers too: they are given back after this, and then left alone
                 cuStreamDestroy(uploadStream);
                 cuStreamDestroy(computeStream);
                 cuStreamDestroy(downloadStream);
@@ -444,17 +485,20 @@ public final class CudaBackend implements ExpertBackend {
         }
     }
 
-    /** A submitted round; its outputs are written in {@link #await}. */
+    /** A submitted round; its outputs are complete once {@link #await} returns. */
     public final class PendingBatch implements PendingRound {
         private final BatchBuffers buffers;
         private final List<RowBatch> outputs;
+        /** For each output, whether the download writes it (pinned bf16) rather than await from the staging buffer. */
+        private final boolean[] downloadWrites;
         private final int rows;
         private float kernelMillis = Float.NaN;
         private boolean awaited;
 
-        private PendingBatch(BatchBuffers buffers, List<RowBatch> outputs, int rows) {
+        private PendingBatch(BatchBuffers buffers, List<RowBatch> outputs, boolean[] downloaded, int rows) {
             this.buffers = buffers;
             this.outputs = outputs;
+            this.downloadWrites = downloaded;
             this.rows = rows;
         }
 
@@ -463,7 +507,10 @@ public final class CudaBackend implements ExpertBackend {
             return buffers == null || awaited || cuEventQuery(buffers.downloaded) == CUresult.CUDA_SUCCESS;
         }
 
-        /** Waits for the round and writes each output from the downloaded bf16 rows: a plain copy for bf16 outputs. */
+        /**
+         * Waits for the round; outputs the download did not write (not pinned, or not bf16) are written
+         * from the downloaded bf16 rows in their dtype.
+         */
         @Override
         public void await() {
             if (awaited) {
@@ -480,8 +527,11 @@ public final class CudaBackend implements ExpertBackend {
                 RowBatch downloaded = new RowBatch(DType.BF16, rows, hidden,
                         buffers.hostOut.segment().asSlice(0, 2L * rows * hidden), MemorySegment.NULL);
                 int at = 0;
-                for (RowBatch out : outputs) {
-                    out.copyFrom(downloaded.slice(at, out.rows()), 0);
+                for (int o = 0; o < outputs.size(); o++) {
+                    RowBatch out = outputs.get(o);
+                    if (!downloadWrites[o]) {
+                        out.copyFrom(downloaded.slice(at, out.rows()), 0);
+                    }
                     at += out.rows();
                 }
                 float[] ms = new float[1];
@@ -501,6 +551,7 @@ public final class CudaBackend implements ExpertBackend {
 
     /** One batch's pinned host buffers, device buffers and events; grown on demand, reused. */
     private static final class BatchBuffers {
+        final PinnedHost pinned;
         PinnedBuffer hostIn;
         PinnedBuffer hostOut;
         PinnedBuffer hostSlots;
@@ -512,6 +563,10 @@ public final class CudaBackend implements ExpertBackend {
         final CUevent downloaded = event(CUevent_flags.CU_EVENT_DISABLE_TIMING);
         final CUevent kernelStart = event(CUevent_flags.CU_EVENT_DEFAULT);
         final CUevent kernelEnd = event(CUevent_flags.CU_EVENT_DEFAULT);
+
+        BatchBuffers(PinnedHost pinned) {
+            this.pinned = pinned;
+        }
 
         private static CUevent event(int flags) {
             CUevent e = new CUevent();
@@ -529,14 +584,14 @@ public final class CudaBackend implements ExpertBackend {
             devSlots = grow(devSlots, slotBytes);
         }
 
-        private static PinnedBuffer grow(PinnedBuffer b, long needed) {
+        private PinnedBuffer grow(PinnedBuffer b, long needed) {
             if (b != null && b.bytes() >= needed) {
                 return b;
             }
             if (b != null) {
-                b.free();
+                pinned.release(b);
             }
-            return PinnedBuffer.allocate(capacity(needed));
+            return pinned.allocateBuffer(capacity(needed));
         }
 
         private static DeviceBuffer grow(DeviceBuffer b, long needed) {
@@ -565,7 +620,7 @@ public final class CudaBackend implements ExpertBackend {
         void free() {
             for (PinnedBuffer b : new PinnedBuffer[] {hostIn, hostOut, hostSlots}) {
                 if (b != null) {
-                    b.free();
+                    pinned.release(b);
                 }
             }
             for (DeviceBuffer b : new DeviceBuffer[] {devIn, devAct, devOut, devSlots}) {

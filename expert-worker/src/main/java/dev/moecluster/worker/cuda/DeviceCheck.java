@@ -12,12 +12,15 @@ import static jcuda.driver.JCudaDriver.cuStreamCreate;
 import static jcuda.driver.JCudaDriver.cuStreamDestroy;
 import static jcuda.driver.JCudaDriver.cuStreamSynchronize;
 
+import dev.moecluster.control.wire.HostAllocator;
 import dev.moecluster.core.moe.ChannelScales;
 import dev.moecluster.core.moe.ExpertWeights;
 import dev.moecluster.core.tensor.DType;
 import dev.moecluster.core.tensor.Numerics;
+import dev.moecluster.core.tensor.RowBatch;
 import dev.moecluster.core.tensor.Tensor;
 import dev.moecluster.worker.CpuBackend;
+import dev.moecluster.worker.Round;
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -151,6 +154,7 @@ public final class DeviceCheck {
             }
             single(backend, small.get(2), 77, seeds.nextLong());
             pipelined(backend, small, seeds.nextLong());
+            pinnedRound(backend, small, seeds.nextLong());
 
             // FP8 experts: codes widened to bf16 in the mma.sync kernels' tile loader, scales in the epilogue.
             List<ExpertWeights> smallFp8 = fp8Experts(arena, 6, 512, 1024, seeds.nextLong(), false);
@@ -241,6 +245,78 @@ public final class DeviceCheck {
         b.await();
         report("two batches in flight (double buffer), first", ya, reference(experts, xa, rowsA));
         report("two batches in flight (double buffer), second", yb, reference(experts, xb, rowsB));
+    }
+
+    /**
+     * A round as the worker builds it: two received batches and their results in the backend's pinned
+     * memory (bf16 rows go up from where they lie and come down into the results by DMA), a third
+     * batch on the heap with an f32 result (through the staging buffers), and experts with slices in
+     * two batches. Every output must equal the same batch through {@link CudaBackend#computeGroup}
+     * bit for bit (same tile, same bf16 rows), and the cpu reference within the tolerance.
+     */
+    private void pinnedRound(CudaBackend backend, List<ExpertWeights> experts, long seed) {
+        TileConfig tile = backend.kernels().tiles().getFirst();
+        backend.forceTile(tile);
+        int hidden = experts.getFirst().hiddenSize();
+        HostAllocator pinned = backend.hostAllocator();
+        SplittableRandom r = new SplittableRandom(seed);
+        int[][] sliceExperts = {{0, 1, 2}, {1, 2, 3}, {0, 3, 4}};
+        int[][] sliceRows = {{7, 90, 3}, {64, 1, 40}, {5, 12, 0}};
+        List<MemorySegment> pinnedBuffers = new ArrayList<>();
+        List<Round.Slice> slices = new ArrayList<>();
+        List<RowBatch> outputs = new ArrayList<>();
+        List<float[]> inputs = new ArrayList<>();
+        try {
+            for (int b = 0; b < sliceRows.length; b++) {
+                int total = Arrays.stream(sliceRows[b]).sum();
+                boolean inPinned = b < 2;
+                RowBatch in = inPinned ? RowBatch.over(pinnedAllocate(pinned, pinnedBuffers, 2L * total * hidden), DType.BF16, total, hidden)
+                        : RowBatch.onHeap(DType.BF16, total, hidden);
+                RowBatch out = inPinned ? RowBatch.over(pinnedAllocate(pinned, pinnedBuffers, 2L * total * hidden), DType.BF16, total, hidden)
+                        : RowBatch.onHeap(DType.F32, total, hidden);
+                out.data().fill((byte) 0xff); // NaN in every dtype: rows the round fails to write show up
+                float[] x = randomInput(total, hidden, r.nextLong());
+                for (int row = 0; row < total; row++) {
+                    in.putRow(row, x, row * hidden, 1f);
+                }
+                float[] exact = new float[total * hidden]; // the bf16 rows as sent, widened
+                in.widen(0, total, exact, 0);
+                inputs.add(exact);
+                int at = 0;
+                for (int s = 0; s < sliceRows[b].length; s++) {
+                    slices.add(new Round.Slice(experts.get(sliceExperts[b][s]), in.slice(at, sliceRows[b][s]), out.slice(at, sliceRows[b][s])));
+                    at += sliceRows[b][s];
+                }
+                outputs.add(out);
+            }
+            backend.submit(new Round(slices)).await();
+            for (int b = 0; b < sliceRows.length; b++) {
+                List<ExpertWeights> batchExperts = Arrays.stream(sliceExperts[b]).mapToObj(experts::get).toList();
+                float[] alone = poisoned(inputs.get(b).length);
+                backend.computeGroup(batchExperts, inputs.get(b), sliceRows[b], alone);
+                RowBatch out = outputs.get(b);
+                float[] got = new float[out.rows() * hidden];
+                out.widen(0, out.rows(), got, 0);
+                long differing = IntStream.range(0, got.length).filter(i -> Float.floatToRawIntBits(got[i]) != Float.floatToRawIntBits(alone[i])).count();
+                String name = "round from " + (b < 2 ? "pinned bf16 (DMA both ways)" : "heap, f32 result (staged)") + ", batch " + b
+                        + ", tile " + tile.suffix();
+                if (differing > 0) {
+                    String line = String.format(Locale.ROOT, "FAIL %-70s %d values differ from computeGroup", name, differing);
+                    System.out.println(line);
+                    fail(line);
+                }
+                report(name, got, reference(batchExperts, inputs.get(b), sliceRows[b]));
+            }
+        } finally {
+            backend.forceTile(null);
+            pinnedBuffers.forEach(pinned::free);
+        }
+    }
+
+    private static MemorySegment pinnedAllocate(HostAllocator pinned, List<MemorySegment> owned, long bytes) {
+        MemorySegment s = pinned.allocate(bytes);
+        owned.add(s);
+        return s.asSlice(0, bytes);
     }
 
     private void memoryAccounting(CudaBackend backend, ExpertWeights extra) {

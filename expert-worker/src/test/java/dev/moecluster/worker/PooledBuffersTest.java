@@ -3,7 +3,7 @@ package dev.moecluster.worker;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import com.google.protobuf.ByteString;
-import dev.moecluster.control.wire.ArrayPool;
+import dev.moecluster.control.wire.BufferPool;
 import dev.moecluster.control.wire.WireTensors;
 import dev.moecluster.core.model.Architecture;
 import dev.moecluster.core.model.ModelConfig;
@@ -31,23 +31,23 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * A worker reads batches into pooled arrays and builds results in pooled arrays: an array given back
- * too early (while a slice still reads or writes it) would let the next message overwrite a batch
+ * A worker reads batches into pooled native buffers and builds results in pooled buffers: a buffer
+ * given back too early (while a slice still reads or writes it) would let the next message overwrite a batch
  * being computed. Many large batches in flight at once on several streams, between refused and
  * withdrawn ones, must give exactly what each gives alone.
  */
-class PooledArraysTest {
+class PooledBuffersTest {
     @TempDir
     Path model;
 
     @Test
-    void batchesInFlightTogetherOverReusedArraysEqualTheSameBatchesOneAtATime() throws Exception {
+    void batchesInFlightTogetherOverReusedBuffersEqualTheSameBatchesOneAtATime() throws Exception {
         ModelConfig c = ModelGenerator.generate(ModelGenerator.Spec.tiny(Architecture.MIXTRAL), model);
         int layer = c.moeLayerList().getFirst();
         WorkerConfig config = WorkerConfig.defaults("w0", model, ExpertAssignment.parse("all", c)).withThroughput(0);
         List<ExpertBatch> batches = new ArrayList<>();
         for (int i = 0; i < 24; i++) {
-            // 260-450 rows of 64 values: 33-115 KiB in bf16 or f32, past the pool's smallest size, in two size classes
+            // 260-450 rows of 64 values: 33-115 KiB in bf16 or f32, in several of the pool's size classes
             batches.add(batch(i + 1, layer, 260 + 37 * i % 190, c.hiddenSize(), c.numExperts(), i % 2 == 0 ? DType.BF16 : DType.F32, i));
         }
         try (ExpertWorker worker = ExpertWorker.start(config)) {
@@ -92,9 +92,15 @@ class PooledArraysTest {
             } finally {
                 channel.shutdownNow();
             }
-            ArrayPool arrays = worker.arrays();
-            assertThat(arrays.reused()).as("arrays taken again").isGreaterThan(20);
-            assertThat(arrays.retainedBytes()).isPositive().isLessThanOrEqualTo(64L << 20);
+            BufferPool buffers = worker.buffers();
+            assertThat(buffers.reused()).as("buffers taken again").isGreaterThan(20);
+            assertThat(buffers.retainedBytes()).isPositive().isLessThanOrEqualTo(64L << 20);
+            // every buffer comes back: a result is sent just before its batch's buffers are given back
+            long deadline = System.nanoTime() + 5_000_000_000L;
+            while (buffers.outstanding() > 0 && System.nanoTime() < deadline) {
+                Thread.onSpinWait();
+            }
+            assertThat(buffers.outstanding()).as("buffers not given back").isZero();
         }
     }
 
