@@ -41,34 +41,26 @@ public final class Numerics {
         return FP8_DECODE[b & 0xff];
     }
 
-    /** f32 to e4m3fn with round-to-nearest-even, saturating at ±448 (as torch's scaled casts do). */
+    /**
+     * f32 to e4m3fn with round-to-nearest-even, saturating at ±448 (as torch's scaled casts do). On the
+     * bits, without a division or a library call: a quantized wire row is thousands of these.
+     */
     public static byte toFp8(float f) {
-        if (Float.isNaN(f)) {
+        if (f != f) {
             return (byte) 0x7f;
         }
-        int sign = f < 0 || (f == 0 && 1 / f < 0) ? 0x80 : 0;
+        int sign = (Float.floatToRawIntBits(f) >>> 24) & 0x80;
         float a = Math.min(Math.abs(f), FP8_E4M3_MAX);
-        if (a < 0x1p-10f) { // below half the smallest subnormal (2^-9)
-            return (byte) sign;
-        }
-        int exp = Math.getExponent(a);
-        int biased = exp + 7;
         int code;
-        if (biased <= 0) {
-            // subnormal: value = m * 2^-9, m in 0..7
-            int m = (int) Math.rint(a * 512f);
-            code = m; // m == 8 becomes the smallest normal, which has the same encoding
+        if (a < 0x1p-6f) {
+            // subnormal (or zero): m · 2^-9, m in 0..8; adding 2^23 rounds a · 2^9 to an integer, to
+            // nearest even, in the float's low mantissa bits (m == 8 is the smallest normal's code)
+            code = Float.floatToRawIntBits(a * 512f + 0x1p23f) - 0x4b000000;
         } else {
-            float mant = a / Math.scalb(1f, exp) - 1f; // in [0, 1)
-            int m = (int) Math.rint(mant * 8f);
-            if (m == 8) {
-                m = 0;
-                biased++;
-            }
-            code = (biased << 3) | m;
-            if (code > 0x7e) {
-                code = 0x7e;
-            }
+            // normal: keep 3 of the 23 mantissa bits, rounding to nearest even (a carry moves into
+            // the exponent as it should), and rebias the exponent from 127 to 7
+            int bits = Float.floatToRawIntBits(a);
+            code = Math.min(((bits + 0x7ffff + ((bits >>> 20) & 1)) >>> 20) - (120 << 3), 0x7e);
         }
         return (byte) (sign | code);
     }

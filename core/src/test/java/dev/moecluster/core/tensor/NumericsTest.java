@@ -179,6 +179,47 @@ class NumericsTest {
         assertThat(Numerics.toFp8(Float.NEGATIVE_INFINITY)).isEqualTo((byte) 0xfe);
     }
 
+    /**
+     * The bit-level encoder against the arithmetic it replaced (exponent, scaled mantissa, rint), on
+     * every f32 from 2^-12 to past the saturation point in steps of 2^-19 of its binade (so each fp8
+     * rounding midpoint and its neighbours one ulp either side lie among them), both signs.
+     */
+    @Test
+    void fp8EncodingMatchesTheArithmeticDefinitionEverywhere() {
+        int checked = 0;
+        for (int bits = Float.floatToRawIntBits(0x1p-12f); bits <= Float.floatToRawIntBits(1024f); bits += 1 << 4) {
+            for (int delta = -1; delta <= 1; delta++) {
+                float f = Float.intBitsToFloat(bits + delta);
+                assertThat(Numerics.toFp8(f)).as("%s", f).isEqualTo(arithmeticFp8(f));
+                assertThat(Numerics.toFp8(-f)).as("%s", -f).isEqualTo(arithmeticFp8(-f));
+                checked++;
+            }
+        }
+        assertThat(checked).isGreaterThan(1_000_000);
+    }
+
+    private static byte arithmeticFp8(float f) {
+        int sign = f < 0 || (f == 0 && 1 / f < 0) ? 0x80 : 0;
+        float a = Math.min(Math.abs(f), Numerics.FP8_E4M3_MAX);
+        if (a < 0x1p-10f) {
+            return (byte) sign;
+        }
+        int exp = Math.getExponent(a);
+        int biased = exp + 7;
+        int code;
+        if (biased <= 0) {
+            code = (int) Math.rint(a * 512f);
+        } else {
+            int m = (int) Math.rint((a / Math.scalb(1f, exp) - 1f) * 8f);
+            if (m == 8) {
+                m = 0;
+                biased++;
+            }
+            code = Math.min((biased << 3) | m, 0x7e);
+        }
+        return (byte) (sign | code);
+    }
+
     @Test
     void fp8MapsNanToTheNanCode() {
         assertThat(Numerics.toFp8(Float.NaN)).isEqualTo((byte) 0x7f);
