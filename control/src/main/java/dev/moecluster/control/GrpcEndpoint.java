@@ -202,24 +202,27 @@ public final class GrpcEndpoint implements AutoCloseable {
         stopHealthServer();
     }
 
-    /** Stops taking calls, lets in-flight ones finish for up to 5 s, then fails the rest. */
+    /**
+     * Stops taking calls, lets in-flight ones finish for up to 5 s, then fails the rest and waits up
+     * to 5 s more for their handlers to return (so what they use may be freed after this).
+     */
     @Override
     public void close() {
-        if (!stopped.compareAndSet(false, true)) {
-            server.shutdownNow();
-            stopHealthServer();
-            return;
+        if (stopped.compareAndSet(false, true)) {
+            health.enterTerminalState();
+            server.shutdown();
+            awaitTermination(DRAIN_SECONDS);
         }
-        health.enterTerminalState();
-        server.shutdown();
+        server.shutdownNow();
+        awaitTermination(DRAIN_SECONDS);
+        stopHealthServer();
+    }
+
+    private void awaitTermination(long seconds) {
         try {
-            if (!server.awaitTermination(DRAIN_SECONDS, TimeUnit.SECONDS)) {
-                server.shutdownNow();
-            }
+            server.awaitTermination(seconds, TimeUnit.SECONDS);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
-            server.shutdownNow();
         }
-        stopHealthServer();
     }
 }

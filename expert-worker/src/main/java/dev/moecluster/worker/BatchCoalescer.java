@@ -293,6 +293,13 @@ final class BatchCoalescer implements AutoCloseable {
     public void close() {
         running = false;
         thread.interrupt();
+        if (Thread.currentThread() != thread) {
+            try {
+                thread.join(10_000); // a device round in progress finishes; nothing touches a batch's buffers after this
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }
         List<Work> left = new ArrayList<>();
         queue.drainTo(left);
         for (Work w : left) {

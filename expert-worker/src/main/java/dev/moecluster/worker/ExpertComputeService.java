@@ -75,9 +75,16 @@ final class ExpertComputeService extends ExpertServiceGrpc.ExpertServiceImplBase
         stopped = true;
     }
 
-    /** Frees the buffers kept for reuse (before the backend that allocated them closes); later ones are freed as they come back. */
+    /**
+     * Frees the buffers kept for reuse; later ones are freed as they come back. Call once the server
+     * and the coalescer have stopped, before the backend that allocated the buffers closes.
+     */
     void close() {
         buffers.close();
+        long inUse = buffers.outstanding();
+        if (inUse > 0) {
+            LOG.warning(() -> "worker " + workerId + ": " + inUse + " data-plane buffers still held at close");
+        }
     }
 
     long batchesServed() {
@@ -154,19 +161,27 @@ final class ExpertComputeService extends ExpertServiceGrpc.ExpertServiceImplBase
 
     private void handle(ReceivedBatch received, ResultSender sender, Map<Long, PendingBatch> unanswered) {
         sender.started();
-        PendingBatch pending;
+        PendingBatch pending = null;
+        Status refusal = null;
         try {
             pending = plan(received, sender, unanswered);
         } catch (StatusException e) {
-            rejected.incrementAndGet();
-            received.release();
-            sender.send(ExpertResult.newBuilder().setId(received.batch().getId())
-                    .setErrorCode(e.status.getCode().value())
-                    .setErrorMessage(e.status.getDescription())
-                    .build());
+            refusal = e.status;
+        } catch (RuntimeException e) {
+            // the worker's own failure (no memory for the result, say): the router tries another replica
+            LOG.log(Level.WARNING, "batch " + received.batch().getId() + " failed before computing", e);
+            refusal = Status.INTERNAL.withDescription("worker " + workerId + " could not take the batch: " + e);
+        }
+        if (pending != null) {
+            pending.submit();
             return;
         }
-        pending.submit();
+        rejected.incrementAndGet();
+        received.release();
+        sender.send(ExpertResult.newBuilder().setId(received.batch().getId())
+                .setErrorCode(refusal.getCode().value())
+                .setErrorMessage(String.valueOf(refusal.getDescription()))
+                .build());
     }
 
     /** A client-facing error found while validating a batch. */

@@ -263,6 +263,7 @@ public final class ExpertWorker implements AutoCloseable {
     /** After {@link #kill()}: frees what a crashed process would have given back to the OS. */
     private void releaseAfterKill() {
         if (killed && released.compareAndSet(false, true)) {
+            server.close(); // waits for the handlers the kill cut short, before their buffers are freed
             store.close();
             service.close();
             backend.close();

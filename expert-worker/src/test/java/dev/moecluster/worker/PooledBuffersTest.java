@@ -4,6 +4,10 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import com.google.protobuf.ByteString;
 import dev.moecluster.control.wire.BufferPool;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.lang.foreign.MemorySegment;
+import dev.moecluster.core.moe.ExpertWeights;
+import dev.moecluster.control.wire.HostAllocator;
 import dev.moecluster.control.wire.WireTensors;
 import dev.moecluster.core.model.Architecture;
 import dev.moecluster.core.model.ModelConfig;
@@ -101,6 +105,89 @@ class PooledBuffersTest {
                 Thread.onSpinWait();
             }
             assertThat(buffers.outstanding()).as("buffers not given back").isZero();
+        }
+    }
+
+    /**
+     * The worker's own failure to take a batch (its result buffer cannot be allocated: pinned memory
+     * runs out more easily than heap) answers that batch INTERNAL, so the router tries another
+     * replica, gives its received buffer back, and the stream goes on.
+     */
+    @Test
+    void aBatchWhoseResultBufferCannotBeAllocatedIsAnsweredInternalAndTheStreamGoesOn() throws Exception {
+        ModelConfig c = ModelGenerator.generate(ModelGenerator.Spec.tiny(Architecture.MIXTRAL), model);
+        int layer = c.moeLayerList().getFirst();
+        int rows = 65536 / (2 * c.hiddenSize()); // a bf16 result of exactly 64 KiB; the message is larger
+        AtomicBoolean failResults = new AtomicBoolean();
+        HostAllocator failing = new HostAllocator() {
+            @Override
+            public MemorySegment allocate(long bytes) {
+                if (failResults.get() && bytes == 65536) {
+                    throw new IllegalStateException("no memory for 65536 bytes");
+                }
+                return HostAllocator.OFF_HEAP.allocate(bytes);
+            }
+
+            @Override
+            public void free(MemorySegment segment) {}
+        };
+        CpuBackend cpu = new CpuBackend();
+        ExpertBackend backend = new ExpertBackend() {
+            @Override
+            public String name() {
+                return cpu.name();
+            }
+
+            @Override
+            public void load(ExpertWeights expert) {
+                cpu.load(expert);
+            }
+
+            @Override
+            public void unload(ExpertWeights expert) {
+                cpu.unload(expert);
+            }
+
+            @Override
+            public BackendMemory memory() {
+                return cpu.memory();
+            }
+
+            @Override
+            public PendingRound submit(Round round) {
+                return cpu.submit(round);
+            }
+
+            @Override
+            public HostAllocator hostAllocator() {
+                return failing;
+            }
+
+            @Override
+            public void close() {
+                cpu.close();
+            }
+        };
+        WorkerConfig config = WorkerConfig.defaults("w0", model, ExpertAssignment.parse("all", c)).withThroughput(0);
+        try (ExpertWorker worker = ExpertWorker.start(config, backend)) {
+            ManagedChannel channel = NettyChannelBuilder.forTarget(worker.address()).usePlaintext().build();
+            try {
+                failResults.set(true);
+                ExpertResult refused = send(channel, List.of(batch(1, layer, rows, c.hiddenSize(), c.numExperts(), DType.BF16, 1)), 1).get(1L);
+                assertThat(refused.getErrorCode()).isEqualTo(Status.Code.INTERNAL.value());
+                assertThat(refused.getErrorMessage()).contains("w0", "no memory for 65536 bytes");
+                failResults.set(false);
+                ExpertResult answered = send(channel, List.of(batch(2, layer, rows, c.hiddenSize(), c.numExperts(), DType.BF16, 2)), 1).get(2L);
+                assertThat(answered.getErrorCode()).as(answered.getErrorMessage()).isZero();
+                assertThat(answered.getOutputs().getData().size()).isEqualTo(65536);
+            } finally {
+                channel.shutdownNow();
+            }
+            long deadline = System.nanoTime() + 5_000_000_000L;
+            while (worker.buffers().outstanding() > 0 && System.nanoTime() < deadline) {
+                Thread.onSpinWait();
+            }
+            assertThat(worker.buffers().outstanding()).as("buffers not given back").isZero();
         }
     }
 

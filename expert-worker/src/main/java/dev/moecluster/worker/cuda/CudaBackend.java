@@ -13,6 +13,7 @@ import static jcuda.driver.JCudaDriver.cuMemcpyHtoDAsync;
 import static jcuda.driver.JCudaDriver.cuMemsetD16Async;
 import static jcuda.driver.JCudaDriver.cuStreamCreate;
 import static jcuda.driver.JCudaDriver.cuStreamDestroy;
+import static jcuda.driver.JCudaDriver.cuStreamSynchronize;
 import static jcuda.driver.JCudaDriver.cuStreamWaitEvent;
 
 import dev.moecluster.control.wire.HostAllocator;
@@ -75,6 +76,7 @@ public final class CudaBackend implements ExpertBackend {
     private volatile boolean closed;
     private volatile TileConfig forcedTile;
     private volatile boolean poisonOutputs;
+    private volatile boolean warnedStaged;
 
     private CudaBackend(CudaDevice device) {
         this.device = device;
@@ -216,12 +218,23 @@ public final class CudaBackend implements ExpertBackend {
         long inputRows = 0;
         for (RowBatch in : inputs) {
             inputRows += in.rows();
+            if (in.width() != hidden) {
+                throw new IllegalArgumentException("input rows of width " + in.width() + " for experts of hidden size " + hidden);
+            }
         }
-        if (inputRows != total) {
-            throw new IllegalArgumentException("inputs hold " + inputRows + " rows, the experts' row counts add up to " + total);
+        long outputRows = 0;
+        for (RowBatch out : outputs) {
+            outputRows += out.rows();
+            if (out.width() != hidden) {
+                throw new IllegalArgumentException("output rows of width " + out.width() + " for experts of hidden size " + hidden);
+            }
+        }
+        if (inputRows != total || outputRows != total) {
+            throw new IllegalArgumentException("inputs hold " + inputRows + " rows and outputs " + outputRows
+                    + ", the experts' row counts add up to " + total);
         }
         if (total == 0) {
-            return new PendingBatch(null, List.of(), new boolean[0], 0);
+            return new PendingBatch(null, List.of(), new boolean[0], 0, 0);
         }
         List<Launch> launches = launches(experts, rows, hidden, intermediate);
         long slotBytes = 0;
@@ -234,6 +247,7 @@ public final class CudaBackend implements ExpertBackend {
         long outBytes = total * hidden * 2;
 
         BatchBuffers b = takeBuffers();
+        boolean enqueuing = false;
         try {
             device.makeCurrent();
             b.ensure(inBytes, actBytes, outBytes, slotBytes);
@@ -241,12 +255,17 @@ public final class CudaBackend implements ExpertBackend {
             RowBatch stagedIn = new RowBatch(DType.BF16, totalRows, hidden, b.hostIn.segment().asSlice(0, inBytes),
                     MemorySegment.NULL);
             Transfers<PinnedBuffer> uploads = new Transfers<>();
+            long directBytes = 0;
             int at = 0;
             for (RowBatch in : inputs) {
                 PinnedBuffer direct = in.dtype() == DType.BF16 ? pinned.buffer(in.data()) : null;
                 if (direct != null) {
+                    directBytes += in.data().byteSize();
                     uploads.add(direct, in.data(), 2L * at * hidden);
                 } else {
+                    if (in.dtype() == DType.BF16 && in.rows() > 0) {
+                        warnStagedOnce(in);
+                    }
                     stagedIn.copyFrom(in, at);
                     uploads.add(b.hostIn, stagedIn.slice(at, in.rows()).data(), 2L * at * hidden);
                 }
@@ -262,6 +281,7 @@ public final class CudaBackend implements ExpertBackend {
                 RowBatch out = outputs.get(o);
                 PinnedBuffer direct = out.dtype() == DType.BF16 ? pinned.buffer(out.data()) : null;
                 downloaded[o] = direct != null;
+                directBytes += direct != null ? out.data().byteSize() : 0;
                 downloads.add(direct != null ? direct : b.hostOut,
                         direct != null ? out.data() : stagedOut.slice(at, out.rows()).data(), 2L * at * hidden);
                 at += out.rows();
@@ -295,12 +315,34 @@ public final class CudaBackend implements ExpertBackend {
                     l.down().writeSlots(slots.asSlice(slotAt + l.gateUp().slotBytes()), downAddress);
                     slotAt += l.gateUp().slotBytes() + l.down().slotBytes();
                 }
+                enqueuing = true;
                 enqueue(b, launches, uploads, downloads, outBytes, slotBytes);
             }
-            return new PendingBatch(b, outputs, downloaded, totalRows);
+            return new PendingBatch(b, outputs, downloaded, totalRows, directBytes);
         } catch (RuntimeException | Error e) {
+            if (enqueuing) {
+                // Copies enqueued before the failure still read the round's inputs and write its outputs
+                // and b's buffers: let them finish before the caller gives those buffers to other batches.
+                for (CUstream stream : new CUstream[] {uploadStream, computeStream, downloadStream}) {
+                    cuStreamSynchronize(stream); // an error here is the one already thrown, or the context's
+                }
+            }
             freeBuffers.add(b);
             throw e;
+        }
+    }
+
+    /**
+     * Says once that bf16 rows came from outside pinned memory, so each is copied on the CPU: the
+     * worker's buffers are pinned, so the transport or protobuf copied the message first (protobuf
+     * aliases native memory only where it may use {@code sun.misc.Unsafe}).
+     */
+    private void warnStagedOnce(RowBatch in) {
+        if (!warnedStaged) {
+            warnedStaged = true;
+            LOG.warning(() -> "cuda backend: bf16 rows arrived in " + (in.data().isNative() ? "native memory that is not" : "heap memory, not in")
+                    + " this backend's pinned buffers, so they are copied through a staging buffer on the CPU;"
+                    + " the worker's data path should receive into pinned memory (is --sun-misc-unsafe-memory-access=allow set?)");
         }
     }
 
@@ -472,7 +514,6 @@ public final class CudaBackend implements ExpertBackend {
                     b.free();
                 }
                 memoryDriver.close();
-                pinned.close(); // the worker's buffers too: they are given back after this, and then left alone
                 cuStreamDestroy(uploadStream);
                 cuStreamDestroy(computeStream);
                 cuStreamDestroy(downloadStream);
@@ -480,6 +521,11 @@ public final class CudaBackend implements ExpertBackend {
             } catch (RuntimeException e) {
                 LOG.log(Level.WARNING, "cuda backend did not release everything", e);
             } finally {
+                try {
+                    pinned.close(); // the worker's buffers too (its server and compute thread have stopped)
+                } catch (RuntimeException e) {
+                    LOG.log(Level.WARNING, "cuda backend did not free all pinned memory", e);
+                }
                 device.close();
             }
         }
@@ -492,13 +538,15 @@ public final class CudaBackend implements ExpertBackend {
         /** For each output, whether the download writes it (pinned bf16) rather than await from the staging buffer. */
         private final boolean[] downloadWrites;
         private final int rows;
+        private final long directBytes;
         private float kernelMillis = Float.NaN;
         private boolean awaited;
 
-        private PendingBatch(BatchBuffers buffers, List<RowBatch> outputs, boolean[] downloaded, int rows) {
+        private PendingBatch(BatchBuffers buffers, List<RowBatch> outputs, boolean[] downloaded, int rows, long directBytes) {
             this.buffers = buffers;
             this.outputs = outputs;
             this.downloadWrites = downloaded;
+            this.directBytes = directBytes;
             this.rows = rows;
         }
 
@@ -541,6 +589,11 @@ public final class CudaBackend implements ExpertBackend {
             } finally {
                 freeBuffers.add(buffers);
             }
+        }
+
+        /** Bytes of rows copied by DMA straight from and to where they lie (pinned bf16), both ways: none passed through staging. */
+        public long directBytes() {
+            return directBytes;
         }
 
         /** Milliseconds the batch's two launches took on the device (NaN before {@link #await}). */

@@ -270,8 +270,10 @@ public final class DeviceCheck {
             for (int b = 0; b < sliceRows.length; b++) {
                 int total = Arrays.stream(sliceRows[b]).sum();
                 boolean inPinned = b < 2;
-                RowBatch in = inPinned ? RowBatch.over(pinnedAllocate(pinned, pinnedBuffers, 2L * total * hidden), DType.BF16, total, hidden)
-                        : RowBatch.onHeap(DType.BF16, total, hidden);
+                // batch 1's rows start at an odd address, as a message's bytes field may
+                long skew = b == 1 ? 3 : 0;
+                RowBatch in = inPinned ? RowBatch.over(pinnedAllocate(pinned, pinnedBuffers, 2L * total * hidden + skew).asSlice(skew),
+                        DType.BF16, total, hidden) : RowBatch.onHeap(DType.BF16, total, hidden);
                 RowBatch out = inPinned ? RowBatch.over(pinnedAllocate(pinned, pinnedBuffers, 2L * total * hidden), DType.BF16, total, hidden)
                         : RowBatch.onHeap(DType.F32, total, hidden);
                 out.data().fill((byte) 0xff); // NaN in every dtype: rows the round fails to write show up
@@ -289,7 +291,15 @@ public final class DeviceCheck {
                 }
                 outputs.add(out);
             }
-            backend.submit(new Round(slices)).await();
+            CudaBackend.PendingBatch round = backend.submit(new Round(slices));
+            round.await();
+            long expectedDirect = 2L * 2 * hidden * (Arrays.stream(sliceRows[0]).sum() + Arrays.stream(sliceRows[1]).sum());
+            String dma = String.format(Locale.ROOT, "%-4s round from pinned bf16: %d bytes by DMA from and to where they lie (expected %d)",
+                    round.directBytes() == expectedDirect ? "PASS" : "FAIL", round.directBytes(), expectedDirect);
+            System.out.println(dma);
+            if (round.directBytes() != expectedDirect) {
+                fail(dma);
+            }
             for (int b = 0; b < sliceRows.length; b++) {
                 List<ExpertWeights> batchExperts = Arrays.stream(sliceExperts[b]).mapToObj(experts::get).toList();
                 float[] alone = poisoned(inputs.get(b).length);

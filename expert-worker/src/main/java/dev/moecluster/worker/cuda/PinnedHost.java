@@ -13,7 +13,8 @@ import jcuda.Pointer;
  * lie in pinned memory are copied to and from the device straight from where they are
  * ({@link #buffer}), by DMA, instead of through a staging copy on the CPU.
  *
- * <p>Thread-safe. Buffers freed after the backend closed are left alone: the context took them.
+ * <p>Thread-safe: allocating and freeing take a lock (both are rare: the worker's pool reuses buffers),
+ * finding a buffer does not. Buffers given back after the backend closed are left alone: it freed them.
  */
 final class PinnedHost implements HostAllocator {
     /** Freeing pinned memory waits for the device, so the worker's pool keeps more of it for reuse. */
@@ -28,15 +29,19 @@ final class PinnedHost implements HostAllocator {
     }
 
     /** A pinned buffer the backend keeps (staging); give it back with {@link #release}. */
-    PinnedBuffer allocateBuffer(long bytes) {
+    synchronized PinnedBuffer allocateBuffer(long bytes) {
+        if (closed) {
+            throw new IllegalStateException("cuda backend is closed");
+        }
         device.makeCurrent();
         PinnedBuffer b = PinnedBuffer.allocate(bytes);
         buffers.put(b.segment().address(), b);
         return b;
     }
 
-    void release(PinnedBuffer b) {
-        if (buffers.remove(b.segment().address(), b) && !closed) {
+    /** Frees {@code b}, unless the backend closed meanwhile (which freed it). */
+    synchronized void release(PinnedBuffer b) {
+        if (!closed && buffers.remove(b.segment().address(), b)) {
             device.makeCurrent();
             b.free();
         }
@@ -78,13 +83,16 @@ final class PinnedHost implements HostAllocator {
         return buffer.pointer(address - buffer.segment().address());
     }
 
-    /** Frees every buffer; later frees do nothing. Call with the backend's context current, before it is released. */
-    void close() {
-        for (PinnedBuffer b : buffers.values()) {
-            b.free();
-        }
-        buffers.clear();
+    /**
+     * Frees every buffer; later frees do nothing. Call with the backend's context current, before it
+     * is released, once nothing reads or writes the worker's buffers any more.
+     */
+    synchronized void close() {
         closed = true;
+        Map.Entry<Long, PinnedBuffer> e;
+        while ((e = buffers.pollFirstEntry()) != null) {
+            e.getValue().free();
+        }
     }
 
     @Override
