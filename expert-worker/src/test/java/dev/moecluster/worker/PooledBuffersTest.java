@@ -4,14 +4,12 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import com.google.protobuf.ByteString;
 import dev.moecluster.control.wire.BufferPool;
-import java.util.concurrent.atomic.AtomicBoolean;
-import java.lang.foreign.MemorySegment;
-import dev.moecluster.core.moe.ExpertWeights;
 import dev.moecluster.control.wire.HostAllocator;
 import dev.moecluster.control.wire.WireTensors;
 import dev.moecluster.core.model.Architecture;
 import dev.moecluster.core.model.ModelConfig;
 import dev.moecluster.core.model.ModelGenerator;
+import dev.moecluster.core.moe.ExpertWeights;
 import dev.moecluster.core.placement.ExpertAssignment;
 import dev.moecluster.core.tensor.DType;
 import dev.moecluster.core.tensor.RowBatch;
@@ -19,10 +17,13 @@ import dev.moecluster.proto.ExpertBatch;
 import dev.moecluster.proto.ExpertResult;
 import dev.moecluster.proto.ExpertServiceGrpc;
 import dev.moecluster.proto.ExpertSlice;
+import io.grpc.ClientCall;
 import io.grpc.ManagedChannel;
+import io.grpc.Metadata;
 import io.grpc.Status;
 import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
 import io.grpc.stub.StreamObserver;
+import java.lang.foreign.MemorySegment;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -31,6 +32,8 @@ import java.util.SplittableRandom;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -188,6 +191,53 @@ class PooledBuffersTest {
                 Thread.onSpinWait();
             }
             assertThat(worker.buffers().outstanding()).as("buffers not given back").isZero();
+        }
+    }
+
+    /**
+     * A router that goes away with batches in flight (its stream cancelled while the worker holds
+     * many batches, some parsed and queued, some computing) must not strand a buffer: on a cuda
+     * worker they are pinned memory, which the garbage collector cannot take back.
+     */
+    @Test
+    void aStreamCancelledWithBatchesInFlightGivesEveryBufferBack() throws Exception {
+        ModelConfig c = ModelGenerator.generate(ModelGenerator.Spec.tiny(Architecture.MIXTRAL), model);
+        int layer = c.moeLayerList().getFirst();
+        WorkerConfig config = WorkerConfig.defaults("w0", model, ExpertAssignment.parse("all", c)).withThroughput(0);
+        try (ExpertWorker worker = ExpertWorker.start(config)) {
+            ManagedChannel channel = NettyChannelBuilder.forTarget(worker.address()).usePlaintext()
+                    .maxInboundMessageSize(64 << 20).build();
+            try {
+                for (int round = 0; round < 3; round++) {
+                    AtomicInteger answered = new AtomicInteger();
+                    CountDownLatch firstAnswer = new CountDownLatch(1);
+                    ClientCall<ExpertBatch, ExpertResult> call = channel.newCall(ExpertServiceGrpc.getComputeMethod(),
+                            io.grpc.CallOptions.DEFAULT);
+                    call.start(new ClientCall.Listener<>() {
+                        @Override
+                        public void onMessage(ExpertResult message) {
+                            answered.incrementAndGet();
+                            firstAnswer.countDown();
+                            call.request(1);
+                        }
+                    }, new Metadata());
+                    call.request(1);
+                    for (int i = 0; i < 40; i++) {
+                        call.sendMessage(batch(1000L * round + i, layer, 400, c.hiddenSize(), c.numExperts(), DType.F32, i));
+                    }
+                    assertThat(firstAnswer.await(30, TimeUnit.SECONDS)).isTrue();
+                    call.cancel("the router went away", null);
+                    assertThat(answered.get()).as("cancelled while batches were in flight").isLessThan(40);
+                }
+            } finally {
+                channel.shutdownNow();
+            }
+            long deadline = System.nanoTime() + 10_000_000_000L;
+            while (worker.buffers().outstanding() > 0 && System.nanoTime() < deadline) {
+                Thread.sleep(10);
+            }
+            assertThat(worker.buffers().outstanding()).as("buffers not given back").isZero();
+            assertThat(worker.buffers().reused()).isPositive();
         }
     }
 
