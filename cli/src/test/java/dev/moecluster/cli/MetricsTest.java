@@ -52,6 +52,9 @@ class MetricsTest {
                 assertThat(worker.sum("moe_worker_compute_seconds_count", s -> true)).isEqualTo(w.backendRounds());
                 assertThat(worker.sum("moe_worker_backend_call_rows_count", s -> true)).isEqualTo(w.backendCalls());
                 assertThat(worker.names()).contains("jvm_memory_used_bytes", "moe_worker_queue_depth");
+                // a worker that served batches keeps their buffers for the next ones
+                assertThat(worker.sum("moe_worker_data_buffer_bytes", s -> s.is("state", "kept"))).isPositive();
+                assertThat(worker.sum("moe_worker_data_buffer_bytes", s -> s.is("state", "in_use"))).isNotNegative();
             }
 
             Exposition coordinator = Exposition.scrape(cluster.coordinator().metricsPort());

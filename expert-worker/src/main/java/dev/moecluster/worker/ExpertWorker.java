@@ -58,7 +58,7 @@ public final class ExpertWorker implements AutoCloseable {
         this.coalescer = new BatchCoalescer(backend, config.coalesceWindow());
         this.service = new ExpertComputeService(config.workerId(), backend, store, coalescer,
                 config.maxBatchesInFlightPerStream());
-        GrpcEndpoint.CallCounter calls = WorkerMetrics.register(metrics.registry(), coalescer, store, backend.name(),
+        GrpcEndpoint.CallCounter calls = WorkerMetrics.register(metrics.registry(), coalescer, store, service.buffers(), backend.name(),
                 config.perExpertMetrics());
         this.throughput = new ThroughputMeter(calibrated, coalescer::rowsComputed, coalescer::busyNanos);
         this.server = GrpcEndpoint.start(config.host(), config.port(), config.maxInboundMessageBytes(),

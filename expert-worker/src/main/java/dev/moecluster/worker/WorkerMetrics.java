@@ -1,6 +1,7 @@
 package dev.moecluster.worker;
 
 import dev.moecluster.control.GrpcEndpoint;
+import dev.moecluster.control.wire.BufferPool;
 import io.prometheus.metrics.core.metrics.Counter;
 import io.prometheus.metrics.core.metrics.CounterWithCallback;
 import io.prometheus.metrics.core.metrics.GaugeWithCallback;
@@ -10,7 +11,8 @@ import java.util.Map;
 import java.util.Set;
 
 /**
- * The worker's Prometheus series, read from the coalescer and the expert store when scraped. Rows per
+ * The worker's Prometheus series, read from the coalescer, the expert store and the data plane's
+ * buffer pool when scraped. Rows per
  * (layer, expert) cover only the experts held at scrape time, so the series stay bounded by the
  * assignment; {@code perExpert = false} sums them into one series for large models.
  */
@@ -19,7 +21,7 @@ final class WorkerMetrics {
 
     /** Registers the worker's series; returns the counter of {@code ExpertService} calls for its gRPC endpoint. */
     static GrpcEndpoint.CallCounter register(PrometheusRegistry registry, BatchCoalescer coalescer, ExpertStore store,
-            String backend, boolean perExpert) {
+            BufferPool buffers, String backend, boolean perExpert) {
         CounterWithCallback.Builder rows = CounterWithCallback.builder()
                 .name("moe_worker_rows_total")
                 .help("Rows (token-expert pairs) computed" + (perExpert ? ", per held expert" : ""));
@@ -46,6 +48,13 @@ final class WorkerMetrics {
                 .callback(cb -> cb.call(store.assignment().expertCount())).register(registry);
         GaugeWithCallback.builder().name("moe_worker_expert_memory_bytes").help("Bytes of expert weights held")
                 .callback(cb -> cb.call(store.byteSize())).register(registry);
+        GaugeWithCallback.builder().name("moe_worker_data_buffer_bytes")
+                .help("Bytes of the data plane's buffers batches are received into and results built in (pinned host memory"
+                        + " with cuda): in use, or kept for reuse")
+                .labelNames("state").callback(cb -> {
+                    cb.call(buffers.outstandingBytes(), "in_use");
+                    cb.call(buffers.retainedBytes(), "kept");
+                }).register(registry);
         Info info = Info.builder().name("moe_worker_backend_info").help("The expert backend this worker computes with")
                 .labelNames("backend").register(registry);
         info.setLabelValues(backend);

@@ -30,6 +30,7 @@ public final class BufferPool implements AutoCloseable {
     private final AtomicLong retained = new AtomicLong();
     private final AtomicLong reused = new AtomicLong();
     private final AtomicLong outstanding = new AtomicLong();
+    private final AtomicLong outstandingBytes = new AtomicLong();
     private volatile boolean closed;
 
     /** A pool over {@code allocator}, keeping as many returned bytes as the allocator advises. */
@@ -62,6 +63,7 @@ public final class BufferPool implements AutoCloseable {
             s = allocator.allocate(c < 0 ? bytes : classBytes(c));
         }
         outstanding.incrementAndGet();
+        outstandingBytes.addAndGet(s.byteSize());
         return s;
     }
 
@@ -69,6 +71,7 @@ public final class BufferPool implements AutoCloseable {
     public void give(MemorySegment buffer) {
         outstanding.decrementAndGet();
         long size = buffer.byteSize();
+        outstandingBytes.addAndGet(-size);
         int c = sizeClass(size);
         if (c >= 0 && classBytes(c) == size && !closed) { // not one of the pool's sizes: freed
             if (retained.addAndGet(size) <= retainedBytes) {
@@ -96,6 +99,11 @@ public final class BufferPool implements AutoCloseable {
     /** Buffers taken and not yet given back. */
     public long outstanding() {
         return outstanding.get();
+    }
+
+    /** Bytes of the buffers taken and not yet given back. */
+    public long outstandingBytes() {
+        return outstandingBytes.get();
     }
 
     /** Frees the buffers held for reuse; buffers given back later are freed then. */

@@ -41,6 +41,7 @@ class BufferPoolTest {
         pool.give(a);
         assertThat(pool.retainedBytes()).isEqualTo(4 << 20);
         assertThat(pool.outstanding()).isEqualTo(3);
+        assertThat(pool.outstandingBytes()).isEqualTo(2 * 4096 + 8192);
         assertThat(pool.take(2_100_000)).isSameAs(a); // same class: 2^21 < 2.1 MB <= 2^22
         assertThat(pool.reused()).isEqualTo(1);
         assertThat(pool.retainedBytes()).isZero();
