@@ -234,7 +234,7 @@ public final class CudaBackend implements ExpertBackend {
                     + ", the experts' row counts add up to " + total);
         }
         if (total == 0) {
-            return new PendingBatch(null, List.of(), new boolean[0], 0, 0);
+            return new PendingBatch(null, null);
         }
         List<Launch> launches = launches(experts, rows, hidden, intermediate);
         long slotBytes = 0;
@@ -251,40 +251,13 @@ public final class CudaBackend implements ExpertBackend {
         try {
             device.makeCurrent();
             b.ensure(inBytes, actBytes, outBytes, slotBytes);
-            // Rows already in pinned memory as bf16 go up from where they are; others through the staging buffer.
-            RowBatch stagedIn = new RowBatch(DType.BF16, totalRows, hidden, b.hostIn.segment().asSlice(0, inBytes),
-                    MemorySegment.NULL);
-            Transfers<PinnedBuffer> uploads = new Transfers<>();
-            long directBytes = 0;
-            int at = 0;
-            for (RowBatch in : inputs) {
-                PinnedBuffer direct = in.dtype() == DType.BF16 ? pinned.buffer(in.data()) : null;
-                if (direct != null) {
-                    directBytes += in.data().byteSize();
-                    uploads.add(direct, in.data(), 2L * at * hidden);
-                } else {
-                    if (in.dtype() == DType.BF16 && in.rows() > 0) {
-                        warnStagedOnce(in);
-                    }
-                    stagedIn.copyFrom(in, at);
-                    uploads.add(b.hostIn, stagedIn.slice(at, in.rows()).data(), 2L * at * hidden);
-                }
-                at += in.rows();
-            }
-            // Outputs in pinned bf16 memory are written by the download itself; others from the staging buffer in await.
-            RowBatch stagedOut = new RowBatch(DType.BF16, totalRows, hidden, b.hostOut.segment().asSlice(0, outBytes),
-                    MemorySegment.NULL);
-            Transfers<PinnedBuffer> downloads = new Transfers<>();
-            boolean[] downloaded = new boolean[outputs.size()];
-            at = 0;
-            for (int o = 0; o < outputs.size(); o++) {
-                RowBatch out = outputs.get(o);
-                PinnedBuffer direct = out.dtype() == DType.BF16 ? pinned.buffer(out.data()) : null;
-                downloaded[o] = direct != null;
-                directBytes += direct != null ? out.data().byteSize() : 0;
-                downloads.add(direct != null ? direct : b.hostOut,
-                        direct != null ? out.data() : stagedOut.slice(at, out.rows()).data(), 2L * at * hidden);
-                at += out.rows();
+            // Rows already in pinned memory as bf16 go up from where they are and outputs come down into
+            // where they go; others through the staging buffers.
+            RoundCopies<PinnedBuffer> copies = RoundCopies.plan(inputs, outputs, pinned::buffer,
+                    b.hostIn, new RowBatch(DType.BF16, totalRows, hidden, b.hostIn.segment().asSlice(0, inBytes), MemorySegment.NULL),
+                    b.hostOut, new RowBatch(DType.BF16, totalRows, hidden, b.hostOut.segment().asSlice(0, outBytes), MemorySegment.NULL));
+            if (copies.bf16Staged()) {
+                warnStagedOnce(inputs);
             }
             synchronized (this) {
                 checkOpen();
@@ -316,9 +289,9 @@ public final class CudaBackend implements ExpertBackend {
                     slotAt += l.gateUp().slotBytes() + l.down().slotBytes();
                 }
                 enqueuing = true;
-                enqueue(b, launches, uploads, downloads, outBytes, slotBytes);
+                enqueue(b, launches, copies, outBytes, slotBytes);
             }
-            return new PendingBatch(b, outputs, downloaded, totalRows, directBytes);
+            return new PendingBatch(b, copies);
         } catch (RuntimeException | Error e) {
             if (enqueuing) {
                 // Copies enqueued before the failure still read the round's inputs and write its outputs
@@ -337,10 +310,11 @@ public final class CudaBackend implements ExpertBackend {
      * worker's buffers are pinned, so the transport or protobuf copied the message first (protobuf
      * aliases native memory only where it may use {@code sun.misc.Unsafe}).
      */
-    private void warnStagedOnce(RowBatch in) {
+    private void warnStagedOnce(List<RowBatch> inputs) {
         if (!warnedStaged) {
             warnedStaged = true;
-            LOG.warning(() -> "cuda backend: bf16 rows arrived in " + (in.data().isNative() ? "native memory that is not" : "heap memory, not in")
+            boolean heap = inputs.stream().anyMatch(in -> in.dtype() == DType.BF16 && !in.data().isNative());
+            LOG.warning(() -> "cuda backend: bf16 rows arrived in " + (heap ? "heap memory, not in" : "native memory that is not")
                     + " this backend's pinned buffers, so they are copied through a staging buffer on the CPU;"
                     + " the worker's data path should receive into pinned memory (is --sun-misc-unsafe-memory-access=allow set?)");
         }
@@ -380,9 +354,8 @@ public final class CudaBackend implements ExpertBackend {
     /** The two grouped launches of one expert FFN over the experts of one weight dtype. */
     private record Launch(LaunchPlan gateUp, LaunchPlan down) {}
 
-    private void enqueue(BatchBuffers b, List<Launch> launches, Transfers<PinnedBuffer> uploads,
-            Transfers<PinnedBuffer> downloads, long outBytes, long slotBytes) {
-        for (Transfers.Copy<PinnedBuffer> c : uploads.copies()) {
+    private void enqueue(BatchBuffers b, List<Launch> launches, RoundCopies<PinnedBuffer> copies, long outBytes, long slotBytes) {
+        for (Transfers.Copy<PinnedBuffer> c : copies.uploads().copies()) {
             CudaFailure.check(cuMemcpyHtoDAsync(b.devIn.withByteOffset(c.deviceOffset()),
                     PinnedHost.pointer(c.buffer(), c.hostAddress()), c.bytes(), uploadStream), "cuMemcpyHtoDAsync(activations)");
         }
@@ -402,7 +375,7 @@ public final class CudaBackend implements ExpertBackend {
         }
         CudaFailure.check(cuEventRecord(b.kernelEnd, computeStream), "cuEventRecord");
         CudaFailure.check(cuStreamWaitEvent(downloadStream, b.kernelEnd, 0), "cuStreamWaitEvent");
-        for (Transfers.Copy<PinnedBuffer> c : downloads.copies()) {
+        for (Transfers.Copy<PinnedBuffer> c : copies.downloads().copies()) {
             CudaFailure.check(cuMemcpyDtoHAsync(PinnedHost.pointer(c.buffer(), c.hostAddress()),
                     b.devOut.withByteOffset(c.deviceOffset()), c.bytes(), downloadStream), "cuMemcpyDtoHAsync(outputs)");
         }
@@ -534,20 +507,13 @@ public final class CudaBackend implements ExpertBackend {
     /** A submitted round; its outputs are complete once {@link #await} returns. */
     public final class PendingBatch implements PendingRound {
         private final BatchBuffers buffers;
-        private final List<RowBatch> outputs;
-        /** For each output, whether the download writes it (pinned bf16) rather than await from the staging buffer. */
-        private final boolean[] downloadWrites;
-        private final int rows;
-        private final long directBytes;
+        private final RoundCopies<PinnedBuffer> copies;
         private float kernelMillis = Float.NaN;
         private boolean awaited;
 
-        private PendingBatch(BatchBuffers buffers, List<RowBatch> outputs, boolean[] downloaded, int rows, long directBytes) {
+        private PendingBatch(BatchBuffers buffers, RoundCopies<PinnedBuffer> copies) {
             this.buffers = buffers;
-            this.outputs = outputs;
-            this.downloadWrites = downloaded;
-            this.directBytes = directBytes;
-            this.rows = rows;
+            this.copies = copies;
         }
 
         @Override
@@ -571,17 +537,7 @@ public final class CudaBackend implements ExpertBackend {
             try {
                 device.makeCurrent();
                 CudaFailure.check(cuEventSynchronize(buffers.downloaded), "cuEventSynchronize(batch)");
-                int hidden = outputs.getFirst().width();
-                RowBatch downloaded = new RowBatch(DType.BF16, rows, hidden,
-                        buffers.hostOut.segment().asSlice(0, 2L * rows * hidden), MemorySegment.NULL);
-                int at = 0;
-                for (int o = 0; o < outputs.size(); o++) {
-                    RowBatch out = outputs.get(o);
-                    if (!downloadWrites[o]) {
-                        out.copyFrom(downloaded.slice(at, out.rows()), 0);
-                    }
-                    at += out.rows();
-                }
+                copies.writeStagedOutputs();
                 float[] ms = new float[1];
                 if (cuEventElapsedTime(ms, buffers.kernelStart, buffers.kernelEnd) == 0) {
                     kernelMillis = ms[0];
@@ -593,7 +549,7 @@ public final class CudaBackend implements ExpertBackend {
 
         /** Bytes of rows copied by DMA straight from and to where they lie (pinned bf16), both ways: none passed through staging. */
         public long directBytes() {
-            return directBytes;
+            return copies == null ? 0 : copies.directBytes();
         }
 
         /** Milliseconds the batch's two launches took on the device (NaN before {@link #await}). */
