@@ -88,31 +88,10 @@ class BatchCoalescerTest {
         SplittableRandom r = new SplittableRandom(4);
         try (Arena arena = Arena.ofShared()) {
             ExpertWeights[] experts = {expert(arena, r)};
-            CpuBackend cpu = new CpuBackend();
-            ExpertBackend boundToItsThread = new ExpertBackend() { // as a device backend says
+            ExpertBackend boundToItsThread = new ForwardingBackend() { // as a device backend says
                 @Override
                 public String name() {
                     return "bound";
-                }
-
-                @Override
-                public void load(ExpertWeights expert) {
-                    cpu.load(expert);
-                }
-
-                @Override
-                public void unload(ExpertWeights expert) {
-                    cpu.unload(expert);
-                }
-
-                @Override
-                public BackendMemory memory() {
-                    return cpu.memory();
-                }
-
-                @Override
-                public PendingRound submit(Round round) {
-                    return cpu.submit(round);
                 }
             };
             try (BatchCoalescer coalescer = new BatchCoalescer(boundToItsThread, Duration.ZERO)) {

@@ -9,7 +9,6 @@ import dev.moecluster.control.wire.WireTensors;
 import dev.moecluster.core.model.Architecture;
 import dev.moecluster.core.model.ModelConfig;
 import dev.moecluster.core.model.ModelGenerator;
-import dev.moecluster.core.moe.ExpertWeights;
 import dev.moecluster.core.placement.ExpertAssignment;
 import dev.moecluster.core.tensor.DType;
 import dev.moecluster.core.tensor.RowBatch;
@@ -134,41 +133,10 @@ class PooledBuffersTest {
             @Override
             public void free(MemorySegment segment) {}
         };
-        CpuBackend cpu = new CpuBackend();
-        ExpertBackend backend = new ExpertBackend() {
-            @Override
-            public String name() {
-                return cpu.name();
-            }
-
-            @Override
-            public void load(ExpertWeights expert) {
-                cpu.load(expert);
-            }
-
-            @Override
-            public void unload(ExpertWeights expert) {
-                cpu.unload(expert);
-            }
-
-            @Override
-            public BackendMemory memory() {
-                return cpu.memory();
-            }
-
-            @Override
-            public PendingRound submit(Round round) {
-                return cpu.submit(round);
-            }
-
+        ExpertBackend backend = new ForwardingBackend() {
             @Override
             public HostAllocator hostAllocator() {
                 return failing;
-            }
-
-            @Override
-            public void close() {
-                cpu.close();
             }
         };
         WorkerConfig config = WorkerConfig.defaults("w0", model, ExpertAssignment.parse("all", c)).withThroughput(0);
