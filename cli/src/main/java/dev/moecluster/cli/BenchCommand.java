@@ -14,6 +14,7 @@ import dev.moecluster.router.RouterServer;
 import dev.moecluster.router.generate.GenerationConfig;
 import dev.moecluster.router.generate.GenerationScheduler;
 import dev.moecluster.worker.ExpertBackends;
+import dev.moecluster.worker.ExpertWorker;
 import io.grpc.ManagedChannel;
 import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
 import java.io.PrintStream;
@@ -153,7 +154,12 @@ final class BenchCommand {
                     long cpuBefore = os.getProcessCpuTime();
                     long rowsBefore = router.stats().rows();
                     long bytesBefore = router.stats().bytesSent() + router.stats().bytesReceived();
+                    long busyBefore = cluster.workers().stream().mapToLong(ExpertWorker::busyNanos).sum();
+                    long deviceBefore = cluster.workers().stream().mapToLong(ExpertWorker::deviceNanos).sum();
                     MoeForwardLoad.Report remote = load.runAgainst(stub, measured);
+                    long busy = cluster.workers().stream().mapToLong(ExpertWorker::busyNanos).sum() - busyBefore;
+                    boolean device = cluster.workers().stream().allMatch(w -> w.deviceNanos() >= 0);
+                    long deviceNanos = cluster.workers().stream().mapToLong(ExpertWorker::deviceNanos).sum() - deviceBefore;
                     long rows = router.stats().rows() - rowsBefore;
                     long bytes = router.stats().bytesSent() + router.stats().bytesReceived() - bytesBefore;
                     long cpuNanos = os.getProcessCpuTime() - cpuBefore;
@@ -170,10 +176,18 @@ final class BenchCommand {
                             goodput / 1e6, 100 * goodput / tcp, tcp / 1e6);
                     out.printf(Locale.ROOT, "host CPU per routed row (client, router, workers and kernels in this process, %d cores): %.1f us%n",
                             Runtime.getRuntime().availableProcessors(), cpuNanos / 1e3 / Math.max(1, rows));
+                    if (device) {
+                        out.printf(Locale.ROOT, "device kernels: %.1f %% of the workers' backend round time (%.0f of %.0f ms; the"
+                                + " rest is the host's part of each round: copies issued, waits, outputs)%n",
+                                100.0 * deviceNanos / Math.max(1, busy), deviceNanos / 1e6, busy / 1e6);
+                    }
                     out.println("copies per routed row and hop: router packs the row once into the message (gate scale and wire"
                             + " dtype in one pass) -> gRPC frames it (1 copy) -> worker reads it once out of Netty's buffers,"
-                            + " parsed in place -> kernel widens it -> output written once in the wire dtype -> framed (1 copy)"
-                            + " -> router reads it once, combines from the wire bytes");
+                            + " parsed in place"
+                            + (device ? " into pinned memory -> the copy engine uploads bf16 rows from there (no CPU copy) -> kernels"
+                                    + " -> outputs downloaded into the result (no CPU copy)"
+                                    : " -> kernel widens it -> output written once in the wire dtype")
+                            + " -> framed (1 copy) -> router reads it once, combines from the wire bytes");
                     return 0;
                 } finally {
                     channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);

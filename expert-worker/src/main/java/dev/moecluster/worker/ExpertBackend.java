@@ -36,6 +36,15 @@ public interface ExpertBackend extends AutoCloseable {
     }
 
     /**
+     * Nanoseconds the device has spent in this backend's kernels so far (measured with device events),
+     * or -1 where there is no device: set against the worker's round time, the share of a round the
+     * device computes rather than waits for the host.
+     */
+    default long deviceNanos() {
+        return -1;
+    }
+
+    /**
      * Starts computing a round and returns its completion. A backend that computes on the calling
      * thread returns a completed one; a device backend returns once the round is enqueued, so the
      * caller can prepare the next round meanwhile. The slices' inputs and outputs stay the round's

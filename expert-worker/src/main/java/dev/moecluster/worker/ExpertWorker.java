@@ -207,6 +207,16 @@ public final class ExpertWorker implements AutoCloseable {
     }
 
     /** Rounds the backend computed: each is one call computing every expert it pooled. */
+    /** Backend time so far: rounds from submit to results, overlapping rounds counted once. */
+    public long busyNanos() {
+        return coalescer.busyNanos();
+    }
+
+    /** The device's kernel time so far ({@link ExpertBackend#deviceNanos}), -1 without a device. */
+    public long deviceNanos() {
+        return backend.deviceNanos();
+    }
+
     public long backendRounds() {
         return coalescer.rounds();
     }

@@ -77,6 +77,7 @@ public final class CudaBackend implements ExpertBackend {
     private volatile TileConfig forcedTile;
     private volatile boolean poisonOutputs;
     private volatile boolean warnedStaged;
+    private final java.util.concurrent.atomic.AtomicLong kernelNanos = new java.util.concurrent.atomic.AtomicLong();
 
     private CudaBackend(CudaDevice device) {
         this.device = device;
@@ -131,6 +132,12 @@ public final class CudaBackend implements ExpertBackend {
     @Override
     public HostAllocator hostAllocator() {
         return pinned;
+    }
+
+    /** The kernels' time of every round awaited so far, from the events around each round's launches. */
+    @Override
+    public long deviceNanos() {
+        return kernelNanos.get();
     }
 
     /** The device's memory less batch buffers and a reserve ({@link ResidentExperts#memory}). */
@@ -541,6 +548,7 @@ public final class CudaBackend implements ExpertBackend {
                 float[] ms = new float[1];
                 if (cuEventElapsedTime(ms, buffers.kernelStart, buffers.kernelEnd) == 0) {
                     kernelMillis = ms[0];
+                    kernelNanos.addAndGet(Math.round(ms[0] * 1e6));
                 }
             } finally {
                 freeBuffers.add(buffers);
