@@ -181,7 +181,13 @@ class MoeCommandTest {
         Object[] r = run("bench", "worker-host", "--hidden", "64", "--rows", "16", "--experts", "3", "--batches", "20");
         assertThat(r[0]).as("stderr: %s", r[2]).isEqualTo(0);
         assertThat((String) r[1]).contains("hidden 64, 16 rows in 3 experts per batch, bf16 on the wire, 20 batches")
-                .containsPattern("host time per routed row: [0-9.]+ us");
+                .containsPattern("host time per routed row: [0-9.]+ us")
+                .containsPattern("ceiling: one plain copy of a row between native buffers: [0-9.]+ us; the host path costs [0-9.]+ such copies");
+        // another wire dtype passes through the staging buffers, converted on the CPU
+        Object[] fp8 = run("bench", "worker-host", "--hidden", "64", "--rows", "16", "--experts", "3", "--batches", "20",
+                "--wire-dtype", "fp8");
+        assertThat(fp8[0]).as("stderr: %s", fp8[2]).isEqualTo(0);
+        assertThat((String) fp8[1]).contains("fp8_e4m3 on the wire").containsPattern("host time per routed row: [0-9.]+ us");
     }
 
     @Test
