@@ -99,7 +99,7 @@ final class CoordinatorCommand implements Callable<Integer> {
     @Option(names = "--migration-threshold", defaultValue = "0.05", description = "Move experts only for a balancedness gain above this (default: ${DEFAULT-VALUE}).")
     double migrationThreshold;
 
-    @Option(names = "--heartbeat-timeout-ms", defaultValue = "5000", description = "A worker silent this long is dead (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--heartbeat-timeout-ms", defaultValue = "5000", description = "A worker silent this long is dead, counted from when the leader began watching the registry without a pause (default: ${DEFAULT-VALUE}).")
     long heartbeatTimeoutMs;
 
     @Option(names = "--drain-grace-ms", defaultValue = "2000", description = "Old copies stay this long after routers switch epochs (default: ${DEFAULT-VALUE}).")

@@ -49,6 +49,11 @@ final class Reconciler {
     static final long SUSPECT_AFTER_MILLIS = 4_000;
     /** Heartbeat timeouts a SUSPECT worker waits without failure reports before it is ACTIVE again. */
     static final int SUSPECT_PROBATION_TIMEOUTS = 10;
+    /**
+     * The shortest gap between two looks at the registry that counts as a pause ({@link RegistryWatch}),
+     * whatever the heartbeat period: four of the loop's ticks, so a slow tick on a busy machine is none.
+     */
+    private static final long MIN_REGISTRY_PAUSE_MILLIS = 1_000;
 
     private final HazelcastInstance hz;
     private final CoordinatorConfig config;
@@ -70,8 +75,8 @@ final class Reconciler {
     private final PlacementGate gate;
     /** The placement record this member published or adopted while leading: what {@code current} must hold. */
     private String published;
-    /** When this member began to lead (its clock), or -1 while it does not lead. */
-    private long leadingSince = -1;
+    /** Whether this member, leading, has watched the registry long enough to declare workers dead. */
+    private final RegistryWatch registryWatch;
     /** The leader's term this coordinator holds, -1 when it does not lead; claimed again on every tick. */
     private volatile long term = -1;
     /** When the term was last granted (System.nanoTime): a claim stuck on a partitioned owner renews nothing. */
@@ -101,6 +106,8 @@ final class Reconciler {
         this.planner = new PlacementPlanner(config.policy());
         this.signer = config.signingKey();
         this.gate = new PlacementGate(null, shape.moeLayers(), shape.numExperts());
+        this.registryWatch = new RegistryWatch(config.heartbeatTimeout().toMillis(),
+                Math.max(config.componentHeartbeat().toMillis(), MIN_REGISTRY_PAUSE_MILLIS));
     }
 
     /** The model's MoE layers, experts and bytes per expert, as the planner sees them. */
@@ -235,19 +242,26 @@ final class Reconciler {
                             + " majority, or the others no longer count it");
                 }
                 term = -1;
-                leadingSince = -1;
+                registryWatch.stop();
                 return;
             }
             if (granted != term) {
                 term = granted;
-                leadingSince = now;
+                registryWatch.stop();
                 LOG.info("this coordinator leads now with term " + term + " (" + hz.getCluster().getMembers().size()
                         + " members, majority " + config.majority() + "); it declares no worker dead for the first "
                         + config.heartbeatTimeout().toMillis() + " ms, while heartbeats that went to the old leader find their way here");
             }
             Map<String, WorkerRecord> workers = workers();
-            if (now - leadingSince > config.heartbeatTimeout().toMillis()) {
-                markDead(workers, now);
+            long lookedAt = System.currentTimeMillis();
+            long pause = registryWatch.look(lookedAt);
+            if (pause > 0) {
+                LOG.info("this coordinator could not read the worker registry for " + pause + " ms (a coordinator out of"
+                        + " reach, partitions moving, or this process stalled); it declares no worker dead for the next "
+                        + config.heartbeatTimeout().toMillis() + " ms, while heartbeats that could not be recorded find their way");
+            }
+            if (registryWatch.staleMeansDead(lookedAt)) {
+                markDead(workers, lookedAt);
             }
             ExpertPlacement current = readCurrent();
             markSuspects(workers, current, now);
